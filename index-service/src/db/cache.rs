@@ -1,0 +1,203 @@
+//! The lookup cache: every live record in memory, so `GET /peers/{uuid}` — the index's hot
+//! path — never waits for SQLite (nor for a group commit holding its lock).
+//!
+//! It is loaded from the database at start-up and afterwards changed only by the
+//! [`super::Writer`], after the transaction holding a change committed and before the change is
+//! acknowledged: a lookup never sees a change that could still be lost, and a client that got
+//! its 2xx sees its own change. A UUID the cache does not hold is looked up in SQLite, so a row
+//! written by another program (e.g. `sqlite3`) is still found; such rows are not cached, and
+//! a change another program makes to a cached row is not seen until the row's next change
+//! through the index or a restart.
+//!
+//! Entries are compact (binary address, key and times; text is rebuilt on each hit) because the
+//! cache holds every live record: see docs/index.md for the memory per record. They hold what
+//! lookups show, not who owns the record: ownership checks read SQLite.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use futures_util::TryStreamExt;
+use proto::api::PeerRecord;
+use sqlx::{Row, SqlitePool};
+use uuid::Uuid;
+
+use super::clock::{format_ms, now_ms, parse_ms};
+use super::ops::{Done, Op};
+use super::writer::WriteError;
+use super::{record_columns, record_from_row, sql_cutoff, ttl_modifier};
+
+#[derive(Debug, Clone)]
+struct Entry {
+    /// As stored (`ip:port`), so a hit copies it instead of formatting it.
+    addr: Box<str>,
+    name: Option<Box<str>>,
+    public_key: Option<[u8; 32]>,
+    registered_ms: i64,
+    last_seen_ms: i64,
+}
+
+impl Entry {
+    /// The compact form of `record`; `None` if a field does not read back exactly.
+    fn new(record: &PeerRecord) -> Option<Entry> {
+        let entry = Entry {
+            addr: record.addr.parse::<SocketAddr>().ok()?.to_string().into(),
+            name: record.name.as_deref().map(Box::from),
+            public_key: match &record.public_key {
+                Some(key) => Some(decode32(key)?),
+                None => None,
+            },
+            registered_ms: parse_ms(&record.registered_at)?,
+            last_seen_ms: parse_ms(record.last_seen.as_deref()?)?,
+        };
+        // Serve from memory only what is byte-for-byte what SQLite would answer.
+        (entry.record(record.uuid) == *record).then_some(entry)
+    }
+
+    fn record(&self, uuid: Uuid) -> PeerRecord {
+        PeerRecord {
+            uuid,
+            addr: self.addr.to_string(),
+            name: self.name.as_deref().map(str::to_owned),
+            public_key: self.public_key.map(hex::encode),
+            registered_at: format_ms(self.registered_ms),
+            last_seen: Some(format_ms(self.last_seen_ms)),
+            ttl_secs: None,
+            token: None,
+        }
+    }
+}
+
+/// Every live record by UUID.
+#[derive(Debug)]
+pub struct LookupCache {
+    entries: DashMap<Uuid, Entry>,
+    ttl_ms: i64,
+}
+
+impl LookupCache {
+    /// An empty cache for records that live `ttl` after their last refresh.
+    pub fn new(ttl: Duration) -> LookupCache {
+        LookupCache {
+            entries: DashMap::new(),
+            ttl_ms: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// Loads every live record from the database; returns how many.
+    pub async fn load(&self, pool: &SqlitePool) -> anyhow::Result<usize> {
+        let ttl = Duration::from_millis(u64::try_from(self.ttl_ms).unwrap_or(u64::MAX));
+        let mut rows = sqlx::query(concat!(
+            "SELECT uuid, ",
+            record_columns!(),
+            " FROM peers WHERE last_seen >= ",
+            sql_cutoff!("?1")
+        ))
+        .bind(ttl_modifier(ttl))
+        .fetch(pool);
+        while let Some(row) = rows.try_next().await? {
+            let uuid = row.try_get::<String, _>("uuid").ok();
+            let Some(uuid) = uuid.and_then(|text| Uuid::parse_str(&text).ok()) else {
+                continue;
+            };
+            let entry = record_from_row(uuid, &row)
+                .ok()
+                .as_ref()
+                .and_then(Entry::new);
+            if let Some(entry) = entry {
+                self.entries.insert(uuid, entry);
+            }
+        }
+        Ok(self.entries.len())
+    }
+
+    /// The public record of `uuid` (`ttl_secs` and `token` unset) and the seconds it stays
+    /// live, if cached and live: what a lookup needs, without the owner.
+    pub fn lookup(&self, uuid: Uuid) -> Option<(PeerRecord, f64)> {
+        let now = now_ms();
+        let entry = self.entries.get(&uuid)?;
+        let remaining_ms = entry.last_seen_ms + self.ttl_ms - now;
+        (remaining_ms > 0).then(|| (entry.record(uuid), remaining_ms as f64 / 1000.0))
+    }
+
+    /// Applies a committed change; the writer calls this before acknowledging it.
+    pub(super) fn observe(&self, op: &Op, result: &Result<Done, WriteError>) {
+        match (op, result) {
+            (_, Ok(Done::Record(record))) => match Entry::new(record) {
+                Some(entry) => {
+                    self.entries.insert(record.uuid, entry);
+                }
+                // Never serve an outdated copy: without an entry the lookup asks SQLite.
+                None => {
+                    self.entries.remove(&record.uuid);
+                }
+            },
+            (Op::Delete { uuid, .. }, Ok(Done::Changed)) => {
+                self.entries.remove(uuid);
+            }
+            (Op::Purge { .. }, Ok(Done::Purged(_))) => {
+                let cutoff = now_ms() - self.ttl_ms;
+                self.entries.retain(|_, entry| entry.last_seen_ms > cutoff);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn decode32(hex_text: &str) -> Option<[u8; 32]> {
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(hex_text, &mut bytes).ok()?;
+    Some(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(addr: &str, registered_at: &str) -> PeerRecord {
+        PeerRecord {
+            uuid: Uuid::from_u128(7),
+            addr: addr.into(),
+            name: Some("ann".into()),
+            public_key: Some("ab".repeat(32)),
+            registered_at: registered_at.into(),
+            last_seen: Some("2026-11-24T12:00:00.250Z".into()),
+            ttl_secs: None,
+            token: None,
+        }
+    }
+
+    #[test]
+    fn only_exact_copies_are_kept() {
+        let exact = record("[2001:db8::1]:4000", "2026-11-24T11:00:00.000Z");
+        assert_eq!(Entry::new(&exact).unwrap().record(exact.uuid), exact);
+        // Text that would not come back byte for byte is left to SQLite.
+        for odd in [
+            record("[2001:DB8::1]:4000", "2026-11-24T11:00:00.000Z"),
+            record("192.0.2.1:4000", "2026-11-24T11:00:00Z"),
+            record("not an address", "2026-11-24T11:00:00.000Z"),
+        ] {
+            assert!(Entry::new(&odd).is_none(), "{odd:?}");
+        }
+    }
+
+    #[test]
+    fn lookups_end_with_the_ttl() {
+        let cache = LookupCache::new(Duration::from_secs(60));
+        let mut fresh = record("192.0.2.1:4000", "2026-11-24T11:00:00.000Z");
+        fresh.last_seen = Some(format_ms(now_ms() - 1_000));
+        cache
+            .entries
+            .insert(fresh.uuid, Entry::new(&fresh).unwrap());
+        let (found, remaining) = cache.lookup(fresh.uuid).unwrap();
+        assert_eq!(found, fresh);
+        assert!((58.0..=59.5).contains(&remaining), "{remaining}");
+        let mut stale = fresh.clone();
+        stale.uuid = Uuid::from_u128(8);
+        stale.last_seen = Some(format_ms(now_ms() - 61_000));
+        cache
+            .entries
+            .insert(stale.uuid, Entry::new(&stale).unwrap());
+        assert!(cache.lookup(stale.uuid).is_none());
+    }
+}

@@ -1,0 +1,202 @@
+//! The SQLite store: connection settings that make acknowledged writes durable, the embedded
+//! migrations, the read queries, and the single writer that commits changes in groups
+//! ([`writer`], applying the operations of [`ops`]); names ([`names`]) and room membership
+//! ([`rooms`]) have their own modules.
+//!
+//! Liveness is computed, not stored: a record is live while `last_seen` is younger than the
+//! TTL, so an expired record disappears from lookups at once, before the purge removes it.
+
+mod batch;
+pub mod cache;
+pub mod clock;
+pub mod names;
+mod ops;
+pub mod rooms;
+pub mod writer;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use proto::api::PeerRecord;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Connection, Row, SqlitePool};
+use uuid::Uuid;
+
+pub use writer::{UsedSignature, WriteError, Writer};
+
+/// The current time as stored in `registered_at` and `last_seen`: RFC 3339 with milliseconds,
+/// UTC, so text order is time order.
+macro_rules! sql_now {
+    () => {
+        "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+    };
+}
+/// The oldest `last_seen` that is still live; the bound parameter is [`ttl_modifier`]'s text.
+macro_rules! sql_cutoff {
+    ($param:literal) => {
+        concat!("strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ", $param, ")")
+    };
+}
+/// The columns [`record_from_row`] reads.
+macro_rules! record_columns {
+    () => {
+        "addr, name, public_key, registered_at, last_seen"
+    };
+}
+/// The columns [`stored_from_row`] reads: a whole record with its owner and age.
+macro_rules! stored_columns {
+    () => {
+        "uuid, addr, name, public_key, registered_at, last_seen, token_hash,
+         (julianday('now') - julianday(last_seen)) * 86400.0 AS age"
+    };
+}
+pub(crate) use {record_columns, sql_cutoff, sql_now, stored_columns};
+
+/// The connection settings shared by the pool and the writer.
+///
+/// WAL lets lookups proceed while a registration commits; `synchronous = FULL` makes every
+/// commit reach the disk (fsync of the WAL) before the transaction returns, so a 2xx is only
+/// sent for a change that survives a crash or power loss.
+pub fn connect_options(url: &str) -> anyhow::Result<SqliteConnectOptions> {
+    Ok(SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(5))
+        .foreign_keys(true)
+        // Statement journals and RETURNING's scratch tables are per-statement scratch space,
+        // not data: keeping them in memory spares the writer a temp file per commit.
+        .pragma("temp_store", "memory")
+        // Checkpoint (copy the WAL into the database file, and fsync it) every ~40 MB of WAL
+        // rather than every ~4 MB: the committing writer pays for it, and under a stream of
+        // registrations the default made it checkpoint several times a second. Durability is
+        // unaffected: a commit is durable once its WAL frames are synced.
+        .pragma("wal_autocheckpoint", "10000"))
+}
+
+/// Opens (creating if missing) the database and brings its schema up to date.
+pub async fn connect(url: &str) -> anyhow::Result<SqlitePool> {
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(connect_options(url)?)
+        .await?;
+    sqlx::migrate!("../migrations").run(&pool).await?;
+    Ok(pool)
+}
+
+/// A dedicated connection for the [`Writer`], outside the pool so writes never wait for a
+/// pooled connection and lookups never wait for the writer.
+pub async fn connect_writer(url: &str) -> anyhow::Result<SqliteConnection> {
+    Ok(SqliteConnection::connect_with(&connect_options(url)?).await?)
+}
+
+/// Who may change a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// A keyed record: whoever signs with this Ed25519 key (64 lowercase hex digits).
+    Key(String),
+    /// A keyless record: whoever presents the token with this SHA-256 (64 hex digits).
+    Token(String),
+    /// Registered before owners existed: nobody; the record can only expire.
+    Nobody,
+}
+
+impl Owner {
+    /// The `public_key` and `token_hash` columns for this owner.
+    pub fn columns(&self) -> (Option<&str>, Option<&str>) {
+        match self {
+            Owner::Key(key) => (Some(key), None),
+            Owner::Token(hash) => (None, Some(hash)),
+            Owner::Nobody => (None, None),
+        }
+    }
+}
+
+/// A live record with what the handlers need beyond the public fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredPeer {
+    /// The public record (`ttl_secs` and `token` unset).
+    pub record: PeerRecord,
+    /// Who may change it.
+    pub owner: Owner,
+    /// Seconds since `last_seen`.
+    pub age_secs: f64,
+}
+
+impl StoredPeer {
+    /// Seconds the record stays live, given the TTL.
+    pub fn remaining_secs(&self, ttl: Duration) -> f64 {
+        (ttl.as_secs_f64() - self.age_secs).max(0.0)
+    }
+}
+
+/// The SQLite date modifier that goes back `ttl` from now, e.g. `-7200.000 seconds`.
+pub fn ttl_modifier(ttl: Duration) -> String {
+    format!("-{:.3} seconds", ttl.as_secs_f64())
+}
+
+/// Looks a live peer up by UUID; an expired record is `None` even before it is purged.
+pub async fn find_peer(
+    pool: &SqlitePool,
+    uuid: Uuid,
+    ttl: Duration,
+) -> sqlx::Result<Option<StoredPeer>> {
+    sqlx::query(concat!(
+        "SELECT ",
+        stored_columns!(),
+        " FROM peers WHERE uuid = ?1 AND last_seen >= ",
+        sql_cutoff!("?2")
+    ))
+    .bind(uuid.to_string())
+    .bind(ttl_modifier(ttl))
+    .fetch_optional(pool)
+    .await?
+    .map(|row| stored_from_row(&row))
+    .transpose()
+}
+
+/// Builds a [`StoredPeer`] from a row holding [`stored_columns`].
+pub(crate) fn stored_from_row(row: &SqliteRow) -> sqlx::Result<StoredPeer> {
+    let raw: String = row.try_get("uuid")?;
+    let uuid = Uuid::parse_str(&raw).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    let record = record_from_row(uuid, row)?;
+    let token_hash: Option<String> = row.try_get("token_hash")?;
+    let owner = match (&record.public_key, token_hash) {
+        (Some(key), _) => Owner::Key(key.clone()),
+        (None, Some(hash)) => Owner::Token(hash),
+        (None, None) => Owner::Nobody,
+    };
+    Ok(StoredPeer {
+        record,
+        owner,
+        age_secs: row.try_get::<f64, _>("age")?.max(0.0),
+    })
+}
+
+/// How many records are live.
+pub async fn count_live(pool: &SqlitePool, ttl: Duration) -> sqlx::Result<i64> {
+    sqlx::query_scalar(concat!(
+        "SELECT count(*) FROM peers WHERE last_seen >= ",
+        sql_cutoff!("?1")
+    ))
+    .bind(ttl_modifier(ttl))
+    .fetch_one(pool)
+    .await
+}
+
+/// Builds the public record from a row holding [`record_columns`].
+pub(crate) fn record_from_row(uuid: Uuid, row: &SqliteRow) -> sqlx::Result<PeerRecord> {
+    Ok(PeerRecord {
+        uuid,
+        addr: row.try_get("addr")?,
+        name: row.try_get("name")?,
+        public_key: row.try_get("public_key")?,
+        registered_at: row.try_get("registered_at")?,
+        last_seen: row.try_get("last_seen")?,
+        ttl_secs: None,
+        token: None,
+    })
+}

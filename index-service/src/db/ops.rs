@@ -1,0 +1,277 @@
+//! What each change does to the database: the operations the [`super::Writer`] queues and the
+//! SQL that [`apply`] runs for one of them inside the writer's transaction. Names and rooms
+//! have their steps in [`super::names`] and [`super::rooms`].
+
+use proto::api::PeerRecord;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use uuid::Uuid;
+
+use super::writer::{UsedSignature, WriteError};
+use super::{Owner, names, record_columns, record_from_row, rooms, sql_cutoff, sql_now};
+
+/// One change.
+pub(super) enum Op {
+    InsertKeyless {
+        uuid: Uuid,
+        addr: String,
+        name: Option<String>,
+        token_hash: String,
+    },
+    UpsertKeyed {
+        uuid: Uuid,
+        addr: String,
+        name: Option<String>,
+        public_key: String,
+        signature: UsedSignature,
+    },
+    Update {
+        uuid: Uuid,
+        owner: Owner,
+        addr: String,
+        name: Option<String>,
+        signature: Option<UsedSignature>,
+    },
+    Heartbeat {
+        uuid: Uuid,
+        owner: Owner,
+        signature: Option<UsedSignature>,
+    },
+    Delete {
+        uuid: Uuid,
+        owner: Owner,
+        signature: Option<UsedSignature>,
+    },
+    /// Join (`true`) or leave `room`.
+    Membership {
+        room: String,
+        join: bool,
+        uuid: Uuid,
+        owner: Owner,
+        signature: Option<UsedSignature>,
+    },
+    Purge {
+        limit: u32,
+    },
+}
+
+/// What a change that went through answers.
+pub(super) enum Done {
+    Record(PeerRecord),
+    Changed,
+    Purged(u64),
+}
+
+/// Applies `op` in the open transaction `tx`. The outer `Err` is a database failure (the
+/// writer rolls the group back); the inner one a refusal, committed with the rest of the group.
+pub(super) async fn apply(
+    tx: &mut SqliteConnection,
+    op: &Op,
+    ttl_mod: &str,
+) -> sqlx::Result<Result<Done, WriteError>> {
+    let signature = match op {
+        Op::UpsertKeyed { signature, .. } => Some(signature),
+        Op::Update { signature, .. }
+        | Op::Heartbeat { signature, .. }
+        | Op::Delete { signature, .. }
+        | Op::Membership { signature, .. } => signature.as_ref(),
+        _ => None,
+    };
+    if let Some(signature) = signature {
+        let fresh = sqlx::query(
+            "INSERT INTO used_signatures (signature_hash, expires_at) VALUES (?1, ?2)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&signature.hash)
+        .bind(signature.expires_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !fresh {
+            return Ok(Err(WriteError::Replay));
+        }
+    }
+    if let Op::InsertKeyless {
+        uuid,
+        name: Some(name),
+        ..
+    }
+    | Op::UpsertKeyed {
+        uuid,
+        name: Some(name),
+        ..
+    }
+    | Op::Update {
+        uuid,
+        name: Some(name),
+        ..
+    } = op
+        && !names::free_for(tx, name, &uuid.to_string(), ttl_mod).await?
+    {
+        return Ok(Err(WriteError::NameTaken));
+    }
+    let row: Option<(Uuid, SqliteRow)> = match op {
+        Op::InsertKeyless {
+            uuid,
+            addr,
+            name,
+            token_hash,
+        } => {
+            let row = sqlx::query(concat!(
+                "INSERT INTO peers (uuid, addr, name, registered_at, last_seen, token_hash)
+                 VALUES (?1, ?2, ?3, ",
+                sql_now!(),
+                ", ",
+                sql_now!(),
+                ", ?4) RETURNING ",
+                record_columns!()
+            ))
+            .bind(uuid.to_string())
+            .bind(addr)
+            .bind(name)
+            .bind(token_hash)
+            .fetch_one(&mut *tx)
+            .await?;
+            Some((*uuid, row))
+        }
+        Op::UpsertKeyed {
+            uuid,
+            addr,
+            name,
+            public_key,
+            ..
+        } => {
+            rooms::forget_if_expired(tx, &uuid.to_string(), ttl_mod).await?;
+            sqlx::query(concat!(
+                "INSERT INTO peers (uuid, addr, name, registered_at, last_seen, public_key)
+             VALUES (?1, ?2, ?3, ",
+                sql_now!(),
+                ", ",
+                sql_now!(),
+                ", ?4)
+             ON CONFLICT (uuid) DO UPDATE SET
+                addr = excluded.addr,
+                name = excluded.name,
+                last_seen = excluded.last_seen,
+                registered_at = CASE WHEN peers.last_seen < ",
+                sql_cutoff!("?5"),
+                " THEN excluded.registered_at ELSE peers.registered_at END
+             WHERE peers.public_key IS excluded.public_key
+             RETURNING ",
+                record_columns!()
+            ))
+            .bind(uuid.to_string())
+            .bind(addr)
+            .bind(name)
+            .bind(public_key)
+            .bind(ttl_mod)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| (*uuid, row))
+        }
+        Op::Update {
+            uuid,
+            owner,
+            addr,
+            name,
+            ..
+        } => {
+            let (key, token) = owner.columns();
+            sqlx::query(concat!(
+                "UPDATE peers SET addr = ?2, name = ?3, last_seen = ",
+                sql_now!(),
+                " WHERE uuid = ?1 AND public_key IS ?4 AND token_hash IS ?5 AND last_seen >= ",
+                sql_cutoff!("?6"),
+                " RETURNING ",
+                record_columns!()
+            ))
+            .bind(uuid.to_string())
+            .bind(addr)
+            .bind(name)
+            .bind(key)
+            .bind(token)
+            .bind(ttl_mod)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| (*uuid, row))
+        }
+        Op::Heartbeat { uuid, owner, .. } => {
+            let (key, token) = owner.columns();
+            sqlx::query(concat!(
+                "UPDATE peers SET last_seen = ",
+                sql_now!(),
+                " WHERE uuid = ?1 AND public_key IS ?2 AND token_hash IS ?3 AND last_seen >= ",
+                sql_cutoff!("?4"),
+                " RETURNING ",
+                record_columns!()
+            ))
+            .bind(uuid.to_string())
+            .bind(key)
+            .bind(token)
+            .bind(ttl_mod)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| (*uuid, row))
+        }
+        Op::Delete { uuid, owner, .. } => {
+            let (key, token) = owner.columns();
+            let deleted = sqlx::query(concat!(
+                "DELETE FROM peers
+                 WHERE uuid = ?1 AND public_key IS ?2 AND token_hash IS ?3 AND last_seen >= ",
+                sql_cutoff!("?4")
+            ))
+            .bind(uuid.to_string())
+            .bind(key)
+            .bind(token)
+            .bind(ttl_mod)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            return Ok(if deleted == 1 {
+                Ok(Done::Changed)
+            } else {
+                Err(WriteError::Gone)
+            });
+        }
+        Op::Membership {
+            room,
+            join,
+            uuid,
+            owner,
+            ..
+        } => {
+            let uuid = uuid.to_string();
+            let done = if *join {
+                rooms::join(tx, room, &uuid, owner, ttl_mod).await?
+            } else {
+                rooms::leave(tx, room, &uuid, owner, ttl_mod).await?
+            };
+            return Ok(if done {
+                Ok(Done::Changed)
+            } else {
+                Err(WriteError::Gone)
+            });
+        }
+        Op::Purge { limit } => {
+            let purged = sqlx::query(concat!(
+                "DELETE FROM peers WHERE uuid IN
+                    (SELECT uuid FROM peers WHERE last_seen < ",
+                sql_cutoff!("?1"),
+                " LIMIT ?2)"
+            ))
+            .bind(ttl_mod)
+            .bind(limit)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            sqlx::query("DELETE FROM used_signatures WHERE expires_at < unixepoch('now')")
+                .execute(&mut *tx)
+                .await?;
+            return Ok(Ok(Done::Purged(purged)));
+        }
+    };
+    Ok(match row {
+        Some((uuid, row)) => Ok(Done::Record(record_from_row(uuid, &row)?)),
+        None => Err(WriteError::Gone),
+    })
+}

@@ -1,0 +1,145 @@
+//! Room membership: which live records are in which room.
+//!
+//! A membership belongs to its peer record: `ON DELETE CASCADE` removes it with the record
+//! (deleted by its owner or purged after expiring), and reads only count members whose record
+//! is live, so a member vanishes from its rooms the moment its TTL runs out. The writer applies
+//! [`join`] and [`leave`]; handlers read with [`members`] and [`list`].
+
+use std::time::Duration;
+
+use proto::api::RoomSummary;
+use sqlx::SqlitePool;
+use sqlx::sqlite::SqliteConnection;
+
+use super::{
+    Owner, StoredPeer, sql_cutoff, sql_now, stored_columns, stored_from_row, ttl_modifier,
+};
+
+/// Whether `uuid` is a live record owned by `owner`.
+async fn owned_live(
+    tx: &mut SqliteConnection,
+    uuid: &str,
+    owner: &Owner,
+    ttl_mod: &str,
+) -> sqlx::Result<bool> {
+    let (key, token) = owner.columns();
+    sqlx::query_scalar(concat!(
+        "SELECT EXISTS (SELECT 1 FROM peers
+         WHERE uuid = ?1 AND public_key IS ?2 AND token_hash IS ?3 AND last_seen >= ",
+        sql_cutoff!("?4"),
+        ")"
+    ))
+    .bind(uuid)
+    .bind(key)
+    .bind(token)
+    .bind(ttl_mod)
+    .fetch_one(&mut *tx)
+    .await
+}
+
+/// Adds `uuid` to `room` (a second join changes nothing); `false` when `uuid` is not a live
+/// record of `owner` any more.
+pub(crate) async fn join(
+    tx: &mut SqliteConnection,
+    room: &str,
+    uuid: &str,
+    owner: &Owner,
+    ttl_mod: &str,
+) -> sqlx::Result<bool> {
+    if !owned_live(tx, uuid, owner, ttl_mod).await? {
+        return Ok(false);
+    }
+    sqlx::query(concat!(
+        "INSERT INTO room_members (room, uuid, joined_at) VALUES (?1, ?2, ",
+        sql_now!(),
+        ") ON CONFLICT DO NOTHING"
+    ))
+    .bind(room)
+    .bind(uuid)
+    .execute(&mut *tx)
+    .await?;
+    Ok(true)
+}
+
+/// Removes `uuid` from `room` (leaving a room one is not in changes nothing); `false` when
+/// `uuid` is not a live record of `owner` any more.
+pub(crate) async fn leave(
+    tx: &mut SqliteConnection,
+    room: &str,
+    uuid: &str,
+    owner: &Owner,
+    ttl_mod: &str,
+) -> sqlx::Result<bool> {
+    if !owned_live(tx, uuid, owner, ttl_mod).await? {
+        return Ok(false);
+    }
+    sqlx::query("DELETE FROM room_members WHERE room = ?1 AND uuid = ?2")
+        .bind(room)
+        .bind(uuid)
+        .execute(&mut *tx)
+        .await?;
+    Ok(true)
+}
+
+/// Drops the memberships of `uuid` if its record expired and is not purged yet: a keyed record
+/// registering again after expiring comes back as a new record, in no room.
+pub(crate) async fn forget_if_expired(
+    tx: &mut SqliteConnection,
+    uuid: &str,
+    ttl_mod: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(concat!(
+        "DELETE FROM room_members WHERE uuid = ?1 AND EXISTS
+            (SELECT 1 FROM peers WHERE uuid = ?1 AND last_seen < ",
+        sql_cutoff!("?2"),
+        ")"
+    ))
+    .bind(uuid)
+    .bind(ttl_mod)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The live members of `room`, in the order they joined.
+pub async fn members(
+    pool: &SqlitePool,
+    room: &str,
+    ttl: Duration,
+) -> sqlx::Result<Vec<StoredPeer>> {
+    sqlx::query(concat!(
+        "SELECT ",
+        stored_columns!(),
+        " FROM room_members JOIN peers USING (uuid)
+         WHERE room = ?1 AND last_seen >= ",
+        sql_cutoff!("?2"),
+        " ORDER BY joined_at, uuid"
+    ))
+    .bind(room)
+    .bind(ttl_modifier(ttl))
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(stored_from_row)
+    .collect()
+}
+
+/// Every room with at least one live member, by name, with its number of live members.
+pub async fn list(pool: &SqlitePool, ttl: Duration) -> sqlx::Result<Vec<RoomSummary>> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(concat!(
+        "SELECT room, count(*) FROM room_members JOIN peers USING (uuid)
+         WHERE last_seen >= ",
+        sql_cutoff!("?1"),
+        " GROUP BY room ORDER BY room"
+    ))
+    .bind(ttl_modifier(ttl))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(room, members)| RoomSummary {
+            room,
+            members: usize::try_from(members).unwrap_or(0),
+        })
+        .collect())
+}

@@ -1,0 +1,212 @@
+//! Owner-only changes: `PUT /peers/{uuid}`, `POST /peers/{uuid}/heartbeat` and
+//! `DELETE /peers/{uuid}` (credentials: see [`super::auth`]), and the ownership check room
+//! membership shares ([`authorize`]).
+//!
+//! Checks run in this order, so a stranger learns nothing about a record beyond its
+//! existence (which lookups show anyway): UUID (400), credentials present (401), live record
+//! (404), ownership (401/403), then the body (415/400/422).
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use proto::api::{ErrorBody, PeerRecord, PeerUpdate};
+use uuid::Uuid;
+
+use super::auth::{self, SignedRequest};
+use super::error::ApiError;
+use super::json::{RawBody, parse_body};
+use super::peers::{internal, name_taken, not_found, parse_uuid, replayed, validate};
+use crate::AppState;
+use crate::db::{self, Owner, UsedSignature, WriteError};
+
+/// A request whose sender proved it owns the live record `uuid`.
+pub(super) struct Authorized {
+    pub(super) uuid: Uuid,
+    pub(super) owner: Owner,
+    /// The request's signature, for the writer to refuse if it comes again.
+    pub(super) signature: Option<UsedSignature>,
+}
+
+/// Checks that the request comes from the owner of the live record `raw_uuid`, in the order
+/// the module documentation gives; `body` is the exact body, which a signature covers.
+pub(super) async fn authorize(
+    state: &AppState,
+    raw_uuid: &str,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Authorized, ApiError> {
+    let uuid = parse_uuid(raw_uuid)?;
+    let credentials = auth::credentials(headers)?;
+    let peer = db::find_peer(&state.pool, uuid, state.config.peer_ttl)
+        .await?
+        .ok_or_else(|| not_found(uuid))?;
+    let request = SignedRequest {
+        method: method.as_str(),
+        path: uri.path(),
+        body,
+    };
+    let signature = auth::authorize(&peer.owner, &credentials, &request, auth::unix_now())?;
+    Ok(Authorized {
+        uuid,
+        owner: peer.owner,
+        signature,
+    })
+}
+
+/// Maps the writer's refusals: a replayed signature is 401; a record that expired or was
+/// deleted between the check and the write is 404.
+pub(super) fn write_error(uuid: Uuid) -> impl FnOnce(WriteError) -> ApiError {
+    move |error| match error {
+        WriteError::Replay => replayed(),
+        WriteError::Gone => not_found(uuid),
+        other => internal(other),
+    }
+}
+
+fn owner_answer(state: &AppState, mut record: PeerRecord) -> Response {
+    record.ttl_secs = Some(state.config.peer_ttl.as_secs());
+    (
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        Json(record),
+    )
+        .into_response()
+}
+
+/// Move a record to a new address (the IP this request came from and the given UDP port)
+/// and name, refreshing it. Owner only. A name left out is removed; a name another live record
+/// holds (in any case) is refused with 409.
+#[utoipa::path(
+    put,
+    path = "/peers/{uuid}",
+    tag = "peers",
+    params(("uuid" = String, Path,
+        description = "The peer's UUID, hyphenated or 32 hex digits, any case",
+        pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$")),
+    request_body = PeerUpdate,
+    security(("bearer_token" = []), ("owner_signature" = [])),
+    responses(
+        (status = 200, description = "Updated; the record as stored", body = PeerRecord),
+        (status = 400, description = "Not a UUID, or the body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "No credentials, or a signature that is malformed, stale or replayed", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "The accepted schemes: Bearer and Signature"))),
+        (status = 403, description = "The credentials do not own this record", body = ErrorBody),
+        (status = 404, description = "No live peer with that UUID", body = ErrorBody),
+        (status = 409, description = "Another live peer has this name (in any case): choose another", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
+        (status = 422, description = "A field is missing or out of range", body = ErrorBody),
+        (status = 429, description = "Too many writes from this address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 500, description = "The index failed; nothing was changed", body = ErrorBody),
+    )
+)]
+pub async fn update_peer(
+    State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    Path(raw): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    let owner = authorize(&state, &raw, &method, &uri, &headers, &body).await?;
+    let update: PeerUpdate = parse_body(&headers, &body)?;
+    let name = validate(update.udp_port, update.name.as_deref())?.map(str::to_owned);
+    let addr = SocketAddr::new(client.ip().to_canonical(), update.udp_port).to_string();
+    let record = state
+        .writer
+        .update(owner.uuid, owner.owner, addr, name, owner.signature)
+        .await
+        .map_err(|error| match error {
+            WriteError::NameTaken => name_taken(update.name.as_deref().unwrap_or_default()),
+            other => write_error(owner.uuid)(other),
+        })?;
+    tracing::info!(peer = %record.uuid, addr = %record.addr, "updated");
+    Ok(owner_answer(&state, record))
+}
+
+/// Refresh a record's `last_seen` so it outlives another TTL. Owner only; the body, if any, is
+/// ignored (but covered by a signature).
+#[utoipa::path(
+    post,
+    path = "/peers/{uuid}/heartbeat",
+    tag = "peers",
+    params(("uuid" = String, Path,
+        description = "The peer's UUID, hyphenated or 32 hex digits, any case",
+        pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$")),
+    security(("bearer_token" = []), ("owner_signature" = [])),
+    responses(
+        (status = 200, description = "Refreshed; the record as stored", body = PeerRecord),
+        (status = 400, description = "Not a UUID", body = ErrorBody),
+        (status = 401, description = "No credentials, or a signature that is malformed, stale or replayed", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "The accepted schemes: Bearer and Signature"))),
+        (status = 403, description = "The credentials do not own this record", body = ErrorBody),
+        (status = 404, description = "No live peer with that UUID: register again", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 429, description = "Too many writes from this address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 500, description = "The index failed", body = ErrorBody),
+    )
+)]
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    let owner = authorize(&state, &raw, &method, &uri, &headers, &body).await?;
+    let record = state
+        .writer
+        .heartbeat(owner.uuid, owner.owner, owner.signature)
+        .await
+        .map_err(write_error(owner.uuid))?;
+    tracing::debug!(peer = %record.uuid, "heartbeat");
+    Ok(owner_answer(&state, record))
+}
+
+/// Delete a record. Owner only.
+#[utoipa::path(
+    delete,
+    path = "/peers/{uuid}",
+    tag = "peers",
+    params(("uuid" = String, Path,
+        description = "The peer's UUID, hyphenated or 32 hex digits, any case",
+        pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$")),
+    security(("bearer_token" = []), ("owner_signature" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Not a UUID", body = ErrorBody),
+        (status = 401, description = "No credentials, or a signature that is malformed, stale or replayed", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "The accepted schemes: Bearer and Signature"))),
+        (status = 403, description = "The credentials do not own this record", body = ErrorBody),
+        (status = 404, description = "No live peer with that UUID", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 429, description = "Too many writes from this address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 500, description = "The index failed; nothing was deleted", body = ErrorBody),
+    )
+)]
+pub async fn delete_peer(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<StatusCode, ApiError> {
+    let owner = authorize(&state, &raw, &method, &uri, &headers, &body).await?;
+    state
+        .writer
+        .delete(owner.uuid, owner.owner, owner.signature)
+        .await
+        .map_err(write_error(owner.uuid))?;
+    tracing::info!(peer = %owner.uuid, "deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

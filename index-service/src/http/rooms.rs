@@ -1,0 +1,198 @@
+//! Rooms: `GET /rooms`, `GET /rooms/{room}`, and the owner-only
+//! `PUT`/`DELETE /rooms/{room}/members/{uuid}`.
+//!
+//! The index only remembers who is in which room, so members can find each other; room
+//! messages go directly from peer to peer. A member stays in a room while its record is live:
+//! it vanishes from every room when its record expires or is deleted.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use proto::api::{ErrorBody, RoomList, RoomMembers};
+use proto::chat::valid_room;
+
+use super::error::ApiError;
+use super::json::RawBody;
+use super::owner::{authorize, write_error};
+use super::peers::cached_record;
+use crate::AppState;
+use crate::db::rooms;
+
+/// Checks a room name from the path.
+fn parse_room(raw: &str) -> Result<&str, ApiError> {
+    if valid_room(raw) {
+        Ok(raw)
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "`{raw}` is not a room name: use 1 to 32 characters, each a lowercase letter a-z, \
+             a digit, `-` or `_`"
+        )))
+    }
+}
+
+/// `room` with its live members, each with how long its record may be cached.
+async fn members(state: &AppState, room: &str) -> Result<RoomMembers, ApiError> {
+    let members = rooms::members(&state.pool, room, state.config.peer_ttl).await?;
+    Ok(RoomMembers {
+        room: room.to_owned(),
+        members: members
+            .into_iter()
+            .map(|peer| cached_record(state, peer))
+            .collect(),
+    })
+}
+
+/// List the rooms that have at least one live member, by name, with their member counts.
+#[utoipa::path(
+    get,
+    path = "/rooms",
+    tag = "rooms",
+    responses(
+        (status = 200, description = "Every room with a live member", body = RoomList),
+        (status = 429, description = "Too many reads from this address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 500, description = "The index failed", body = ErrorBody),
+    )
+)]
+pub async fn list_rooms(State(state): State<AppState>) -> Result<Json<RoomList>, ApiError> {
+    let rooms = rooms::list(&state.pool, state.config.peer_ttl).await?;
+    Ok(Json(RoomList { rooms }))
+}
+
+/// A room's live members, in the order they joined; a room nobody is in has no members.
+/// Each member's `ttl_secs` says how long its record may be cached.
+#[utoipa::path(
+    get,
+    path = "/rooms/{room}",
+    tag = "rooms",
+    params(("room" = String, Path,
+        description = "The room: 1 to 32 of a-z, 0-9, `-` and `_`",
+        pattern = "^[a-z0-9_-]{1,32}$")),
+    responses(
+        (status = 200, description = "The room and its live members", body = RoomMembers),
+        (status = 400, description = "Not a room name", body = ErrorBody),
+        (status = 429, description = "Too many reads from this address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 500, description = "The index failed", body = ErrorBody),
+    )
+)]
+pub async fn get_room(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+) -> Result<Json<RoomMembers>, ApiError> {
+    let room = parse_room(&room)?;
+    Ok(Json(members(&state, room).await?))
+}
+
+/// Join a room. Owner only (credentials of the record `uuid`); joining a room again changes
+/// nothing. The body, if any, is ignored (but covered by a signature). Answers the room's live
+/// members, the caller included.
+#[utoipa::path(
+    put,
+    path = "/rooms/{room}/members/{uuid}",
+    tag = "rooms",
+    params(
+        ("room" = String, Path,
+            description = "The room: 1 to 32 of a-z, 0-9, `-` and `_`",
+            pattern = "^[a-z0-9_-]{1,32}$"),
+        ("uuid" = String, Path,
+            description = "The joining peer's UUID, hyphenated or 32 hex digits, any case",
+            pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$"),
+    ),
+    security(("bearer_token" = []), ("owner_signature" = [])),
+    responses(
+        (status = 200, description = "A member now; the room and its live members", body = RoomMembers,
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 400, description = "Not a room name, or not a UUID", body = ErrorBody),
+        (status = 401, description = "No credentials, or a signature that is malformed, stale or replayed", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "The accepted schemes: Bearer and Signature"))),
+        (status = 403, description = "The credentials do not own this record", body = ErrorBody),
+        (status = 404, description = "No live peer with that UUID: register again", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 429, description = "Too many writes from this address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 500, description = "The index failed; membership is unchanged", body = ErrorBody),
+    )
+)]
+pub async fn join_room(
+    State(state): State<AppState>,
+    Path((room, raw)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    let room = parse_room(&room)?;
+    let owner = authorize(&state, &raw, &method, &uri, &headers, &body).await?;
+    state
+        .writer
+        .membership(
+            room.to_owned(),
+            true,
+            owner.uuid,
+            owner.owner,
+            owner.signature,
+        )
+        .await
+        .map_err(write_error(owner.uuid))?;
+    tracing::info!(peer = %owner.uuid, room, "joined");
+    Ok((
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        Json(members(&state, room).await?),
+    )
+        .into_response())
+}
+
+/// Leave a room. Owner only; leaving a room one is not in changes nothing and succeeds too.
+/// The body, if any, is ignored (but covered by a signature).
+#[utoipa::path(
+    delete,
+    path = "/rooms/{room}/members/{uuid}",
+    tag = "rooms",
+    params(
+        ("room" = String, Path,
+            description = "The room: 1 to 32 of a-z, 0-9, `-` and `_`",
+            pattern = "^[a-z0-9_-]{1,32}$"),
+        ("uuid" = String, Path,
+            description = "The leaving peer's UUID, hyphenated or 32 hex digits, any case",
+            pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$"),
+    ),
+    security(("bearer_token" = []), ("owner_signature" = [])),
+    responses(
+        (status = 204, description = "Not a member (any more)"),
+        (status = 400, description = "Not a room name, or not a UUID", body = ErrorBody),
+        (status = 401, description = "No credentials, or a signature that is malformed, stale or replayed", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "The accepted schemes: Bearer and Signature"))),
+        (status = 403, description = "The credentials do not own this record", body = ErrorBody),
+        (status = 404, description = "No live peer with that UUID (an expired record is in no room)", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 429, description = "Too many writes from this address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 500, description = "The index failed; membership is unchanged", body = ErrorBody),
+    )
+)]
+pub async fn leave_room(
+    State(state): State<AppState>,
+    Path((room, raw)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<StatusCode, ApiError> {
+    let room = parse_room(&room)?;
+    let owner = authorize(&state, &raw, &method, &uri, &headers, &body).await?;
+    state
+        .writer
+        .membership(
+            room.to_owned(),
+            false,
+            owner.uuid,
+            owner.owner,
+            owner.signature,
+        )
+        .await
+        .map_err(write_error(owner.uuid))?;
+    tracing::info!(peer = %owner.uuid, room, "left");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,183 @@
+//! peerlink's index service: peers register their UDP address and look each other up.
+//! It is only a phone book; no chat message passes through it.
+
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod maintenance;
+pub mod metrics;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use sqlx::SqlitePool;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::Config;
+pub use http::{app, openapi};
+
+use crate::db::Writer;
+use crate::db::cache::LookupCache;
+use crate::db::writer::WriterTask;
+use crate::http::ratelimit::RateLimits;
+use crate::metrics::Metrics;
+
+/// Everything a request handler needs; one pointer, so cloning it for every middleware and
+/// handler of every request costs one atomic increment.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] points to.
+pub struct Shared {
+    /// The SQLite pool, for reads.
+    pub pool: SqlitePool,
+    /// Every live record in memory, for lookups by UUID.
+    pub cache: Arc<LookupCache>,
+    /// The single writer every change goes through.
+    pub writer: Writer,
+    /// The configuration the service started with.
+    pub config: Arc<Config>,
+    /// This instance's metrics.
+    pub metrics: Arc<Metrics>,
+    /// Per-client rate limits.
+    pub limits: Arc<RateLimits>,
+}
+
+/// A running index minus the HTTP listener: the database, the writer and the background
+/// purge. Tests build routers from it with [`Service::app`]; [`run`] serves it.
+pub struct Service {
+    state: AppState,
+    writer_task: WriterTask,
+    stop_maintenance: watch::Sender<bool>,
+    maintenance_task: JoinHandle<()>,
+}
+
+impl Service {
+    /// Opens the database (creating and migrating it if needed) and starts the writer and the
+    /// background purge.
+    pub async fn open(config: Config) -> anyhow::Result<Service> {
+        let url = config.database_url.clone();
+        let pool = db::connect(&url)
+            .await
+            .with_context(|| format!("opening database {url}"))?;
+        let connection = db::connect_writer(&url)
+            .await
+            .with_context(|| format!("opening database {url} for writing"))?;
+        let cache = Arc::new(LookupCache::new(config.peer_ttl));
+        let started = std::time::Instant::now();
+        let live = cache
+            .load(&pool)
+            .await
+            .with_context(|| format!("loading the live records of {url}"))?;
+        tracing::info!(live, took = ?started.elapsed(), "loaded the live records");
+        let metrics = Arc::new(Metrics::new());
+        let (writer, writer_task) =
+            Writer::spawn(connection, config.peer_ttl, cache.clone(), metrics.clone());
+        let state = AppState(Arc::new(Shared {
+            pool,
+            cache,
+            writer,
+            limits: Arc::new(RateLimits::new(&config)),
+            config: Arc::new(config),
+            metrics,
+        }));
+        let (stop_maintenance, stopped) = watch::channel(false);
+        let maintenance_task = maintenance::spawn(state.clone(), stopped);
+        Ok(Service {
+            state,
+            writer_task,
+            stop_maintenance,
+            maintenance_task,
+        })
+    }
+
+    /// The shared state handlers see.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The HTTP API over this service.
+    pub fn app(&self) -> Router {
+        app(self.state.clone())
+    }
+
+    /// Stops the background purge, lets the writer finish every queued change, and closes the
+    /// database. Call it once no request can arrive any more.
+    pub async fn shutdown(self) {
+        let Service {
+            state,
+            writer_task,
+            stop_maintenance,
+            maintenance_task,
+        } = self;
+        let _ = stop_maintenance.send(true);
+        if let Err(error) = maintenance_task.await {
+            tracing::warn!(%error, "purge task failed");
+        }
+        writer_task.stop().await;
+        state.pool.close().await;
+    }
+}
+
+/// Opens the database, then serves HTTP on `listener` until `shutdown` completes; in-flight
+/// requests finish, then the purge task stops, the writer drains and the pool is closed.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let service = Service::open(config).await?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        ttl = ?service.state.config.peer_ttl,
+        "index listening"
+    );
+    axum::serve(
+        listener,
+        service
+            .app()
+            .into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("serving HTTP")?;
+    service.shutdown().await;
+    tracing::info!("index stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT (ctrl-c) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested");
+}

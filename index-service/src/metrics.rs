@@ -1,0 +1,200 @@
+//! Prometheus metrics, recorded into a recorder owned by this service instance.
+//!
+//! A global recorder can be installed once per process, and tests run many services in one
+//! process, so each [`Metrics`] holds its own `PrometheusRecorder` and records through it
+//! (`metrics::with_local_recorder`, or handles registered against it once).
+
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
+use std::time::Duration;
+
+use axum::http::Method;
+use metrics::{Counter, Gauge, Histogram, Unit};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+/// Request latency buckets, in seconds: from a cached lookup to a request that times out.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+/// Group-commit sizes: how many changes one fsync acknowledged.
+const GROUP_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
+/// Which rate budget a request spends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// GET and HEAD.
+    Read,
+    /// POST, PUT, DELETE and anything else.
+    Write,
+}
+
+/// The service's metrics.
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    /// Records purged because their TTL ran out.
+    pub expired: Counter,
+    /// Live records, refreshed on every scrape.
+    pub live_peers: Gauge,
+    rate_limited_read: Counter,
+    rate_limited_write: Counter,
+    /// Request series by route template, then by (method, status).
+    request_handles: RwLock<HashMap<Box<str>, ByOutcome>>,
+}
+
+/// The request counter and the latency histogram of one (route, method, status).
+type RequestHandles = (Counter, Histogram);
+/// A route's handles by (method, status).
+type ByOutcome = HashMap<(&'static str, u16), RequestHandles>;
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh, empty set of metrics.
+    pub fn new() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("index_http_request_duration_seconds".into()),
+                LATENCY_BUCKETS,
+            )
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("index_db_commit_group_size".into()),
+                    GROUP_BUCKETS,
+                )
+            })
+            .expect("bucket lists are not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        let (expired, live_peers, rate_limited_read, rate_limited_write) =
+            metrics::with_local_recorder(&recorder, || {
+                metrics::describe_counter!(
+                    "index_http_requests_total",
+                    "HTTP requests answered, by method, route template and status"
+                );
+                metrics::describe_histogram!(
+                    "index_http_request_duration_seconds",
+                    Unit::Seconds,
+                    "Time to answer an HTTP request, by method and route template"
+                );
+                metrics::describe_gauge!(
+                    "index_peers_live",
+                    "Registered records whose TTL has not run out"
+                );
+                metrics::describe_counter!(
+                    "index_peers_expired_total",
+                    "Records purged because they were not refreshed within the TTL"
+                );
+                metrics::describe_counter!(
+                    "index_rate_limited_total",
+                    "Requests refused with 429, by budget (read or write)"
+                );
+                metrics::describe_histogram!(
+                    "index_db_commit_group_size",
+                    "Changes committed by one transaction (one fsync)"
+                );
+                (
+                    metrics::counter!("index_peers_expired_total"),
+                    metrics::gauge!("index_peers_live"),
+                    metrics::counter!("index_rate_limited_total", "budget" => "read"),
+                    metrics::counter!("index_rate_limited_total", "budget" => "write"),
+                )
+            });
+        Metrics {
+            recorder,
+            handle,
+            expired,
+            live_peers,
+            rate_limited_read,
+            rate_limited_write,
+            request_handles: RwLock::default(),
+        }
+    }
+
+    /// Counts an answered request and its latency; `route` is the route template (e.g.
+    /// `/peers/{uuid}`), never the raw path, so the number of series stays bounded.
+    pub fn request(&self, method: &Method, route: &str, status: u16, elapsed: Duration) {
+        let method = method_label(method);
+        let key = (method, status);
+        let known = self
+            .request_handles
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(route)
+            .and_then(|by_outcome| by_outcome.get(&key).cloned());
+        let (count, latency) = known.unwrap_or_else(|| {
+            // First request of this kind: register its series once, then reuse the handles
+            // (building labelled keys on every request costs more than the whole lookup).
+            let handles = metrics::with_local_recorder(&self.recorder, || {
+                (
+                    metrics::counter!(
+                        "index_http_requests_total",
+                        "method" => method,
+                        "route" => route.to_owned(),
+                        "status" => status.to_string()
+                    ),
+                    metrics::histogram!(
+                        "index_http_request_duration_seconds",
+                        "method" => method,
+                        "route" => route.to_owned()
+                    ),
+                )
+            });
+            self.request_handles
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(route.into())
+                .or_default()
+                .insert(key, handles.clone());
+            handles
+        });
+        count.increment(1);
+        latency.record(elapsed.as_secs_f64());
+    }
+
+    /// Counts a request refused by the rate limiter.
+    pub fn rate_limited(&self, budget: Budget) {
+        match budget {
+            Budget::Read => self.rate_limited_read.increment(1),
+            Budget::Write => self.rate_limited_write.increment(1),
+        }
+    }
+
+    /// Records how many changes one commit carried.
+    pub fn commit_group(&self, size: usize) {
+        metrics::with_local_recorder(&self.recorder, || {
+            metrics::histogram!("index_db_commit_group_size").record(size as f64);
+        });
+    }
+
+    /// The Prometheus text exposition of everything recorded.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+
+    /// Folds recent histogram samples into their buckets so memory stays bounded between
+    /// scrapes.
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}

@@ -1,0 +1,221 @@
+//! Shared by the index's integration tests: a service on a real SQLite file in a tempdir,
+//! driven through `oneshot`, and signing helpers for keyed records.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::connect_info::MockConnectInfo;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use index_service::{Config, Service};
+use proto::identity::{self, Identity};
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// The client address every `oneshot` request appears to come from.
+pub const CLIENT: &str = "203.0.113.7:40000";
+
+pub struct TestApp {
+    pub router: axum::Router,
+    pub service: Service,
+    pub dir: tempfile::TempDir,
+}
+
+/// An answer: status, headers and the body parsed as JSON (`Null` when empty).
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+pub fn database_url(dir: &tempfile::TempDir) -> String {
+    format!("sqlite://{}", dir.path().join("index.db").display())
+}
+
+pub async fn test_app() -> TestApp {
+    test_app_with(|_| {}).await
+}
+
+pub async fn test_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::for_database(database_url(&dir));
+    tweak(&mut config);
+    let service = Service::open(config).await.unwrap();
+    let client: SocketAddr = CLIENT.parse().unwrap();
+    TestApp {
+        router: service.app().layer(MockConnectInfo(client)),
+        service,
+        dir,
+    }
+}
+
+impl TestApp {
+    /// The service again on the database in `dir`, as after a restart.
+    pub async fn reopen(dir: tempfile::TempDir) -> TestApp {
+        let service = Service::open(Config::for_database(database_url(&dir)))
+            .await
+            .unwrap();
+        let client: SocketAddr = CLIENT.parse().unwrap();
+        TestApp {
+            router: service.app().layer(MockConnectInfo(client)),
+            service,
+            dir,
+        }
+    }
+
+    /// Sends `request`; every answer but a 204 must be JSON.
+    pub async fn send(&self, request: Request<Body>) -> Answer {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        if status == StatusCode::NO_CONTENT {
+            assert!(bytes.is_empty());
+            return Answer {
+                status,
+                headers,
+                body: Value::Null,
+            };
+        }
+        assert_eq!(
+            headers
+                .get(header::CONTENT_TYPE)
+                .map(|v| v.to_str().unwrap()),
+            Some("application/json"),
+            "every answer is JSON; got {status} {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
+        Answer {
+            status,
+            headers,
+            body: serde_json::from_slice(&bytes).unwrap(),
+        }
+    }
+
+    pub async fn call(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let answer = self.send(request).await;
+        (answer.status, answer.body)
+    }
+
+    pub async fn register(&self, body: impl Into<Body>) -> (StatusCode, Value) {
+        let request = Request::post("/register")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body.into())
+            .unwrap();
+        self.call(request).await
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Request::get(path).body(Body::empty()).unwrap())
+            .await
+    }
+
+    /// A keyless registration; returns (uuid, token).
+    pub async fn register_keyless(&self, udp_port: u16) -> (String, String) {
+        let (status, record) = self
+            .register(serde_json::json!({ "udp_port": udp_port }).to_string())
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{record}");
+        (
+            record["uuid"].as_str().unwrap().to_owned(),
+            record["token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// A signed registration of `id`.
+    pub async fn register_keyed(&self, id: &Identity, udp_port: u16, name: Option<&str>) -> Answer {
+        let body = keyed_registration(id, udp_port, name, unix_now());
+        self.send(
+            Request::post("/register")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+    }
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The body of a keyed registration signed at `timestamp`.
+pub fn keyed_registration(
+    id: &Identity,
+    udp_port: u16,
+    name: Option<&str>,
+    timestamp: u64,
+) -> Value {
+    let key = id.public_key();
+    let signature = id.sign(&identity::register_message(&key, udp_port, name, timestamp));
+    let mut body = serde_json::json!({
+        "udp_port": udp_port,
+        "public_key": hex::encode(key),
+        "timestamp": timestamp,
+        "signature": hex::encode(signature),
+    });
+    if let Some(name) = name {
+        body["name"] = name.into();
+    }
+    body
+}
+
+/// `Authorization: Signature …` for `method path body` signed by `id` at `timestamp`.
+pub fn signature_header(
+    id: &Identity,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    timestamp: u64,
+) -> String {
+    let signature = id.sign(&identity::owner_message(method, path, body, timestamp));
+    format!("Signature {timestamp}.{}", hex::encode(signature))
+}
+
+/// An owner request with an optional `Authorization` value.
+pub fn owner_request(
+    method: &str,
+    path: &str,
+    body: &str,
+    authorization: Option<&str>,
+) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(path);
+    if !body.is_empty() {
+        builder = builder.header(header::CONTENT_TYPE, "application/json");
+    }
+    if let Some(authorization) = authorization {
+        builder = builder.header(header::AUTHORIZATION, authorization);
+    }
+    builder.body(Body::from(body.to_owned())).unwrap()
+}
+
+/// Polls `check` until it returns `Some`, failing after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn assert_client_error(status: StatusCode, body: &Value, expected: StatusCode, mentions: &str) {
+    assert_eq!(status, expected, "{body}");
+    let error = body["error"].as_str().expect("error string");
+    assert!(
+        error.contains(mentions),
+        "`{error}` should mention `{mentions}`"
+    );
+}

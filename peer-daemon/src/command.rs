@@ -1,0 +1,285 @@
+//! Parsing of what a user types: IRC-style slash commands, and plain text for the active
+//! session. A line ending in `\` continues on the next one (see [`LineJoiner`]).
+
+use uuid::Uuid;
+
+/// A peer as the user names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PeerRef {
+    /// By UUID (hyphenated or 32 hex digits).
+    Id(Uuid),
+    /// By display name.
+    Name(String),
+}
+
+impl PeerRef {
+    /// A UUID if it parses as one, a name otherwise.
+    pub fn parse(text: &str) -> PeerRef {
+        match Uuid::try_parse(text) {
+            Ok(id) => PeerRef::Id(id),
+            Err(_) => PeerRef::Name(text.to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Display for PeerRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerRef::Id(id) => write!(f, "{id}"),
+            PeerRef::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+/// One parsed command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `/msg <peer> <text>`: a private message from anywhere.
+    Msg {
+        /// Recipient.
+        to: PeerRef,
+        /// Everything after the peer, exactly as typed.
+        text: String,
+    },
+    /// Text for a room we are in, without switching to it (the control API's `POST /send`).
+    RoomMsg {
+        /// The room.
+        room: String,
+        /// The text.
+        text: String,
+    },
+    /// A line without a slash: text for the active session.
+    Say {
+        /// The text.
+        text: String,
+    },
+    /// `/fork <peer>` or `/dm <peer>`: open (and switch to) a private session.
+    Fork {
+        /// The other peer.
+        peer: PeerRef,
+    },
+    /// `/sessions` or `/ss`.
+    Sessions,
+    /// `/switch <n|name>` or `/sw`.
+    Switch {
+        /// A session number from `/sessions`, a room, or a peer name.
+        target: String,
+    },
+    /// `/lobby`: back to the lobby.
+    Lobby,
+    /// `/join <room>`.
+    Join {
+        /// Room name.
+        room: String,
+    },
+    /// `/leave <room>` (the active room when omitted).
+    Leave {
+        /// Room name.
+        room: Option<String>,
+    },
+    /// `/rooms`: rooms on the index and which ones we are in.
+    Rooms,
+    /// `/who [room]`: members of a room (the active one when omitted).
+    Who {
+        /// Room name.
+        room: Option<String>,
+    },
+    /// `/users`: known peers and whether they are reachable.
+    Users,
+    /// `/peers`: known peers with their addresses.
+    Peers,
+    /// `/help`.
+    Help,
+    /// `/quit`.
+    Quit,
+    /// A blank line.
+    Nothing,
+}
+
+/// The help text: `(usage, what it does)`.
+pub const HELP: &[(&str, &str)] = &[
+    ("<text>", "say <text> in the active session"),
+    (
+        "/msg <peer> <text>",
+        "private message to a peer (name or UUID) from anywhere",
+    ),
+    (
+        "/fork <peer>, /dm <peer>",
+        "open a private session with a peer and switch to it",
+    ),
+    (
+        "/sessions, /ss",
+        "list sessions (* active) with unread counts",
+    ),
+    (
+        "/switch <n|name>, /sw",
+        "switch to a session by number, room or peer name",
+    ),
+    ("/lobby", "switch back to the lobby"),
+    ("/join <room>", "join (or create) a room and switch to it"),
+    ("/leave [room]", "leave a room (the active one by default)"),
+    ("/rooms", "list the rooms on the index"),
+    ("/who [room]", "list a room's members"),
+    ("/users", "list known peers and whether they are reachable"),
+    ("/peers", "list known peers with addresses and RTT"),
+    ("/help", "show this list"),
+    ("/quit", "leave"),
+    ("line ending in \\", "continue the message on the next line"),
+];
+
+/// Parses one (possibly multi-line) input; the error says what to type instead.
+pub fn parse(input: &str) -> Result<Command, String> {
+    let input = input.strip_suffix('\n').unwrap_or(input);
+    let input = input.strip_suffix('\r').unwrap_or(input);
+    if input.trim().is_empty() {
+        return Ok(Command::Nothing);
+    }
+    let Some(rest) = input.strip_prefix('/') else {
+        return Ok(Command::Say {
+            text: input.to_owned(),
+        });
+    };
+    let (name, args) = rest.split_once([' ', '\n']).unwrap_or((rest, ""));
+    let arg = args.trim();
+    let one_arg = |usage: &str| -> Result<String, String> {
+        if arg.is_empty() || arg.contains(char::is_whitespace) {
+            Err(format!("usage: {usage}"))
+        } else {
+            Ok(arg.to_owned())
+        }
+    };
+    let optional = || (!arg.is_empty()).then(|| arg.to_owned());
+    match name {
+        "msg" | "m" => {
+            let args = args.trim_start();
+            let (peer, text) = args.split_once([' ', '\n']).unwrap_or((args, ""));
+            if peer.is_empty() || text.is_empty() {
+                return Err("usage: /msg <peer> <text>".into());
+            }
+            Ok(Command::Msg {
+                to: PeerRef::parse(peer),
+                text: text.to_owned(),
+            })
+        }
+        "fork" | "dm" => Ok(Command::Fork {
+            peer: PeerRef::parse(&one_arg("/fork <peer>")?),
+        }),
+        "sessions" | "ss" => Ok(Command::Sessions),
+        "switch" | "sw" => Ok(Command::Switch {
+            target: one_arg("/switch <n|name>")?,
+        }),
+        "lobby" | "lob" => Ok(Command::Lobby),
+        "join" | "j" => Ok(Command::Join {
+            room: one_arg("/join <room>")?,
+        }),
+        "leave" | "part" => Ok(Command::Leave { room: optional() }),
+        "rooms" => Ok(Command::Rooms),
+        "who" => Ok(Command::Who { room: optional() }),
+        "users" => Ok(Command::Users),
+        "peers" => Ok(Command::Peers),
+        "help" | "h" | "?" => Ok(Command::Help),
+        "quit" | "exit" | "q" => Ok(Command::Quit),
+        other => Err(format!("unknown command /{other}; type /help for the list")),
+    }
+}
+
+/// Joins continuation lines: a line ending in a single `\` continues the message.
+#[derive(Debug, Default)]
+pub struct LineJoiner {
+    pending: Option<String>,
+}
+
+impl LineJoiner {
+    /// Takes one raw line; returns the complete input once its last line arrives.
+    pub fn push(&mut self, line: &str) -> Option<String> {
+        let line = line.trim_end_matches(['\r', '\n']);
+        match line.strip_suffix('\\').filter(|l| !l.ends_with('\\')) {
+            Some(head) => {
+                let pending = self.pending.get_or_insert_with(String::new);
+                pending.push_str(head);
+                pending.push('\n');
+                None
+            }
+            None => {
+                let mut all = self.pending.take().unwrap_or_default();
+                all.push_str(
+                    line.strip_suffix("\\\\")
+                        .map_or(line, |l| &line[..l.len() + 1]),
+                );
+                Some(all)
+            }
+        }
+    }
+
+    /// Whether a message is being continued.
+    pub fn continuing(&self) -> bool {
+        self.pending.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_commands() {
+        let id = Uuid::from_u128(42);
+        assert_eq!(
+            parse(&format!("/msg {} hello  there ", id.simple())),
+            Ok(Command::Msg {
+                to: PeerRef::Id(id),
+                text: "hello  there ".into()
+            })
+        );
+        assert_eq!(
+            parse("/msg alice hi"),
+            Ok(Command::Msg {
+                to: PeerRef::Name("alice".into()),
+                text: "hi".into()
+            })
+        );
+        assert_eq!(
+            parse("/dm bob"),
+            Ok(Command::Fork {
+                peer: PeerRef::Name("bob".into())
+            })
+        );
+        assert_eq!(parse("/sw 2"), Ok(Command::Switch { target: "2".into() }));
+        assert_eq!(parse("/leave"), Ok(Command::Leave { room: None }));
+        assert_eq!(parse("/peers"), Ok(Command::Peers));
+        assert_eq!(parse("/quit\r\n"), Ok(Command::Quit));
+        assert_eq!(parse("   "), Ok(Command::Nothing));
+        assert_eq!(
+            parse("hello"),
+            Ok(Command::Say {
+                text: "hello".into()
+            })
+        );
+        assert!(parse("/msg").unwrap_err().contains("usage"));
+        assert!(parse("/join a b").unwrap_err().contains("usage"));
+        assert!(parse("/bogus").unwrap_err().contains("/help"));
+    }
+
+    #[test]
+    fn joins_continued_lines() {
+        let mut joiner = LineJoiner::default();
+        assert_eq!(joiner.push("/msg bob first\\\n"), None);
+        assert!(joiner.continuing());
+        assert_eq!(joiner.push("second\\"), None);
+        assert_eq!(
+            joiner.push("third\n").as_deref(),
+            Some("/msg bob first\nsecond\nthird")
+        );
+        assert_eq!(
+            joiner.push("a literal backslash \\\\").as_deref(),
+            Some("a literal backslash \\")
+        );
+        assert_eq!(
+            parse("/msg bob a\nb"),
+            Ok(Command::Msg {
+                to: PeerRef::Name("bob".into()),
+                text: "a\nb".into()
+            })
+        );
+    }
+}

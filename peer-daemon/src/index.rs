@@ -1,0 +1,292 @@
+//! HTTP client of the index service: signed registration, heartbeats and lookups.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use proto::api::{ErrorBody, PeerRecord, RegisterRequest, RoomList, RoomMembers, RoomSummary};
+use proto::identity::{self, Identity};
+use reqwest::{StatusCode, header};
+use uuid::Uuid;
+
+/// Talks to one index; cheap to clone.
+#[derive(Clone)]
+pub struct IndexClient {
+    http: reqwest::Client,
+    base: String,
+}
+
+/// A successful lookup and how long it may be cached.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    /// The record.
+    pub record: PeerRecord,
+    /// From `Cache-Control: max-age` (or the body's `ttl_secs`).
+    pub max_age: Option<Duration>,
+}
+
+/// Answer to a heartbeat.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// The index refreshed our record.
+    Refreshed,
+    /// The index does not know us (restarted empty, or our record expired).
+    Forgotten,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl IndexClient {
+    /// A client for the index at `base` (e.g. `http://127.0.0.1:8080`).
+    pub fn new(base: &str) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .connect_timeout(Duration::from_secs(3))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(IndexClient {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// Registers our key, UDP port and name, signed; the index fills in the IP it sees us from
+    /// and answers with the UUID derived from our key.
+    pub async fn register(
+        &self,
+        identity: &Identity,
+        udp_port: u16,
+        name: Option<String>,
+    ) -> anyhow::Result<PeerRecord> {
+        let public_key = identity.public_key();
+        let timestamp = unix_now();
+        let message = identity::register_message(&public_key, udp_port, name.as_deref(), timestamp);
+        let request = RegisterRequest {
+            udp_port,
+            name,
+            public_key: Some(hex::encode(public_key)),
+            timestamp: Some(timestamp),
+            signature: Some(hex::encode(identity.sign(&message))),
+        };
+        let response = self
+            .http
+            .post(format!("{}/register", self.base))
+            .json(&request)
+            .send()
+            .await
+            .with_context(|| format!("reaching the index at {}", self.base))?;
+        if !response.status().is_success() {
+            return Err(error_of(response).await).context("registering with the index");
+        }
+        let record: PeerRecord = response
+            .json()
+            .await
+            .context("reading the index's registration answer")?;
+        if record.uuid != identity.uuid() {
+            anyhow::bail!(
+                "the index registered us as {} instead of our key's UUID {}; it may be too old for keyed registrations",
+                record.uuid,
+                identity.uuid()
+            );
+        }
+        Ok(record)
+    }
+
+    /// An owner-only request: signed over method, path, body and time.
+    fn signed(
+        &self,
+        identity: &Identity,
+        method: reqwest::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> reqwest::RequestBuilder {
+        let timestamp = unix_now();
+        let signature = identity.sign(&identity::owner_message(
+            method.as_str(),
+            path,
+            &body,
+            timestamp,
+        ));
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header(
+                header::AUTHORIZATION,
+                format!("Signature {timestamp}.{}", hex::encode(signature)),
+            );
+        if !body.is_empty() {
+            request = request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        request
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        request
+            .send()
+            .await
+            .with_context(|| format!("reaching the index at {}", self.base))
+    }
+
+    /// Refreshes our record's `last_seen`, proving ownership with a signature.
+    pub async fn heartbeat(&self, identity: &Identity) -> anyhow::Result<Heartbeat> {
+        let path = format!("/peers/{}/heartbeat", identity.uuid());
+        let response = self
+            .send(self.signed(identity, reqwest::Method::POST, &path, Vec::new()))
+            .await?;
+        match response.status() {
+            status if status.is_success() => Ok(Heartbeat::Refreshed),
+            StatusCode::NOT_FOUND => Ok(Heartbeat::Forgotten),
+            _ => Err(error_of(response).await).context("sending a heartbeat"),
+        }
+    }
+
+    /// The record of `uuid`, or `None` when the index does not know it. A record whose key
+    /// does not hash to its UUID is refused: the index cannot vouch for someone else's key.
+    pub async fn lookup(&self, uuid: Uuid) -> anyhow::Result<Option<Lookup>> {
+        let found = self.get_record(&format!("/peers/{uuid}")).await?;
+        if let Some(found) = &found {
+            anyhow::ensure!(
+                found.record.uuid == uuid,
+                "the index answered with another peer than {uuid}"
+            );
+        }
+        Ok(found)
+    }
+
+    /// The peer registered under `name`, or `None`.
+    pub async fn lookup_name(&self, name: &str) -> anyhow::Result<Option<Lookup>> {
+        let mut url = reqwest::Url::parse(&format!("{}/peers", self.base)).context("index URL")?;
+        url.query_pairs_mut().append_pair("name", name);
+        let query = url.query().unwrap_or_default().to_owned();
+        self.get_record(&format!("/peers?{query}")).await
+    }
+
+    /// Joins `room` on the index and returns its members (us included).
+    pub async fn join_room(
+        &self,
+        identity: &Identity,
+        room: &str,
+    ) -> anyhow::Result<Vec<PeerRecord>> {
+        let path = format!("/rooms/{room}/members/{}", identity.uuid());
+        let response = self
+            .send(self.signed(identity, reqwest::Method::PUT, &path, Vec::new()))
+            .await?;
+        if !response.status().is_success() {
+            return Err(error_of(response).await)
+                .with_context(|| format!("joining #{room} on the index"));
+        }
+        Ok(response
+            .json::<RoomMembers>()
+            .await
+            .context("reading the room's members")?
+            .members)
+    }
+
+    /// Leaves `room` on the index.
+    pub async fn leave_room(&self, identity: &Identity, room: &str) -> anyhow::Result<()> {
+        let path = format!("/rooms/{room}/members/{}", identity.uuid());
+        let response = self
+            .send(self.signed(identity, reqwest::Method::DELETE, &path, Vec::new()))
+            .await?;
+        if response.status().is_success() || response.status() == StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        Err(error_of(response).await).with_context(|| format!("leaving #{room} on the index"))
+    }
+
+    /// Members of `room` according to the index.
+    pub async fn room_members(&self, room: &str) -> anyhow::Result<Vec<PeerRecord>> {
+        let response = self
+            .send(self.http.get(format!("{}/rooms/{room}", self.base)))
+            .await?;
+        if !response.status().is_success() {
+            return Err(error_of(response).await).with_context(|| format!("listing #{room}"));
+        }
+        Ok(response
+            .json::<RoomMembers>()
+            .await
+            .context("reading the room's members")?
+            .members)
+    }
+
+    /// Rooms on the index with their member counts.
+    pub async fn rooms(&self) -> anyhow::Result<Vec<RoomSummary>> {
+        let response = self
+            .send(self.http.get(format!("{}/rooms", self.base)))
+            .await?;
+        if !response.status().is_success() {
+            return Err(error_of(response).await).context("listing rooms");
+        }
+        Ok(response
+            .json::<RoomList>()
+            .await
+            .context("reading the room list")?
+            .rooms)
+    }
+
+    async fn get_record(&self, path_and_query: &str) -> anyhow::Result<Option<Lookup>> {
+        let response = self
+            .send(self.http.get(format!("{}{path_and_query}", self.base)))
+            .await?;
+        match response.status() {
+            StatusCode::OK => {
+                let max_age = response
+                    .headers()
+                    .get(header::CACHE_CONTROL)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_max_age);
+                let record: PeerRecord =
+                    response.json().await.context("reading a lookup answer")?;
+                if let Some(key) = &record.public_key {
+                    let key = identity::parse_public_key(key)
+                        .context("the index returned a malformed key")?;
+                    anyhow::ensure!(
+                        identity::uuid_for_key(&key) == record.uuid,
+                        "the index returned a key that does not belong to {}",
+                        record.uuid
+                    );
+                }
+                let max_age = max_age.or(record.ttl_secs.map(Duration::from_secs));
+                Ok(Some(Lookup { record, max_age }))
+            }
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(error_of(response).await).context("looking a peer up"),
+        }
+    }
+}
+
+/// `max-age=N` out of a `Cache-Control` value.
+fn parse_max_age(value: &str) -> Option<Duration> {
+    value
+        .split(',')
+        .filter_map(|part| part.trim().strip_prefix("max-age="))
+        .find_map(|n| n.parse().ok())
+        .map(Duration::from_secs)
+}
+
+async fn error_of(response: reqwest::Response) -> anyhow::Error {
+    let status = response.status();
+    match response.json::<ErrorBody>().await {
+        Ok(body) => anyhow::anyhow!("index answered {status}: {}", body.error),
+        Err(_) => anyhow::anyhow!("index answered {status}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_max_age() {
+        assert_eq!(
+            parse_max_age("public, max-age=120"),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_max_age("no-store"), None);
+    }
+}

@@ -1,0 +1,103 @@
+//! peerlink's peer daemon: registers with the index, looks peers up (and caches them), and
+//! chats with them directly over UDP through the reliable protocol core in `proto`.
+
+mod app;
+pub mod cache;
+pub mod chat;
+pub mod command;
+pub mod config;
+pub mod control;
+pub mod driver;
+pub mod index;
+pub mod output;
+pub mod presence;
+pub mod state;
+pub mod terminal;
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+pub use config::Config;
+use output::Output;
+
+/// Loads (or creates) the identity, starts keeping the registration up in the background,
+/// serves the control API when `--control` asks for it, and chats until `/quit`, the end of
+/// input on a terminal, or `shutdown`. The chat starts at once: peers who know our UUID can
+/// reach us even while the index is down.
+pub async fn run(
+    config: Config,
+    socket: UdpSocket,
+    input: mpsc::Receiver<driver::Input>,
+    out: Output,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let state_dir = config.state_dir();
+    let identity = state::load_or_create_identity(&state_dir)?;
+    tracing::info!(uuid = %identity.uuid(), state_dir = %state_dir.display(), "identity loaded");
+    // The control API queues commands beside the user's input; the server stops with `run`.
+    let (input, _control) = match config.control {
+        Some(addr) => {
+            let (tx, rx) = mpsc::channel(64);
+            let server = control::start(addr, &state_dir, tx.clone(), out.clone()).await?;
+            tokio::spawn(forward(input, tx));
+            (rx, Some(server))
+        }
+        None => (input, None),
+    };
+    let index = index::IndexClient::new(&config.index)?;
+    // The send window (256 datagrams of up to 1200 bytes) must fit the peer's receive buffer,
+    // or the kernel drops what the window allowed; the default (~208 KiB) does not hold it.
+    // The kernel caps the request at net.core.rmem_max; failing to raise it only costs speed.
+    let buffers = socket2::SockRef::from(&socket);
+    if let Err(error) = buffers
+        .set_recv_buffer_size(4 << 20)
+        .and(buffers.set_send_buffer_size(1 << 20))
+    {
+        tracing::debug!(%error, "could not enlarge the UDP socket buffers");
+    }
+    let bound = socket
+        .local_addr()
+        .context("reading the UDP socket's address")?
+        .port();
+    let port = config.public_port.unwrap_or(bound);
+    let (news_tx, news) = mpsc::channel(16);
+    let presence = tokio::spawn(presence::maintain(
+        index.clone(),
+        identity.clone(),
+        port,
+        config.name.clone(),
+        Duration::from_secs(config.heartbeat_secs.max(1)),
+        news_tx,
+    ));
+    let protocol = proto::Config {
+        deadline: Duration::from_secs(config.deadline_secs.max(1)),
+        ..proto::Config::default()
+    };
+    let result = driver::Driver::new(identity, config.name.clone(), socket, index, out, protocol)
+        .run(input, news, shutdown)
+        .await;
+    presence.abort();
+    result
+}
+
+async fn forward(mut from: mpsc::Receiver<driver::Input>, to: mpsc::Sender<driver::Input>) {
+    while let Some(item) = from.recv().await {
+        if to.send(item).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Completes on SIGINT (ctrl-c) or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}

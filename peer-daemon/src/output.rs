@@ -1,0 +1,443 @@
+//! What the daemon tells its user: readable lines, or with `--json` one JSON object per line.
+//! Every event also goes to subscribers (the local control API's event stream).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{broadcast, watch};
+use uuid::Uuid;
+
+use crate::command::HELP;
+
+/// One thing to report. New fields and events may be added; existing ones keep their meaning.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum UiEvent {
+    /// Registered with the index.
+    Registered {
+        /// Our UUID.
+        uuid: Uuid,
+        /// Our address as the index sees it.
+        addr: String,
+    },
+    /// A message arrived.
+    Message {
+        /// Sender.
+        from: Uuid,
+        /// Sender's display name, when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// The text (bytes that are not UTF-8 are replaced by U+FFFD).
+        text: String,
+        /// The room it was said in; absent for private messages.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// For private messages: the private session (the sender's UUID).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        session: Option<Uuid>,
+    },
+    /// A message was handed to the network.
+    Sent {
+        /// Recipient of a private message.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        to: Option<Uuid>,
+        /// Room of a room message.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// Id that the matching `delivered`/`failed` carries.
+        id: u64,
+    },
+    /// A message was acknowledged (for a room: by how many of its members).
+    Delivered {
+        /// Recipient of a private message.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        to: Option<Uuid>,
+        /// Room of a room message.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// Id from the `sent` event.
+        id: u64,
+        /// Round-trip time in milliseconds (for a room: the slowest member's).
+        rtt_ms: f64,
+        /// Room messages: members that acknowledged.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        delivered: Option<usize>,
+        /// Room messages: members it was sent to.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        total: Option<usize>,
+    },
+    /// A message could not be delivered.
+    Failed {
+        /// Recipient.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        to: Option<Uuid>,
+        /// Room of a room message nobody acknowledged.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// Id from the `sent` event, when the message got that far.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        /// Why.
+        reason: String,
+    },
+    /// Someone (or we, when `peer` is absent) joined a room.
+    Joined {
+        /// The room.
+        room: String,
+        /// Who joined; absent when it is us.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        peer: Option<Uuid>,
+        /// Their name, when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// For our own joins: other members known now.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        members: Option<usize>,
+    },
+    /// Someone (or we, when `peer` is absent) left a room.
+    Left {
+        /// The room.
+        room: String,
+        /// Who left; absent when it is us.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        peer: Option<Uuid>,
+        /// Their name, when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
+    /// The sessions, as `/sessions` lists them.
+    Sessions {
+        /// In order; numbers start at 0 (the lobby).
+        sessions: Vec<SessionLine>,
+    },
+    /// The peers this daemon knows (`/peers`, `/users`).
+    Peers {
+        /// Each with its address and smoothed RTT when measured.
+        peers: Vec<PeerLine>,
+    },
+    /// Rooms (`/rooms`).
+    Rooms {
+        /// Each room with its member count.
+        rooms: Vec<RoomLine>,
+    },
+    /// Members of a room (`/who`).
+    Who {
+        /// The room.
+        room: String,
+        /// Its members.
+        members: Vec<PeerLine>,
+    },
+    /// The command list.
+    Help {
+        /// `[usage, description]` pairs.
+        commands: Vec<[String; 2]>,
+    },
+    /// Feedback on a command (e.g. the active session changed).
+    Info {
+        /// For people.
+        message: String,
+    },
+    /// Something went wrong that the user should know.
+    Error {
+        /// What, and what to do.
+        message: String,
+    },
+    /// The local control API is listening (only with `--control`).
+    Control {
+        /// Where, e.g. `127.0.0.1:7878` (the real port when `--control` asked for port 0).
+        addr: SocketAddr,
+        /// The file holding the bearer token every request needs.
+        token_file: PathBuf,
+    },
+}
+
+/// One entry of `/peers`, `/users` or `/who`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerLine {
+    /// The peer.
+    pub uuid: Uuid,
+    /// Display name, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Where we reach it, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addr: Option<SocketAddr>,
+    /// Smoothed round-trip time, once measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
+    /// Whether it acknowledged anything recently.
+    pub reachable: bool,
+}
+
+/// One entry of `/sessions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionLine {
+    /// Number for `/switch`.
+    pub n: usize,
+    /// `#room` or `@peer`.
+    pub label: String,
+    /// The active one.
+    pub active: bool,
+    /// Messages received while not active.
+    pub unread: usize,
+}
+
+/// One entry of `/rooms`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoomLine {
+    /// The room.
+    pub room: String,
+    /// Members on the index.
+    pub members: usize,
+    /// Whether we are in it.
+    pub joined: bool,
+}
+
+/// Milliseconds with microsecond precision, for people and for JSON.
+pub fn millis(d: Duration) -> f64 {
+    (d.as_micros() as f64) / 1000.0
+}
+
+fn who(id: &Uuid, name: &Option<String>) -> String {
+    name.clone().unwrap_or_else(|| id.to_string())
+}
+
+fn peer_list(peers: &[PeerLine]) -> String {
+    if peers.is_empty() {
+        return "nobody yet".into();
+    }
+    peers
+        .iter()
+        .map(|p| {
+            let mut line = match &p.name {
+                Some(name) => format!("{name} ({})", p.uuid),
+                None => p.uuid.to_string(),
+            };
+            if let Some(addr) = p.addr {
+                line += &format!(" {addr}");
+            }
+            match p.rtt_ms {
+                Some(rtt) => line += &format!(" rtt {rtt:.2} ms"),
+                None if !p.reachable => line += " (not contacted yet)",
+                None => {}
+            }
+            line
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl UiEvent {
+    /// The help event.
+    pub fn help() -> Self {
+        UiEvent::Help {
+            commands: HELP
+                .iter()
+                .map(|(u, d)| [u.to_string(), d.to_string()])
+                .collect(),
+        }
+    }
+
+    /// Human rendering; `None` for events people need not see.
+    pub fn human(&self) -> Option<String> {
+        Some(match self {
+            UiEvent::Registered { uuid, addr } => {
+                format!("registered as {uuid} at {addr}\ntype /help for commands")
+            }
+            UiEvent::Message {
+                from,
+                name,
+                text,
+                room,
+                ..
+            } => {
+                let context = match room {
+                    Some(room) => format!("[#{room}] "),
+                    None => "[private] ".into(),
+                };
+                let mut lines = text.lines();
+                let first = lines.next().unwrap_or("");
+                let mut out = format!("{context}<{}> {first}", who(from, name));
+                for line in lines {
+                    out += &format!("\n    {line}");
+                }
+                out
+            }
+            UiEvent::Sent { .. } => return None,
+            UiEvent::Delivered {
+                to: Some(to),
+                rtt_ms,
+                ..
+            } => format!("✓ delivered to {to} ({rtt_ms:.2} ms)"),
+            UiEvent::Delivered {
+                room,
+                delivered,
+                total,
+                rtt_ms,
+                ..
+            } => format!(
+                "✓ delivered {}/{} in #{} ({rtt_ms:.2} ms)",
+                delivered.unwrap_or(0),
+                total.unwrap_or(0),
+                room.as_deref().unwrap_or("?")
+            ),
+            UiEvent::Failed {
+                to, room, reason, ..
+            } => match (to, room) {
+                (Some(to), _) => format!("✗ not delivered to {to}: {reason}"),
+                (None, Some(room)) => format!("✗ not delivered in #{room}: {reason}"),
+                (None, None) => format!("✗ not delivered: {reason}"),
+            },
+            UiEvent::Joined {
+                room,
+                peer: None,
+                members,
+                ..
+            } => {
+                format!("joined #{room} ({} other members)", members.unwrap_or(0))
+            }
+            UiEvent::Joined {
+                room,
+                peer: Some(peer),
+                name,
+                ..
+            } => format!("→ {} joined #{room}", who(peer, name)),
+            UiEvent::Left {
+                room, peer: None, ..
+            } => format!("left #{room}"),
+            UiEvent::Left {
+                room,
+                peer: Some(peer),
+                name,
+            } => format!("← {} left #{room}", who(peer, name)),
+            UiEvent::Sessions { sessions } => sessions
+                .iter()
+                .map(|s| {
+                    let mark = if s.active { "*" } else { " " };
+                    let unread = if s.unread > 0 {
+                        format!(" ({} unread)", s.unread)
+                    } else {
+                        String::new()
+                    };
+                    format!("{mark}{} {}{unread}", s.n, s.label)
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+            UiEvent::Peers { peers } => peer_list(peers),
+            UiEvent::Who { room, members } => format!("#{room}:\n{}", peer_list(members)),
+            UiEvent::Rooms { rooms } if rooms.is_empty() => "no rooms".into(),
+            UiEvent::Rooms { rooms } => rooms
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{}#{} ({} members)",
+                        if r.joined { "*" } else { " " },
+                        r.room,
+                        r.members
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+            UiEvent::Help { commands } => commands
+                .iter()
+                .map(|[usage, what]| format!("{usage:<28} {what}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            UiEvent::Info { message } => format!("· {message}"),
+            UiEvent::Error { message } => format!("error: {message}"),
+            UiEvent::Control { addr, token_file } => {
+                format!(
+                    "control API on http://{addr} (bearer token in {})",
+                    token_file.display()
+                )
+            }
+        })
+    }
+}
+
+/// Where a rendered line goes.
+pub trait Sink: Send {
+    /// Writes one line (without its newline).
+    fn line(&mut self, line: &str) -> std::io::Result<()>;
+}
+
+/// A plain writer (stdout, a file, a buffer).
+pub struct WriteSink<W>(pub W);
+
+impl<W: Write + Send> Sink for WriteSink<W> {
+    fn line(&mut self, line: &str) -> std::io::Result<()> {
+        writeln!(self.0, "{line}")?;
+        self.0.flush()
+    }
+}
+
+/// Where events go: a renderer (stdout, or the terminal's printer) and any subscribers.
+#[derive(Clone)]
+pub struct Output {
+    json: bool,
+    sink: Arc<Mutex<dyn Sink>>,
+    subscribers: broadcast::Sender<UiEvent>,
+    /// The current session list, for the terminal's prompt and the control API.
+    sessions: watch::Sender<Vec<SessionLine>>,
+}
+
+impl Output {
+    /// Writes to stdout.
+    pub fn stdout(json: bool) -> Self {
+        Self::new(json, WriteSink(std::io::stdout()))
+    }
+
+    /// Writes to `sink`.
+    pub fn new(json: bool, sink: impl Sink + 'static) -> Self {
+        let (subscribers, _) = broadcast::channel(1024);
+        let (sessions, _) = watch::channel(Vec::new());
+        Output {
+            json,
+            sink: Arc::new(Mutex::new(sink)),
+            subscribers,
+            sessions,
+        }
+    }
+
+    /// A stream of every event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<UiEvent> {
+        self.subscribers.subscribe()
+    }
+
+    /// The session list as the driver last published it (empty before the driver starts).
+    pub fn sessions(&self) -> watch::Receiver<Vec<SessionLine>> {
+        self.sessions.subscribe()
+    }
+
+    /// Publishes the session list; watchers wake only when it changed.
+    pub fn publish_sessions(&self, lines: Vec<SessionLine>) {
+        self.sessions.send_if_modified(|current| {
+            let changed = *current != lines;
+            if changed {
+                *current = lines;
+            }
+            changed
+        });
+    }
+
+    /// Reports one event; a closed stdout is not a reason to stop chatting, so write errors
+    /// are only logged.
+    pub fn emit(&self, event: UiEvent) {
+        let line = if self.json {
+            Some(serde_json::to_string(&event).expect("events serialise"))
+        } else {
+            event.human()
+        };
+        if let Some(line) = line {
+            let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(error) = sink.line(&line) {
+                tracing::debug!(%error, "could not write output");
+            }
+        }
+        let _ = self.subscribers.send(event);
+    }
+}

@@ -1,0 +1,84 @@
+//! Keeps the daemon registered: registers, heartbeats well inside the index's TTL, registers
+//! again when the index has forgotten it, and backs off with jitter while the index is
+//! unreachable. It runs beside the chat, which never waits on it.
+
+use std::time::Duration;
+
+use proto::api::PeerRecord;
+use proto::identity::Identity;
+use tokio::sync::mpsc;
+
+use crate::index::{Heartbeat, IndexClient};
+
+/// What the presence task tells the driver.
+#[derive(Debug)]
+pub enum News {
+    /// (Re-)registered; the record as the index stored it.
+    Registered(PeerRecord),
+    /// Something the user should know; the task keeps trying.
+    Trouble(String),
+}
+
+/// Backoff bounds while the index is unreachable.
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+const LAST_RETRY: Duration = Duration::from_secs(60);
+
+/// Runs until the receiver of `news` is dropped.
+pub async fn maintain(
+    index: IndexClient,
+    identity: Identity,
+    udp_port: u16,
+    name: Option<String>,
+    heartbeat_every: Duration,
+    news: mpsc::Sender<News>,
+) {
+    let mut retry = FIRST_RETRY;
+    loop {
+        let record = match index.register(&identity, udp_port, name.clone()).await {
+            Ok(record) => record,
+            Err(error) => {
+                let wait = jittered(retry);
+                let message = format!("{error:#}; retrying in {:.1} s", wait.as_secs_f32());
+                if news.send(News::Trouble(message)).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(wait).await;
+                retry = (retry * 2).min(LAST_RETRY);
+                continue;
+            }
+        };
+        retry = FIRST_RETRY;
+        // Heartbeat at a third of the record's TTL at most, so two may be lost before it expires.
+        let every = record
+            .ttl_secs
+            .map(|ttl| Duration::from_secs(ttl / 3).max(Duration::from_secs(1)))
+            .map_or(heartbeat_every, |ttl| ttl.min(heartbeat_every));
+        if news.send(News::Registered(record)).await.is_err() {
+            return;
+        }
+        let mut wait = every;
+        loop {
+            tokio::time::sleep(jittered(wait)).await;
+            match index.heartbeat(&identity).await {
+                Ok(Heartbeat::Refreshed) => {
+                    wait = every;
+                    retry = FIRST_RETRY;
+                }
+                Ok(Heartbeat::Forgotten) => break,
+                Err(error) => {
+                    wait = retry.min(every);
+                    retry = (retry * 2).min(LAST_RETRY);
+                    let message = format!("{error:#}; the chat goes on, retrying the index later");
+                    if news.send(News::Trouble(message)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `base` ± 20 %, so many daemons that lost the index together do not return in lockstep.
+fn jittered(base: Duration) -> Duration {
+    base.mul_f64(rand::random_range(0.8..1.2))
+}

@@ -1,0 +1,101 @@
+//! The daemon's state directory and its long-term identity key, created on first start.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use proto::identity::Identity;
+
+/// Name of the key file inside the state directory.
+pub const KEY_FILE: &str = "identity.key";
+
+/// `$XDG_DATA_HOME/peerlink/<name>` (or `~/.local/share/peerlink/<name>`); one directory per
+/// name so that several daemons on one machine keep separate identities.
+pub fn default_state_dir(name: Option<&str>) -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    let leaf: String = name
+        .unwrap_or("default")
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    base.join("peerlink").join(leaf)
+}
+
+/// Loads the identity from `dir`, creating the directory (0700) and a fresh key (0600) when
+/// there is none yet.
+pub fn load_or_create_identity(dir: &Path) -> anyhow::Result<Identity> {
+    fs::create_dir_all(dir)
+        .with_context(|| format!("creating state directory {}", dir.display()))?;
+    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+    let path = dir.join(KEY_FILE);
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            let mode = fs::metadata(&path)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "key file is readable by others; fixing to 0600");
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
+            }
+            let mut secret = [0u8; 32];
+            hex::decode_to_slice(text.trim(), &mut secret).with_context(|| {
+                format!("{} is not a peerlink key (64 hex digits)", path.display())
+            })?;
+            Ok(Identity::from_secret(secret))
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let identity = Identity::from_secret(rand::random());
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            writeln!(file, "{}", hex::encode(identity.secret()))?;
+            file.sync_all()?;
+            tracing::info!(path = %path.display(), uuid = %identity.uuid(), "created a new identity");
+            Ok(identity)
+        }
+        Err(error) => bail!("reading {}: {error}", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_is_created_once_with_private_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("alice");
+        let first = load_or_create_identity(&state).unwrap();
+        let again = load_or_create_identity(&state).unwrap();
+        assert_eq!(first.uuid(), again.uuid());
+        let mode = fs::metadata(state.join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let other = load_or_create_identity(&dir.path().join("bob")).unwrap();
+        assert_ne!(first.uuid(), other.uuid());
+    }
+
+    #[test]
+    fn default_dirs_differ_by_name() {
+        assert_ne!(
+            default_state_dir(Some("alice")),
+            default_state_dir(Some("bob"))
+        );
+        assert!(default_state_dir(Some("../x")).ends_with("peerlink/___x"));
+    }
+}

@@ -1,0 +1,410 @@
+//! The interactive client, used when stdin and stdout are both terminals (and not `--json`):
+//! a line editor with history and completion, a prompt naming the active session, and
+//! incoming events printed above the prompt without disturbing what is being typed.
+//!
+//! Two OS threads do the blocking work, so the runtime never waits on the terminal: one runs
+//! the line editor and hands typed lines to the driver; the other prints events (and log
+//! lines) through the editor's external printer, which redraws the prompt and the half-typed
+//! line below them.
+
+mod complete;
+mod render;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc as std_mpsc;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use nix::sys::termios::{SetArg, Termios, tcgetattr, tcsetattr};
+use proto::chat::LOBBY;
+use rustyline::error::ReadlineError;
+use rustyline::history::FileHistory;
+use rustyline::{
+    Cmd, CompletionType, ConditionalEventHandler, Editor, Event, EventContext, EventHandler,
+    ExternalPrinter, KeyEvent, Movement, RepeatCount,
+};
+use tokio::runtime::Handle;
+use tokio::sync::{broadcast, mpsc, watch};
+
+use complete::Completion;
+pub use render::{Names, Renderer, name_colour};
+
+use crate::command::{self, Command, LineJoiner};
+use crate::driver::Input;
+use crate::output::{Output, SessionLine, Sink, UiEvent};
+
+/// The history file inside the state directory.
+pub const HISTORY_FILE: &str = "history.txt";
+/// Lines of history kept.
+const HISTORY_LINES: usize = 1000;
+/// Longest wait of the next prompt for a `/switch`-like command to take effect, so that it
+/// names the new session (a `/fork <name>` first asks the index who that is).
+const SWITCH_WAIT: Duration = Duration::from_millis(1500);
+/// How long after "now talking in …" the session list may take to follow (it does not change
+/// at all when switching to the active session).
+const SWITCH_SETTLE: Duration = Duration::from_millis(100);
+
+/// A running terminal client.
+pub struct Terminal {
+    print: std_mpsc::Sender<Printable>,
+    saved: Option<Termios>,
+}
+
+enum Printable {
+    Event(Box<UiEvent>),
+    Text(String),
+}
+
+/// Drops rendered lines: the terminal renders events itself, from a subscription.
+struct Discard;
+
+impl Sink for Discard {
+    fn line(&mut self, _line: &str) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Terminal {
+    /// Takes over the terminal; returns it with what the user types and where the driver
+    /// reports (its events appear above the prompt), both for [`crate::run`]. Fails when the
+    /// terminal cannot do line editing (e.g. `TERM=dumb`); the caller then falls back to plain
+    /// lines. Must be called inside the runtime.
+    pub fn start(state_dir: &Path) -> anyhow::Result<(Terminal, Output, mpsc::Receiver<Input>)> {
+        let saved = tcgetattr(std::io::stdin()).ok();
+        let colour = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let config = rustyline::Config::builder()
+            .max_history_size(HISTORY_LINES)?
+            .history_ignore_dups(true)?
+            .history_ignore_space(true)
+            .auto_add_history(false)
+            .completion_type(CompletionType::List)
+            // (The default, said out loud:) asking the terminal where the cursor is would eat
+            // keys typed just after Enter; everything printed here ends its line anyway.
+            .check_cursor_position(false)
+            .build();
+        let out = Output::new(false, Discard);
+        let names = Names::default();
+        let mut editor: Editor<Completion, FileHistory> =
+            Editor::with_config(config).context("starting the line editor")?;
+        editor.set_helper(Some(Completion {
+            names: names.clone(),
+            sessions: out.sessions(),
+        }));
+        editor.bind_sequence(
+            KeyEvent::ctrl('C'),
+            EventHandler::Conditional(Box::new(ClearOrQuit)),
+        );
+        let history = state_dir.join(HISTORY_FILE);
+        if let Err(error) = editor.load_history(&history) {
+            tracing::debug!(%error, path = %history.display(), "no history loaded");
+        }
+        let printer = editor
+            .create_external_printer()
+            .context("this terminal cannot print above the prompt")?;
+
+        let (print, printables) = std_mpsc::channel();
+        let events = out.subscribe();
+        tokio::spawn(forward_events(events, print.clone()));
+        let renderer = Renderer::new(colour, names);
+        thread::Builder::new()
+            .name("terminal-print".into())
+            .spawn(move || print_loop(printer, printables, renderer))
+            .context("starting the terminal's printer thread")?;
+
+        let (input_tx, input) = mpsc::channel(64);
+        let reader = Reader {
+            editor,
+            history,
+            input: input_tx,
+            out: out.clone(),
+            sessions: out.sessions(),
+            runtime: Handle::current(),
+            colour,
+        };
+        thread::Builder::new()
+            .name("terminal-read".into())
+            .spawn(move || reader.run())
+            .context("starting the terminal's reader thread")?;
+        Ok((Terminal { print, saved }, out, input))
+    }
+
+    /// A `tracing` writer whose lines appear above the prompt instead of garbling it.
+    pub fn log_writer(&self) -> LogWriter {
+        LogWriter(self.print.clone())
+    }
+
+    /// Gives the terminal back as it was, even when the editor is still waiting for a key
+    /// (the daemon was stopped by a signal).
+    pub fn restore(&self) {
+        if let Some(saved) = &self.saved {
+            let _ = tcsetattr(std::io::stdin(), SetArg::TCSADRAIN, saved);
+        }
+        let _ = std::io::stdout().write_all(b"\n");
+        let _ = std::io::stdout().flush();
+    }
+}
+
+/// Makes [`LogLine`]s; see [`Terminal::log_writer`].
+pub struct LogWriter(std_mpsc::Sender<Printable>);
+
+/// One log record, printed when dropped.
+pub struct LogLine {
+    buf: Vec<u8>,
+    print: std_mpsc::Sender<Printable>,
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogLine;
+
+    fn make_writer(&'a self) -> LogLine {
+        LogLine {
+            buf: Vec::new(),
+            print: self.0.clone(),
+        }
+    }
+}
+
+impl Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        if !self.buf.is_empty() {
+            let _ = self.print.send(Printable::Text(
+                String::from_utf8_lossy(&self.buf).into_owned(),
+            ));
+        }
+    }
+}
+
+async fn forward_events(
+    mut events: broadcast::Receiver<UiEvent>,
+    print: std_mpsc::Sender<Printable>,
+) {
+    loop {
+        let item = match events.recv().await {
+            Ok(event) => Printable::Event(Box::new(event)),
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                Printable::Text(format!("… {n} events not shown"))
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if print.send(item).is_err() {
+            return;
+        }
+    }
+}
+
+fn print_loop(
+    mut printer: impl ExternalPrinter,
+    printables: std_mpsc::Receiver<Printable>,
+    renderer: Renderer,
+) {
+    for item in printables {
+        let text = match item {
+            Printable::Event(event) => match renderer.render(&event) {
+                Some(text) => text,
+                None => continue,
+            },
+            Printable::Text(text) => text,
+        };
+        if printer
+            .print(format!("{}\n", text.trim_end_matches('\n')))
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Ctrl-C clears a half-typed line, and quits on an empty one.
+struct ClearOrQuit;
+
+impl ConditionalEventHandler for ClearOrQuit {
+    fn handle(&self, _: &Event, _: RepeatCount, _: bool, ctx: &EventContext) -> Option<Cmd> {
+        (!ctx.line().is_empty()).then_some(Cmd::Kill(Movement::WholeLine))
+    }
+}
+
+/// The line-editor thread.
+struct Reader {
+    editor: Editor<Completion, FileHistory>,
+    history: PathBuf,
+    input: mpsc::Sender<Input>,
+    out: Output,
+    sessions: watch::Receiver<Vec<SessionLine>>,
+    runtime: Handle,
+    colour: bool,
+}
+
+impl Reader {
+    fn run(mut self) {
+        let mut joiner = LineJoiner::default();
+        loop {
+            let label = active_label(&self.sessions.borrow_and_update());
+            let prompt = prompt(&label, joiner.continuing(), self.colour);
+            let line = match self.editor.readline(&prompt) {
+                Ok(line) => line,
+                Err(ReadlineError::Eof | ReadlineError::Interrupted) => break,
+                Err(error) => {
+                    tracing::error!(%error, "reading the terminal");
+                    break;
+                }
+            };
+            if !line.trim().is_empty()
+                && self
+                    .editor
+                    .add_history_entry(line.as_str())
+                    .unwrap_or(false)
+            {
+                self.save_history();
+            }
+            let complete = joiner.push(&line);
+            let command = complete.as_deref().map(command::parse);
+            // Subscribed before the driver sees the line, so its answer cannot slip by.
+            let answers = self.out.subscribe();
+            if self.input.blocking_send(Input::Line(line)).is_err() {
+                return;
+            }
+            match command {
+                Some(Ok(Command::Quit)) => return,
+                Some(Ok(
+                    Command::Fork { .. }
+                    | Command::Switch { .. }
+                    | Command::Lobby
+                    | Command::Join { .. }
+                    | Command::Leave { .. },
+                )) => self.wait_for_switch(&label, answers),
+                _ => {}
+            }
+        }
+        let _ = self.input.blocking_send(Input::Command(Command::Quit));
+    }
+
+    fn save_history(&mut self) {
+        if let Err(error) = self.editor.append_history(&self.history) {
+            tracing::debug!(%error, path = %self.history.display(), "could not save history");
+            return;
+        }
+        // What people typed to whom is nobody else's business.
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&self.history, std::fs::Permissions::from_mode(0o600));
+    }
+
+    /// Waits until the active session is no longer `before`, the driver refused (an error,
+    /// e.g. no such session) or said the switch happened (which it does just before the
+    /// session list changes), or [`SWITCH_WAIT`] passed.
+    fn wait_for_switch(&mut self, before: &str, mut answers: broadcast::Receiver<UiEvent>) {
+        let sessions = &mut self.sessions;
+        self.runtime.block_on(async {
+            let switched = async {
+                while sessions.changed().await.is_ok() {
+                    if active_label(&sessions.borrow_and_update()) != before {
+                        return;
+                    }
+                }
+                std::future::pending().await
+            };
+            tokio::pin!(switched);
+            let answered = async {
+                loop {
+                    match answers.recv().await {
+                        Ok(event @ (UiEvent::Info { .. } | UiEvent::Error { .. })) => return event,
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+                    }
+                }
+            };
+            let answer = tokio::time::timeout(SWITCH_WAIT, async {
+                tokio::select! {
+                    () = &mut switched => None,
+                    event = answered => Some(event),
+                }
+            })
+            .await;
+            if let Ok(Some(UiEvent::Info { .. })) = answer {
+                let _ = tokio::time::timeout(SWITCH_SETTLE, switched).await;
+            }
+        });
+    }
+}
+
+/// `#room` or `@peer` of the active session.
+fn active_label(sessions: &[SessionLine]) -> String {
+    sessions
+        .iter()
+        .find(|s| s.active)
+        .map_or_else(|| format!("#{LOBBY}"), |s| s.label.clone())
+}
+
+/// The prompt as `(plain, styled)`: `#lobby> `, or a continuation mark under it. A peer
+/// whose name is not known yet shows as the start of its UUID.
+fn prompt(label: &str, continuing: bool, colour: bool) -> (String, String) {
+    let short;
+    let label = match label.strip_prefix('@').map(uuid::Uuid::try_parse) {
+        Some(Ok(id)) => {
+            short = format!("@{}", &id.to_string()[..8]);
+            short.as_str()
+        }
+        _ => label,
+    };
+    let plain = if continuing {
+        format!("{}… ", " ".repeat(label.chars().count()))
+    } else {
+        format!("{label}> ")
+    };
+    if !colour {
+        return (plain.clone(), plain);
+    }
+    let styled = match label.strip_prefix('@') {
+        _ if continuing => format!("\x1b[2m{plain}\x1b[0m"),
+        Some(name) => format!("\x1b[1;{}m{label}\x1b[0m> ", name_colour(name)),
+        None => format!("\x1b[1m{label}\x1b[0m> "),
+    };
+    (plain, styled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(n: usize, label: &str, active: bool) -> SessionLine {
+        SessionLine {
+            n,
+            label: label.into(),
+            active,
+            unread: 0,
+        }
+    }
+
+    #[test]
+    fn the_prompt_names_the_active_session() {
+        assert_eq!(active_label(&[]), "#lobby");
+        assert_eq!(
+            active_label(&[line(0, "#lobby", false), line(1, "@bob", true)]),
+            "@bob"
+        );
+        assert_eq!(prompt("#lobby", false, false).0, "#lobby> ");
+        assert_eq!(prompt("#lobby", true, false).0, "      … ");
+        let (plain, styled) = prompt("@bob", false, true);
+        assert_eq!(plain, "@bob> ");
+        assert_eq!(
+            styled,
+            format!("\x1b[1;{}m@bob\x1b[0m> ", name_colour("bob"))
+        );
+        assert_eq!(
+            prompt("@463c4b4f-bc1e-8c83-b21e-562437e0a7ef", false, false).0,
+            "@463c4b4f> "
+        );
+    }
+}

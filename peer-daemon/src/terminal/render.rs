@@ -1,0 +1,277 @@
+//! How events look on a terminal: peer names in a colour of their own that stays the same
+//! across runs and machines, a green tick with the round-trip time, and errors as one red
+//! line. Events without a terminal-specific look fall back to [`UiEvent::human`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use uuid::Uuid;
+
+use crate::output::{PeerLine, UiEvent};
+
+/// Colours for names: green, yellow, blue, magenta, cyan and bright blue. Red is kept for errors.
+const NAME_COLOURS: [u8; 6] = [32, 33, 34, 35, 36, 94];
+
+/// Names learned from events, so that receipts say "bob" rather than a UUID; shared with the
+/// line editor's completion.
+pub type Names = Arc<Mutex<HashMap<Uuid, String>>>;
+
+/// Turns events into (optionally coloured) text.
+pub struct Renderer {
+    colour: bool,
+    names: Names,
+}
+
+/// The ANSI colour of a name: FNV-1a of its bytes, so it depends on nothing but the name.
+pub fn name_colour(name: &str) -> u8 {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    NAME_COLOURS[(hash % NAME_COLOURS.len() as u64) as usize]
+}
+
+impl Renderer {
+    /// A renderer; `colour` is off for `NO_COLOR` or dumb terminals.
+    pub fn new(colour: bool, names: Names) -> Self {
+        Renderer { colour, names }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.colour {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+
+    /// A peer's name in its colour.
+    pub fn name(&self, name: &str) -> String {
+        self.paint(&name_colour(name).to_string(), name)
+    }
+
+    /// A peer as people know it: its name when known, else the start of its UUID.
+    fn peer(&self, id: &Uuid, name: Option<&String>) -> String {
+        let known = name.cloned().or_else(|| {
+            self.names
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(id)
+                .cloned()
+        });
+        match known {
+            Some(name) => self.name(&name),
+            None => id.to_string()[..8].to_owned(),
+        }
+    }
+
+    fn learn(&self, id: Uuid, name: &Option<String>) {
+        if let Some(name) = name.as_ref().filter(|n| !n.is_empty()) {
+            self.names
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id, name.clone());
+        }
+    }
+
+    fn learn_all(&self, peers: &[PeerLine]) {
+        for peer in peers {
+            self.learn(peer.uuid, &peer.name);
+        }
+    }
+
+    /// One red line: a reason spread over several lines would push the prompt around.
+    fn error_line(&self, text: &str) -> String {
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        self.paint("31", &flat)
+    }
+
+    /// The text for `event`, or `None` for events people need not see.
+    pub fn render(&self, event: &UiEvent) -> Option<String> {
+        match event {
+            UiEvent::Message {
+                from,
+                name,
+                text,
+                room,
+                ..
+            } => {
+                self.learn(*from, name);
+                let context = match room {
+                    Some(room) => format!("#{room}"),
+                    None => "private".to_owned(),
+                };
+                let mut lines = text.lines();
+                let first = lines.next().unwrap_or("");
+                let mut out = format!(
+                    "{} <{}> {first}",
+                    self.paint("2", &format!("[{context}]")),
+                    self.peer(from, name.as_ref())
+                );
+                for line in lines {
+                    out += &format!("\n    {line}");
+                }
+                Some(out)
+            }
+            UiEvent::Delivered {
+                to: Some(to),
+                rtt_ms,
+                ..
+            } => Some(format!(
+                "{} delivered to {} {}",
+                self.paint("32", "✓"),
+                self.peer(to, None),
+                self.rtt(*rtt_ms)
+            )),
+            UiEvent::Delivered {
+                room,
+                delivered,
+                total,
+                rtt_ms,
+                ..
+            } => Some(format!(
+                "{} delivered {}/{} in #{} {}",
+                self.paint("32", "✓"),
+                delivered.unwrap_or(0),
+                total.unwrap_or(0),
+                room.as_deref().unwrap_or("?"),
+                self.rtt(*rtt_ms)
+            )),
+            UiEvent::Failed {
+                to, room, reason, ..
+            } => Some(self.error_line(&match (to, room) {
+                (Some(to), _) => format!("✗ not delivered to {}: {reason}", self.peer(to, None)),
+                (None, Some(room)) => format!("✗ not delivered in #{room}: {reason}"),
+                (None, None) => format!("✗ not delivered: {reason}"),
+            })),
+            UiEvent::Error { message } => Some(self.error_line(&format!("error: {message}"))),
+            UiEvent::Joined {
+                room,
+                peer: Some(peer),
+                name,
+                ..
+            } => {
+                self.learn(*peer, name);
+                Some(self.paint(
+                    "2",
+                    &format!("→ {} joined #{room}", self.peer(peer, name.as_ref())),
+                ))
+            }
+            UiEvent::Left {
+                room,
+                peer: Some(peer),
+                name,
+            } => {
+                self.learn(*peer, name);
+                Some(self.paint(
+                    "2",
+                    &format!("← {} left #{room}", self.peer(peer, name.as_ref())),
+                ))
+            }
+            UiEvent::Info { message } => Some(self.paint("2", &format!("· {message}"))),
+            UiEvent::Peers { peers } | UiEvent::Who { members: peers, .. } => {
+                self.learn_all(peers);
+                event.human()
+            }
+            other => other.human(),
+        }
+    }
+
+    fn rtt(&self, rtt_ms: f64) -> String {
+        self.paint("2", &format!("({rtt_ms:.2} ms)"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn renderer(colour: bool) -> Renderer {
+        Renderer::new(colour, Names::default())
+    }
+
+    #[test]
+    fn a_name_keeps_its_colour_and_names_spread_over_the_palette() {
+        assert_eq!(name_colour("alice"), name_colour("alice"));
+        let used: std::collections::HashSet<u8> = [
+            "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy",
+        ]
+        .iter()
+        .map(|n| name_colour(n))
+        .collect();
+        assert!(
+            used.len() >= 4,
+            "ten names should not share two or three colours: {used:?}"
+        );
+        assert!(!NAME_COLOURS.contains(&31), "red is for errors");
+    }
+
+    #[test]
+    fn messages_show_coloured_names_and_indent_further_lines() {
+        let bob = Uuid::from_u128(2);
+        let r = renderer(true);
+        let event = UiEvent::Message {
+            from: bob,
+            name: Some("bob".into()),
+            text: "hi\nthere".into(),
+            room: Some("lobby".into()),
+            session: None,
+        };
+        let code = name_colour("bob");
+        assert_eq!(
+            r.render(&event).unwrap(),
+            format!("\x1b[2m[#lobby]\x1b[0m <\x1b[{code}mbob\x1b[0m> hi\n    there")
+        );
+        // The name learned from the message names the receipt.
+        let receipt = UiEvent::Delivered {
+            to: Some(bob),
+            room: None,
+            id: 0,
+            rtt_ms: 1.5,
+            delivered: None,
+            total: None,
+        };
+        assert_eq!(renderer_text(&r, &receipt), "✓ delivered to bob (1.50 ms)");
+    }
+
+    #[test]
+    fn errors_are_one_red_line_and_unknown_peers_are_short() {
+        let r = renderer(true);
+        let error = UiEvent::Error {
+            message: "could not reach the index:\n  connection refused".into(),
+        };
+        assert_eq!(
+            r.render(&error).unwrap(),
+            "\x1b[31merror: could not reach the index: connection refused\x1b[0m"
+        );
+        let stranger = Uuid::from_u128(0xabcdef12_0000_0000_0000_000000000000);
+        let failed = UiEvent::Failed {
+            to: Some(stranger),
+            room: None,
+            id: Some(1),
+            reason: "timed out".into(),
+        };
+        assert_eq!(
+            renderer(false).render(&failed).unwrap(),
+            "✗ not delivered to abcdef12: timed out"
+        );
+    }
+
+    fn renderer_text(r: &Renderer, event: &UiEvent) -> String {
+        let text = r.render(event).unwrap();
+        // Strip the escape sequences to compare the words.
+        let mut plain = String::new();
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                for c in chars.by_ref() {
+                    if c == 'm' {
+                        break;
+                    }
+                }
+            } else {
+                plain.push(c);
+            }
+        }
+        plain
+    }
+}

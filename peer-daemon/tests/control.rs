@@ -1,0 +1,428 @@
+//! The local control API end to end: a real daemon started with `--control 127.0.0.1:0`, the
+//! real index, and a second daemon that receives what a script sends through the API.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{Daemon, EVENT_TIMEOUT, Index, REGISTER_TIMEOUT, http_client};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+/// A `peer-daemon --json --control 127.0.0.1:0` process and its stdout events.
+struct Controlled {
+    uuid: Uuid,
+    state: tempfile::TempDir,
+    _child: tokio::process::Child,
+    events: mpsc::UnboundedReceiver<Value>,
+    backlog: VecDeque<Value>,
+}
+
+impl Controlled {
+    async fn spawn(index_url: &str, name: &str) -> Controlled {
+        let state = tempfile::tempdir().expect("state directory");
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_peer-daemon"));
+        command
+            .args([
+                "--json",
+                "--listen",
+                "127.0.0.1:0",
+                "--control",
+                "127.0.0.1:0",
+                "--index",
+                index_url,
+                "--name",
+                name,
+            ])
+            .arg("--state-dir")
+            .arg(state.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true);
+        for var in ["PEER_STATE_DIR", "PEER_DEADLINE_SECS", "PEER_PUBLIC_PORT"] {
+            command.env_remove(var);
+        }
+        let mut child = command.spawn().expect("spawning peer-daemon");
+        let (tx, events) = mpsc::unbounded_channel();
+        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("stdout line {line:?} is not JSON: {e}"));
+                if tx.send(value).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut daemon = Controlled {
+            uuid: Uuid::nil(),
+            state,
+            _child: child,
+            events,
+            backlog: VecDeque::new(),
+        };
+        let registered = daemon
+            .expect("registered", |_| true, REGISTER_TIMEOUT)
+            .await;
+        daemon.uuid = registered["uuid"]
+            .as_str()
+            .and_then(|u| u.parse().ok())
+            .expect("a UUID");
+        daemon
+    }
+
+    /// The first event of `kind` (oldest first) that `predicate` accepts, removed.
+    async fn expect(
+        &mut self,
+        kind: &str,
+        mut predicate: impl FnMut(&Value) -> bool,
+        timeout: Duration,
+    ) -> Value {
+        let mut wanted = |v: &Value| v["event"] == kind && predicate(v);
+        if let Some(i) = self.backlog.iter().position(&mut wanted) {
+            return self.backlog.remove(i).expect("in range");
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(value)) if wanted(&value) => return value,
+                Ok(Some(value)) => self.backlog.push_back(value),
+                Ok(None) => panic!(
+                    "stdout closed while waiting for {kind}; seen: {:?}",
+                    self.backlog
+                ),
+                Err(_) => panic!("no {kind} within {timeout:?}; seen: {:?}", self.backlog),
+            }
+        }
+    }
+
+    /// How many events of `kind` have been printed and not taken.
+    fn seen_count(&mut self, kind: &str) -> usize {
+        while let Ok(value) = self.events.try_recv() {
+            self.backlog.push_back(value);
+        }
+        self.backlog.iter().filter(|v| v["event"] == kind).count()
+    }
+}
+
+/// A reader of the `/events` stream: `(event name, data)` pairs as they arrive.
+struct EventStream {
+    response: reqwest::Response,
+    buf: String,
+    seen: Vec<String>,
+}
+
+impl EventStream {
+    /// Waits for an event that `predicate` accepts, checking on the way that every event is
+    /// named after its `event` field. Fails after `timeout`, listing what came.
+    async fn expect(
+        &mut self,
+        mut predicate: impl FnMut(&str, &Value) -> bool,
+        timeout: Duration,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            while let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut name = None;
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(value) = line.strip_prefix("event: ") {
+                        name = Some(value.to_owned());
+                    } else if let Some(value) = line.strip_prefix("data: ") {
+                        data.push_str(value);
+                    }
+                }
+                let Some(name) = name else { continue }; // keep-alive comments
+                self.seen.push(format!("{name}: {data}"));
+                let value: Value = serde_json::from_str(&data)
+                    .unwrap_or_else(|e| panic!("event data is not JSON: {data:?}: {e}"));
+                assert_eq!(
+                    value["event"],
+                    name.as_str(),
+                    "the SSE event name must be the event's kind: {block:?}"
+                );
+                if predicate(&name, &value) {
+                    return value;
+                }
+            }
+            match tokio::time::timeout_at(deadline, self.response.chunk()).await {
+                Ok(Ok(Some(chunk))) => self
+                    .buf
+                    .push_str(std::str::from_utf8(&chunk).expect("UTF-8 events")),
+                Ok(Ok(None)) => panic!("the event stream ended; seen: {:#?}", self.seen),
+                Ok(Err(error)) => {
+                    panic!("reading the event stream: {error}; seen: {:#?}", self.seen)
+                }
+                Err(_) => panic!(
+                    "no matching event within {timeout:?}; seen: {:#?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_api_sends_lists_sessions_and_streams_events() {
+    let index = Index::start().await;
+    let mut alice = Controlled::spawn(&index.url(), "alice").await;
+    let mut bob = Daemon::spawn(&index.url(), "bob").await;
+
+    // The daemon announces where the API listens and where the token is.
+    let control = alice.expect("control", |_| true, EVENT_TIMEOUT).await;
+    let addr: std::net::SocketAddr = control["addr"]
+        .as_str()
+        .expect("addr")
+        .parse()
+        .expect("ip:port");
+    assert!(addr.ip().is_loopback() && addr.port() != 0, "{control}");
+    let token_file = std::path::PathBuf::from(control["token_file"].as_str().expect("token_file"));
+    assert_eq!(token_file, alice.state.path().join("control.token"));
+    let mode = std::fs::metadata(&token_file)
+        .expect("token file")
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the token must be readable by its owner only"
+    );
+    let token = std::fs::read_to_string(&token_file)
+        .expect("reading the token")
+        .trim()
+        .to_owned();
+    assert_eq!(token.len(), 64, "32 random bytes in hex: {token:?}");
+    let base = format!("http://{addr}");
+    let client = http_client();
+
+    // Without the token (or with another one) nothing is answered but 401, as JSON.
+    for (method, path) in [
+        ("GET", "/sessions"),
+        ("GET", "/events"),
+        ("POST", "/send"),
+        ("GET", "/nowhere"),
+    ] {
+        for bearer in [None, Some("0".repeat(64))] {
+            let mut request = client.request(method.parse().unwrap(), format!("{base}{path}"));
+            if let Some(bearer) = &bearer {
+                request = request.bearer_auth(bearer);
+            }
+            let response = request
+                .json(&json!({ "to": bob.uuid, "text": "sneaky" }))
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(response.status(), 401, "{method} {path} with {bearer:?}");
+            let body: Value = response.json().await.expect("a JSON error");
+            assert!(
+                body["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("control.token")),
+                "{body}"
+            );
+        }
+    }
+    // The stream is open before anything is sent, so it sees what follows. (No overall
+    // timeout on this client: the stream is meant to stay open.)
+    let response = reqwest::Client::new()
+        .get(format!("{base}/events"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("GET /events");
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()[reqwest::header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("text/event-stream"),
+        "{content_type}"
+    );
+    let mut events = EventStream {
+        response,
+        buf: String::new(),
+        seen: Vec::new(),
+    };
+
+    let sessions: Value = client
+        .get(format!("{base}/sessions"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        sessions,
+        json!({ "sessions": [{ "n": 0, "label": "#lobby", "active": true, "unread": 0 }] })
+    );
+
+    // A private message to bob, by UUID.
+    let send = |body: Value| {
+        client
+            .post(format!("{base}/send"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let response = send(json!({ "to": bob.uuid, "text": "hello from a script" }))
+        .await
+        .expect("POST /send");
+    assert_eq!(response.status(), 202);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({ "queued": true })
+    );
+    let sender = alice.uuid.to_string();
+    bob.expect(
+        "message",
+        |v| v["from"] == sender.as_str() && v["text"] == "hello from a script",
+        EVENT_TIMEOUT,
+    )
+    .await;
+    let receiver = bob.uuid.to_string();
+    let delivered = events
+        .expect(
+            |name, v| name == "failed" || name == "delivered" && v["to"] == receiver.as_str(),
+            EVENT_TIMEOUT,
+        )
+        .await;
+    assert_eq!(delivered["event"], "delivered", "{delivered}");
+    assert!(
+        delivered["rtt_ms"].as_f64().is_some_and(|rtt| rtt >= 0.0),
+        "{delivered}"
+    );
+    // `--json` on stdout is unchanged by the API.
+    alice
+        .expect("delivered", |v| v["to"] == receiver.as_str(), EVENT_TIMEOUT)
+        .await;
+
+    // A room message: bob is in the lobby (he said so when he answered alice).
+    let response = send(json!({ "room": "lobby", "text": "hello, room" }))
+        .await
+        .expect("POST /send");
+    assert_eq!(response.status(), 202);
+    bob.expect(
+        "message",
+        |v| v["text"] == "hello, room" && v["room"] == "lobby",
+        EVENT_TIMEOUT,
+    )
+    .await;
+    let counted = events
+        .expect(
+            |name, v| (name == "delivered" || name == "failed") && v["room"] == "lobby",
+            EVENT_TIMEOUT,
+        )
+        .await;
+    assert_eq!(counted["event"], "delivered", "{counted}");
+    assert_eq!(
+        (counted["delivered"].as_u64(), counted["total"].as_u64()),
+        (Some(1), Some(1)),
+        "{counted}"
+    );
+
+    // An incoming private message opens a session, listed with its unread count.
+    bob.msg(alice.uuid, "hello alice").await;
+    events
+        .expect(
+            |name, v| name == "message" && v["text"] == "hello alice",
+            EVENT_TIMEOUT,
+        )
+        .await;
+    let sessions: Value = client
+        .get(format!("{base}/sessions"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        sessions["sessions"][1],
+        json!({ "n": 1, "label": "@bob", "active": false, "unread": 1 }),
+        "{sessions}"
+    );
+
+    // Requests that cannot be carried out say why, as JSON 4xx, and queue nothing.
+    let sent_before = alice.seen_count("sent");
+    for (body, status) in [
+        (
+            json!({ "to": bob.uuid, "room": "lobby", "text": "both" }),
+            400,
+        ),
+        (json!({ "text": "neither" }), 400),
+        (json!({ "room": "Not A Room!", "text": "x" }), 400),
+        (json!({ "to": bob.uuid, "text": "" }), 400),
+        (json!({ "to": bob.uuid }), 422),
+    ] {
+        let response = send(body.clone()).await.expect("POST /send");
+        assert_eq!(response.status(), status, "{body}");
+        let answer: Value = response.json().await.expect("a JSON error");
+        assert!(answer["error"].is_string(), "{body} -> {answer}");
+    }
+    let response = client
+        .post(format!("{base}/send"))
+        .bearer_auth(&token)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_client_error(), "{}", response.status());
+    assert!(response.json::<Value>().await.unwrap()["error"].is_string());
+    // A room this daemon is not in is refused by the daemon, on the event stream.
+    let response = send(json!({ "room": "elsewhere", "text": "x" }))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let refused = events
+        .expect(|name, _| name == "error", EVENT_TIMEOUT)
+        .await;
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("#elsewhere")),
+        "{refused}"
+    );
+    // Everything alice printed before that error is on hand now.
+    alice
+        .expect("error", |v| v == &refused, EVENT_TIMEOUT)
+        .await;
+    assert_eq!(
+        alice.seen_count("sent"),
+        sent_before,
+        "the refused requests sent nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_api_only_listens_on_loopback() {
+    let state = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_peer-daemon"))
+        .args([
+            "--json",
+            "--listen",
+            "127.0.0.1:0",
+            "--control",
+            "0.0.0.0:0",
+            "--state-dir",
+        ])
+        .arg(state.path())
+        .env_remove("PEER_CONTROL")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("running peer-daemon");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not a loopback address"), "{stderr}");
+    assert!(!state.path().join("control.token").exists());
+}

@@ -1,0 +1,264 @@
+//! The terminal client driven through a pseudo-terminal, as a person would use it: the real
+//! `peer-daemon` binary on a pty, the real index, and a second (`--json`) daemon that sends it
+//! a message while something is half typed at the prompt.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Daemon, EVENT_TIMEOUT, Index};
+use expectrl::Expect;
+use expectrl::session::OsSession;
+use peer_daemon::terminal::name_colour;
+use uuid::Uuid;
+
+/// A daemon on a pty, and everything it has written so far.
+struct Screen {
+    session: OsSession,
+    raw: Vec<u8>,
+    /// Where in the text (escape sequences removed) the next wait starts looking.
+    mark: usize,
+}
+
+impl Screen {
+    /// The output as a person reads it: escape sequences and carriage returns removed.
+    fn text(&self) -> String {
+        strip_escapes(&String::from_utf8_lossy(&self.raw))
+    }
+
+    /// Waits until `needle` appears after the previous match; returns the text from the
+    /// start of the match on. Fails after `timeout` with what the screen showed.
+    fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.text();
+            if let Some(at) = text.get(self.mark..).and_then(|rest| rest.find(needle)) {
+                let start = self.mark + at;
+                self.mark = start + needle.len();
+                return text[start..].to_owned();
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "no {needle:?} on the terminal within {timeout:?}; it shows:\n{}",
+                    tail(&text)
+                );
+            }
+            let mut buf = [0u8; 4096];
+            match self.session.try_read(&mut buf) {
+                Ok(0) => panic!(
+                    "the terminal closed while waiting for {needle:?}; it showed:\n{}",
+                    tail(&text)
+                ),
+                Ok(n) => self.raw.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(e) => panic!("reading the pty: {e}"),
+            }
+        }
+    }
+
+    /// Types `keys` as they are (`\r` is Enter).
+    fn type_keys(&mut self, keys: &str) {
+        self.session.send(keys).expect("typing on the pty");
+    }
+
+    /// Reads what is left until the process closes the terminal (it exited).
+    fn wait_closed(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.session.try_read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => self.raw.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if !self.session.get_process().is_alive().unwrap_or(false) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                // Linux reports a pty whose other side closed as EIO.
+                Err(_) => return,
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running {timeout:?} after /quit:\n{}",
+                tail(&self.text())
+            );
+        }
+    }
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// Removes CSI (`ESC [ … final`), OSC (`ESC ] … BEL`) and two-byte escapes, and `\r`.
+fn strip_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\x1b' => match chars.next() {
+                Some('[') => {
+                    for c in chars.by_ref() {
+                        if ('\x40'..='\x7e').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                Some(']') => {
+                    for c in chars.by_ref() {
+                        if c == '\x07' {
+                            break;
+                        }
+                    }
+                }
+                _ => {}
+            },
+            '\r' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Runs blocking pty work off the runtime's threads, which the index and the other daemon need.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work)
+        .await
+        .expect("the pty work panicked")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminal_client_shows_prompt_commands_and_incoming_messages() {
+    let index = Index::start().await;
+    let state = tempfile::tempdir().expect("state directory");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_peer-daemon"));
+    command
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--index",
+            &index.url(),
+            "--name",
+            "carol",
+            "--state-dir",
+        ])
+        .arg(state.path())
+        .env("TERM", "xterm-256color")
+        .env_remove("NO_COLOR")
+        .env_remove("RUST_LOG");
+    for var in [
+        "PEER_STATE_DIR",
+        "PEER_INDEX_URL",
+        "PEER_LISTEN",
+        "PEER_NAME",
+        "PEER_DEADLINE_SECS",
+        "PEER_PUBLIC_PORT",
+        "PEER_CONTROL",
+    ] {
+        command.env_remove(var);
+    }
+
+    // The prompt names the active session, once the daemon has registered.
+    let (mut screen, carol) = blocking(move || {
+        let mut session = OsSession::spawn(command).expect("spawning peer-daemon on a pty");
+        session
+            .get_process_mut()
+            .set_window_size(160, 50)
+            .expect("sizing the pty");
+        let mut screen = Screen {
+            session,
+            raw: Vec::new(),
+            mark: 0,
+        };
+        let registered = screen.wait_for("registered as ", Duration::from_secs(15));
+        let uuid = registered["registered as ".len()..]
+            .split_whitespace()
+            .next()
+            .expect("a UUID")
+            .to_owned();
+        screen.wait_for("#lobby> ", EVENT_TIMEOUT);
+        (
+            screen,
+            Uuid::parse_str(&uuid).unwrap_or_else(|e| panic!("{uuid:?}: {e}")),
+        )
+    })
+    .await;
+
+    // A command and its answer, then the prompt again.
+    let mut screen = blocking(move || {
+        screen.type_keys("/help\r");
+        let help = screen.wait_for("/fork <peer>, /dm <peer>", EVENT_TIMEOUT);
+        assert!(help.contains("open a private session"), "{help}");
+        screen.wait_for("#lobby> ", EVENT_TIMEOUT);
+        // Half a line, left there while a message arrives.
+        screen.type_keys("half-typed");
+        screen.wait_for("half-typed", EVENT_TIMEOUT);
+        screen
+    })
+    .await;
+
+    let mut bob = Daemon::spawn(&index.url(), "bob").await;
+    bob.msg(carol, "hello carol").await;
+    let receiver = carol.to_string();
+    bob.expect("delivered", |v| v["to"] == receiver.as_str(), EVENT_TIMEOUT)
+        .await;
+    let bob_uuid = bob.uuid;
+
+    let screen = blocking(move || {
+        // The message appears above the prompt, which comes back with the half-typed line.
+        screen.wait_for("[private] <bob> hello carol\n", EVENT_TIMEOUT);
+        screen.wait_for("#lobby> half-typed", EVENT_TIMEOUT);
+        let coloured = format!("\x1b[{}mbob\x1b[0m", name_colour("bob"));
+        assert!(
+            String::from_utf8_lossy(&screen.raw).contains(&coloured),
+            "bob's name should be in its colour {coloured:?}"
+        );
+        // Clear the half line (Ctrl-U), answer bob and see the tick with the RTT.
+        screen.type_keys(&format!("\x15/msg {bob_uuid} hi bob\r"));
+        let tick = screen.wait_for("✓ delivered to bob (", EVENT_TIMEOUT);
+        assert!(
+            tick.lines().next().is_some_and(|l| l.ends_with(" ms)")),
+            "{tick}"
+        );
+        // An unknown command is one line of error, and the prompt follows.
+        screen.type_keys("/bogus\r");
+        let error = screen.wait_for("error: unknown command /bogus", EVENT_TIMEOUT);
+        assert!(
+            error
+                .lines()
+                .nth(1)
+                .is_some_and(|l| l.starts_with("#lobby> ")),
+            "{error}"
+        );
+        screen.type_keys("/quit\r");
+        screen.wait_closed(EVENT_TIMEOUT);
+        screen
+    })
+    .await;
+    let sender = carol.to_string();
+    bob.expect(
+        "message",
+        |v| v["from"] == sender.as_str() && v["text"] == "hi bob",
+        EVENT_TIMEOUT,
+    )
+    .await;
+    assert!(screen.text().contains("half-typed"));
+
+    // What was typed is kept for the next start, privately; the half line is not.
+    let history = std::fs::read_to_string(state.path().join("history.txt")).expect("history file");
+    assert!(
+        history.contains("/help") && history.contains("hi bob"),
+        "{history}"
+    );
+    assert!(!history.contains("half-typed"), "{history}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(state.path().join("history.txt"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+}

@@ -1,0 +1,233 @@
+//! Types of the index's HTTP API, shared by the index and the daemon so both sides agree on
+//! field names by construction.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Body of `POST /register`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RegisterRequest {
+    /// The UDP port the peer listens on (1..=65535); the IP is the one the index observes.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65535))]
+    #[serde(deserialize_with = "port_number")]
+    pub udp_port: u16,
+    /// A display name for people: 1 to 64 characters, no control characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 64,
+            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"
+        )
+    )]
+    pub name: Option<String>,
+    /// Ed25519 public key, 64 hex digits. With it the UUID is derived from the key
+    /// (see `proto::identity`) and `timestamp` and `signature` are required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9a-fA-F]{64}$"))]
+    pub public_key: Option<String>,
+    /// Unix seconds when the registration was signed.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "unix_seconds"
+    )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0))]
+    pub timestamp: Option<u64>,
+    /// Ed25519 signature (128 hex digits) over `proto::identity::register_message`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9a-fA-F]{128}$"))]
+    pub signature: Option<String>,
+}
+
+/// Body of `PUT /peers/{uuid}`: the record's new UDP port (the IP is the one the index
+/// observes) and display name. A name left out is removed from the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PeerUpdate {
+    /// The UDP port the peer listens on (1..=65535).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65535))]
+    #[serde(deserialize_with = "port_number")]
+    pub udp_port: u16,
+    /// A display name for people: 1 to 64 characters, no control characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 64,
+            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"
+        )
+    )]
+    pub name: Option<String>,
+}
+
+/// A registration as the index returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PeerRecord {
+    /// The peer's UUID, lowercase hyphenated.
+    pub uuid: Uuid,
+    /// `ip:port` where other peers reach it over UDP.
+    #[cfg_attr(feature = "openapi", schema(example = "203.0.113.7:50001"))]
+    pub addr: String,
+    /// Display name, when the peer gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Ed25519 public key (64 hex digits) for keyed registrations; the UUID is derived from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// When the peer registered (RFC 3339, UTC).
+    pub registered_at: String,
+    /// When the owner last registered, updated or heartbeated the record (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<String>,
+    /// Seconds this answer stays valid. On a lookup it equals the `Cache-Control: max-age`
+    /// header (the record's remaining lifetime, capped); on the owner's own answers
+    /// (registration, update, heartbeat) it is the full lifetime: refresh well before it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0))]
+    pub ttl_secs: Option<u64>,
+    /// Keyless registrations only, in the registration answer only: the bearer token that
+    /// authorises `PUT`, heartbeat and `DELETE` on this record (`Authorization: Bearer <token>`).
+    /// The index keeps only its hash; it cannot be shown again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+/// A room and its live members (`GET /rooms/{room}`, `PUT /rooms/{room}/members/{uuid}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RoomMembers {
+    /// Room name: 1 to 32 of `a-z 0-9 - _`.
+    pub room: String,
+    /// Its members' records.
+    pub members: Vec<PeerRecord>,
+}
+
+/// One room in `GET /rooms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RoomSummary {
+    /// Room name.
+    pub room: String,
+    /// Live members.
+    pub members: usize,
+}
+
+/// Body of `GET /rooms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RoomList {
+    /// Rooms with at least one live member, by name.
+    pub rooms: Vec<RoomSummary>,
+}
+
+/// Body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    /// What went wrong and what to do about it.
+    pub error: String,
+}
+
+/// Reads a port from any JSON number with an integral value (JSON Schema counts `1.0` as an
+/// integer, so the API must too); the range check to 1..=65535 is the caller's.
+fn port_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u16, D::Error> {
+    struct Port;
+    impl serde::de::Visitor<'_> for Port {
+        type Value = u16;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an integer port number between 1 and 65535")
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u16, E> {
+            u16::try_from(v).map_err(|_| E::custom(format!("{v} is not a port number (1..=65535)")))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u16, E> {
+            u16::try_from(v).map_err(|_| E::custom(format!("{v} is not a port number (1..=65535)")))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<u16, E> {
+            if v.fract() == 0.0 && (0.0..=65535.0).contains(&v) {
+                Ok(v as u16)
+            } else {
+                Err(E::custom(format!("{v} is not a port number (1..=65535)")))
+            }
+        }
+    }
+    deserializer.deserialize_any(Port)
+}
+
+/// Reads an optional timestamp from any JSON number with a non-negative integral value, for
+/// the same reason as [`port_number`].
+fn unix_seconds<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u64>, D::Error> {
+    struct Seconds;
+    impl serde::de::Visitor<'_> for Seconds {
+        type Value = Option<u64>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("Unix seconds as a non-negative integer")
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Option<u64>, E> {
+            Ok(None)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Option<u64>, E> {
+            Ok(Some(v))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Option<u64>, E> {
+            u64::try_from(v)
+                .map(Some)
+                .map_err(|_| E::custom(format!("{v} is not a Unix time in seconds")))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Option<u64>, E> {
+            if v.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&v) {
+                Ok(Some(v as u64))
+            } else {
+                Err(E::custom(format!(
+                    "{v} is not a Unix time in whole seconds"
+                )))
+            }
+        }
+    }
+    deserializer.deserialize_any(Seconds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_integral_json_numbers() {
+        let port = |json: &str| serde_json::from_str::<RegisterRequest>(json).map(|r| r.udp_port);
+        assert_eq!(port(r#"{"udp_port": 8080}"#).unwrap(), 8080);
+        assert_eq!(port(r#"{"udp_port": 8080.0}"#).unwrap(), 8080);
+        for bad in [
+            r#"{"udp_port": 1.5}"#,
+            r#"{"udp_port": 65536}"#,
+            r#"{"udp_port": -1}"#,
+            r#"{"udp_port": "1"}"#,
+        ] {
+            assert!(port(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn timestamps_are_integral_json_numbers() {
+        let ts = |json: &str| serde_json::from_str::<RegisterRequest>(json).map(|r| r.timestamp);
+        assert_eq!(ts(r#"{"udp_port": 1}"#).unwrap(), None);
+        assert_eq!(ts(r#"{"udp_port": 1, "timestamp": null}"#).unwrap(), None);
+        assert_eq!(ts(r#"{"udp_port": 1, "timestamp": 17}"#).unwrap(), Some(17));
+        assert_eq!(
+            ts(r#"{"udp_port": 1, "timestamp": 8107452558.0}"#).unwrap(),
+            Some(8107452558)
+        );
+        for bad in [r#"1.5"#, r#"-1"#, r#""1""#] {
+            assert!(
+                ts(&format!(r#"{{"udp_port": 1, "timestamp": {bad}}}"#)).is_err(),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! What travels inside a reliable message: chat text for a room or a private session, and
+//! the small control messages peers use to introduce themselves and announce room changes.
+//! Encoded as JSON (one object per message), so the text is carried exactly, whatever it is.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// One application message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ChatMessage {
+    /// Text for a room, or for the private session with the recipient when `room` is `None`.
+    Text {
+        /// The room it was said in.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// The text, exactly as typed (may span lines).
+        text: String,
+    },
+    /// Who the sender is and which rooms it is in; sent on first contact.
+    Hello {
+        /// Display name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// Rooms the sender is a member of.
+        #[serde(default)]
+        rooms: Vec<String>,
+    },
+    /// The sender joined `room`.
+    Joined {
+        /// The room.
+        room: String,
+    },
+    /// The sender left `room`.
+    Left {
+        /// The room.
+        room: String,
+    },
+}
+
+/// A payload that is not a chat message.
+#[derive(Debug, Error)]
+#[error("not a peerlink chat message: {0}")]
+pub struct ChatDecodeError(#[from] serde_json::Error);
+
+impl ChatMessage {
+    /// Serialises for [`crate::Endpoint::send`].
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("chat messages serialise")
+    }
+
+    /// Parses a received payload.
+    pub fn decode(bytes: &[u8]) -> Result<Self, ChatDecodeError> {
+        Ok(serde_json::from_slice(bytes)?)
+    }
+}
+
+/// Whether `room` is a valid room name: 1 to 32 of `a-z 0-9 - _`.
+pub fn valid_room(room: &str) -> bool {
+    (1..=32).contains(&room.len())
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// The room every daemon joins at start-up.
+pub const LOBBY: &str = "lobby";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_any_text() {
+        let text = "multi\nline \"quoted\" \\ back ✓ 日本 \u{0}".to_owned();
+        let message = ChatMessage::Text {
+            room: Some(LOBBY.into()),
+            text,
+        };
+        assert_eq!(ChatMessage::decode(&message.encode()).unwrap(), message);
+        assert!(ChatMessage::decode(b"\xff junk").is_err());
+    }
+
+    #[test]
+    fn room_names() {
+        assert!(valid_room("lobby") && valid_room("rust-dev_2"));
+        assert!(
+            !valid_room("")
+                && !valid_room("Lobby")
+                && !valid_room("a b")
+                && !valid_room(&"x".repeat(33))
+        );
+    }
+}

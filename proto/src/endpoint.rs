@@ -1,0 +1,464 @@
+//! One peer's side of the protocol, as a sans-IO state machine: it never touches a socket, a
+//! clock or a random source.
+//!
+//! # Driving it
+//! 1. Feed inputs: [`Endpoint::handle_datagram`] for each datagram received,
+//!    [`Endpoint::send`] for each message the user sends, [`Endpoint::handle_timeout`] when the
+//!    instant from [`Endpoint::poll_timeout`] has passed.
+//! 2. After any input, drain [`Endpoint::poll_transmit`] (put each on the wire) until `None`,
+//!    then [`Endpoint::poll_event`] until `None`, then re-read [`Endpoint::poll_timeout`].
+//!
+//! Draining transmits after a batch of datagrams rather than after each one lets one ack
+//! cover the whole batch.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::recv::{Arrival, RecvStream};
+use crate::send::{MsgId, Outcome, SendStream, Timing};
+use crate::wire::{self, Ack, Data, Packet};
+
+/// Tunables; the defaults suit chat over the internet.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Largest message [`Endpoint::send`] accepts (and a receiver reassembles).
+    pub max_message: usize,
+    /// Fragments in flight per peer before the sender waits for acks.
+    pub max_in_flight: usize,
+    /// How far past the first missing fragment a receiver buffers.
+    pub recv_window: u64,
+    /// Retransmission timeout before the first RTT sample.
+    pub initial_rto: Duration,
+    /// Floor of the retransmission timeout.
+    pub min_rto: Duration,
+    /// Ceiling of the retransmission timeout, backoff included.
+    pub max_rto: Duration,
+    /// A message not acknowledged this long after [`Endpoint::send`] fails.
+    pub deadline: Duration,
+    /// Peers tracked at once; datagrams from further unknown peers are dropped.
+    pub max_peers: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_message: 1 << 20,
+            max_in_flight: 256,
+            recv_window: 1024,
+            initial_rto: Duration::from_millis(300),
+            min_rto: Duration::from_millis(20),
+            max_rto: Duration::from_secs(5),
+            deadline: Duration::from_secs(30),
+            max_peers: 16_384,
+        }
+    }
+}
+
+/// Something the application should know about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A complete message, in the order its sender sent it, exactly once.
+    Message {
+        /// Sender.
+        from: Uuid,
+        /// The bytes as sent.
+        data: Vec<u8>,
+    },
+    /// Every fragment of a message was acknowledged.
+    Delivered {
+        /// Recipient.
+        to: Uuid,
+        /// What [`Endpoint::send`] returned.
+        id: MsgId,
+        /// From first transmission to the final acknowledgement.
+        rtt: Duration,
+    },
+    /// A message was given up.
+    Failed {
+        /// Recipient.
+        to: Uuid,
+        /// What [`Endpoint::send`] returned.
+        id: MsgId,
+        /// Why, for a person.
+        reason: String,
+    },
+}
+
+/// A datagram to put on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// The peer it is for.
+    pub peer: Uuid,
+    /// Destination.
+    pub to: SocketAddr,
+    /// Contents.
+    pub bytes: Vec<u8>,
+}
+
+/// Why [`Endpoint::send`] refused a message; nothing was sent.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SendError {
+    /// Larger than [`Config::max_message`].
+    #[error("message is {size} bytes; the limit is {limit} bytes")]
+    TooLarge {
+        /// Size of the refused message.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// Sending to ourselves.
+    #[error("that is this peer's own UUID")]
+    ToSelf,
+    /// Too many peers tracked already.
+    #[error("too many peers ({0}) tracked at once")]
+    TooManyPeers(usize),
+}
+
+/// Counters of everything unusual that arrived; all of it was dropped, none of it fatal.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Datagrams handed to [`Endpoint::handle_datagram`].
+    pub datagrams: u64,
+    /// Datagrams that did not decode.
+    pub malformed: u64,
+    /// Addressed to another UUID, or claiming to come from ourselves.
+    pub misaddressed: u64,
+    /// From a previous run of the peer or of ourselves, or from an abandoned stream.
+    pub stale: u64,
+    /// Fragments received more than once.
+    pub duplicates: u64,
+    /// Fragments too far ahead to buffer.
+    pub out_of_window: u64,
+    /// Datagrams from new peers beyond [`Config::max_peers`].
+    pub peer_limit: u64,
+    /// Received messages dropped for exceeding [`Config::max_message`].
+    pub oversized: u64,
+    /// Fragments sent again.
+    pub retransmits: u64,
+}
+
+#[derive(Debug)]
+struct Peer {
+    addr: Option<SocketAddr>,
+    /// The peer's incarnation, 0 until we hear from it.
+    inc: u64,
+    tx: SendStream,
+    rx: Option<RecvStream>,
+    /// Tell a peer that addressed our previous run which incarnation we are now.
+    nudge: Option<(u64, u32)>,
+}
+
+impl Peer {
+    fn new() -> Self {
+        Peer {
+            addr: None,
+            inc: 0,
+            tx: SendStream::default(),
+            rx: None,
+            nudge: None,
+        }
+    }
+}
+
+/// The state for `id`, created if needed; `None` when the table is full.
+///
+/// Only a peer with nothing to send and no receive state may be forgotten: forgetting where
+/// a peer's stream had got to would leave its later fragments waiting for ones long delivered.
+fn peer_entry(peers: &mut HashMap<Uuid, Peer>, id: Uuid, max: usize) -> Option<&mut Peer> {
+    if !peers.contains_key(&id) && peers.len() >= max {
+        let idle = peers
+            .iter()
+            .find(|(_, p)| p.tx.is_idle() && p.rx.is_none())
+            .map(|(id, _)| *id);
+        peers.remove(&idle?);
+    }
+    Some(peers.entry(id).or_insert_with(Peer::new))
+}
+
+/// This peer's protocol state towards every other peer.
+#[derive(Debug)]
+pub struct Endpoint {
+    me: Uuid,
+    inc: u64,
+    config: Config,
+    timing: Timing,
+    peers: HashMap<Uuid, Peer>,
+    events: VecDeque<Event>,
+    next_id: MsgId,
+    stats: Stats,
+}
+
+impl Endpoint {
+    /// `incarnation` must be non-zero and larger on every later run of the same identity
+    /// (the daemon uses the start time in microseconds), so peers can tell old from new.
+    pub fn new(me: Uuid, incarnation: u64, config: Config) -> Self {
+        assert!(
+            incarnation != 0,
+            "incarnation 0 means 'unknown' on the wire"
+        );
+        let timing = Timing {
+            initial_rto: config.initial_rto,
+            min_rto: config.min_rto,
+            max_rto: config.max_rto,
+        };
+        Endpoint {
+            me,
+            inc: incarnation,
+            config,
+            timing,
+            peers: HashMap::new(),
+            events: VecDeque::new(),
+            next_id: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Our UUID.
+    pub fn id(&self) -> Uuid {
+        self.me
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Stats {
+        let mut stats = self.stats.clone();
+        stats.retransmits = self.peers.values().map(|p| p.tx.retransmits).sum();
+        stats
+    }
+
+    /// Where a peer was last heard from or told to be.
+    pub fn peer_addr(&self, peer: &Uuid) -> Option<SocketAddr> {
+        self.peers.get(peer).and_then(|p| p.addr)
+    }
+
+    /// Peers we have an address for, with their smoothed RTT once measured.
+    pub fn known_peers(&self) -> impl Iterator<Item = (Uuid, SocketAddr, Option<Duration>)> + '_ {
+        self.peers
+            .iter()
+            .filter_map(|(id, p)| p.addr.map(|a| (*id, a, p.tx.srtt())))
+    }
+
+    /// Queues `data` for reliable, ordered delivery to `to` at `addr`.
+    pub fn send(
+        &mut self,
+        now: Instant,
+        to: Uuid,
+        addr: SocketAddr,
+        data: Vec<u8>,
+    ) -> Result<MsgId, SendError> {
+        if data.len() > self.config.max_message {
+            return Err(SendError::TooLarge {
+                size: data.len(),
+                limit: self.config.max_message,
+            });
+        }
+        if to == self.me {
+            return Err(SendError::ToSelf);
+        }
+        let limit = self.config.max_peers;
+        let peer = peer_entry(&mut self.peers, to, limit).ok_or(SendError::TooManyPeers(limit))?;
+        peer.addr = Some(addr);
+        let id = self.next_id;
+        self.next_id += 1;
+        peer.tx.push(id, data, now + self.config.deadline);
+        Ok(id)
+    }
+
+    /// Takes one received datagram. Anything malformed or unexpected is counted and dropped.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        match wire::decode(bytes) {
+            Err(_) => {
+                self.stats.datagrams += 1;
+                self.stats.malformed += 1;
+            }
+            Ok(packet) => self.handle_packet(now, from, packet),
+        }
+    }
+
+    /// Takes one decoded packet (the secure layer hands over what it decrypted).
+    pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, packet: Packet) {
+        self.stats.datagrams += 1;
+        match packet {
+            Packet::Data(data) => self.on_data(from, data),
+            Packet::Ack(ack) => self.on_ack(now, from, ack),
+        }
+    }
+
+    fn on_data(&mut self, addr: SocketAddr, data: Data) {
+        if data.to != self.me || data.from == self.me {
+            self.stats.misaddressed += 1;
+            return;
+        }
+        let (my_inc, window, max_message) =
+            (self.inc, self.config.recv_window, self.config.max_message);
+        let Some(peer) = peer_entry(&mut self.peers, data.from, self.config.max_peers) else {
+            self.stats.peer_limit += 1;
+            return;
+        };
+        if data.from_inc < peer.inc {
+            self.stats.stale += 1;
+            return;
+        }
+        peer.addr = Some(addr);
+        if data.to_inc != 0 && data.to_inc != my_inc {
+            // Meant for an earlier run of ours: say who we are now so the sender starts over.
+            peer.nudge = Some((data.from_inc, data.stream));
+            self.stats.stale += 1;
+            return;
+        }
+        if peer.inc != 0 && data.from_inc > peer.inc {
+            // The peer restarted and lost what it knew of our stream to it.
+            peer.tx.restart();
+        }
+        peer.inc = data.from_inc;
+        let key = (data.from_inc, data.stream);
+        let rx = match &mut peer.rx {
+            Some(rx) if rx.key == key => rx,
+            Some(rx) if rx.key > key => {
+                self.stats.stale += 1;
+                return;
+            }
+            slot => slot.insert(RecvStream::new(key)),
+        };
+        match rx.on_fragment(data.seq, data.last, data.payload, window, max_message) {
+            Arrival::Accepted => {}
+            Arrival::Duplicate => self.stats.duplicates += 1,
+            Arrival::OutOfWindow => self.stats.out_of_window += 1,
+        }
+        self.stats.oversized += std::mem::take(&mut rx.oversized);
+        while let Some(message) = rx.take_message() {
+            self.events.push_back(Event::Message {
+                from: data.from,
+                data: message,
+            });
+        }
+    }
+
+    fn on_ack(&mut self, now: Instant, addr: SocketAddr, ack: Ack) {
+        if ack.to != self.me || ack.from == self.me {
+            self.stats.misaddressed += 1;
+            return;
+        }
+        let Some(peer) = self.peers.get_mut(&ack.from) else {
+            self.stats.stale += 1;
+            return;
+        };
+        if ack.to_inc != self.inc || ack.from_inc < peer.inc {
+            self.stats.stale += 1;
+            return;
+        }
+        peer.addr = Some(addr);
+        if peer.inc != 0 && ack.from_inc > peer.inc {
+            peer.inc = ack.from_inc;
+            peer.tx.restart();
+            return;
+        }
+        peer.inc = ack.from_inc;
+        if ack.stream != peer.tx.stream {
+            self.stats.stale += 1;
+            return;
+        }
+        let mut outcomes = Vec::new();
+        peer.tx
+            .on_ack(now, ack.cumulative, &ack.ranges, &mut outcomes);
+        self.report(ack.from, outcomes);
+    }
+
+    fn report(&mut self, peer: Uuid, outcomes: Vec<Outcome>) {
+        let deadline = self.config.deadline;
+        self.events.extend(outcomes.into_iter().map(|o| match o {
+            Outcome::Delivered(id, rtt) => Event::Delivered { to: peer, id, rtt },
+            Outcome::Expired(id) => Event::Failed {
+                to: peer,
+                id,
+                reason: format!("no acknowledgement within {} s", deadline.as_secs_f32()),
+            },
+        }));
+    }
+
+    /// Runs retransmission and deadline timers that are due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut outcomes = Vec::new();
+        let ids: Vec<Uuid> = self.peers.keys().copied().collect();
+        for id in ids {
+            let peer = self.peers.get_mut(&id).expect("listed above");
+            if peer.tx.next_timeout(&self.timing).is_some_and(|t| t <= now) {
+                peer.tx.on_timeout(now, &self.timing, &mut outcomes);
+                self.report(id, std::mem::take(&mut outcomes));
+            }
+        }
+    }
+
+    /// The next instant [`Endpoint::handle_timeout`] has work, if any.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.peers
+            .values()
+            .filter_map(|p| p.tx.next_timeout(&self.timing))
+            .min()
+    }
+
+    /// The next datagram to send: acknowledgements first, then retransmissions and new data.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        let me = self.me;
+        let my_inc = self.inc;
+        let window = self.config.max_in_flight;
+        for (&id, peer) in self.peers.iter_mut() {
+            let Some(addr) = peer.addr else { continue };
+            let ack = |to_inc, stream, cumulative, ranges| {
+                Packet::Ack(Ack {
+                    from: me,
+                    to: id,
+                    from_inc: my_inc,
+                    to_inc,
+                    stream,
+                    cumulative,
+                    ranges,
+                })
+            };
+            if let Some((to_inc, stream)) = peer.nudge.take() {
+                return Some(Transmit {
+                    peer: id,
+                    to: addr,
+                    bytes: wire::encode(&ack(to_inc, stream, 0, vec![])),
+                });
+            }
+            if let Some(rx) = peer.rx.as_mut().filter(|rx| rx.ack_pending) {
+                rx.ack_pending = false;
+                let (cumulative, ranges) = rx.ack_state();
+                let packet = ack(rx.key.0, rx.key.1, cumulative, ranges);
+                return Some(Transmit {
+                    peer: id,
+                    to: addr,
+                    bytes: wire::encode(&packet),
+                });
+            }
+            let stream = peer.tx.stream;
+            if let Some(fragment) = peer.tx.next_fragment(now, window) {
+                let packet = Packet::Data(Data {
+                    from: me,
+                    to: id,
+                    from_inc: my_inc,
+                    to_inc: peer.inc,
+                    stream,
+                    seq: fragment.seq,
+                    last: fragment.last,
+                    payload: fragment.payload.to_vec(),
+                });
+                return Some(Transmit {
+                    peer: id,
+                    to: addr,
+                    bytes: wire::encode(&packet),
+                });
+            }
+        }
+        None
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+}

@@ -1,0 +1,17 @@
+//! peerlink's protocol core, free of I/O: the datagram codec ([`wire`]), the reliable
+//! per-peer session state machine ([`Endpoint`]) and the index's HTTP API types ([`api`]).
+
+pub mod api;
+pub mod chat;
+mod endpoint;
+pub mod identity;
+mod recv;
+mod replay;
+mod rtt;
+mod secure;
+mod send;
+pub mod wire;
+
+pub use endpoint::{Config, Endpoint, Event, SendError, Stats, Transmit};
+pub use secure::{SecureConfig, SecureEndpoint, SecureStats};
+pub use send::MsgId;

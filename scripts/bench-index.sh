@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# Benchmark of the index (not a test): drives the real release binary with wrk on loopback and
+# prints, in one run,
+#   - lookups/s and p99 of GET /peers/{uuid}, against a bare axum handler of the same shape
+#     (index-service/examples/bare.rs) served in the same run;
+#   - durable registrations/s and p99 of POST /register, against the bare handler;
+#   - lookup p99 with 1 000 vs 1 000 000 registered peers;
+#   - database size and resident memory per registered peer.
+# Each figure is the median of BENCH_ROUNDS (default 3) wrk runs of BENCH_DURATION (default 5s)
+# with BENCH_CONNECTIONS (default 64) connections; runs against the baseline and the index
+# alternate. BENCH_PEERS (default 1000000) sets the large database.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+duration=${BENCH_DURATION:-5s}
+rounds=${BENCH_ROUNDS:-3}
+connections=${BENCH_CONNECTIONS:-64}
+big=${BENCH_PEERS:-1000000}
+small=1000
+
+need() {
+  command -v "$1" >/dev/null 2>&1 && return
+  echo "installing $1 (Debian package)" >&2
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null
+}
+need wrk
+need sqlite3
+
+cargo build --quiet --release --locked -p index-service --bin index-service --example bare
+index_bin=target/release/index-service
+bare_bin=target/release/examples/bare
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_ready() { # url
+  for _ in $(seq 1200); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return
+    sleep 0.05
+  done
+  echo "not ready: $1" >&2
+  exit 1
+}
+
+# start_index DB -> sets $port and $pid. Rate limits are raised, not off, so their cost is in
+# the figures; the wrk flood all comes from 127.0.0.1.
+start_index() {
+  port=$(free_port)
+  RUST_LOG=warn "$index_bin" --listen "127.0.0.1:$port" --database-url "sqlite://$1" \
+    --write-rate-per-sec 1000000000 --write-burst 1000000000 \
+    --read-rate-per-sec 1000000000 --read-burst 1000000000 2>>"$work/index.log" &
+  pid=$!
+  pids+=("$pid")
+  wait_ready "http://127.0.0.1:$port/readyz"
+}
+
+stop() { # pid
+  kill "$1"
+  wait "$1" 2>/dev/null || true
+}
+
+# fill DB N: N live keyless peers in one transaction (the schema comes from a first start).
+fill() {
+  sqlite3 "$1" >/dev/null <<SQL
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = OFF;
+BEGIN;
+WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < $2),
+ids(x, h) AS (SELECT x, lower(hex(randomblob(16))) FROM n)
+INSERT INTO peers (uuid, addr, name, registered_at, last_seen, token_hash)
+SELECT substr(h, 1, 8) || '-' || substr(h, 9, 4) || '-4' || substr(h, 14, 3) || '-a'
+         || substr(h, 18, 3) || '-' || substr(h, 21, 12),
+       '10.' || (x / 65536 % 256) || '.' || (x / 256 % 256) || '.' || (x % 256) || ':4000',
+       NULL,
+       strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
+       lower(hex(randomblob(32)))
+FROM ids;
+COMMIT;
+PRAGMA wal_checkpoint(TRUNCATE);
+SQL
+}
+
+# prepare DB N: a database with the index's schema and N live peers, written while the index
+# is stopped (the index loads its live records at start-up).
+prepare() {
+  start_index "$1"; stop "$pid"
+  fill "$1" "$2"
+}
+
+sample_ids() { # DB FILE: 20 000 random UUIDs of the database, for wrk to pick from
+  sqlite3 "$1" "SELECT uuid FROM peers ORDER BY random() LIMIT 20000" >"$2"
+}
+
+cat >"$work/report.lua" <<'LUA'
+function done(summary, latency, requests)
+  local errors = summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.timeout
+  io.write(string.format("RESULT %.0f %.3f %.3f %d %d\n",
+    summary.requests / (summary.duration / 1e6),
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    summary.errors.status, errors))
+end
+LUA
+cat >"$work/lookup.lua" <<'LUA'
+local ids = {}
+function init(args)
+  for line in io.lines(args[1]) do ids[#ids + 1] = line end
+  math.randomseed(os.time())
+end
+function request()
+  return wrk.format("GET", "/peers/" .. ids[math.random(#ids)])
+end
+LUA
+cat "$work/report.lua" >>"$work/lookup.lua"
+cat >"$work/register.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"udp_port": 4000}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+cat "$work/report.lua" >>"$work/register.lua"
+
+# run_wrk SCRIPT URL [ARGS] -> "rps p50_ms p99_ms non2xx errors"
+run_wrk() {
+  local script=$1 url=$2
+  shift 2
+  wrk -t1 -c"$connections" -d"$duration" --timeout 5s -s "$script" "$url" -- "$@" \
+    | awk '/^RESULT/ { print $2, $3, $4, $5, $6 }'
+}
+
+rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+check_clean() { # label FILE of "rps p50 p99 non2xx errors" lines
+  awk -v label="$1" '$4 != 0 || $5 != 0 { bad += $4; errors += $5 }
+    END { if (bad + errors > 0) printf "warning: %s had %d non-2xx answers and %d socket errors\n", label, bad, errors }' \
+    "$2" >&2
+}
+medians() { # FILE of "rps p50 p99 ..." lines -> the median of each of the first three columns
+  for column in 1 2 3; do
+    awk -v c="$column" '{ print $c }' "$1" | sort -g | awk '{ v[NR] = $1 } END { printf "%s ", v[int((NR + 1) / 2)] }'
+  done
+  echo
+}
+
+echo "index benchmark: wrk -t1 -c$connections -d$duration x $rounds rounds on $(nproc) cores, $(date -u +%FT%TZ)" >&2
+
+# The databases, written while no index runs (the index loads its live records at start-up).
+small_db="$work/small.db"
+big_db="$work/big.db"
+prepare "$small_db" "$small"
+fill_started=$(date +%s)
+prepare "$big_db" "$big"
+fill_secs=$(( $(date +%s) - fill_started ))
+sample_ids "$small_db" "$work/small.ids"
+sample_ids "$big_db" "$work/big.ids"
+
+# The bare baseline and both indexes run side by side; the runs against them alternate, so
+# whatever else the machine does weighs on all of them alike.
+bare_port=$(free_port)
+"$bare_bin" "127.0.0.1:$bare_port" 2>>"$work/bare.log" &
+pids+=("$!")
+wait_ready "http://127.0.0.1:$bare_port/peers/00000000-0000-4000-8000-000000000000"
+start_index "$small_db"; small_pid=$pid; small_port=$port
+load_started=$(date +%s%N)
+start_index "$big_db"; big_pid=$pid; big_port=$port
+load_ms=$(( ($(date +%s%N) - load_started) / 1000000 ))
+
+for round in $(seq "$rounds"); do
+  echo "lookups, round $round: bare, index with $small peers, index with $big peers" >&2
+  run_wrk "$work/lookup.lua" "http://127.0.0.1:$bare_port" "$work/small.ids" >>"$work/bare_lookup"
+  run_wrk "$work/lookup.lua" "http://127.0.0.1:$small_port" "$work/small.ids" >>"$work/small_lookup"
+  run_wrk "$work/lookup.lua" "http://127.0.0.1:$big_port" "$work/big.ids" >>"$work/big_lookup"
+done
+small_rss=$(rss_kb "$small_pid")
+big_rss=$(rss_kb "$big_pid")
+stop "$small_pid"
+stop "$big_pid"
+sqlite3 "$big_db" "PRAGMA wal_checkpoint(TRUNCATE)" >/dev/null
+big_bytes=$(( $(stat -c %s "$big_db") + $(stat -c %s "$big_db-wal" 2>/dev/null || echo 0) ))
+
+reg_db="$work/register.db"
+start_index "$reg_db"; reg_pid=$pid; reg_port=$port
+for round in $(seq "$rounds"); do
+  echo "registrations, round $round: bare, index (durable)" >&2
+  run_wrk "$work/register.lua" "http://127.0.0.1:$bare_port/register" >>"$work/bare_register"
+  run_wrk "$work/register.lua" "http://127.0.0.1:$reg_port/register" >>"$work/index_register"
+done
+group_sizes=$(curl -fsS "http://127.0.0.1:$reg_port/metrics" \
+  | awk '/^index_db_commit_group_size_sum/ { s = $2 } /^index_db_commit_group_size_count/ { c = $2 }
+         END { if (c > 0) printf "%.1f", s / c }')
+stop "$reg_pid"
+stored=$(sqlite3 "$reg_db" "SELECT count(*) FROM peers")
+
+for series in small_lookup big_lookup index_register; do
+  check_clean "$series" "$work/$series"
+done
+read -r bl_rps bl_p50 bl_p99 <<<"$(medians "$work/bare_lookup")"
+read -r sl_rps sl_p50 sl_p99 <<<"$(medians "$work/small_lookup")"
+read -r gl_rps gl_p50 gl_p99 <<<"$(medians "$work/big_lookup")"
+read -r br_rps br_p50 br_p99 <<<"$(medians "$work/bare_register")"
+read -r ir_rps ir_p50 ir_p99 <<<"$(medians "$work/index_register")"
+
+row() { printf '%-38s %9s %9s %9s  %s\n' "$@"; }
+echo
+echo "== peerlink index benchmark: wrk -t1 -c$connections -d$duration, median of $rounds rounds, loopback, $(nproc) cores =="
+row "" "req/s" "p50 ms" "p99 ms" ""
+row "GET /peers/{uuid}  bare axum" "$bl_rps" "$bl_p50" "$bl_p99" ""
+row "GET /peers/{uuid}  index, $small peers" "$sl_rps" "$sl_p50" "$sl_p99" \
+  "$(ratio "$sl_rps" "$bl_rps")x bare (goal >= 0.8)"
+row "GET /peers/{uuid}  index, $big peers" "$gl_rps" "$gl_p50" "$gl_p99" \
+  "p99 $(ratio "$gl_p99" "$sl_p99")x the $small-peer p99 (goal <= 1.2)"
+row "POST /register     bare axum" "$br_rps" "$br_p50" "$br_p99" ""
+row "POST /register     index, durable" "$ir_rps" "$ir_p50" "$ir_p99" \
+  "$(ratio "$ir_rps" "$br_rps")x bare (goal >= 0.3)"
+echo "registrations: $stored rows stored, $group_sizes registrations per commit (fsync) on average"
+echo "database: $big_bytes bytes for $big peers = $(awk -v b="$big_bytes" -v n="$big" 'BEGIN { printf "%.0f", b / n }') bytes/peer (filled in ${fill_secs} s; the index loaded them and answered /readyz in ${load_ms} ms)"
+echo "resident memory: $small_rss kB with $small peers, $big_rss kB with $big peers = $(awk -v a="$small_rss" -v b="$big_rss" -v n="$big" -v m="$small" 'BEGIN { printf "%.0f", (b - a) * 1024 / (n - m) }') bytes/peer"

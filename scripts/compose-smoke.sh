@@ -1,0 +1,326 @@
+#!/usr/bin/env bash
+# Compose smoke test: the Dockerfile and docker-compose.yml, on a real Docker engine.
+#
+#   bash scripts/compose-smoke.sh
+#
+# Without a usable Docker engine (`docker info` fails) or without Compose it prints "SKIP: ..."
+# and exits 0. Otherwise it builds the image, then, on a private compose project (its own name,
+# network, volume and a free published port, so it never touches a stack you run yourself):
+#   1. `up -d` the index and waits for its HEALTHCHECK (GET /healthz) to say healthy;
+#   2. registers a peer with curl through the published port and looks it up;
+#   3. starts the demo profile (alice, bob: tty, stdin_open, --json through DEMO_FLAGS), checks
+#      that bob is registered at his container IP on the compose network with UDP port 7000;
+#   4. types `/msg <bob> ...` into alice's terminal through `docker attach` (ctrl-p ctrl-q to
+#      detach), expects the message in bob's output and `delivered` in alice's, and back;
+#   5. `down` (volumes kept), `up -d` again: every registration is still answered by the API and
+#      is in /data/index.db on the volume (sqlite3 via `exec`); the demo peers come back and
+#      alice reaches bob again;
+#   6. `down -v`, and checks the volume is gone.
+# Containers, network and volumes are always removed on exit (trap), and so is the tested image
+# (SMOKE_KEEP_IMAGE=1 keeps it); base images, stand-ins and build layers stay as a cache.
+#
+# How the image is built (SMOKE_BUILD):
+#   auto (default)  conventional if the official Rust image is present or can be pulled,
+#                   otherwise prebuilt.
+#   conventional    `docker build .`, the Dockerfile as users run it (cargo inside $RUST_IMAGE).
+#   toolchain       the same unchanged `docker build .`, after scripts/docker-standins.sh has made
+#                   a stand-in $RUST_IMAGE from Debian + this host's toolchain (slow: a cold
+#                   release build inside the container, 5+ minutes on 2 cores).
+#   prebuilt        the Dockerfile's `runtime-base` stage, unchanged, plus the two binaries built
+#                   on this host by cargo (reusing target/), copied where the `runtime` stage
+#                   copies them. This replaces only the `build` stage.
+# SMOKE_PROFILE (prebuilt only): dev (default: reuses what `cargo test` built) or release.
+# Base images that cannot be pulled are replaced by stand-ins (scripts/docker-standins.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+t0=$SECONDS
+log() { printf '\n=== [compose-smoke %3ds] %s\n' "$((SECONDS - t0))" "$*"; }
+fail() { printf '\nFAIL: %s\n' "$*" >&2; exit 1; }
+
+# --- is there an engine? ---------------------------------------------------------------------
+if ! command -v docker >/dev/null 2>&1; then
+  echo "SKIP: compose smoke test: no \`docker\` command on this machine"
+  exit 0
+fi
+if ! docker_info=$(docker info 2>&1); then
+  echo "SKIP: compose smoke test: no usable Docker engine (\`docker info\` failed: $(printf '%s' "$docker_info" | tail -n 1))"
+  exit 0
+fi
+if docker compose version >/dev/null 2>&1; then
+  compose=(docker compose)
+elif command -v docker-compose >/dev/null 2>&1; then
+  compose=(docker-compose)
+else
+  echo "SKIP: compose smoke test: the Docker engine works but neither \`docker compose\` nor \`docker-compose\` is installed"
+  exit 0
+fi
+for tool in curl python3 script; do
+  command -v "$tool" >/dev/null 2>&1 || fail "the smoke test needs $tool"
+done
+
+export RUST_IMAGE=${RUST_IMAGE:-rust:1-slim-bookworm}
+export RUNTIME_IMAGE=${RUNTIME_IMAGE:-debian:bookworm-slim}
+export PEERLINK_IMAGE=${SMOKE_IMAGE:-peerlink:smoke}
+export COMPOSE_PROJECT_NAME=peerlink-smoke-$$
+export INDEX_PORT
+INDEX_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+export DEMO_FLAGS=--json
+volume=${COMPOSE_PROJECT_NAME}_index-data
+volumes=("$volume" "${COMPOSE_PROJECT_NAME}_alice-state" "${COMPOSE_PROJECT_NAME}_bob-state")
+base=http://127.0.0.1:$INDEX_PORT
+work=$(mktemp -d)
+
+dc() { "${compose[@]}" -f docker-compose.yml --profile demo "$@"; }
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [ "$rc" -ne 0 ]; then
+    log "FAILED (exit $rc): state and logs of the compose project"
+    dc ps || true
+    dc logs --no-color --tail=60 || true
+  fi
+  if [ -z "${torn_down:-}" ]; then
+    log "teardown: down -v --remove-orphans"
+    dc down -v --remove-orphans 2>&1 | sed 's/^/    /' || true
+  fi
+  # The tested image is removed (its untagged parents are kept: they are the layer cache), so
+  # reruns leave no dangling images behind. SMOKE_KEEP_IMAGE=1 keeps it for a look.
+  if [ -n "${built:-}" ] && [ -z "${SMOKE_KEEP_IMAGE:-}" ]; then
+    docker rmi --no-prune "$PEERLINK_IMAGE" >/dev/null 2>&1 || true
+  fi
+  rm -rf "$work"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log "engine $(docker version -f '{{.Server.Version}}' 2>/dev/null), compose: ${compose[*]} ($("${compose[@]}" version --short 2>/dev/null || true)), project $COMPOSE_PROJECT_NAME, index published on port $INDEX_PORT"
+
+# --- helpers ---------------------------------------------------------------------------------
+cat >"$work/event.py" <<'EOF'
+# Prints the first JSON event on stdin for which the Python expression argv[1] is true (`e` is
+# the event, `env` the environment); exits 1 if there is none. Lines may carry a terminal's \r
+# and the echo of typed commands, so the JSON object is looked for from the first "{".
+import json, os, sys
+for raw in sys.stdin:
+    line = raw.replace("\r", "").strip()
+    i = line.find("{")
+    if i < 0:
+        continue
+    try:
+        e = json.loads(line[i:])
+    except ValueError:
+        continue
+    if isinstance(e, dict) and "event" in e and eval(sys.argv[1], {"e": e, "env": os.environ}):
+        print(json.dumps(e))
+        sys.exit(0)
+sys.exit(1)
+EOF
+
+# wait_event CONTAINER SECONDS PYTHON-EXPR: prints the matching event from the container's output.
+wait_event() {
+  local cid=$1 seconds=$2 expr=$3 i
+  for ((i = 0; i < seconds * 4; i++)); do
+    if docker logs "$cid" 2>&1 | python3 "$work/event.py" "$expr"; then return 0; fi
+    sleep 0.25
+  done
+  echo "--- output of $cid:" >&2
+  docker logs "$cid" 2>&1 | tail -n 30 >&2
+  fail "no event matching [$expr] from $cid within ${seconds}s"
+}
+
+json_field() { python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+
+# http METHOD PATH [BODY]: sets $status and $body.
+http() {
+  local out
+  out=$(curl -sS -m 10 -X "$1" -H 'content-type: application/json' ${3:+--data "$3"} \
+    -w '\n%{http_code}' "$base$2") || fail "curl $1 $2 failed"
+  status=${out##*$'\n'}
+  body=${out%$'\n'*}
+  printf '    %s %s -> %s %s\n' "$1" "$2" "$status" "$body"
+}
+
+wait_healthy() {
+  local cid state=none i
+  cid=$(dc ps -q index)
+  [ -n "$cid" ] || fail "no index container"
+  for ((i = 0; i < 90; i++)); do
+    state=$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}no-healthcheck{{end}}' "$cid")
+    [ "$state" = healthy ] && break
+    sleep 1
+  done
+  [ "$state" = healthy ] || fail "index not healthy after 90s (health: $state)"
+  echo "    index container ${cid:0:12}: healthy after $i s"
+}
+
+# attach_type CONTAINER LINE: types LINE and Enter (a carriage return, as a keyboard sends it)
+# into the container's terminal through `docker attach`, as a person would (script(1) gives
+# docker attach the terminal it insists on), then detaches with the default keys ctrl-p ctrl-q,
+# which leaves the daemon running.
+attach_type() {
+  local cid=$1 line=$2
+  { sleep 1; printf '%s\r' "$line"; sleep 1; printf '\020\021'; sleep 3; } \
+    | timeout 30 script -qec "docker attach $cid" /dev/null >>"$work/attach.log" 2>&1 || true
+  [ "$(docker inspect -f '{{.State.Running}}' "$cid")" = true ] \
+    || fail "container $cid stopped after attach/detach"
+}
+
+# --- 1. image --------------------------------------------------------------------------------
+mode=${SMOKE_BUILD:-auto}
+if [ "$mode" = auto ]; then
+  mode=prebuilt
+  if label=$(docker image inspect -f '{{with .Config.Labels}}{{index . "org.peerlink.standin"}}{{end}}' "$RUST_IMAGE" 2>/dev/null); then
+    [ -z "$label" ] && mode=conventional
+  elif timeout 120 docker pull -q "$RUST_IMAGE" >/dev/null 2>&1; then
+    mode=conventional
+  fi
+fi
+log "image $PEERLINK_IMAGE, build mode: $mode"
+case $mode in
+  conventional)
+    bash scripts/docker-standins.sh debian
+    docker build -t "$PEERLINK_IMAGE" . 2>&1 | grep -v -e DEPRECATED -e 'legacy builder' -e 'buildx' | tail -n 5
+    ;;
+  toolchain)
+    bash scripts/docker-standins.sh debian rust
+    docker build -t "$PEERLINK_IMAGE" . 2>&1 | grep -v -e DEPRECATED -e 'legacy builder' -e 'buildx' | tail -n 5
+    ;;
+  prebuilt)
+    bash scripts/docker-standins.sh debian
+    profile=${SMOKE_PROFILE:-dev}
+    case $profile in
+      dev) profile_dir=debug ;;
+      release) profile_dir=release ;;
+      *) fail "SMOKE_PROFILE must be dev or release" ;;
+    esac
+    log "host build: cargo build --locked --profile $profile -p index-service -p peer-daemon"
+    cargo build --quiet --locked --profile "$profile" -p index-service -p peer-daemon
+    target_dir=${CARGO_TARGET_DIR:-target}
+    stage=$target_dir/docker-prebuilt
+    rm -rf "$stage" && mkdir -p "$stage"
+    for bin in index-service peer-daemon; do
+      cp "$target_dir/$profile_dir/$bin" "$stage/"
+      strip "$stage/$bin" 2>/dev/null || true
+    done
+    log "docker build --target runtime-base, then + $stage/{index-service,peer-daemon}"
+    docker build -q --target runtime-base -t peerlink-runtime-base:smoke . 2>&1 | grep -v -e DEPRECATED -e 'legacy builder' -e 'buildx' -e '^ *$' || true
+    docker image inspect peerlink-runtime-base:smoke >/dev/null 2>&1 || fail "runtime-base stage did not build"
+    # The `runtime` stage of the Dockerfile, with the binaries from the host instead of `build`.
+    printf 'FROM peerlink-runtime-base:smoke\nCOPY index-service peer-daemon /usr/local/bin/\n' \
+      | docker build -q -t "$PEERLINK_IMAGE" -f - "$stage" 2>&1 | grep -v -e DEPRECATED -e 'legacy builder' -e 'buildx' -e '^ *$' || true
+    ;;
+  *) fail "SMOKE_BUILD must be auto, conventional, toolchain or prebuilt" ;;
+esac
+docker image inspect "$PEERLINK_IMAGE" >/dev/null 2>&1 || fail "image $PEERLINK_IMAGE was not built"
+built=1
+echo "    $PEERLINK_IMAGE: $(docker image inspect -f '{{.Size}}' "$PEERLINK_IMAGE" | awk '{printf "%.0f MB", $1/1e6}'), user $(docker image inspect -f '{{.Config.User}}' "$PEERLINK_IMAGE")"
+docker run --rm --no-healthcheck "$PEERLINK_IMAGE" index-service --version | sed 's/^/    /'
+docker run --rm --no-healthcheck "$PEERLINK_IMAGE" peer-daemon --version | sed 's/^/    /'
+
+# --- 2. index up, healthy, register and look up through the published port -------------------
+log "up -d index"
+dc up -d --no-build index 2>&1 | sed 's/^/    /'
+wait_healthy
+http GET /healthz
+[ "$status" = 200 ] || fail "GET /healthz: $status"
+http POST /register '{"udp_port":4242,"name":"smoke"}'
+[ "$status" = 201 ] || fail "POST /register: $status"
+smoke_uuid=$(json_field "$body" uuid)
+smoke_addr=$(json_field "$body" addr)
+http GET "/peers/$smoke_uuid"
+[ "$status" = 200 ] && [ "$(json_field "$body" addr)" = "$smoke_addr" ] || fail "lookup of $smoke_uuid"
+http GET /peers/00000000-0000-0000-0000-000000000000
+[ "$status" = 404 ] || fail "lookup of an unknown peer: $status"
+
+# --- 3. the demo peers -----------------------------------------------------------------------
+log "--profile demo up -d alice bob (DEMO_FLAGS=$DEMO_FLAGS)"
+dc up -d --no-build alice bob 2>&1 | sed 's/^/    /'
+alice=$(dc ps -q alice)
+bob=$(dc ps -q bob)
+[ -n "$alice" ] && [ -n "$bob" ] || fail "alice or bob did not start"
+alice_ev=$(wait_event "$alice" 30 'e["event"] == "registered"')
+bob_ev=$(wait_event "$bob" 30 'e["event"] == "registered"')
+echo "    alice: $alice_ev"
+echo "    bob:   $bob_ev"
+export ALICE BOB
+ALICE=$(json_field "$alice_ev" uuid)
+BOB=$(json_field "$bob_ev" uuid)
+alice_addr=$(json_field "$alice_ev" addr)
+bob_addr=$(json_field "$bob_ev" addr)
+alice_ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$alice")
+bob_ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$bob")
+echo "    container IPs on ${COMPOSE_PROJECT_NAME}_default: alice $alice_ip, bob $bob_ip"
+case $bob_addr in 127.*|localhost*|0.0.0.0*) fail "bob registered a loopback/unspecified address: $bob_addr" ;; esac
+[ "$bob_addr" = "$bob_ip:7000" ] || fail "bob registered $bob_addr, expected his container address $bob_ip:7000"
+[ "$alice_addr" = "$alice_ip:7000" ] || fail "alice registered $alice_addr, expected $alice_ip:7000"
+http GET "/peers/$BOB"
+[ "$status" = 200 ] && [ "$(json_field "$body" addr)" = "$bob_addr" ] || fail "index lookup of bob"
+
+# --- 4. chat across the compose network ------------------------------------------------------
+export TEXT1="hello bob, alice here (compose smoke $$)"
+export TEXT2="hi alice, bob got it"
+log "alice -> bob: typing '/msg $BOB $TEXT1' into alice's terminal (docker attach)"
+attach_type "$alice" "/msg $BOB $TEXT1"
+ev=$(wait_event "$bob" 30 'e["event"] == "message" and e["from"] == env["ALICE"] and e["text"] == env["TEXT1"]')
+echo "    bob:   $ev"
+ev=$(wait_event "$alice" 30 'e["event"] == "delivered" and e["to"] == env["BOB"]')
+echo "    alice: $ev"
+log "bob -> alice"
+attach_type "$bob" "/msg $ALICE $TEXT2"
+ev=$(wait_event "$alice" 30 'e["event"] == "message" and e["from"] == env["BOB"] and e["text"] == env["TEXT2"]')
+echo "    alice: $ev"
+ev=$(wait_event "$bob" 30 'e["event"] == "delivered" and e["to"] == env["ALICE"]')
+echo "    bob:   $ev"
+
+# --- 5. restart: registrations survive on the volume -----------------------------------------
+log "down (keeping the volume), then up -d index again"
+dc down 2>&1 | sed 's/^/    /'
+[ -z "$(docker ps -aq --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME")" ] \
+  || fail "containers left after down"
+docker volume inspect "$volume" >/dev/null 2>&1 || fail "volume $volume gone after a plain down"
+dc up -d --no-build index 2>&1 | sed 's/^/    /'
+wait_healthy
+for pair in "$smoke_uuid=$smoke_addr" "$ALICE=$alice_addr" "$BOB=$bob_addr"; do
+  http GET "/peers/${pair%%=*}"
+  [ "$status" = 200 ] && [ "$(json_field "$body" addr)" = "${pair#*=}" ] \
+    || fail "registration ${pair%%=*} did not survive the restart"
+done
+log "sqlite3 /data/index.db on the volume (docker compose exec)"
+dc exec -T index sqlite3 /data/index.db 'select uuid, addr, name from peers order by name' \
+  | tee "$work/rows" | sed 's/^/    /'
+for pair in "$smoke_uuid|$smoke_addr" "$ALICE|$alice_addr" "$BOB|$bob_addr"; do
+  grep -qF "$pair" "$work/rows" || fail "row $pair not in the database"
+done
+
+log "demo peers again after the restart"
+dc up -d --no-build alice bob 2>&1 | sed 's/^/    /'
+alice=$(dc ps -q alice)
+bob=$(dc ps -q bob)
+alice_ev=$(wait_event "$alice" 30 'e["event"] == "registered"')
+bob_ev=$(wait_event "$bob" 30 'e["event"] == "registered"')
+for who in alice bob; do
+  if [ "$who" = alice ]; then ev=$alice_ev old=$ALICE; else ev=$bob_ev old=$BOB; fi
+  new=$(json_field "$ev" uuid)
+  echo "    $who: $ev ($( [ "$new" = "$old" ] && echo "same UUID as before the restart" || echo "NEW UUID, was $old"))"
+done
+ALICE=$(json_field "$alice_ev" uuid)
+BOB=$(json_field "$bob_ev" uuid)
+export TEXT3="still here after the restart ($$)"
+attach_type "$alice" "/msg $BOB $TEXT3"
+ev=$(wait_event "$bob" 30 'e["event"] == "message" and e["from"] == env["ALICE"] and e["text"] == env["TEXT3"]')
+echo "    bob:   $ev"
+ev=$(wait_event "$alice" 30 'e["event"] == "delivered" and e["to"] == env["BOB"]')
+echo "    alice: $ev"
+
+# --- 6. down -v ------------------------------------------------------------------------------
+log "down -v"
+dc down -v --remove-orphans 2>&1 | sed 's/^/    /'
+torn_down=1
+for v in "${volumes[@]}"; do
+  if docker volume inspect "$v" >/dev/null 2>&1; then fail "volume $v still there after down -v"; fi
+done
+
+log "OK: compose smoke test passed in $((SECONDS - t0))s (build mode $mode)"

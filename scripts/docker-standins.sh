@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Makes sure the base images that the Dockerfile names exist in the local Docker engine. An image
+# that is already there is used as it is; otherwise it is pulled; only when it cannot be pulled
+# (no registry reachable, as on our build machines) is a local stand-in built under the SAME name:
+#
+#   debian  -> $RUNTIME_IMAGE (debian:bookworm-slim): a minimal Debian bookworm root file system
+#              made by `debootstrap --variant=minbase` from Debian's mirror, `docker import`ed.
+#              The rootfs tarball is cached in $STANDIN_CACHE, so later runs take seconds.
+#   rust    -> $RUST_IMAGE (rust:1-slim-bookworm): the debian stand-in plus gcc and libc6-dev
+#              from Debian (what the official slim Rust image adds) and THIS host's Rust
+#              toolchain (`rustc --print sysroot`, without its docs), and the host's CA bundle
+#              (/etc/ssl/certs/ca-certificates.crt) so that cargo reaches crates.io through the
+#              same HTTPS path as the host does. Heavy (~1 GB); only needed to run the
+#              Dockerfile's own cargo build stage without a registry.
+#
+# Usage: scripts/docker-standins.sh [debian] [rust]      (no argument: debian)
+#        FORCE=1 scripts/docker-standins.sh ...            rebuild stand-ins that already exist
+# Stand-ins carry the label org.peerlink.standin=<how>, so they can be told from the real thing:
+#   docker image inspect -f '{{index .Config.Labels "org.peerlink.standin"}}' debian:bookworm-slim
+# Needs root (debootstrap), and installs the debootstrap package with apt-get if it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNTIME_IMAGE=${RUNTIME_IMAGE:-debian:bookworm-slim}
+RUST_IMAGE=${RUST_IMAGE:-rust:1-slim-bookworm}
+DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+STANDIN_CACHE=${STANDIN_CACHE:-target/docker-standins}
+SUITE=bookworm
+
+say() { printf '[standins] %s\n' "$*" >&2; }
+
+# standin_label IMAGE: prints the stand-in label ("" for a real image); fails if IMAGE is absent.
+standin_label() {
+  docker image inspect -f '{{with .Config.Labels}}{{index . "org.peerlink.standin"}}{{end}}' "$1" 2>/dev/null
+}
+
+# have_or_pull IMAGE: true if IMAGE is (now) in the engine and no stand-in must be built.
+have_or_pull() {
+  local image=$1 label
+  if label=$(standin_label "$image"); then
+    if [ -z "$label" ]; then
+      say "$image: present locally"
+      return 0
+    elif [ -z "${FORCE:-}" ]; then
+      say "$image: present locally (stand-in: $label)"
+      return 0
+    fi
+    say "$image: FORCE set, replacing the stand-in ($label)"
+  fi
+  if timeout 120 docker pull -q "$image" >/dev/null 2>&1; then
+    say "$image: pulled"
+    return 0
+  fi
+  return 1
+}
+
+debian_standin() {
+  have_or_pull "$RUNTIME_IMAGE" && return 0
+  say "$RUNTIME_IMAGE: cannot be pulled; building a stand-in with debootstrap"
+  mkdir -p "$STANDIN_CACHE"
+  local tarball="$STANDIN_CACHE/debian-$SUITE-minbase.tar"
+  if [ ! -s "$tarball" ]; then
+    if ! command -v debootstrap >/dev/null 2>&1; then
+      say "installing debootstrap (Debian package)"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+    fi
+    local rootfs="$STANDIN_CACHE/rootfs.tmp"
+    rm -rf "$rootfs"
+    say "debootstrap --variant=minbase $SUITE from $DEBIAN_MIRROR (a minute or two, once)"
+    debootstrap --variant=minbase "$SUITE" "$rootfs" "$DEBIAN_MIRROR" >"$STANDIN_CACHE/debootstrap.log" 2>&1 \
+      || { tail -n 30 "$STANDIN_CACHE/debootstrap.log" >&2; exit 1; }
+    # What the official slim image does too: apt sources for updates and security, no docs,
+    # man pages or translations, no package caches.
+    rm -f "$rootfs/etc/apt/sources.list"
+    cat >"$rootfs/etc/apt/sources.list.d/debian.sources" <<EOF
+Types: deb
+URIs: $DEBIAN_MIRROR
+Suites: $SUITE $SUITE-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://deb.debian.org/debian-security
+Suites: $SUITE-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+    cat >"$rootfs/etc/dpkg/dpkg.cfg.d/docker-slim" <<'EOF'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+EOF
+    # The official image's apt settings: no package caches kept, no translations.
+    cat >"$rootfs/etc/apt/apt.conf.d/docker-clean" <<'EOF'
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+EOF
+    echo 'Acquire::Languages "none";' >"$rootfs/etc/apt/apt.conf.d/docker-no-languages"
+    find "$rootfs/usr/share/doc" -mindepth 2 ! -name copyright ! -type d -delete 2>/dev/null || true
+    rm -rf "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* "$rootfs"/usr/share/locale/* \
+      "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/cache/apt/*.bin \
+      "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/log/* "$rootfs"/tmp/*
+    tar --numeric-owner -C "$rootfs" -cf "$tarball.tmp" .
+    mv "$tarball.tmp" "$tarball"
+    rm -rf "$rootfs"
+  else
+    say "using cached rootfs $tarball"
+  fi
+  docker import \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'CMD ["bash"]' \
+    --change "LABEL org.peerlink.standin=debootstrap-minbase-$SUITE" \
+    "$tarball" "$RUNTIME_IMAGE" >/dev/null
+  say "$RUNTIME_IMAGE: stand-in imported ($(docker image inspect -f '{{.Size}}' "$RUNTIME_IMAGE" | awk '{printf "%.0f MB", $1/1e6}'))"
+}
+
+rust_standin() {
+  have_or_pull "$RUST_IMAGE" && return 0
+  debian_standin
+  local sysroot version ctx
+  sysroot=$(rustc --print sysroot)
+  version=$(rustc --version | awk '{print $2}')
+  say "$RUST_IMAGE: cannot be pulled; building a stand-in from $RUNTIME_IMAGE + gcc + host rustc $version ($sysroot)"
+  ctx=$(mktemp -d)
+  # Laid out like the official image: RUSTUP_HOME=/usr/local/rustup, CARGO_HOME=/usr/local/cargo,
+  # cargo and rustc on PATH. No rustup itself: the toolchain is the host's, as it is.
+  cat >"$ctx/Dockerfile" <<EOF
+FROM $RUNTIME_IMAGE
+RUN apt-get update \\
+ && apt-get install -y --no-install-recommends ca-certificates gcc libc6-dev \\
+ && rm -rf /var/lib/apt/lists/*
+COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+COPY toolchain/ /usr/local/rustup/toolchains/$version-x86_64-unknown-linux-gnu/
+ENV RUSTUP_HOME=/usr/local/rustup \\
+    CARGO_HOME=/usr/local/cargo \\
+    RUST_VERSION=$version \\
+    PATH=/usr/local/cargo/bin:/usr/local/rustup/toolchains/$version-x86_64-unknown-linux-gnu/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+LABEL org.peerlink.standin=host-toolchain-$version
+EOF
+  cp /etc/ssl/certs/ca-certificates.crt "$ctx/ca-certificates.crt"
+  # The build context goes to the engine as one tar stream: the Dockerfile, the CA bundle and the
+  # toolchain (bin, lib, libexec; not share/, which is documentation).
+  tar -c -C "$ctx" Dockerfile ca-certificates.crt -C "$sysroot" --transform='s,^\./,toolchain/,S' ./bin ./lib ./libexec \
+    | docker build -q -t "$RUST_IMAGE" - >/dev/null
+  rm -rf "$ctx"
+  say "$RUST_IMAGE: stand-in built ($(docker image inspect -f '{{.Size}}' "$RUST_IMAGE" | awk '{printf "%.0f MB", $1/1e6}'))"
+}
+
+[ $# -gt 0 ] || set -- debian
+for what in "$@"; do
+  case $what in
+    debian) debian_standin ;;
+    rust) rust_standin ;;
+    *) echo "usage: $0 [debian] [rust]" >&2; exit 2 ;;
+  esac
+done
