@@ -85,12 +85,14 @@ impl Driver {
     }
 
     /// Runs `action` once `peer` resolves to a UUID (asking the index for unknown names).
-    fn with_peer(&mut self, peer: PeerRef, action: NameAction) {
+    pub(crate) fn with_peer(&mut self, peer: PeerRef, action: NameAction) {
         let id = match peer {
             PeerRef::Id(id) => id,
+            // Behind actions already waiting for this name, even if it has meanwhile become
+            // known another way: a later line must not overtake an earlier one.
             PeerRef::Name(name) => match self.chat.by_name(&name) {
-                Some(id) => id,
-                None => {
+                Some(id) if !self.waiting_names.contains_key(&name) => id,
+                _ => {
                     let waiting = self.waiting_names.entry(name.clone()).or_default();
                     waiting.push(action);
                     if waiting.len() == 1 {

@@ -190,11 +190,9 @@ impl Chat {
             .iter_mut()
             .enumerate()
             .find(|(_, s)| &s.kind == kind)
-        {
-            if i != active {
+            && i != active {
                 session.unread += 1;
             }
-        }
     }
 
     fn session_label(&self, n: usize) -> String {

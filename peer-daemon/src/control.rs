@@ -301,6 +301,7 @@ pub async fn start(
     });
     tracing::info!(%addr, "control API listening");
     out.emit(UiEvent::Control { addr, token_file });
+    out.flush();
     Ok(ControlServer { addr, task })
 }
 

@@ -26,6 +26,8 @@ use crate::presence::News;
 
 /// Datagrams read in one go before acknowledging them together.
 const RECV_BATCH: usize = 64;
+/// Input lines taken in one go before sending what they asked for.
+const INPUT_BATCH: usize = 64;
 
 /// Something for the driver to do, from stdin or the control API.
 #[derive(Debug)]
@@ -171,6 +173,8 @@ impl Driver {
         loop {
             // For the terminal's prompt and the control API's `GET /sessions`.
             self.out.publish_sessions(self.chat.session_lines());
+            // What the last turn reported, after its datagrams went out: one write per turn.
+            self.out.flush();
             let timeout = self.endpoint.poll_timeout();
             let flow = tokio::select! {
                 () = &mut shutdown => Flow::Quit,
@@ -182,19 +186,37 @@ impl Driver {
                     self.endpoint.handle_timeout(Instant::now());
                     Flow::Continue
                 }
-                item = input.recv(), if input_open => match item {
-                    Some(Input::Line(line)) => match joiner.push(&line) {
-                        Some(text) => self.on_input(&text),
-                        None => Flow::Continue,
-                    },
-                    Some(Input::Command(command)) => self.on_command(command),
-                    None => {
-                        // Without a terminal (pipes, containers) the end of input is not a
-                        // request to leave: keep chatting until a signal.
-                        input_open = false;
-                        Flow::Continue
+                item = input.recv(), if input_open => {
+                    // A pasted or scripted burst is taken in one turn, so its messages go out
+                    // together and their events in one write.
+                    let mut item = item;
+                    let mut flow = Flow::Continue;
+                    for taken in 1.. {
+                        match item {
+                            Some(Input::Line(line)) => {
+                                if let Some(text) = joiner.push(&line) {
+                                    flow = self.on_input(&text);
+                                }
+                            }
+                            Some(Input::Command(command)) => flow = self.on_command(command),
+                            None => {
+                                // Without a terminal (pipes, containers) the end of input is
+                                // not a request to leave: keep chatting until a signal.
+                                input_open = false;
+                                break;
+                            }
+                        }
+                        if matches!(flow, Flow::Quit) || taken == INPUT_BATCH {
+                            break;
+                        }
+                        item = match input.try_recv() {
+                            Ok(next) => Some(next),
+                            Err(mpsc::error::TryRecvError::Empty) => break,
+                            Err(mpsc::error::TryRecvError::Disconnected) => None,
+                        };
                     }
-                },
+                    flow
+                }
                 Some(news) = news.recv() => {
                     self.on_news(news);
                     Flow::Continue
@@ -213,6 +235,7 @@ impl Driver {
             }
         }
         self.say_goodbye().await;
+        self.out.flush();
         let stats = self.endpoint.stats();
         let secure = self.endpoint.secure_stats();
         tracing::info!(?stats, ?secure, "daemon stopped");
@@ -278,6 +301,12 @@ impl Driver {
     }
 
     pub(crate) fn send_payload(&mut self, peer: Uuid, payload: Vec<u8>, tag: Tag) {
+        // Behind messages already waiting for a lookup, even if the address has meanwhile
+        // become known another way (a datagram, a room listing): order comes first.
+        if let Some(waiting) = self.waiting.get_mut(&peer) {
+            waiting.push((payload, tag));
+            return;
+        }
         let known = self
             .endpoint
             .peer_addr(&peer)
@@ -452,3 +481,6 @@ async fn sleep_until(deadline: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -361,16 +361,23 @@ impl UiEvent {
 
 /// Where a rendered line goes.
 pub trait Sink: Send {
-    /// Writes one line (without its newline).
+    /// Writes one line (without its newline); it may wait in a buffer until [`Sink::flush`].
     fn line(&mut self, line: &str) -> std::io::Result<()>;
+    /// Puts buffered lines out.
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
-/// A plain writer (stdout, a file, a buffer).
+/// A plain writer (stdout, a file, a buffer); lines are put out on [`Sink::flush`], so a
+/// burst of events costs one write.
 pub struct WriteSink<W>(pub W);
 
 impl<W: Write + Send> Sink for WriteSink<W> {
     fn line(&mut self, line: &str) -> std::io::Result<()> {
-        writeln!(self.0, "{line}")?;
+        writeln!(self.0, "{line}")
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
         self.0.flush()
     }
 }
@@ -388,7 +395,13 @@ pub struct Output {
 impl Output {
     /// Writes to stdout.
     pub fn stdout(json: bool) -> Self {
-        Self::new(json, WriteSink(std::io::stdout()))
+        Self::new(
+            json,
+            WriteSink(std::io::BufWriter::with_capacity(
+                1 << 16,
+                std::io::stdout(),
+            )),
+        )
     }
 
     /// Writes to `sink`.
@@ -424,8 +437,17 @@ impl Output {
         });
     }
 
-    /// Reports one event; a closed stdout is not a reason to stop chatting, so write errors
-    /// are only logged.
+    /// Puts out every line emitted so far. The driver calls it once per turn of its loop,
+    /// after the turn's datagrams went out; anyone else emitting calls it right after.
+    pub fn flush(&self) {
+        let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(error) = sink.flush() {
+            tracing::debug!(%error, "could not write output");
+        }
+    }
+
+    /// Reports one event (put out at the next [`Output::flush`]); a closed stdout is not a
+    /// reason to stop chatting, so write errors are only logged.
     pub fn emit(&self, event: UiEvent) {
         let line = if self.json {
             Some(serde_json::to_string(&event).expect("events serialise"))
