@@ -190,9 +190,10 @@ impl Chat {
             .iter_mut()
             .enumerate()
             .find(|(_, s)| &s.kind == kind)
-            && i != active {
-                session.unread += 1;
-            }
+            && i != active
+        {
+            session.unread += 1;
+        }
     }
 
     fn session_label(&self, n: usize) -> String {

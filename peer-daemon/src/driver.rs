@@ -11,8 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use proto::api::PeerRecord;
 use proto::chat::ChatMessage;
 use proto::identity::Identity;
-use proto::{Event, MsgId, SecureConfig, SecureEndpoint};
-use tokio::net::UdpSocket;
+use proto::{Event, MsgId, SecureConfig, SecureEndpoint, Transmit};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use uuid::Uuid;
@@ -23,6 +22,7 @@ use crate::command::{Command, LineJoiner};
 use crate::index::{IndexClient, Lookup};
 use crate::output::{Output, UiEvent, millis};
 use crate::presence::News;
+use crate::udp::Udp;
 
 /// Datagrams read in one go before acknowledging them together.
 const RECV_BATCH: usize = 64;
@@ -93,7 +93,9 @@ pub enum NameAction {
 pub struct Driver {
     pub(crate) endpoint: SecureEndpoint,
     pub(crate) identity: Identity,
-    socket: UdpSocket,
+    udp: Udp,
+    /// Datagrams of the current turn, reused across turns.
+    outgoing: Vec<Transmit>,
     pub(crate) index: IndexClient,
     pub(crate) out: Output,
     pub(crate) chat: Chat,
@@ -128,7 +130,7 @@ impl Driver {
     pub fn new(
         identity: Identity,
         name: Option<String>,
-        socket: UdpSocket,
+        udp: Udp,
         index: IndexClient,
         out: Output,
         config: proto::Config,
@@ -143,7 +145,8 @@ impl Driver {
         Driver {
             endpoint: SecureEndpoint::new(identity.clone(), incarnation(), secure),
             identity,
-            socket,
+            udp,
+            outgoing: Vec::new(),
             index,
             out,
             chat,
@@ -167,7 +170,6 @@ impl Driver {
         shutdown: impl Future<Output = ()>,
     ) -> anyhow::Result<()> {
         tokio::pin!(shutdown);
-        let mut buf = vec![0u8; 65536];
         let mut input_open = true;
         let mut joiner = LineJoiner::default();
         loop {
@@ -178,8 +180,8 @@ impl Driver {
             let timeout = self.endpoint.poll_timeout();
             let flow = tokio::select! {
                 () = &mut shutdown => Flow::Quit,
-                received = self.socket.recv_from(&mut buf) => {
-                    self.on_received(received, &mut buf);
+                ready = self.udp.readable() => {
+                    self.on_readable(ready);
                     Flow::Continue
                 }
                 () = sleep_until(timeout), if timeout.is_some() => {
@@ -242,22 +244,29 @@ impl Driver {
         Ok(())
     }
 
-    fn on_received(&mut self, first: std::io::Result<(usize, SocketAddr)>, buf: &mut [u8]) {
-        let mut next = first;
-        for read in 1..=RECV_BATCH {
-            match next {
-                Ok((len, from)) => self
-                    .endpoint
-                    .handle_datagram(Instant::now(), from, &buf[..len]),
+    /// Reads up to [`RECV_BATCH`] datagrams that are waiting; their acknowledgements then go
+    /// out together. What is left wakes the next turn.
+    fn on_readable(&mut self, ready: std::io::Result<()>) {
+        if let Err(error) = ready {
+            tracing::warn!(%error, "the UDP socket failed");
+            return;
+        }
+        let endpoint = &mut self.endpoint;
+        let mut read = 0;
+        while read < RECV_BATCH {
+            match self
+                .udp
+                .try_recv(|from, bytes| endpoint.handle_datagram(Instant::now(), from, bytes))
+            {
+                Ok(count) => read += count.max(1),
                 Err(error) if error.kind() == ErrorKind::WouldBlock => return,
-                // ICMP errors from a peer that went away surface here; retransmission and the
-                // deadline deal with that peer, the socket itself is fine.
-                Err(error) => tracing::debug!(%error, "receive error"),
+                // ICMP errors from a peer that went away may surface here; retransmission and
+                // the deadline deal with that peer, the socket itself is fine.
+                Err(error) => {
+                    tracing::debug!(%error, "receive error");
+                    read += 1;
+                }
             }
-            if read == RECV_BATCH {
-                return;
-            }
-            next = self.socket.try_recv_from(buf);
         }
     }
 
@@ -433,12 +442,14 @@ impl Driver {
     /// Sends every pending datagram, then handles every pending event.
     async fn flush(&mut self) {
         loop {
-            while let Some(transmit) = self.endpoint.poll_transmit(Instant::now()) {
-                if let Err(error) = self.socket.send_to(&transmit.bytes, transmit.to).await {
-                    // Retransmission covers a datagram the OS refused.
-                    tracing::debug!(%error, to = %transmit.to, "send failed");
-                }
+            let mut outgoing = std::mem::take(&mut self.outgoing);
+            let now = Instant::now();
+            outgoing.extend(std::iter::from_fn(|| self.endpoint.poll_transmit(now)));
+            if !outgoing.is_empty() {
+                self.udp.send_all(&outgoing).await;
+                outgoing.clear();
             }
+            self.outgoing = outgoing;
             let Some(event) = self.endpoint.poll_event() else {
                 return;
             };
@@ -465,13 +476,11 @@ impl Driver {
             }
         }
         // One transmission of the goodbyes; nobody waits for their acknowledgements.
-        while let Some(transmit) = self.endpoint.poll_transmit(Instant::now()) {
-            let _ = tokio::time::timeout(
-                Duration::from_millis(100),
-                self.socket.send_to(&transmit.bytes, transmit.to),
-            )
-            .await;
-        }
+        let now = Instant::now();
+        let goodbyes: Vec<Transmit> =
+            std::iter::from_fn(|| self.endpoint.poll_transmit(now)).collect();
+        let _ =
+            tokio::time::timeout(Duration::from_millis(500), self.udp.send_all(&goodbyes)).await;
     }
 }
 

@@ -13,6 +13,7 @@ pub mod output;
 pub mod presence;
 pub mod state;
 pub mod terminal;
+pub mod udp;
 
 use std::future::Future;
 use std::time::Duration;
@@ -77,7 +78,8 @@ pub async fn run(
         deadline: Duration::from_secs(config.deadline_secs.max(1)),
         ..proto::Config::default()
     };
-    let result = driver::Driver::new(identity, config.name.clone(), socket, index, out, protocol)
+    let udp = udp::Udp::new(socket).context("setting up the UDP socket")?;
+    let result = driver::Driver::new(identity, config.name.clone(), udp, index, out, protocol)
         .run(input, news, shutdown)
         .await;
     presence.abort();

@@ -291,13 +291,14 @@ impl SecureEndpoint {
         // Until confirmed, repeat our final handshake message beside datagrams 1, 2, 4, 8, …
         // so a lost one costs little (the first copy went out with the handshake).
         if let Some(final_message) = &session.unconfirmed_final
-            && counter.is_power_of_two() {
-                self.out.push_back(Transmit {
-                    peer,
-                    to,
-                    bytes: final_message.clone(),
-                });
-            }
+            && counter.is_power_of_two()
+        {
+            self.out.push_back(Transmit {
+                peer,
+                to,
+                bytes: final_message.clone(),
+            });
+        }
         let receiver = session.remote_index;
         let bytes = wire::encode_sealed(&Sealed::Transport {
             receiver,

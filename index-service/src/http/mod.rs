@@ -131,7 +131,7 @@ async fn edge(State(state): State<AppState>, request: Request, next: Next) -> Re
     let method = request.method().clone();
     let route = request.extensions().get::<MatchedPath>().cloned();
     let response = match ratelimit::admit(&state, &request) {
-        Err(refused) => refused,
+        Err(refused) => axum::response::IntoResponse::into_response(refused),
         Ok(()) => {
             let limit = state.config.request_timeout;
             match tokio::time::timeout(limit, next.run(request)).await {

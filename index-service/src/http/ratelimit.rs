@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request};
 use axum::http::Method;
-use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
@@ -92,7 +91,7 @@ fn budget(method: &Method) -> Budget {
 
 /// Spends one request of its client's budget; `Err` is the 429 (with `Retry-After`) to answer
 /// instead when the budget is spent.
-pub fn admit(state: &AppState, request: &Request) -> Result<(), Response> {
+pub fn admit(state: &AppState, request: &Request) -> Result<(), ApiError> {
     let path = request.uri().path();
     if path == "/healthz" || path == "/readyz" {
         return Ok(());
@@ -107,7 +106,6 @@ pub fn admit(state: &AppState, request: &Request) -> Result<(), Response> {
         ApiError::TooManyRequests {
             retry_after_secs: retry_after_secs.max(1),
         }
-        .into_response()
     })
 }
 

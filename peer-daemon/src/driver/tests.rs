@@ -4,16 +4,17 @@ use super::*;
 use crate::output::WriteSink;
 
 async fn driver() -> Driver {
-    let socket = UdpSocket::bind("127.0.0.1:0")
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
         .await
         .expect("a loopback socket");
+    let udp = Udp::new(socket).expect("a batching socket");
     // Lookups are spawned but never awaited here; the tests hand in their answers.
     let index = IndexClient::new("http://127.0.0.1:9").expect("an index client");
     let out = Output::new(true, WriteSink(Vec::new()));
     Driver::new(
         Identity::from_secret([1; 32]),
         Some("alice".into()),
-        socket,
+        udp,
         index,
         out,
         proto::Config::default(),
