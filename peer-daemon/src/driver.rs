@@ -258,7 +258,9 @@ impl Driver {
                 .udp
                 .try_recv(|from, bytes| endpoint.handle_datagram(Instant::now(), from, bytes))
             {
-                Ok(count) => read += count.max(1),
+                // Acknowledge what came before asking the kernel again.
+                Ok((_, false)) => return,
+                Ok((count, true)) => read += count.max(1),
                 Err(error) if error.kind() == ErrorKind::WouldBlock => return,
                 // ICMP errors from a peer that went away may surface here; retransmission and
                 // the deadline deal with that peer, the socket itself is fine.

@@ -51,8 +51,14 @@ impl Udp {
     }
 
     /// Reads what is waiting, without waiting, handing each datagram to `each`; returns how
-    /// many datagrams it read (`WouldBlock` when there were none).
-    pub fn try_recv(&mut self, mut each: impl FnMut(SocketAddr, &[u8])) -> io::Result<usize> {
+    /// many datagrams it read, and whether more may be waiting (`WouldBlock` when there were
+    /// none). When the kernel handed over less than it could, the queue was empty a moment
+    /// ago: the caller can act on what it read before asking again (tokio still reports the
+    /// socket readable, so nothing is missed).
+    pub fn try_recv(
+        &mut self,
+        mut each: impl FnMut(SocketAddr, &[u8]),
+    ) -> io::Result<(usize, bool)> {
         let Udp {
             socket,
             state,
@@ -73,7 +79,7 @@ impl Udp {
                 count += 1;
             }
         }
-        Ok(count)
+        Ok((count, filled == RECV_BUFFERS))
     }
 
     /// Sends `transmits` in order, runs of equal-sized datagrams to one address as one
