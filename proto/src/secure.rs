@@ -9,10 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
-use snow::params::{CipherChoice, DHChoice, HashChoice, NoiseParams};
-use snow::resolvers::{CryptoResolver, DefaultResolver};
-use snow::types::{Cipher, Dh, Hash, Random};
+use snow::params::NoiseParams;
 use snow::{HandshakeState, StatelessTransportState};
 use uuid::Uuid;
 
@@ -21,6 +18,11 @@ use crate::identity::{Identity, noise_public_key, uuid_for_key};
 use crate::replay::ReplayWindow;
 use crate::send::MsgId;
 use crate::wire::{self, MAX_DATAGRAM, Sealed};
+
+mod handshake;
+mod rng;
+
+use rng::{HashRng, SeededResolver};
 
 const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
 const PROLOGUE: &[u8] = b"peerlink wire v1";
@@ -70,63 +72,6 @@ pub struct SecureStats {
     pub replays: u64,
     /// Decrypted frames claiming another sender than the session's peer.
     pub spoofed: u64,
-}
-
-/// A deterministic CSPRNG: SHA-256 of a seed and a counter.
-struct HashRng {
-    seed: [u8; 32],
-    counter: u64,
-}
-
-impl HashRng {
-    fn fill(&mut self, dest: &mut [u8]) {
-        for chunk in dest.chunks_mut(32) {
-            let block = Sha256::new()
-                .chain_update(self.seed)
-                .chain_update(self.counter.to_be_bytes())
-                .finalize();
-            self.counter += 1;
-            chunk.copy_from_slice(&block[..chunk.len()]);
-        }
-    }
-    fn seed(&mut self) -> [u8; 32] {
-        let mut seed = [0; 32];
-        self.fill(&mut seed);
-        seed
-    }
-    fn u32(&mut self) -> u32 {
-        let mut bytes = [0; 4];
-        self.fill(&mut bytes);
-        u32::from_be_bytes(bytes)
-    }
-}
-
-impl Random for HashRng {
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), snow::Error> {
-        self.fill(dest);
-        Ok(())
-    }
-}
-
-/// snow's default primitives, with our seeded RNG instead of the OS's.
-struct SeededResolver([u8; 32]);
-
-impl CryptoResolver for SeededResolver {
-    fn resolve_rng(&self) -> Option<Box<dyn Random>> {
-        Some(Box::new(HashRng {
-            seed: self.0,
-            counter: 0,
-        }))
-    }
-    fn resolve_dh(&self, choice: &DHChoice) -> Option<Box<dyn Dh>> {
-        DefaultResolver.resolve_dh(choice)
-    }
-    fn resolve_hash(&self, choice: &HashChoice) -> Option<Box<dyn Hash>> {
-        DefaultResolver.resolve_hash(choice)
-    }
-    fn resolve_cipher(&self, choice: &CipherChoice) -> Option<Box<dyn Cipher>> {
-        DefaultResolver.resolve_cipher(choice)
-    }
 }
 
 struct Session {
@@ -309,45 +254,6 @@ impl SecureEndpoint {
         true
     }
 
-    fn initiate(&mut self, now: Instant, peer: Uuid, addr: SocketAddr) {
-        let index = self.new_index();
-        let key = self.identity.noise_private_key();
-        let Ok(mut state) = self
-            .builder()
-            .local_private_key(&key)
-            .and_then(|b| b.prologue(PROLOGUE))
-            .and_then(|b| b.build_initiator())
-        else {
-            return;
-        };
-        let mut noise = vec![0; MAX_DATAGRAM];
-        let Ok(len) = state.write_message(&[0; INIT_PADDING], &mut noise) else {
-            return;
-        };
-        noise.truncate(len);
-        let message = wire::encode_sealed(&Sealed::HsInit {
-            sender: index,
-            noise,
-        });
-        self.out.push_back(Transmit {
-            peer,
-            to: addr,
-            bytes: message.clone(),
-        });
-        let next_retry = now + HANDSHAKE_RETRY;
-        self.initiating.insert(
-            peer,
-            Initiation {
-                index,
-                state,
-                addr,
-                message,
-                next_retry,
-                attempts: 1,
-            },
-        );
-    }
-
     /// Takes one datagram from the network.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         match wire::decode_sealed(bytes) {
@@ -369,171 +275,6 @@ impl SecureEndpoint {
                 ciphertext,
             }) => self.on_transport(now, from, receiver, counter, &ciphertext),
             Ok(Sealed::UnknownSession { index }) => self.on_unknown_session(from, index),
-        }
-    }
-
-    fn on_init(&mut self, now: Instant, from: SocketAddr, remote_index: u32, noise: &[u8]) {
-        if self.responding.len() >= MAX_RESPONDING {
-            let oldest = self
-                .responding
-                .iter()
-                .min_by_key(|(_, r)| r.started)
-                .map(|(i, _)| *i);
-            self.responding.remove(&oldest.expect("not empty"));
-        }
-        let key = self.identity.noise_private_key();
-        let public_key = self.identity.public_key();
-        let Ok(mut state) = self
-            .builder()
-            .local_private_key(&key)
-            .and_then(|b| b.prologue(PROLOGUE))
-            .and_then(|b| b.build_responder())
-        else {
-            return;
-        };
-        let mut payload = vec![0; MAX_DATAGRAM];
-        let mut reply = vec![0; MAX_DATAGRAM];
-        // Only a fully padded first message is answered, so the answer is never larger than
-        // what a spoofed sender made us receive.
-        if noise.len() != 32 + INIT_PADDING
-            || state.read_message(noise, &mut payload) != Ok(INIT_PADDING)
-        {
-            self.stats.handshake_failures += 1;
-            return;
-        }
-        let Ok(len) = state.write_message(&public_key, &mut reply) else {
-            self.stats.handshake_failures += 1;
-            return;
-        };
-        reply.truncate(len);
-        let index = self.new_index();
-        self.responding.insert(
-            index,
-            Responding {
-                state,
-                remote_index,
-                started: now,
-            },
-        );
-        let bytes = wire::encode_sealed(&Sealed::HsResp {
-            sender: index,
-            receiver: remote_index,
-            noise: reply,
-        });
-        // The peer's UUID is not known yet; it only matters for frames, not handshakes.
-        self.out.push_back(Transmit {
-            peer: Uuid::nil(),
-            to: from,
-            bytes,
-        });
-    }
-
-    fn on_resp(&mut self, from: SocketAddr, remote_index: u32, index: u32, noise: &[u8]) {
-        let Some(peer) = self
-            .initiating
-            .iter()
-            .find(|(_, i)| i.index == index)
-            .map(|(p, _)| *p)
-        else {
-            self.stats.unknown_session += 1;
-            return;
-        };
-        let mut initiation = self.initiating.remove(&peer).expect("found above");
-        let mut payload = vec![0; MAX_DATAGRAM];
-        let verified = initiation
-            .state
-            .read_message(noise, &mut payload)
-            .ok()
-            .and_then(|len| verified_peer(&initiation.state, &payload[..len]));
-        if verified != Some(peer) {
-            // Wrong key for that UUID, or garbage. The state is spent; the next frame the
-            // reliable layer (re)sends starts a new handshake.
-            self.stats.handshake_failures += 1;
-            self.queued.remove(&peer);
-            return;
-        }
-        let mut reply = vec![0; MAX_DATAGRAM];
-        let Ok(len) = initiation
-            .state
-            .write_message(&self.identity.public_key(), &mut reply)
-        else {
-            self.stats.handshake_failures += 1;
-            return;
-        };
-        reply.truncate(len);
-        let Ok(transport) = initiation.state.into_stateless_transport_mode() else {
-            return;
-        };
-        let bytes = wire::encode_sealed(&Sealed::HsFinal {
-            sender: initiation.index,
-            receiver: remote_index,
-            noise: reply,
-        });
-        self.out.push_back(Transmit {
-            peer,
-            to: from,
-            bytes: bytes.clone(),
-        });
-        self.establish(peer, initiation.index, remote_index, transport, Some(bytes));
-    }
-
-    fn on_final(&mut self, _remote_index: u32, index: u32, noise: &[u8]) {
-        let Some(mut responding) = self.responding.remove(&index) else {
-            self.stats.unknown_session += 1;
-            return;
-        };
-        let mut payload = vec![0; MAX_DATAGRAM];
-        let peer = responding
-            .state
-            .read_message(noise, &mut payload)
-            .ok()
-            .and_then(|len| verified_peer(&responding.state, &payload[..len]));
-        let (Some(peer), Ok(transport)) = (peer, responding.state.into_stateless_transport_mode())
-        else {
-            self.stats.handshake_failures += 1;
-            return;
-        };
-        if peer == self.id() {
-            self.stats.handshake_failures += 1;
-            return;
-        }
-        self.establish(peer, index, responding.remote_index, transport, None);
-    }
-
-    fn establish(
-        &mut self,
-        peer: Uuid,
-        index: u32,
-        remote_index: u32,
-        transport: StatelessTransportState,
-        unconfirmed_final: Option<Vec<u8>>,
-    ) {
-        self.stats.handshakes += 1;
-        self.sessions.insert(
-            index,
-            Session {
-                peer,
-                remote_index,
-                transport,
-                send_counter: 0,
-                replay: ReplayWindow::default(),
-                unconfirmed_final,
-            },
-        );
-        let indices = self.by_peer.entry(peer).or_default();
-        indices.push_back(index);
-        if indices.len() > SESSIONS_PER_PEER {
-            let oldest = indices.pop_front().expect("not empty");
-            self.sessions.remove(&oldest);
-        }
-        // Our own handshake to this peer, if any, is moot now.
-        self.initiating.remove(&peer);
-        let queued = self.queued.remove(&peer).unwrap_or_default();
-        let addr = self.inner.peer_addr(&peer);
-        if let Some(to) = addr {
-            for frame in queued {
-                self.seal(peer, to, &frame);
-            }
         }
     }
 
@@ -655,12 +396,4 @@ impl SecureEndpoint {
             .chain(self.inner.poll_timeout())
             .min()
     }
-}
-
-/// The UUID whose key the peer proved in this handshake: the payload carries its Ed25519
-/// key, which must be the one behind the Noise static key it used.
-fn verified_peer(state: &HandshakeState, payload: &[u8]) -> Option<Uuid> {
-    let public_key: [u8; 32] = payload.try_into().ok()?;
-    let expected_static = noise_public_key(&public_key).ok()?;
-    (state.get_remote_static()? == expected_static).then(|| uuid_for_key(&public_key))
 }
