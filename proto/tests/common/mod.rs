@@ -25,6 +25,8 @@
 // Each test crate uses a different part of the harness.
 #![allow(dead_code)]
 
+pub mod secure;
+
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
