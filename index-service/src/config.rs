@@ -1,6 +1,9 @@
-//! Command-line and environment configuration of the index.
+//! Command-line and environment configuration of the index, and its validation: a setting
+//! that would start a service unable to do its job (a zero TTL, an in-memory database, a
+//! duration that overflows) is refused at start-up with one sentence saying what to fix.
 
 use std::net::SocketAddr;
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Parser;
@@ -13,11 +16,12 @@ pub struct Config {
     #[arg(long, env = "INDEX_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
 
-    /// SQLite database URL; the file is created if missing.
+    /// SQLite database URL (`sqlite://PATH`); the file is created if missing, and must be
+    /// writable.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://index.db")]
     pub database_url: String,
 
-    /// Largest request body accepted, in bytes.
+    /// Largest request body accepted, in bytes (at least 1024).
     #[arg(long, env = "INDEX_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
     pub max_body_bytes: usize,
 
@@ -58,7 +62,41 @@ pub struct Config {
     pub read_burst: u32,
 }
 
+/// Longest duration any setting accepts: ten years. Longer ones are mistakes (and overflow the
+/// clock arithmetic), not intentions.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// Smallest `--max-body-bytes`: a signed registration with a long name needs a few hundred.
+pub const MIN_BODY_BYTES: usize = 1024;
+
 impl Config {
+    /// Refuses settings with which the service could not do its job; the error is one
+    /// sentence naming the flag and what to give instead. [`crate::Service::open`] calls it.
+    pub fn validate(&self) -> Result<(), String> {
+        positive("--peer-ttl", self.peer_ttl, "every record would expire at once", "2h")?;
+        positive(
+            "--request-timeout",
+            self.request_timeout,
+            "every request would time out",
+            "10s",
+        )?;
+        if let Some(interval) = self.purge_interval {
+            positive(
+                "--purge-interval",
+                interval,
+                "the purge would never pause",
+                "1m, or leave it out",
+            )?;
+        }
+        if self.max_body_bytes < MIN_BODY_BYTES {
+            return Err(format!(
+                "--max-body-bytes {} would refuse registrations: give at least {MIN_BODY_BYTES} \
+                 (the default is 16384)",
+                self.max_body_bytes
+            ));
+        }
+        check_database_url(&self.database_url)
+    }
+
     /// Defaults, as if started with no flags and no environment.
     pub fn for_database(database_url: impl Into<String>) -> Self {
         let mut config = Config::parse_from(["index-service"]);
@@ -74,32 +112,88 @@ impl Config {
     }
 }
 
-/// Parses "250ms", "10s", "5m" or "2h".
+/// Parses "250ms", "10s", "5m" or "2h", at most [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 10s"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" | "" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("unknown unit in `{text}`: use ms, s, m or h")),
+    if digits.is_empty() {
+        return Err(format!("`{text}` is not a duration like 10s"));
     }
+    let too_long = || {
+        format!(
+            "`{text}` is too long: the longest accepted is {}h (ten years)",
+            MAX_DURATION.as_secs() / 3600
+        )
+    };
+    // Only digits are left, so the only way to fail is a number too large for u64.
+    let n: u64 = digits.parse().map_err(|_| too_long())?;
+    let duration = match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" | "" => Some(Duration::from_secs(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
+        _ => return Err(format!("unknown unit in `{text}`: use ms, s, m or h")),
+    };
+    duration
+        .filter(|d| *d <= MAX_DURATION)
+        .ok_or_else(too_long)
 }
 
-/// Parses a request rate: a finite number ≥ 0 (0 means unlimited).
+/// Parses a request rate: 0 (the limit is off) or a finite number of requests per second of
+/// at least one per ten years.
 pub fn parse_rate(text: &str) -> Result<f64, String> {
+    let slowest = 1.0 / MAX_DURATION.as_secs_f64();
     match text.parse::<f64>() {
-        Ok(rate) if rate.is_finite() && rate >= 0.0 => Ok(rate),
+        Ok(rate) if rate.is_finite() && (rate == 0.0 || rate >= slowest) => Ok(rate),
         _ => Err(format!(
             "`{text}` is not a rate: give requests per second, e.g. 20 or 0.5 (0 turns the limit off)"
         )),
     }
+}
+
+/// Refuses a zero (or overlong) duration for `flag`.
+fn positive(flag: &str, value: Duration, zero_means: &str, example: &str) -> Result<(), String> {
+    if value.is_zero() {
+        return Err(format!("{flag} 0 means {zero_means}: give e.g. {example}"));
+    }
+    if value > MAX_DURATION {
+        return Err(format!("{flag} {value:?} is longer than ten years: give e.g. {example}"));
+    }
+    Ok(())
+}
+
+/// Refuses database URLs the index cannot keep records in: another scheme, no path, or an
+/// in-memory database (gone at the next restart, and separate for each connection).
+pub fn check_database_url(url: &str) -> Result<(), String> {
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            return Err(format!(
+                "--database-url `{url}`: PostgreSQL is not supported yet; give sqlite://PATH"
+            ));
+        }
+        return Err(format!(
+            "--database-url `{url}` is not a SQLite URL: give sqlite://PATH, e.g. sqlite://index.db"
+        ));
+    };
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let in_memory = path == ":memory:" || query.split('&').any(|pair| pair == "mode=memory");
+    if in_memory {
+        return Err(format!(
+            "--database-url `{url}` is an in-memory database, which loses every record at exit: \
+             give sqlite://PATH to a file"
+        ));
+    }
+    if path.is_empty() {
+        return Err(format!(
+            "--database-url `{url}` names no file: give sqlite://PATH, e.g. sqlite://index.db"
+        ));
+    }
+    sqlx::sqlite::SqliteConnectOptions::from_str(url)
+        .map(drop)
+        .map_err(|error| format!("--database-url `{url}` is not usable: {error}"))
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub use http::{app, openapi};
 
 use crate::db::Writer;
 use crate::db::cache::LookupCache;
+use crate::db::health::DbFile;
 use crate::db::writer::WriterTask;
 use crate::http::ratelimit::RateLimits;
 use crate::metrics::Metrics;
@@ -66,16 +67,30 @@ pub struct Service {
 }
 
 impl Service {
-    /// Opens the database (creating and migrating it if needed) and starts the writer and the
-    /// background purge.
+    /// Checks `config` ([`Config::validate`]), opens the database (creating and migrating it
+    /// if needed), proves it takes writes, and starts the writer and the background purge.
+    /// A configuration or database the index cannot work with is refused with one sentence.
     pub async fn open(config: Config) -> anyhow::Result<Service> {
+        config.validate().map_err(anyhow::Error::msg)?;
         let url = config.database_url.clone();
+        let options = db::connect_options(&url)?;
+        let path = options.get_filename().to_owned();
+        let unwritable = |error: sqlx::Error| {
+            anyhow::anyhow!(
+                "cannot write the database {} ({error}): check that the file and its directory \
+                 are writable and that its file system is not full or mounted read-only",
+                path.display()
+            )
+        };
+        let mut connection = db::connect_writer(&options).await.map_err(unwritable)?;
+        db::check_writable(&mut connection)
+            .await
+            .map_err(unwritable)?;
+        let file = DbFile::identify(&path)
+            .with_context(|| format!("looking at the database file {}", path.display()))?;
         let pool = db::connect(&url)
             .await
             .with_context(|| format!("opening database {url}"))?;
-        let connection = db::connect_writer(&url)
-            .await
-            .with_context(|| format!("opening database {url} for writing"))?;
         let cache = Arc::new(LookupCache::new(config.peer_ttl));
         let started = std::time::Instant::now();
         let live = cache
@@ -84,8 +99,14 @@ impl Service {
             .with_context(|| format!("loading the live records of {url}"))?;
         tracing::info!(live, took = ?started.elapsed(), "loaded the live records");
         let metrics = Arc::new(Metrics::new());
-        let (writer, writer_task) =
-            Writer::spawn(connection, config.peer_ttl, cache.clone(), metrics.clone());
+        let (writer, writer_task) = Writer::spawn(
+            connection,
+            options,
+            file,
+            config.peer_ttl,
+            cache.clone(),
+            metrics.clone(),
+        );
         let state = AppState(Arc::new(Shared {
             pool,
             cache,

@@ -41,6 +41,7 @@ pub struct Metrics {
     pub live_peers: Gauge,
     rate_limited_read: Counter,
     rate_limited_write: Counter,
+    db_writable: Gauge,
     /// Request series by route template, then by (method, status).
     request_handles: RwLock<HashMap<Box<str>, ByOutcome>>,
 }
@@ -73,7 +74,7 @@ impl Metrics {
             .expect("bucket lists are not empty")
             .build_recorder();
         let handle = recorder.handle();
-        let (expired, live_peers, rate_limited_read, rate_limited_write) =
+        let (expired, live_peers, rate_limited_read, rate_limited_write, db_writable) =
             metrics::with_local_recorder(&recorder, || {
                 metrics::describe_counter!(
                     "index_http_requests_total",
@@ -100,11 +101,21 @@ impl Metrics {
                     "index_db_commit_group_size",
                     "Changes committed by one transaction (one fsync)"
                 );
+                metrics::describe_counter!(
+                    "index_db_write_failures_total",
+                    "Changes refused with 507/503 because the database could not be written, \
+                     by cause (full, io, busy, read_only, replaced, other)"
+                );
+                metrics::describe_gauge!(
+                    "index_db_writable",
+                    "1 while the last write went through, 0 while writes fail"
+                );
                 (
                     metrics::counter!("index_peers_expired_total"),
                     metrics::gauge!("index_peers_live"),
                     metrics::counter!("index_rate_limited_total", "budget" => "read"),
                     metrics::counter!("index_rate_limited_total", "budget" => "write"),
+                    metrics::gauge!("index_db_writable"),
                 )
             });
         Metrics {
@@ -114,6 +125,7 @@ impl Metrics {
             live_peers,
             rate_limited_read,
             rate_limited_write,
+            db_writable,
             request_handles: RwLock::default(),
         }
     }
@@ -172,6 +184,19 @@ impl Metrics {
         metrics::with_local_recorder(&self.recorder, || {
             metrics::histogram!("index_db_commit_group_size").record(size as f64);
         });
+    }
+
+    /// Counts `changes` refused because the database could not be written, by `cause`.
+    pub fn write_failed(&self, cause: &'static str, changes: usize) {
+        metrics::with_local_recorder(&self.recorder, || {
+            metrics::counter!("index_db_write_failures_total", "cause" => cause)
+                .increment(changes as u64);
+        });
+    }
+
+    /// Records whether the database takes writes.
+    pub fn db_writable(&self, writable: bool) {
+        self.db_writable.set(if writable { 1.0 } else { 0.0 });
     }
 
     /// The Prometheus text exposition of everything recorded.

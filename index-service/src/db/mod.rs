@@ -1,7 +1,8 @@
 //! The SQLite store: connection settings that make acknowledged writes durable, the embedded
 //! migrations, the read queries, and the single writer that commits changes in groups
-//! ([`writer`], applying the operations of [`ops`]); names ([`names`]) and room membership
-//! ([`rooms`]) have their own modules.
+//! ([`writer`], applying the operations of [`ops`] in [`commit`]'s transactions, and reporting
+//! whether the database can be written through [`health`]); names ([`names`]) and room
+//! membership ([`rooms`]) have their own modules.
 //!
 //! Liveness is computed, not stored: a record is live while `last_seen` is younger than the
 //! TTL, so an expired record disappears from lookups at once, before the purge removes it.
@@ -9,6 +10,8 @@
 mod batch;
 pub mod cache;
 pub mod clock;
+mod commit;
+pub mod health;
 pub mod names;
 mod ops;
 pub mod rooms;
@@ -89,8 +92,36 @@ pub async fn connect(url: &str) -> anyhow::Result<SqlitePool> {
 
 /// A dedicated connection for the [`Writer`], outside the pool so writes never wait for a
 /// pooled connection and lookups never wait for the writer.
-pub async fn connect_writer(url: &str) -> anyhow::Result<SqliteConnection> {
-    Ok(SqliteConnection::connect_with(&connect_options(url)?).await?)
+pub async fn connect_writer(options: &SqliteConnectOptions) -> sqlx::Result<SqliteConnection> {
+    SqliteConnection::connect_with(options).await
+}
+
+/// Proves the database takes writes with one real one (the header's `user_version`, rewritten
+/// unchanged, one page): a read-only file, directory or file system, or a full disk, is found
+/// at start-up rather than by the first client.
+pub async fn check_writable(connection: &mut SqliteConnection) -> sqlx::Result<()> {
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *connection).await?;
+    let written = async {
+        rewrite_header(connection).await?;
+        sqlx::query("COMMIT").execute(&mut *connection).await
+    }
+    .await;
+    if written.is_err() {
+        let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
+    }
+    written.map(drop)
+}
+
+/// Rewrites the database header's `user_version` unchanged, in the open transaction: the
+/// smallest real write (one page), for probing whether writes work.
+pub(crate) async fn rewrite_header(connection: &mut SqliteConnection) -> sqlx::Result<()> {
+    let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+        .fetch_one(&mut *connection)
+        .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA user_version = {version}")))
+        .execute(&mut *connection)
+        .await?;
+    Ok(())
 }
 
 /// Who may change a record.

@@ -7,27 +7,27 @@
 //! `BEGIN IMMEDIATE … COMMIT` and only then answers each of them: one fsync acknowledges the
 //! whole group, and no request is answered before its change is on disk. A change that fails
 //! (as opposed to being refused, like a replayed signature) rolls the group back; the group is
-//! then retried one change per transaction so a single bad change cannot fail the others.
+//! then retried one change per transaction so a single bad change cannot fail the others. When
+//! the database itself fails (a full disk, an I/O error) every change of the group is refused
+//! with the [`Fault`], and the task recovers by itself once the cause is gone ([`super::commit`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use proto::api::PeerRecord;
-use sqlx::Connection;
-use sqlx::sqlite::SqliteConnection;
-use tokio::sync::{mpsc, oneshot};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::metrics::Metrics;
 
-use super::batch;
 use super::cache::LookupCache;
-use super::ops::{Done, Op, apply};
-use super::{Owner, names, ttl_modifier};
+use super::commit::{self, Committer};
+use super::health::{DbFile, Fault, WriteHealth};
+use super::ops::{Done, Op};
+use super::{Owner, ttl_modifier};
 
-/// Most changes committed in one transaction.
-const MAX_GROUP: usize = 512;
 /// Changes that may wait for the writer before senders wait too.
 const QUEUE: usize = 4096;
 
@@ -53,23 +53,29 @@ pub enum WriteError {
     /// Another live record holds the name (in any case).
     #[error("the name is taken")]
     NameTaken,
-    /// The database failed.
+    /// The change itself failed in the database (a constraint it breaks, a bug).
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The database cannot be written at the moment (full disk, I/O error, …); nothing of the
+    /// change was stored.
+    #[error("{}", .0.problem())]
+    Unavailable(Fault),
     /// The writer task has stopped (the service is shutting down).
     #[error("the index is shutting down")]
     Stopped,
 }
 
-struct Job {
-    op: Op,
-    reply: oneshot::Sender<Result<Done, WriteError>>,
+pub(super) struct Job {
+    pub op: Op,
+    pub reply: oneshot::Sender<Result<Done, WriteError>>,
 }
 
 /// Sends changes to the writer task; cheap to clone.
 #[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
+    health: watch::Receiver<WriteHealth>,
+    file: Arc<DbFile>,
 }
 
 /// The running writer task.
@@ -90,25 +96,49 @@ impl WriterTask {
 }
 
 impl Writer {
-    /// Starts the writer task on `connection`; records older than `ttl` count as expired.
+    /// Starts the writer task on `connection` to the database `file`, which `options` reopen
+    /// if a failure leaves the connection unusable; records older than `ttl` count as expired.
     /// Every committed change is applied to `cache` before it is acknowledged.
     pub fn spawn(
         connection: SqliteConnection,
+        options: SqliteConnectOptions,
+        file: DbFile,
         ttl: Duration,
         cache: Arc<LookupCache>,
         metrics: Arc<Metrics>,
     ) -> (Writer, WriterTask) {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(run(
-            connection,
-            queue,
-            stopped,
-            ttl_modifier(ttl),
+        let (health, health_rx) = watch::channel(WriteHealth::Writable);
+        let file = Arc::new(file);
+        metrics.db_writable(true);
+        let committer = Committer {
+            connection: Some(connection),
+            options: options.create_if_missing(false),
+            file: file.clone(),
+            ttl_mod: ttl_modifier(ttl),
             cache,
             metrics,
-        ));
-        (Writer { jobs }, WriterTask { stop, task })
+            health,
+        };
+        let task = tokio::spawn(commit::run(committer, queue, stopped));
+        let writer = Writer {
+            jobs,
+            health: health_rx,
+            file,
+        };
+        (writer, WriterTask { stop, task })
+    }
+
+    /// The outcome of the last write: [`WriteHealth::Failing`] from a failed write until one
+    /// commits again.
+    pub fn health(&self) -> WriteHealth {
+        *self.health.borrow()
+    }
+
+    /// The database file the writer writes, as opened at start-up.
+    pub fn file(&self) -> &DbFile {
+        &self.file
     }
 
     async fn submit(&self, op: Op) -> Result<Done, WriteError> {
@@ -242,106 +272,4 @@ impl Writer {
             _ => unreachable!("purge answers with a count"),
         }
     }
-}
-
-async fn run(
-    mut connection: SqliteConnection,
-    mut queue: mpsc::Receiver<Job>,
-    mut stopped: oneshot::Receiver<()>,
-    ttl_mod: String,
-    cache: Arc<LookupCache>,
-    metrics: Arc<Metrics>,
-) {
-    let mut group = Vec::with_capacity(MAX_GROUP);
-    let mut stopping = false;
-    loop {
-        tokio::select! {
-            received = queue.recv_many(&mut group, MAX_GROUP) => {
-                if received == 0 {
-                    break;
-                }
-            }
-            _ = &mut stopped, if !stopping => {
-                // Closing refuses new sends but keeps what is queued, which the loop drains.
-                queue.close();
-                stopping = true;
-                continue;
-            }
-        }
-        match apply_group(&mut connection, &group, &ttl_mod).await {
-            Ok(results) => {
-                metrics.commit_group(group.len());
-                for (job, result) in group.drain(..).zip(results) {
-                    cache.observe(&job.op, &result);
-                    let _ = job.reply.send(result);
-                }
-            }
-            Err(error) if group.len() == 1 => {
-                let job = group.pop().expect("one job");
-                let _ = job.reply.send(Err(refusal(error)));
-            }
-            Err(error) => {
-                tracing::warn!(%error, changes = group.len(), "group commit failed; retrying one by one");
-                for job in group.drain(..) {
-                    let result =
-                        match apply_group(&mut connection, std::slice::from_ref(&job), &ttl_mod)
-                            .await
-                        {
-                            Ok(mut results) => results.pop().expect("one result"),
-                            Err(error) => Err(refusal(error)),
-                        };
-                    cache.observe(&job.op, &result);
-                    let _ = job.reply.send(result);
-                }
-            }
-        }
-    }
-    if let Err(error) = connection.close().await {
-        tracing::warn!(%error, "closing the writer's connection");
-    }
-    tracing::debug!("writer stopped");
-}
-
-/// A failed change as its sender sees it: the unique name index refusing a write is a taken
-/// name (the writer checks first, so this only happens if something else wrote the name).
-fn refusal(error: sqlx::Error) -> WriteError {
-    if names::is_name_conflict(&error) {
-        WriteError::NameTaken
-    } else {
-        error.into()
-    }
-}
-
-/// Applies `jobs` in one transaction; `Err` means nothing was committed.
-async fn apply_group(
-    connection: &mut SqliteConnection,
-    jobs: &[Job],
-    ttl_mod: &str,
-) -> sqlx::Result<Vec<Result<Done, WriteError>>> {
-    // IMMEDIATE takes the write lock up front, so a concurrent writer (another process, the
-    // sqlite3 shell) makes us wait in busy_timeout instead of failing the upgrade mid-way.
-    let mut tx = connection.begin_with("BEGIN IMMEDIATE").await?;
-    let mut results = Vec::with_capacity(jobs.len());
-    let mut rest = jobs;
-    while let Some(job) = rest.first() {
-        let run = rest
-            .iter()
-            .take_while(|job| batch::batchable(&job.op))
-            .count();
-        if let Some(&chunk) = batch::CHUNKS.iter().find(|&&size| size <= run) {
-            let ops: Vec<&Op> = rest[..chunk].iter().map(|job| &job.op).collect();
-            results.extend(
-                batch::insert_keyless(&mut tx, &ops)
-                    .await?
-                    .into_iter()
-                    .map(Ok),
-            );
-            rest = &rest[chunk..];
-        } else {
-            results.push(apply(&mut tx, &job.op, ttl_mod).await?);
-            rest = &rest[1..];
-        }
-    }
-    tx.commit().await?;
-    Ok(results)
 }

@@ -5,6 +5,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use proto::api::ErrorBody;
 
+use crate::db::WriteError;
+use crate::db::health::Fault;
+
 /// What can go wrong while answering a request.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -38,6 +41,10 @@ pub enum ApiError {
         /// Whole seconds until a request would be accepted again.
         retry_after_secs: u64,
     },
+    /// The database cannot be written at the moment (507 for a full disk, 503 otherwise);
+    /// nothing was stored, and the client may retry after `Retry-After` seconds.
+    #[error("{}; nothing was stored, retry in {} s", .0.problem(), .0.retry_after_secs())]
+    CannotWrite(Fault),
     /// A failure on our side; the details go to the log, not to the client.
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
@@ -56,7 +63,19 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::CannotWrite(Fault::Full) => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::CannotWrite(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<WriteError> for ApiError {
+    /// The writer's failures that are not refusals (those each handler maps itself).
+    fn from(error: WriteError) -> Self {
+        match error {
+            WriteError::Unavailable(fault) => ApiError::CannotWrite(fault),
+            other => ApiError::Internal(other.into()),
         }
     }
 }
@@ -90,6 +109,12 @@ impl IntoResponse for ApiError {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            ApiError::CannotWrite(fault) => {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(fault.retry_after_secs()),
+                );
             }
             _ => {}
         }

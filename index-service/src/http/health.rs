@@ -1,13 +1,14 @@
-//! `GET /healthz` (the process answers) and `GET /readyz` (the database answers too), for
-//! container health checks and load balancers, and `GET /metrics` for Prometheus.
+//! `GET /healthz` (the process answers) and `GET /readyz` (the database answers and takes
+//! writes), for container health checks and load balancers, and `GET /metrics` for Prometheus.
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::error::ApiError;
+use super::error::{ApiError, error_response};
+use crate::db::health::{Fault, WriteHealth};
 use crate::{AppState, db};
 
 /// Body of the health endpoints.
@@ -28,19 +29,44 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Readiness: the database answers a query.
+/// Readiness: the database answers a query, its file is still the one opened at start-up, and
+/// the last write went through (after a failed write the index tries a write of its own every
+/// few seconds, so this turns 200 again once the cause is gone, without client traffic).
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
     responses(
         (status = 200, description = "Ready to serve", body = Health),
-        (status = 500, description = "The database does not answer", body = proto::api::ErrorBody),
+        (status = 503, description = "The database does not answer, cannot be written (full disk, I/O error, read-only, locked), or its file was deleted or replaced", body = proto::api::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before asking again"))),
     )
 )]
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
-    sqlx::query("SELECT 1").execute(&state.pool).await?;
-    Ok(Json(Health { status: "ok" }))
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let fault = if !state.writer.file().unchanged() {
+        Some(Fault::Replaced)
+    } else if let WriteHealth::Failing(fault) = state.writer.health() {
+        Some(fault)
+    } else if let Err(error) = sqlx::query("SELECT 1").execute(&state.pool).await {
+        tracing::warn!(%error, "readiness query failed");
+        Some(Fault::of(&error).unwrap_or(Fault::Other))
+    } else {
+        None
+    };
+    match fault {
+        None => Json(Health { status: "ok" }).into_response(),
+        Some(fault) => {
+            let mut response = error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {}", fault.problem()),
+            );
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(fault.retry_after_secs()),
+            );
+            response
+        }
+    }
 }
 
 /// Prometheus metrics in the text exposition format: requests by route template and status,

@@ -162,9 +162,10 @@ pub(super) fn replayed() -> ApiError {
     )
 }
 
-/// A writer failure that is not the client's fault.
+/// A writer failure that is not the client's fault: 507/503 when the database cannot be
+/// written, 500 otherwise.
 pub(super) fn internal(error: WriteError) -> ApiError {
-    ApiError::Internal(error.into())
+    error.into()
 }
 
 /// Look a peer up by UUID. The answer may be cached for `ttl_secs` seconds (also sent as

@@ -1,0 +1,331 @@
+//! The writer task's loop: group commit, and recovery when the database fails.
+//!
+//! Transactions are opened with plain `BEGIN IMMEDIATE` / `COMMIT` / `ROLLBACK` statements
+//! rather than sqlx's `Transaction`, so their state is ours: after SQLite rolls a transaction
+//! back by itself (it may, on a full disk or an I/O error) sqlx's own bookkeeping would still
+//! count it as open and refuse every later `begin_with` until a restart. After any failure the
+//! task sends `ROLLBACK` (an error saying no transaction is active is fine); if even that
+//! fails, it drops the connection and opens a new one for the next group, but only on the very
+//! file opened at start-up (never creating one).
+//!
+//! Before each `COMMIT` the task checks that the database's path still names the file it
+//! opened ([`DbFile`]): a change committed to a deleted or replaced file would be acknowledged
+//! and then lost at the next restart, so such a group is rolled back and refused.
+//!
+//! While writes fail, the task publishes [`WriteHealth::Failing`] (for `/readyz`) and, every
+//! [`PROBE_EVERY`] without a successful write, tries a one-page write of its own, so the index
+//! becomes ready again once the cause is gone even if no client writes meanwhile.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{ConnectOptions, Connection};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use super::batch;
+use super::cache::LookupCache;
+use super::health::{DbFile, Fault, WriteHealth};
+use super::names;
+use super::ops::{Done, Op, apply};
+use super::writer::{Job, WriteError};
+use crate::metrics::Metrics;
+
+/// Most changes committed in one transaction.
+const MAX_GROUP: usize = 512;
+/// How long after a failed write the task tries a write of its own.
+pub const PROBE_EVERY: Duration = Duration::from_secs(5);
+
+/// Why a transaction did not commit.
+enum Failed {
+    /// Nothing can be written now; the detail is for the log.
+    Environment(Fault, String),
+    /// This change cannot be written (a constraint it breaks, a decoding bug).
+    Change(sqlx::Error),
+}
+
+impl From<sqlx::Error> for Failed {
+    fn from(error: sqlx::Error) -> Self {
+        match Fault::of(&error) {
+            Some(fault) => Failed::Environment(fault, error.to_string()),
+            None => Failed::Change(error),
+        }
+    }
+}
+
+/// What the task owns.
+pub(super) struct Committer {
+    /// `None` after a failure left the connection unusable; reopened for the next write.
+    pub connection: Option<SqliteConnection>,
+    /// How to reopen it (never creating the file).
+    pub options: SqliteConnectOptions,
+    pub file: Arc<DbFile>,
+    pub ttl_mod: String,
+    pub cache: Arc<LookupCache>,
+    pub metrics: Arc<Metrics>,
+    pub health: watch::Sender<WriteHealth>,
+}
+
+/// Runs until `stopped` fires and the queue is drained (or every sender is gone).
+pub(super) async fn run(
+    mut committer: Committer,
+    mut queue: mpsc::Receiver<Job>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    let mut stopping = false;
+    let mut next_probe = Instant::now();
+    loop {
+        let failing = *committer.health.borrow() != WriteHealth::Writable;
+        tokio::select! {
+            received = queue.recv_many(&mut group, MAX_GROUP) => {
+                if received == 0 {
+                    break;
+                }
+            }
+            _ = &mut stopped, if !stopping => {
+                // Closing refuses new sends but keeps what is queued, which the loop drains.
+                queue.close();
+                stopping = true;
+                continue;
+            }
+            () = tokio::time::sleep_until(next_probe), if failing && !stopping => {
+                committer.probe().await;
+                next_probe = Instant::now() + PROBE_EVERY;
+                continue;
+            }
+        }
+        if committer.commit(&mut group).await {
+            next_probe = Instant::now() + PROBE_EVERY;
+        }
+    }
+    if let Some(connection) = committer.connection.take()
+        && let Err(error) = connection.close().await
+    {
+        tracing::warn!(%error, "closing the writer's connection");
+    }
+    tracing::debug!("writer stopped");
+}
+
+impl Committer {
+    /// Commits `group` and answers each of its changes; true when the database failed.
+    async fn commit(&mut self, group: &mut Vec<Job>) -> bool {
+        let failed = match self.transaction(group).await {
+            Ok(results) => {
+                self.metrics.commit_group(group.len());
+                if results.iter().any(proves_writable) {
+                    self.set_health(WriteHealth::Writable);
+                }
+                for (job, result) in group.drain(..).zip(results) {
+                    self.cache.observe(&job.op, &result);
+                    let _ = job.reply.send(result);
+                }
+                return false;
+            }
+            Err(failed) => failed,
+        };
+        match failed {
+            Failed::Environment(fault, detail) => {
+                self.failed(fault, &detail, group.len());
+                for job in group.drain(..) {
+                    let _ = job.reply.send(Err(WriteError::Unavailable(fault)));
+                }
+                true
+            }
+            Failed::Change(error) if group.len() == 1 => {
+                let job = group.pop().expect("one job");
+                let _ = job.reply.send(Err(refusal(error)));
+                false
+            }
+            Failed::Change(error) => {
+                tracing::warn!(%error, changes = group.len(), "group commit failed; retrying one by one");
+                let mut environment = false;
+                for job in group.drain(..) {
+                    let result = match self.transaction(std::slice::from_ref(&job)).await {
+                        Ok(mut results) => results.pop().expect("one result"),
+                        Err(Failed::Change(error)) => Err(refusal(error)),
+                        Err(Failed::Environment(fault, detail)) => {
+                            self.failed(fault, &detail, 1);
+                            environment = true;
+                            Err(WriteError::Unavailable(fault))
+                        }
+                    };
+                    self.cache.observe(&job.op, &result);
+                    let _ = job.reply.send(result);
+                }
+                environment
+            }
+        }
+    }
+
+    /// Applies `jobs` in one transaction; `Err` means nothing was committed and the connection
+    /// is ready for the next transaction.
+    async fn transaction(&mut self, jobs: &[Job]) -> Result<Vec<Result<Done, WriteError>>, Failed> {
+        let connection = open(&mut self.connection, &self.options, &self.file).await?;
+        let result = apply_all(connection, &self.file, jobs, &self.ttl_mod).await;
+        if result.is_err() {
+            self.roll_back().await;
+        }
+        result
+    }
+
+    /// A one-page write (the header's `user_version`, rewritten unchanged): whether the
+    /// database takes writes again.
+    async fn probe(&mut self) {
+        let Committer {
+            connection,
+            options,
+            file,
+            ..
+        } = self;
+        let result = async {
+            let connection = open(connection, options, file).await?;
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut *connection).await?;
+            super::rewrite_header(connection).await?;
+            commit(connection, file).await
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                tracing::info!("the database takes writes again");
+                self.set_health(WriteHealth::Writable);
+            }
+            Err(failed) => {
+                self.roll_back().await;
+                let (fault, detail) = match failed {
+                    Failed::Environment(fault, detail) => (fault, detail),
+                    Failed::Change(error) => (Fault::Other, error.to_string()),
+                };
+                tracing::debug!(fault = fault.label(), detail, "write probe failed");
+                self.set_health(WriteHealth::Failing(fault));
+            }
+        }
+    }
+
+    /// Ends whatever transaction a failure left open; drops a connection that cannot even
+    /// do that.
+    async fn roll_back(&mut self) {
+        let Some(connection) = self.connection.as_mut() else {
+            return;
+        };
+        match sqlx::query("ROLLBACK").execute(&mut *connection).await {
+            Ok(_) => {}
+            // SQLite already rolled it back (it does after some I/O and disk-full errors).
+            Err(error) if error.to_string().contains("no transaction is active") => {}
+            Err(error) => {
+                tracing::warn!(%error, "rollback failed; the writer will reopen its connection");
+                if let Some(connection) = self.connection.take() {
+                    let _ = connection.close_hard().await;
+                }
+            }
+        }
+    }
+
+    fn failed(&mut self, fault: Fault, detail: &str, changes: usize) {
+        self.metrics.write_failed(fault.label(), changes);
+        if *self.health.borrow() == WriteHealth::Failing(fault) {
+            tracing::debug!(fault = fault.label(), detail, changes, "write failed");
+        } else {
+            tracing::error!(fault = fault.label(), detail, changes, "the database refuses writes");
+        }
+        self.set_health(WriteHealth::Failing(fault));
+    }
+
+    fn set_health(&self, health: WriteHealth) {
+        self.metrics.db_writable(health == WriteHealth::Writable);
+        self.health.send_if_modified(|current| {
+            let changed = *current != health;
+            *current = health;
+            changed
+        });
+    }
+}
+
+/// Whether a committed result shows that something was written (a purge that found nothing
+/// to delete, or a refusal, commits without writing).
+fn proves_writable(result: &Result<Done, WriteError>) -> bool {
+    match result {
+        Ok(Done::Record(_) | Done::Changed) => true,
+        Ok(Done::Purged(n)) => *n > 0,
+        Err(_) => false,
+    }
+}
+
+/// A failed change as its sender sees it: the unique name index refusing a write is a taken
+/// name (the writer checks first, so this only happens if something else wrote the name).
+fn refusal(error: sqlx::Error) -> WriteError {
+    if names::is_name_conflict(&error) {
+        WriteError::NameTaken
+    } else {
+        error.into()
+    }
+}
+
+/// The connection in `slot`, reopened if a failure dropped it.
+async fn open<'a>(
+    slot: &'a mut Option<SqliteConnection>,
+    options: &SqliteConnectOptions,
+    file: &DbFile,
+) -> Result<&'a mut SqliteConnection, Failed> {
+    if slot.is_none() {
+        if !file.unchanged() {
+            return Err(Failed::Environment(
+                Fault::Replaced,
+                "not reopening a file that is not the one opened at start-up".into(),
+            ));
+        }
+        let connection = options.connect().await?;
+        tracing::info!("reopened the writer's connection");
+        *slot = Some(connection);
+    }
+    Ok(slot.as_mut().expect("just opened"))
+}
+
+/// Applies `jobs` in one transaction and commits it.
+async fn apply_all(
+    connection: &mut SqliteConnection,
+    file: &DbFile,
+    jobs: &[Job],
+    ttl_mod: &str,
+) -> Result<Vec<Result<Done, WriteError>>, Failed> {
+    // IMMEDIATE takes the write lock up front, so a concurrent writer (another process, the
+    // sqlite3 shell) makes us wait in busy_timeout instead of failing the upgrade mid-way.
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *connection).await?;
+    let mut results = Vec::with_capacity(jobs.len());
+    let mut rest = jobs;
+    while let Some(job) = rest.first() {
+        let run = rest
+            .iter()
+            .take_while(|job| batch::batchable(&job.op))
+            .count();
+        if let Some(&chunk) = batch::CHUNKS.iter().find(|&&size| size <= run) {
+            let ops: Vec<&Op> = rest[..chunk].iter().map(|job| &job.op).collect();
+            results.extend(
+                batch::insert_keyless(&mut *connection, &ops)
+                    .await?
+                    .into_iter()
+                    .map(Ok),
+            );
+            rest = &rest[chunk..];
+        } else {
+            results.push(apply(&mut *connection, &job.op, ttl_mod).await?);
+            rest = &rest[1..];
+        }
+    }
+    commit(connection, file).await?;
+    Ok(results)
+}
+
+/// Commits the open transaction, unless the database file is no longer the one opened at
+/// start-up (one `stat`).
+async fn commit(connection: &mut SqliteConnection, file: &DbFile) -> Result<(), Failed> {
+    if !file.unchanged() {
+        return Err(Failed::Environment(
+            Fault::Replaced,
+            format!("{} is not the file opened at start-up", file.path().display()),
+        ));
+    }
+    sqlx::query("COMMIT").execute(&mut *connection).await?;
+    Ok(())
+}

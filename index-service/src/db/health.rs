@@ -1,0 +1,141 @@
+//! Whether the database can be written: why a write failed ([`Fault`]), which file the index
+//! opened at start-up ([`DbFile`]), and the writer's last outcome ([`WriteHealth`]), which
+//! `/readyz` reports.
+//!
+//! A database failure is either the change's own (a constraint it breaks: the writer retries
+//! the rest of its group without it) or the environment's (a full disk, an I/O error, a lock
+//! held by another program, a read-only or vanished file): then no change can be written, every
+//! change of the group is refused with 507 or 503, and the index says it is not ready until a
+//! write goes through again.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Why the database cannot be written at the moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The disk (or file system) is full: `SQLITE_FULL`.
+    Full,
+    /// The disk failed, or the database is corrupt or cannot be opened.
+    Io,
+    /// Another program holds the database's write lock longer than the busy timeout.
+    Busy,
+    /// The file, its directory or its file system is read-only.
+    ReadOnly,
+    /// The file at the database's path is no longer the one the index opened at start-up
+    /// (deleted, or replaced): a change written now would be lost at the next restart.
+    Replaced,
+    /// Any other failure of the database rather than of the change.
+    Other,
+}
+
+impl Fault {
+    /// The environmental fault behind `error`, or `None` when the change itself failed (a
+    /// constraint it breaks, a value that cannot be decoded: retrying it cannot help).
+    pub fn of(error: &sqlx::Error) -> Option<Fault> {
+        let code = match error {
+            sqlx::Error::Database(error) => error.code().and_then(|c| c.parse::<i32>().ok()),
+            sqlx::Error::Io(_) => return Some(Fault::Io),
+            sqlx::Error::WorkerCrashed | sqlx::Error::PoolClosed | sqlx::Error::PoolTimedOut => {
+                return Some(Fault::Other);
+            }
+            _ => return None,
+        };
+        // Extended result codes carry the primary code in their low byte.
+        Some(match code.map(|c| c & 0xff) {
+            Some(13) => Fault::Full,                           // SQLITE_FULL
+            Some(10 | 11 | 14 | 15 | 26) => Fault::Io,         // IOERR, CORRUPT, CANTOPEN, PROTOCOL, NOTADB
+            Some(5 | 6) => Fault::Busy,                        // BUSY, LOCKED
+            Some(3 | 8 | 23) => Fault::ReadOnly,               // PERM, READONLY, AUTH
+            Some(18 | 19 | 20 | 25) => return None,            // TOOBIG, CONSTRAINT, MISMATCH, RANGE
+            _ => Fault::Other,
+        })
+    }
+
+    /// The metric label: `full`, `io`, `busy`, `read_only`, `replaced` or `other`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Fault::Full => "full",
+            Fault::Io => "io",
+            Fault::Busy => "busy",
+            Fault::ReadOnly => "read_only",
+            Fault::Replaced => "replaced",
+            Fault::Other => "other",
+        }
+    }
+
+    /// What a client (or an operator reading `/readyz`) is told; no internals.
+    pub fn problem(self) -> &'static str {
+        match self {
+            Fault::Full => "the index's disk is full",
+            Fault::Io => "the index's database failed (I/O error)",
+            Fault::Busy => "the index's database is locked by another program",
+            Fault::ReadOnly => "the index's database is read-only",
+            Fault::Replaced => {
+                "the index's database file was deleted or replaced while it ran; the index must be restarted"
+            }
+            Fault::Other => "the index's database cannot be written",
+        }
+    }
+
+    /// Seconds a client should wait before retrying.
+    pub fn retry_after_secs(self) -> u64 {
+        match self {
+            Fault::Full => 30,
+            Fault::Replaced => 60,
+            _ => 5,
+        }
+    }
+}
+
+/// The writer's last outcome, published to `/readyz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteHealth {
+    /// The last write (or probe) committed.
+    Writable,
+    /// The last write (or probe) failed; cleared by the next one that commits.
+    Failing(Fault),
+}
+
+/// The database file as opened at start-up: its path and its identity (device and inode), so a
+/// file deleted or swapped for another while the index runs is noticed.
+#[derive(Debug, Clone)]
+pub struct DbFile {
+    path: PathBuf,
+    identity: Identity,
+}
+
+type Identity = (u64, u64);
+
+impl DbFile {
+    /// Remembers what `path` is now.
+    pub fn identify(path: &Path) -> io::Result<DbFile> {
+        Ok(DbFile {
+            path: path.to_owned(),
+            identity: identity(path)?,
+        })
+    }
+
+    /// The database file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the path still names the file opened at start-up (one `stat`).
+    pub fn unchanged(&self) -> bool {
+        identity(&self.path).is_ok_and(|now| now == self.identity)
+    }
+}
+
+#[cfg(unix)]
+fn identity(path: &Path) -> io::Result<Identity> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(path)?;
+    Ok((metadata.dev(), metadata.ino()))
+}
+
+#[cfg(not(unix))]
+fn identity(path: &Path) -> io::Result<Identity> {
+    // No inode numbers to compare: only a deleted file is noticed.
+    std::fs::metadata(path).map(|_| (0, 0))
+}
