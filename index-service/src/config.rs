@@ -72,7 +72,12 @@ impl Config {
     /// Refuses settings with which the service could not do its job; the error is one
     /// sentence naming the flag and what to give instead. [`crate::Service::open`] calls it.
     pub fn validate(&self) -> Result<(), String> {
-        positive("--peer-ttl", self.peer_ttl, "every record would expire at once", "2h")?;
+        positive(
+            "--peer-ttl",
+            self.peer_ttl,
+            "every record would expire at once",
+            "2h",
+        )?;
         positive(
             "--request-timeout",
             self.request_timeout,
@@ -136,9 +141,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => n.checked_mul(3600).map(Duration::from_secs),
         _ => return Err(format!("unknown unit in `{text}`: use ms, s, m or h")),
     };
-    duration
-        .filter(|d| *d <= MAX_DURATION)
-        .ok_or_else(too_long)
+    duration.filter(|d| *d <= MAX_DURATION).ok_or_else(too_long)
 }
 
 /// Parses a request rate: 0 (the limit is off) or a finite number of requests per second of
@@ -159,7 +162,9 @@ fn positive(flag: &str, value: Duration, zero_means: &str, example: &str) -> Res
         return Err(format!("{flag} 0 means {zero_means}: give e.g. {example}"));
     }
     if value > MAX_DURATION {
-        return Err(format!("{flag} {value:?} is longer than ten years: give e.g. {example}"));
+        return Err(format!(
+            "{flag} {value:?} is longer than ten years: give e.g. {example}"
+        ));
     }
     Ok(())
 }
@@ -206,6 +211,20 @@ mod tests {
         assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("2d").is_err());
+        assert!(parse_duration("").is_err() && parse_duration("h").is_err());
+        // Overflow is refused, not wrapped (5124095576030432 h × 3600 wrapped to 3584 s).
+        assert!(
+            parse_duration("5124095576030432h")
+                .unwrap_err()
+                .contains("too long")
+        );
+        assert!(
+            parse_duration("18446744073709551616ms")
+                .unwrap_err()
+                .contains("too long")
+        );
+        assert_eq!(parse_duration("87600h"), Ok(MAX_DURATION));
+        assert!(parse_duration("87601h").is_err());
         assert_eq!(parse_rate("0.5"), Ok(0.5));
         assert!(parse_rate("-1").is_err() && parse_rate("inf").is_err());
         let mut config = Config::for_database("sqlite::memory:");
@@ -215,5 +234,53 @@ mod tests {
         assert_eq!(config.purge_every(), Duration::from_secs(9));
         config.purge_interval = Some(Duration::from_millis(200));
         assert_eq!(config.purge_every(), Duration::from_millis(200));
+    }
+
+    #[test]
+    fn validation() {
+        let config = Config::for_database("sqlite://index.db");
+        assert_eq!(config.validate(), Ok(()));
+        let with = |tweak: fn(&mut Config)| {
+            let mut config = Config::for_database("sqlite://index.db");
+            tweak(&mut config);
+            config.validate().unwrap_err()
+        };
+        assert!(with(|c| c.peer_ttl = Duration::ZERO).starts_with("--peer-ttl 0"));
+        assert!(with(|c| c.request_timeout = Duration::ZERO).starts_with("--request-timeout 0"));
+        assert!(with(|c| c.peer_ttl = MAX_DURATION * 2).contains("ten years"));
+        assert!(with(|c| c.purge_interval = Some(Duration::ZERO)).contains("--purge-interval 0"));
+        assert!(with(|c| c.max_body_bytes = 0).contains("--max-body-bytes 0"));
+        for url in [
+            "sqlite::memory:",
+            "sqlite://:memory:",
+            "sqlite:x.db?mode=memory",
+        ] {
+            assert!(
+                check_database_url(url).unwrap_err().contains("in-memory"),
+                "{url}"
+            );
+        }
+        assert!(
+            check_database_url("sqlite://")
+                .unwrap_err()
+                .contains("names no file")
+        );
+        assert!(
+            check_database_url("notaurl")
+                .unwrap_err()
+                .contains("not a SQLite URL")
+        );
+        assert!(
+            check_database_url("postgres://h/db")
+                .unwrap_err()
+                .contains("not supported yet")
+        );
+        for url in [
+            "sqlite://index.db",
+            "sqlite:///var/lib/x.db",
+            "sqlite:rel.db?mode=rwc",
+        ] {
+            assert_eq!(check_database_url(url), Ok(()), "{url}");
+        }
     }
 }

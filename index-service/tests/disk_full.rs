@@ -51,7 +51,10 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -107,7 +110,10 @@ async fn a_full_disk_is_507_then_writes_recover_without_restart() {
         stored.push(answer.body["uuid"].as_str().unwrap().to_owned());
         assert!(stored.len() < 100_000, "a 1 MB disk never filled up");
     };
-    assert!(!stored.is_empty(), "nothing was stored before the disk filled");
+    assert!(
+        !stored.is_empty(),
+        "nothing was stored before the disk filled"
+    );
     assert_eq!(
         full.status,
         StatusCode::INSUFFICIENT_STORAGE,
@@ -121,10 +127,18 @@ async fn a_full_disk_is_507_then_writes_recover_without_restart() {
     // Not ready while writes fail, and it says why.
     let (status, body) = app.get("/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("disk is full"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("disk is full"),
+        "{body}"
+    );
     // Still full: still refused, still 507 (not the stuck-transaction error of a broken writer).
     let again = register(&app, 4001).await;
-    assert_eq!(again.status, StatusCode::INSUFFICIENT_STORAGE, "{}", again.body);
+    assert_eq!(
+        again.status,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "{}",
+        again.body
+    );
     let metrics = app.service.state().metrics.render();
     assert!(
         metrics.contains("index_db_write_failures_total{cause=\"full\"}")
@@ -145,7 +159,13 @@ async fn a_full_disk_is_507_then_writes_recover_without_restart() {
     assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
     let (status, _) = app.get("/readyz").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(app.service.state().metrics.render().contains("index_db_writable 1"));
+    assert!(
+        app.service
+            .state()
+            .metrics
+            .render()
+            .contains("index_db_writable 1")
+    );
 
     // Everything acknowledged before (and after) is there, also after a restart.
     let uuid = answer.body["uuid"].as_str().unwrap().to_owned();
@@ -154,7 +174,11 @@ async fn a_full_disk_is_507_then_writes_recover_without_restart() {
     let app = open(&tmpfs.path().join("index.db")).await;
     for uuid in stored.iter().chain([&uuid]) {
         let (status, body) = app.get(&format!("/peers/{uuid}")).await;
-        assert_eq!(status, StatusCode::OK, "{uuid} acknowledged but lost: {body}");
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{uuid} acknowledged but lost: {body}"
+        );
     }
     app.service.shutdown().await;
 }
@@ -170,14 +194,28 @@ async fn a_deleted_or_replaced_database_file_is_not_ready_and_takes_no_writes() 
     std::fs::remove_file(&db).unwrap();
     let (status, body) = app.get("/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("deleted or replaced"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("deleted or replaced"),
+        "{body}"
+    );
     // Acknowledging this would be a lie: the file is gone, and so would the record be at the
     // next restart.
     let answer = register(&app, 4001).await;
-    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{}", answer.body);
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        answer.body
+    );
     assert!(answer.headers.contains_key(header::RETRY_AFTER));
     assert!(
-        answer.body["error"].as_str().unwrap().contains("deleted or replaced"),
+        answer.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("deleted or replaced"),
         "{}",
         answer.body
     );

@@ -68,16 +68,44 @@ fn bad_durations_and_limits_are_refused() {
         all
     };
     // Overflowing (it used to wrap around to 3584 s) or absurdly long.
-    refused(dir.path(), &with_db(&["--peer-ttl", "5124095576030432h"]), "too long");
-    refused(dir.path(), &with_db(&["--peer-ttl", "99999999999999999999s"]), "too long");
-    refused(dir.path(), &with_db(&["--request-timeout", "87601h"]), "too long");
+    refused(
+        dir.path(),
+        &with_db(&["--peer-ttl", "5124095576030432h"]),
+        "too long",
+    );
+    refused(
+        dir.path(),
+        &with_db(&["--peer-ttl", "99999999999999999999s"]),
+        "too long",
+    );
+    refused(
+        dir.path(),
+        &with_db(&["--request-timeout", "87601h"]),
+        "too long",
+    );
     // Zero: a service that expires everything at once, times every request out, or takes no body.
     refused(dir.path(), &with_db(&["--peer-ttl", "0"]), "--peer-ttl 0");
     refused(dir.path(), &with_db(&["--peer-ttl", "0ms"]), "--peer-ttl 0");
-    refused(dir.path(), &with_db(&["--request-timeout", "0s"]), "--request-timeout 0");
-    refused(dir.path(), &with_db(&["--purge-interval", "0"]), "--purge-interval 0");
-    refused(dir.path(), &with_db(&["--max-body-bytes", "0"]), "--max-body-bytes 0");
-    refused(dir.path(), &with_db(&["--write-rate-per-sec", "1e-300"]), "not a rate");
+    refused(
+        dir.path(),
+        &with_db(&["--request-timeout", "0s"]),
+        "--request-timeout 0",
+    );
+    refused(
+        dir.path(),
+        &with_db(&["--purge-interval", "0"]),
+        "--purge-interval 0",
+    );
+    refused(
+        dir.path(),
+        &with_db(&["--max-body-bytes", "0"]),
+        "--max-body-bytes 0",
+    );
+    refused(
+        dir.path(),
+        &with_db(&["--write-rate-per-sec", "1e-300"]),
+        "not a rate",
+    );
     assert!(
         !dir.path().join("index.db").exists(),
         "a refused configuration must not touch the database"
@@ -93,12 +121,28 @@ fn database_urls_the_index_cannot_keep_records_in_are_refused() {
         "sqlite://index.db?mode=memory",
         "sqlite:index.db?cache=shared&mode=memory",
     ] {
-        refused(dir.path(), &["--database-url", memory], "in-memory database");
+        refused(
+            dir.path(),
+            &["--database-url", memory],
+            "in-memory database",
+        );
     }
-    refused(dir.path(), &["--database-url", "sqlite://"], "names no file");
+    refused(
+        dir.path(),
+        &["--database-url", "sqlite://"],
+        "names no file",
+    );
     refused(dir.path(), &["--database-url", "sqlite:"], "names no file");
-    refused(dir.path(), &["--database-url", "notaurl"], "is not a SQLite URL");
-    refused(dir.path(), &["--database-url", "/var/lib/index.db"], "is not a SQLite URL");
+    refused(
+        dir.path(),
+        &["--database-url", "notaurl"],
+        "is not a SQLite URL",
+    );
+    refused(
+        dir.path(),
+        &["--database-url", "/var/lib/index.db"],
+        "is not a SQLite URL",
+    );
     refused(
         dir.path(),
         &["--database-url", "postgres://index@localhost/index"],
@@ -121,7 +165,10 @@ struct ReadOnlyMount {
 
 impl Drop for ReadOnlyMount {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -146,7 +193,10 @@ fn an_unwritable_database_is_refused() {
     let mount = ReadOnlyMount {
         dir: tempfile::tempdir().unwrap(),
     };
-    if let Err(why) = sh(&["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs"], mount.dir.path()) {
+    if let Err(why) = sh(
+        &["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs"],
+        mount.dir.path(),
+    ) {
         eprintln!("SKIP: an_unwritable_database_is_refused: {why}");
         return;
     }
@@ -167,8 +217,16 @@ fn an_unwritable_database_is_refused() {
     }
     sh(&["mount", "-o", "remount,ro"], dir).unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
-    refused(elsewhere.path(), &["--database-url", &url], "cannot write the database");
+    refused(
+        elsewhere.path(),
+        &["--database-url", &url],
+        "cannot write the database",
+    );
     // A new file in a read-only directory cannot be created either.
     let fresh = format!("sqlite://{}", dir.join("new.db").display());
-    refused(elsewhere.path(), &["--database-url", &fresh], "cannot write the database");
+    refused(
+        elsewhere.path(),
+        &["--database-url", &fresh],
+        "cannot write the database",
+    );
 }

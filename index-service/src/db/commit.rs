@@ -181,7 +181,9 @@ impl Committer {
         } = self;
         let result = async {
             let connection = open(connection, options, file).await?;
-            sqlx::query("BEGIN IMMEDIATE").execute(&mut *connection).await?;
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut *connection)
+                .await?;
             super::rewrite_header(connection).await?;
             commit(connection, file).await
         }
@@ -227,7 +229,12 @@ impl Committer {
         if *self.health.borrow() == WriteHealth::Failing(fault) {
             tracing::debug!(fault = fault.label(), detail, changes, "write failed");
         } else {
-            tracing::error!(fault = fault.label(), detail, changes, "the database refuses writes");
+            tracing::error!(
+                fault = fault.label(),
+                detail,
+                changes,
+                "the database refuses writes"
+            );
         }
         self.set_health(WriteHealth::Failing(fault));
     }
@@ -291,7 +298,9 @@ async fn apply_all(
 ) -> Result<Vec<Result<Done, WriteError>>, Failed> {
     // IMMEDIATE takes the write lock up front, so a concurrent writer (another process, the
     // sqlite3 shell) makes us wait in busy_timeout instead of failing the upgrade mid-way.
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *connection).await?;
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *connection)
+        .await?;
     let mut results = Vec::with_capacity(jobs.len());
     let mut rest = jobs;
     while let Some(job) = rest.first() {
@@ -323,7 +332,10 @@ async fn commit(connection: &mut SqliteConnection, file: &DbFile) -> Result<(), 
     if !file.unchanged() {
         return Err(Failed::Environment(
             Fault::Replaced,
-            format!("{} is not the file opened at start-up", file.path().display()),
+            format!(
+                "{} is not the file opened at start-up",
+                file.path().display()
+            ),
         ));
     }
     sqlx::query("COMMIT").execute(&mut *connection).await?;

@@ -43,11 +43,11 @@ impl Fault {
         };
         // Extended result codes carry the primary code in their low byte.
         Some(match code.map(|c| c & 0xff) {
-            Some(13) => Fault::Full,                           // SQLITE_FULL
-            Some(10 | 11 | 14 | 15 | 26) => Fault::Io,         // IOERR, CORRUPT, CANTOPEN, PROTOCOL, NOTADB
-            Some(5 | 6) => Fault::Busy,                        // BUSY, LOCKED
-            Some(3 | 8 | 23) => Fault::ReadOnly,               // PERM, READONLY, AUTH
-            Some(18 | 19 | 20 | 25) => return None,            // TOOBIG, CONSTRAINT, MISMATCH, RANGE
+            Some(13) => Fault::Full,                   // SQLITE_FULL
+            Some(10 | 11 | 14 | 15 | 26) => Fault::Io, // IOERR, CORRUPT, CANTOPEN, PROTOCOL, NOTADB
+            Some(5 | 6) => Fault::Busy,                // BUSY, LOCKED
+            Some(3 | 8 | 23) => Fault::ReadOnly,       // PERM, READONLY, AUTH
+            Some(18 | 19 | 20 | 25) => return None,    // TOOBIG, CONSTRAINT, MISMATCH, RANGE
             _ => Fault::Other,
         })
     }

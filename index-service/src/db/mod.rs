@@ -100,7 +100,9 @@ pub async fn connect_writer(options: &SqliteConnectOptions) -> sqlx::Result<Sqli
 /// unchanged, one page): a read-only file, directory or file system, or a full disk, is found
 /// at start-up rather than by the first client.
 pub async fn check_writable(connection: &mut SqliteConnection) -> sqlx::Result<()> {
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *connection).await?;
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *connection)
+        .await?;
     let written = async {
         rewrite_header(connection).await?;
         sqlx::query("COMMIT").execute(&mut *connection).await
@@ -118,9 +120,11 @@ pub(crate) async fn rewrite_header(connection: &mut SqliteConnection) -> sqlx::R
     let version: i64 = sqlx::query_scalar("PRAGMA user_version")
         .fetch_one(&mut *connection)
         .await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA user_version = {version}")))
-        .execute(&mut *connection)
-        .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "PRAGMA user_version = {version}"
+    )))
+    .execute(&mut *connection)
+    .await?;
     Ok(())
 }
 

@@ -103,6 +103,10 @@ fn owner_answer(state: &AppState, mut record: PeerRecord) -> Response {
         (status = 429, description = "Too many writes from this address", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 500, description = "The index failed; nothing was changed", body = ErrorBody),
+        (status = 503, description = "The database cannot be written at the moment (I/O error, locked, read-only, or its file was deleted or replaced), or the request took too long; nothing was changed", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 507, description = "The index's disk is full; nothing was changed", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
 pub async fn update_peer(
@@ -151,6 +155,10 @@ pub async fn update_peer(
         (status = 429, description = "Too many writes from this address", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 500, description = "The index failed", body = ErrorBody),
+        (status = 503, description = "The database cannot be written at the moment (I/O error, locked, read-only, or its file was deleted or replaced), or the request took too long; nothing was changed", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 507, description = "The index's disk is full; nothing was changed", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
 pub async fn heartbeat(
@@ -191,6 +199,10 @@ pub async fn heartbeat(
         (status = 429, description = "Too many writes from this address", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 500, description = "The index failed; nothing was deleted", body = ErrorBody),
+        (status = 503, description = "The database cannot be written at the moment (I/O error, locked, read-only, or its file was deleted or replaced), or the request took too long; nothing was changed", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 507, description = "The index's disk is full; nothing was changed", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
 pub async fn delete_peer(

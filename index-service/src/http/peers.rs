@@ -48,6 +48,10 @@ pub const MAX_NAME_CHARS: usize = 64;
         (status = 429, description = "Too many writes from this address", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 500, description = "The index failed; nothing was stored", body = ErrorBody),
+        (status = 503, description = "The database cannot be written at the moment (I/O error, locked, read-only, or its file was deleted or replaced), or the request took too long; nothing was changed", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 507, description = "The index's disk is full; nothing was changed", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
 pub async fn register(

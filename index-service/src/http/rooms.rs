@@ -113,6 +113,10 @@ pub async fn get_room(
         (status = 429, description = "Too many writes from this address", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 500, description = "The index failed; membership is unchanged", body = ErrorBody),
+        (status = 503, description = "The database cannot be written at the moment (I/O error, locked, read-only, or its file was deleted or replaced), or the request took too long; nothing was changed", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 507, description = "The index's disk is full; nothing was changed", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
 pub async fn join_room(
@@ -170,6 +174,10 @@ pub async fn join_room(
         (status = 429, description = "Too many writes from this address", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 500, description = "The index failed; membership is unchanged", body = ErrorBody),
+        (status = 503, description = "The database cannot be written at the moment (I/O error, locked, read-only, or its file was deleted or replaced), or the request took too long; nothing was changed", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 507, description = "The index's disk is full; nothing was changed", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
 pub async fn leave_room(
