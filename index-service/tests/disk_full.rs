@@ -1,7 +1,8 @@
 //! The writer survives the database failing under it: a full disk is answered with 507 JSON and
-//! `/readyz` 503, and writes go through again once space is freed, without a restart; a
-//! database file deleted or replaced while the index runs makes `/readyz` 503 and no write is
-//! acknowledged into it (it would be lost at the next restart).
+//! `/readyz` 503, and writes go through again once space is freed, without a restart (the same
+//! for a write lock another program holds too long, with 503); a database file deleted or
+//! replaced while the index runs makes `/readyz` 503 and no write is acknowledged into it (it
+//! would be lost at the next restart).
 //!
 //! The disk-full test mounts a 1 MB tmpfs, so it needs root (or CAP_SYS_ADMIN); without it, it
 //! prints `SKIP: …` and returns.
@@ -232,5 +233,47 @@ async fn a_deleted_or_replaced_database_file_is_not_ready_and_takes_no_writes() 
         metrics.contains("index_db_write_failures_total{cause=\"replaced\"}"),
         "{metrics}"
     );
+    app.service.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_database_locked_by_another_program_is_503_then_recovers() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("index.db");
+    let app = open(&db).await;
+    assert_eq!(register(&app, 4000).await.status, StatusCode::CREATED);
+
+    // Another program (say, an operator's sqlite3 shell) takes the write lock and keeps it
+    // past the writer's 5 s busy timeout.
+    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let answer = register(&app, 4001).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        answer.body
+    );
+    assert!(answer.headers.contains_key(header::RETRY_AFTER));
+    let error = answer.body["error"].as_str().unwrap();
+    assert!(error.contains("locked by another program"), "{error}");
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+
+    // The lock goes: the index is ready again without a restart, and writes go through.
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    other.close().await.unwrap();
+    eventually(Duration::from_secs(60), "/readyz to turn 200", || async {
+        (app.get("/readyz").await.0 == StatusCode::OK).then_some(())
+    })
+    .await;
+    let answer = register(&app, 4002).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
     app.service.shutdown().await;
 }
