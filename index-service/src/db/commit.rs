@@ -57,14 +57,14 @@ impl From<sqlx::Error> for Failed {
 /// What the task owns.
 pub(super) struct Committer {
     /// `None` after a failure left the connection unusable; reopened for the next write.
-    pub connection: Option<SqliteConnection>,
+    pub(super) connection: Option<SqliteConnection>,
     /// How to reopen it (never creating the file).
-    pub options: SqliteConnectOptions,
-    pub file: Arc<DbFile>,
-    pub ttl_mod: String,
-    pub cache: Arc<LookupCache>,
-    pub metrics: Arc<Metrics>,
-    pub health: watch::Sender<WriteHealth>,
+    pub(super) options: SqliteConnectOptions,
+    pub(super) file: Arc<DbFile>,
+    pub(super) ttl_mod: String,
+    pub(super) cache: Arc<LookupCache>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) health: watch::Sender<WriteHealth>,
 }
 
 /// Runs until `stopped` fires and the queue is drained (or every sender is gone).
@@ -240,12 +240,11 @@ impl Committer {
     }
 
     fn set_health(&self, health: WriteHealth) {
+        if *self.health.borrow() == health {
+            return;
+        }
         self.metrics.db_writable(health == WriteHealth::Writable);
-        self.health.send_if_modified(|current| {
-            let changed = *current != health;
-            *current = health;
-            changed
-        });
+        self.health.send_replace(health);
     }
 }
 

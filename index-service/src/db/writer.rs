@@ -66,8 +66,8 @@ pub enum WriteError {
 }
 
 pub(super) struct Job {
-    pub op: Op,
-    pub reply: oneshot::Sender<Result<Done, WriteError>>,
+    pub(super) op: Op,
+    pub(super) reply: oneshot::Sender<Result<Done, WriteError>>,
 }
 
 /// Sends changes to the writer task; cheap to clone.
