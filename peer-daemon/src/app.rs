@@ -2,6 +2,7 @@
 //! index. The network plumbing lives in `driver.rs`.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use proto::chat::{ChatMessage, LOBBY, valid_room};
 use uuid::Uuid;
@@ -90,7 +91,7 @@ impl Driver {
             PeerRef::Id(id) => id,
             // Behind actions already waiting for this name, even if it has meanwhile become
             // known another way: a later line must not overtake an earlier one.
-            PeerRef::Name(name) => match self.chat.by_name(&name) {
+            PeerRef::Name(name) => match self.chat.by_name(&name, Instant::now()) {
                 Some(id) if !self.waiting_names.contains_key(&name) => id,
                 _ => {
                     let waiting = self.waiting_names.entry(name.clone()).or_default();
@@ -194,6 +195,7 @@ impl Driver {
                 room,
                 peer: None,
                 name: None,
+                claimed_name: None,
                 members: Some(0),
             });
         }
@@ -238,6 +240,7 @@ impl Driver {
         PeerLine {
             uuid,
             name: self.chat.name(&uuid),
+            claimed_name: self.chat.claimed(&uuid),
             addr,
             rtt_ms: rtt.map(millis),
             reachable: rtt.is_some(),
@@ -274,21 +277,26 @@ impl Driver {
         });
         match message {
             ChatMessage::Hello { name, rooms } => {
-                self.chat.learn_name(from, name);
+                // Only a claim: the index says who this is (asked once in a while).
+                if self.chat.claim(from, name.as_deref(), Instant::now()) {
+                    let index = self.index.clone();
+                    self.tasks
+                        .spawn(async move { IndexReply::Verify(from, index.lookup(from).await) });
+                }
                 for room in rooms {
                     if self.chat.add_member(&room, from) {
-                        let name = self.chat.name(&from);
                         self.out.emit(UiEvent::Joined {
                             room,
                             peer: Some(from),
-                            name,
+                            name: self.chat.name(&from),
+                            claimed_name: self.chat.claimed(&from),
                             members: None,
                         });
                     }
                 }
                 if self.chat.needs_hello(from) {
                     let hello = ChatMessage::Hello {
-                        name: self.chat.name(&self.identity.uuid()),
+                        name: self.chat.own_name(),
                         rooms: self.chat.my_rooms(),
                     };
                     self.send_payload(from, hello.encode(), Tag::Quiet);
@@ -300,6 +308,7 @@ impl Driver {
                         room,
                         peer: Some(from),
                         name: self.chat.name(&from),
+                        claimed_name: self.chat.claimed(&from),
                         members: None,
                     });
                 }
@@ -310,6 +319,7 @@ impl Driver {
                         room,
                         peer: Some(from),
                         name: self.chat.name(&from),
+                        claimed_name: self.chat.claimed(&from),
                     });
                 }
             }
@@ -329,6 +339,7 @@ impl Driver {
                 self.out.emit(UiEvent::Message {
                     from,
                     name: self.chat.name(&from),
+                    claimed_name: self.chat.claimed(&from),
                     text,
                     room,
                     session,
@@ -345,7 +356,6 @@ impl Driver {
                 match result {
                     Ok(Some(Lookup { record, max_age })) => {
                         self.learn_record(&record, max_age);
-                        self.chat.learn_name(record.uuid, Some(name));
                         for action in actions {
                             self.act_on(record.uuid, action);
                         }
@@ -356,15 +366,19 @@ impl Driver {
                     Err(error) => self.error(format!("could not look `{name}` up: {error:#}")),
                 }
             }
+            IndexReply::Verify(peer, result) => match result {
+                Ok(Some(Lookup { record, max_age })) => {
+                    self.learn_record(&record, max_age);
+                }
+                Ok(None) => self.chat.vouch(peer, None, Instant::now(), Duration::ZERO),
+                Err(error) => tracing::debug!(%peer, error = %format!("{error:#}"), "could not check a peer's name"),
+            },
             IndexReply::Joined(room, result) => match result {
                 Ok(members) => {
                     let me = self.identity.uuid();
                     let mut count = 0;
                     for record in members.iter().filter(|r| r.uuid != me) {
-                        self.learn_record(
-                            record,
-                            record.ttl_secs.map(std::time::Duration::from_secs),
-                        );
+                        self.learn_record(record, record.ttl_secs.map(Duration::from_secs));
                         self.chat.add_member(&room, record.uuid);
                         count += 1;
                     }
@@ -380,6 +394,7 @@ impl Driver {
                         room,
                         peer: None,
                         name: None,
+                        claimed_name: None,
                         members: Some(count),
                     });
                 }
@@ -392,6 +407,7 @@ impl Driver {
                     room,
                     peer: None,
                     name: None,
+                    claimed_name: None,
                 }),
                 Err(error) => self.error(format!("{error:#}")),
             },
@@ -401,7 +417,7 @@ impl Driver {
                     Ok(records) => records
                         .iter()
                         .map(|r| {
-                            self.learn_record(r, r.ttl_secs.map(std::time::Duration::from_secs));
+                            self.learn_record(r, r.ttl_secs.map(Duration::from_secs));
                             r.uuid
                         })
                         .collect(),

@@ -44,6 +44,8 @@ pub enum IndexReply {
     Lookup(Uuid, anyhow::Result<Option<Lookup>>),
     /// Who goes by a name.
     Name(String, anyhow::Result<Option<Lookup>>),
+    /// What the index says about a peer that told us its name (checking the claim).
+    Verify(Uuid, anyhow::Result<Option<Lookup>>),
     /// We joined a room; its members.
     Joined(String, anyhow::Result<Vec<PeerRecord>>),
     /// We left a room.
@@ -141,7 +143,7 @@ impl Driver {
         };
         let me = identity.uuid();
         let mut chat = Chat::new(me);
-        chat.learn_name(me, name);
+        chat.set_own_name(name);
         Driver {
             endpoint: SecureEndpoint::new(identity.clone(), incarnation(), secure),
             identity,
@@ -303,7 +305,7 @@ impl Driver {
     pub(crate) fn send_chat(&mut self, peer: Uuid, message: &ChatMessage, tag: Tag) {
         if self.chat.needs_hello(peer) {
             let hello = ChatMessage::Hello {
-                name: self.chat.name(&self.identity.uuid()),
+                name: self.chat.own_name(),
                 rooms: self.chat.my_rooms(),
             };
             self.send_payload(peer, hello.encode(), Tag::Quiet);
@@ -346,7 +348,9 @@ impl Driver {
         record: &PeerRecord,
         max_age: Option<Duration>,
     ) -> Option<SocketAddr> {
-        self.chat.learn_name(record.uuid, record.name.clone());
+        let ttl = max_age.unwrap_or(DEFAULT_TTL);
+        self.chat
+            .vouch(record.uuid, record.name.as_deref(), Instant::now(), ttl);
         let addr = record.addr.parse().ok()?;
         self.cache
             .insert(record.uuid, addr, max_age.unwrap_or(DEFAULT_TTL));

@@ -28,9 +28,13 @@ pub enum UiEvent {
     Message {
         /// Sender.
         from: Uuid,
-        /// Sender's display name, when known.
+        /// Sender's name as the index vouches for it, when known.
         #[serde(skip_serializing_if = "Option::is_none")]
         name: Option<String>,
+        /// A name the peer claims for itself that the index did not vouch for: unverified,
+        /// never a reason to trust it. Absent when it matches `name` or there is none.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        claimed_name: Option<String>,
         /// The text (bytes that are not UTF-8 are replaced by U+FFFD).
         text: String,
         /// The room it was said in; absent for private messages.
@@ -91,9 +95,13 @@ pub enum UiEvent {
         /// Who joined; absent when it is us.
         #[serde(skip_serializing_if = "Option::is_none")]
         peer: Option<Uuid>,
-        /// Their name, when known.
+        /// Their name as the index vouches for it, when known.
         #[serde(skip_serializing_if = "Option::is_none")]
         name: Option<String>,
+        /// A name the peer claims for itself that the index did not vouch for: unverified,
+        /// never a reason to trust it. Absent when it matches `name` or there is none.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        claimed_name: Option<String>,
         /// For our own joins: other members known now.
         #[serde(skip_serializing_if = "Option::is_none")]
         members: Option<usize>,
@@ -105,9 +113,13 @@ pub enum UiEvent {
         /// Who left; absent when it is us.
         #[serde(skip_serializing_if = "Option::is_none")]
         peer: Option<Uuid>,
-        /// Their name, when known.
+        /// Their name as the index vouches for it, when known.
         #[serde(skip_serializing_if = "Option::is_none")]
         name: Option<String>,
+        /// A name the peer claims for itself that the index did not vouch for: unverified,
+        /// never a reason to trust it. Absent when it matches `name` or there is none.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        claimed_name: Option<String>,
     },
     /// The sessions, as `/sessions` lists them.
     Sessions {
@@ -160,9 +172,12 @@ pub enum UiEvent {
 pub struct PeerLine {
     /// The peer.
     pub uuid: Uuid,
-    /// Display name, when known.
+    /// Name as the index vouches for it, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// A name the peer claims that the index did not vouch for (unverified).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claimed_name: Option<String>,
     /// Where we reach it, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub addr: Option<SocketAddr>,
@@ -202,8 +217,29 @@ pub fn millis(d: Duration) -> f64 {
     (d.as_micros() as f64) / 1000.0
 }
 
-fn who(id: &Uuid, name: &Option<String>) -> String {
-    name.clone().unwrap_or_else(|| id.to_string())
+/// How a peer is shown in plain text, every part from outside made safe ([`clean`]): its
+/// vouched name; or, when it claims a name the index did not vouch for, its full UUID with the
+/// claim marked unverified, so two peers that differ only by a claim are told apart.
+pub fn peer_label(id: &Uuid, name: Option<&str>, claimed: Option<&str>) -> String {
+    match (name, claimed) {
+        (Some(name), None) => clean(name).into_owned(),
+        (Some(name), Some(claim)) => format!(
+            "{} ({id}, claims \"{}\", unverified)",
+            clean(name),
+            clean(claim)
+        ),
+        (None, Some(claim)) => format!("{id} (claims \"{}\", unverified)", clean(claim)),
+        (None, None) => id.to_string(),
+    }
+}
+
+/// Text from outside (names, rooms, reasons, error bodies) made safe for a terminal.
+pub fn clean(text: &str) -> std::borrow::Cow<'_, str> {
+    proto::display::sanitize(text)
+}
+
+fn who(id: &Uuid, name: &Option<String>, claimed: &Option<String>) -> String {
+    peer_label(id, name.as_deref(), claimed.as_deref())
 }
 
 fn peer_list(peers: &[PeerLine]) -> String {
@@ -213,9 +249,9 @@ fn peer_list(peers: &[PeerLine]) -> String {
     peers
         .iter()
         .map(|p| {
-            let mut line = match &p.name {
-                Some(name) => format!("{name} ({})", p.uuid),
-                None => p.uuid.to_string(),
+            let mut line = match (&p.name, &p.claimed_name) {
+                (Some(name), None) => format!("{} ({})", clean(name), p.uuid),
+                (name, claimed) => who(&p.uuid, name, claimed),
             };
             if let Some(addr) = p.addr {
                 line += &format!(" {addr}");
@@ -246,22 +282,27 @@ impl UiEvent {
     pub fn human(&self) -> Option<String> {
         Some(match self {
             UiEvent::Registered { uuid, addr } => {
-                format!("registered as {uuid} at {addr}\ntype /help for commands")
+                format!(
+                    "registered as {uuid} at {}\ntype /help for commands",
+                    clean(addr)
+                )
             }
             UiEvent::Message {
                 from,
                 name,
+                claimed_name,
                 text,
                 room,
                 ..
             } => {
                 let context = match room {
-                    Some(room) => format!("[#{room}] "),
+                    Some(room) => format!("[#{}] ", clean(room)),
                     None => "[private] ".into(),
                 };
-                let mut lines = text.lines();
+                let text = proto::display::sanitize_lines(text);
+                let mut lines = text.split('\n');
                 let first = lines.next().unwrap_or("");
-                let mut out = format!("{context}<{}> {first}", who(from, name));
+                let mut out = format!("{context}<{}> {first}", who(from, name, claimed_name));
                 for line in lines {
                     out += &format!("\n    {line}");
                 }
@@ -283,37 +324,56 @@ impl UiEvent {
                 "✓ delivered {}/{} in #{} ({rtt_ms:.2} ms)",
                 delivered.unwrap_or(0),
                 total.unwrap_or(0),
-                room.as_deref().unwrap_or("?")
+                clean(room.as_deref().unwrap_or("?"))
             ),
             UiEvent::Failed {
                 to, room, reason, ..
-            } => match (to, room) {
-                (Some(to), _) => format!("✗ not delivered to {to}: {reason}"),
-                (None, Some(room)) => format!("✗ not delivered in #{room}: {reason}"),
-                (None, None) => format!("✗ not delivered: {reason}"),
-            },
+            } => {
+                let reason = clean(reason);
+                match (to, room) {
+                    (Some(to), _) => format!("✗ not delivered to {to}: {reason}"),
+                    (None, Some(room)) => {
+                        format!("✗ not delivered in #{}: {reason}", clean(room))
+                    }
+                    (None, None) => format!("✗ not delivered: {reason}"),
+                }
+            }
             UiEvent::Joined {
                 room,
                 peer: None,
                 members,
                 ..
             } => {
-                format!("joined #{room} ({} other members)", members.unwrap_or(0))
+                format!(
+                    "joined #{} ({} other members)",
+                    clean(room),
+                    members.unwrap_or(0)
+                )
             }
             UiEvent::Joined {
                 room,
                 peer: Some(peer),
                 name,
+                claimed_name,
                 ..
-            } => format!("→ {} joined #{room}", who(peer, name)),
+            } => format!(
+                "→ {} joined #{}",
+                who(peer, name, claimed_name),
+                clean(room)
+            ),
             UiEvent::Left {
                 room, peer: None, ..
-            } => format!("left #{room}"),
+            } => format!("left #{}", clean(room)),
             UiEvent::Left {
                 room,
                 peer: Some(peer),
                 name,
-            } => format!("← {} left #{room}", who(peer, name)),
+                claimed_name,
+            } => format!(
+                "← {} left #{}",
+                who(peer, name, claimed_name),
+                clean(room)
+            ),
             UiEvent::Sessions { sessions } => sessions
                 .iter()
                 .map(|s| {
@@ -323,12 +383,14 @@ impl UiEvent {
                     } else {
                         String::new()
                     };
-                    format!("{mark}{} {}{unread}", s.n, s.label)
+                    format!("{mark}{} {}{unread}", s.n, clean(&s.label))
                 })
                 .collect::<Vec<_>>()
                 .join("\n"),
             UiEvent::Peers { peers } => peer_list(peers),
-            UiEvent::Who { room, members } => format!("#{room}:\n{}", peer_list(members)),
+            UiEvent::Who { room, members } => {
+                format!("#{}:\n{}", clean(room), peer_list(members))
+            }
             UiEvent::Rooms { rooms } if rooms.is_empty() => "no rooms".into(),
             UiEvent::Rooms { rooms } => rooms
                 .iter()
@@ -336,7 +398,7 @@ impl UiEvent {
                     format!(
                         "{}#{} ({} members)",
                         if r.joined { "*" } else { " " },
-                        r.room,
+                        clean(&r.room),
                         r.members
                     )
                 })
@@ -347,8 +409,9 @@ impl UiEvent {
                 .map(|[usage, what]| format!("{usage:<28} {what}"))
                 .collect::<Vec<_>>()
                 .join("\n"),
-            UiEvent::Info { message } => format!("· {message}"),
-            UiEvent::Error { message } => format!("error: {message}"),
+            UiEvent::Info { message } => format!("· {}", proto::display::sanitize_lines(message)),
+            // One line: a reason from outside must not start what looks like another event.
+            UiEvent::Error { message } => format!("error: {}", clean(message)),
             UiEvent::Control { addr, token_file } => {
                 format!(
                     "control API on http://{addr} (bearer token in {})",
@@ -450,9 +513,13 @@ impl Output {
     /// reason to stop chatting, so write errors are only logged.
     pub fn emit(&self, event: UiEvent) {
         let line = if self.json {
+            // JSON escapes every C0 control (ESC, BEL, CR, LF) as `\u00XX`; what it leaves
+            // raw (bidi controls, U+2028) is data for a program, not for a terminal.
             Some(serde_json::to_string(&event).expect("events serialise"))
         } else {
-            event.human()
+            // Every field from outside is cleaned where it is rendered; this catches anything
+            // missed there, line by line.
+            event.human().map(|text| proto::display::sanitize_lines(&text))
         };
         if let Some(line) = line {
             let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
