@@ -13,6 +13,9 @@ use crate::driver::{Driver, Flow, Group, IndexReply, NameAction, Tag};
 use crate::index::Lookup;
 use crate::output::{PeerLine, RoomLine, UiEvent, millis};
 
+/// Most events about one peer held back while the index is asked who it is.
+const MAX_HELD: usize = 256;
+
 impl Driver {
     pub(crate) fn on_input(&mut self, text: &str) -> Flow {
         match command::parse(text) {
@@ -269,6 +272,35 @@ impl Driver {
         self.out.emit(UiEvent::Peers { peers });
     }
 
+    /// Reports an event about `peer` under the names known now (its vouched name, and any
+    /// claim the index did not vouch for), or holds it back while the index is being asked
+    /// who the peer is (up to [`MAX_HELD`] events; more go out as they are).
+    fn about(&mut self, peer: Uuid, mut event: UiEvent) {
+        if let Some(held) = self.held.get_mut(&peer)
+            && held.len() < MAX_HELD
+        {
+            held.push(event);
+            return;
+        }
+        let (known, claim) = (self.chat.name(&peer), self.chat.claimed(&peer));
+        match &mut event {
+            UiEvent::Message {
+                name, claimed_name, ..
+            }
+            | UiEvent::Joined {
+                name, claimed_name, ..
+            }
+            | UiEvent::Left {
+                name, claimed_name, ..
+            } => {
+                *name = known;
+                *claimed_name = claim;
+            }
+            _ => {}
+        }
+        self.out.emit(event);
+    }
+
     /// A payload from a peer: a chat message, or raw text from a minimal client.
     pub(crate) fn on_chat_payload(&mut self, from: Uuid, data: &[u8]) {
         let message = ChatMessage::decode(data).unwrap_or_else(|_| ChatMessage::Text {
@@ -279,13 +311,16 @@ impl Driver {
             ChatMessage::Hello { name, rooms } => {
                 // Only a claim: the index says who this is (asked once in a while).
                 if self.chat.claim(from, name.as_deref(), Instant::now()) {
+                    // What the peer says is held back until the index has answered (at most
+                    // the request timeout), so that it shows under the right name.
+                    self.held.entry(from).or_default();
                     let index = self.index.clone();
                     self.tasks
                         .spawn(async move { IndexReply::Verify(from, index.lookup(from).await) });
                 }
                 for room in rooms {
                     if self.chat.add_member(&room, from) {
-                        self.out.emit(UiEvent::Joined {
+                        self.about(from, UiEvent::Joined {
                             room,
                             peer: Some(from),
                             name: self.chat.name(&from),
@@ -304,7 +339,7 @@ impl Driver {
             }
             ChatMessage::Joined { room } => {
                 if self.chat.add_member(&room, from) {
-                    self.out.emit(UiEvent::Joined {
+                    self.about(from, UiEvent::Joined {
                         room,
                         peer: Some(from),
                         name: self.chat.name(&from),
@@ -315,7 +350,7 @@ impl Driver {
             }
             ChatMessage::Left { room } => {
                 if self.chat.remove_member(&room, &from) {
-                    self.out.emit(UiEvent::Left {
+                    self.about(from, UiEvent::Left {
                         room,
                         peer: Some(from),
                         name: self.chat.name(&from),
@@ -336,7 +371,7 @@ impl Driver {
                 };
                 self.chat.note_message(&kind);
                 let session = room.is_none().then_some(from);
-                self.out.emit(UiEvent::Message {
+                self.about(from, UiEvent::Message {
                     from,
                     name: self.chat.name(&from),
                     claimed_name: self.chat.claimed(&from),
@@ -366,13 +401,21 @@ impl Driver {
                     Err(error) => self.error(format!("could not look `{name}` up: {error:#}")),
                 }
             }
-            IndexReply::Verify(peer, result) => match result {
-                Ok(Some(Lookup { record, max_age })) => {
-                    self.learn_record(&record, max_age);
+            IndexReply::Verify(peer, result) => {
+                match result {
+                    Ok(Some(Lookup { record, max_age })) => {
+                        self.learn_record(&record, max_age);
+                    }
+                    Ok(None) => self.chat.vouch(peer, None, Instant::now(), Duration::ZERO),
+                    Err(error) => {
+                        let error = format!("{error:#}");
+                        tracing::debug!(%peer, %error, "could not check a peer's name");
+                    }
                 }
-                Ok(None) => self.chat.vouch(peer, None, Instant::now(), Duration::ZERO),
-                Err(error) => tracing::debug!(%peer, error = %format!("{error:#}"), "could not check a peer's name"),
-            },
+                for event in self.held.remove(&peer).unwrap_or_default() {
+                    self.about(peer, event);
+                }
+            }
             IndexReply::Joined(room, result) => match result {
                 Ok(members) => {
                     let me = self.identity.uuid();

@@ -106,6 +106,8 @@ pub struct Driver {
     /// Messages waiting for a lookup to finish.
     pub(crate) waiting: HashMap<Uuid, Vec<(Vec<u8>, Tag)>>,
     pub(crate) waiting_names: HashMap<String, Vec<NameAction>>,
+    /// Events about peers whose claimed name the index is being asked about.
+    pub(crate) held: HashMap<Uuid, Vec<UiEvent>>,
     pub(crate) tasks: JoinSet<IndexReply>,
     pub(crate) tags: HashMap<MsgId, Tag>,
     pub(crate) groups: HashMap<u64, Group>,
@@ -155,6 +157,7 @@ impl Driver {
             cache: LookupCache::default(),
             waiting: HashMap::new(),
             waiting_names: HashMap::new(),
+            held: HashMap::new(),
             tasks: JoinSet::new(),
             tags: HashMap::new(),
             groups: HashMap::new(),
