@@ -10,9 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use proto::api::{ErrorBody, PeerRecord, RegisterRequest, RoomList, RoomMembers, RoomSummary};
-use serde::de::DeserializeOwned;
 use proto::identity::{self, Identity};
 use reqwest::{StatusCode, header};
+use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 /// Largest answer read for one record, a registration or an error.
@@ -284,8 +284,7 @@ fn parse_max_age(value: &str) -> Option<Duration> {
 /// else's key (nor for a name under someone else's UUID).
 fn check_key(record: &PeerRecord) -> anyhow::Result<()> {
     if let Some(key) = &record.public_key {
-        let key =
-            identity::parse_public_key(key).context("the index returned a malformed key")?;
+        let key = identity::parse_public_key(key).context("the index returned a malformed key")?;
         anyhow::ensure!(
             identity::uuid_for_key(&key) == record.uuid,
             "the index returned a key that does not belong to {}",

@@ -129,13 +129,19 @@ mod tests {
         let ttl = Duration::from_secs(300);
         let mut book = NameBook::default();
         assert!(book.claim(impostor, Some("alice"), now), "check the claim");
-        assert!(!book.claim(impostor, Some("alice"), now), "not again so soon");
+        assert!(
+            !book.claim(impostor, Some("alice"), now),
+            "not again so soon"
+        );
         assert_eq!(book.resolve("alice", now), None, "a claim resolves nothing");
         assert_eq!(book.name(&impostor), None);
         assert_eq!(book.claimed(&impostor).as_deref(), Some("alice"));
 
         book.vouch(alice, Some("alice"), now, ttl);
-        assert!(!book.claim(alice, Some("alice"), now), "already vouched for");
+        assert!(
+            !book.claim(alice, Some("alice"), now),
+            "already vouched for"
+        );
         assert_eq!(book.resolve("ALICE", now), Some(alice));
         assert_eq!(book.claimed(&alice), None, "the claim matches the index");
 
@@ -149,7 +155,10 @@ mod tests {
         let later = now + FRESH + Duration::from_secs(1);
         assert_eq!(book.resolve("alice", later), None);
         assert_eq!(book.name(&carol).as_deref(), Some("Alice"));
-        assert!(book.claim(impostor, Some("alice"), later), "checked again later");
+        assert!(
+            book.claim(impostor, Some("alice"), later),
+            "checked again later"
+        );
 
         let long = "x".repeat(1000);
         book.claim(impostor, Some(&long), later);

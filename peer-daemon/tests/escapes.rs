@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 /// Bidi controls and other invisible format characters that must never be printed raw.
 const FORBIDDEN: [char; 14] = [
-    '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}', '\u{2066}', '\u{2067}',
-    '\u{2068}', '\u{2069}', '\u{200e}', '\u{200f}', '\u{61c}', '\u{200b}', '\u{feff}',
+    '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}', '\u{2066}', '\u{2067}', '\u{2068}',
+    '\u{2069}', '\u{200e}', '\u{200f}', '\u{61c}', '\u{200b}', '\u{feff}',
 ];
 
 /// A plain-output daemon and every byte of its stdout so far.
@@ -29,7 +29,14 @@ struct Plain {
 impl Plain {
     async fn spawn(index_url: &str, name: &str, state: &std::path::Path) -> Plain {
         let mut child = Command::new(env!("CARGO_BIN_EXE_peer-daemon"))
-            .args(["--listen", "127.0.0.1:0", "--index", index_url, "--name", name])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--index",
+                index_url,
+                "--name",
+                name,
+            ])
             .arg("--state-dir")
             .arg(state)
             .env_remove("PEER_STATE_DIR")

@@ -171,7 +171,11 @@ async fn a_hostile_index_cannot_exhaust_memory_or_hang_the_daemon() {
     let stranger = Uuid::from_u128(0x5eed);
     daemon.msg(stranger, "hello?").await;
     let failed = daemon
-        .expect("failed", |v| v["to"] == stranger.to_string().as_str(), Duration::from_secs(30))
+        .expect(
+            "failed",
+            |v| v["to"] == stranger.to_string().as_str(),
+            Duration::from_secs(30),
+        )
         .await;
     let reason = message(&failed);
     assert!(

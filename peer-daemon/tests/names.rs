@@ -56,8 +56,12 @@ async fn an_impostor_claiming_a_name_cannot_receive_messages_for_it() {
 
     // The impostor speaks again after alice: still no say over where "alice" resolves.
     impostor.msg(&bob_id, "it's alice again").await;
-    bob.expect("message", |v| v["text"] == "it's alice again", EVENT_TIMEOUT)
-        .await;
+    bob.expect(
+        "message",
+        |v| v["text"] == "it's alice again",
+        EVENT_TIMEOUT,
+    )
+    .await;
 
     for n in 0..6 {
         let text = format!("check {n}");

@@ -239,8 +239,18 @@ async fn terminal_client_shows_prompt_commands_and_incoming_messages() {
         screen.wait_for("PTY-ATTACK", EVENT_TIMEOUT);
         screen.wait_for("#lobby> ", EVENT_TIMEOUT);
         let shown = String::from_utf8_lossy(&screen.raw[before..]).into_owned();
-        for bad in ["\u{1b}]", "\u{1b}[2J", "\u{7}", "\u{202e}", "\u{2066}", "\u{9b}"] {
-            assert!(!shown.contains(bad), "{bad:?} reached the terminal: {shown:?}");
+        for bad in [
+            "\u{1b}]",
+            "\u{1b}[2J",
+            "\u{7}",
+            "\u{202e}",
+            "\u{2066}",
+            "\u{9b}",
+        ] {
+            assert!(
+                !shown.contains(bad),
+                "{bad:?} reached the terminal: {shown:?}"
+            );
         }
         assert!(
             shown.contains("␛]0;owned␇␛[2J\\u{202e}gnp.exe\\u{9b}31m\\u{2066} PTY-ATTACK"),

@@ -91,10 +91,7 @@ mod tests {
     #[test]
     fn escapes_and_bidi_controls_become_visible() {
         assert_eq!(sanitize("alice"), Cow::Borrowed("alice"));
-        assert_eq!(
-            sanitize("\u{1b}]0;owned\u{7}\u{1b}[2J"),
-            "␛]0;owned␇␛[2J"
-        );
+        assert_eq!(sanitize("\u{1b}]0;owned\u{7}\u{1b}[2J"), "␛]0;owned␇␛[2J");
         assert_eq!(sanitize("a\rb\u{8}\u{7f}"), "a␍b␈␡");
         assert_eq!(sanitize("txt\u{202e}exe"), "txt\\u{202e}exe");
         assert_eq!(sanitize("\u{9b}2J"), "\\u{9b}2J");

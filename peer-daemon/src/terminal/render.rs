@@ -284,6 +284,36 @@ mod tests {
         );
     }
 
+    #[test]
+    fn text_from_outside_is_made_safe_before_it_is_coloured() {
+        let stranger = Uuid::from_u128(0x3f2a);
+        let event = UiEvent::Message {
+            from: stranger,
+            name: None,
+            claimed_name: Some("al\u{1b}[31mice".into()),
+            text: "\u{1b}]0;owned\u{7}\u{202e}x".into(),
+            room: Some("r\u{9b}2J".into()),
+            session: None,
+        };
+        let plain = renderer(false).render(&event).unwrap();
+        assert_eq!(
+            plain,
+            format!(
+                "[#r\\u{{9b}}2J] <{stranger} (claims \"al␛[31mice\", unverified)> ␛]0;owned␇\\u{{202e}}x"
+            )
+        );
+        // With colours, the only escape sequences are ours: the claim is not painted as a name.
+        let coloured = renderer(true).render(&event).unwrap();
+        assert_eq!(coloured.matches('\u{1b}').count(), 2, "{coloured:?}");
+        let error = UiEvent::Error {
+            message: "bad\u{1b}[2J\nnews".into(),
+        };
+        assert_eq!(
+            renderer(false).render(&error).unwrap(),
+            "error: bad␛[2J news"
+        );
+    }
+
     fn renderer_text(r: &Renderer, event: &UiEvent) -> String {
         let text = r.render(event).unwrap();
         // Strip the escape sequences to compare the words.
