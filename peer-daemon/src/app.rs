@@ -1,7 +1,10 @@
 //! The chat behaviour of the driver: commands, incoming chat messages, and answers from the
-//! index. The network plumbing lives in `driver.rs`.
+//! index. The network plumbing lives in `driver.rs`; what peers send, in `app/peers.rs`.
+
+mod peers;
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use proto::chat::{ChatMessage, LOBBY, valid_room};
 use uuid::Uuid;
@@ -90,7 +93,7 @@ impl Driver {
             PeerRef::Id(id) => id,
             // Behind actions already waiting for this name, even if it has meanwhile become
             // known another way: a later line must not overtake an earlier one.
-            PeerRef::Name(name) => match self.chat.by_name(&name) {
+            PeerRef::Name(name) => match self.chat.by_name(&name, Instant::now()) {
                 Some(id) if !self.waiting_names.contains_key(&name) => id,
                 _ => {
                     let waiting = self.waiting_names.entry(name.clone()).or_default();
@@ -194,6 +197,7 @@ impl Driver {
                 room,
                 peer: None,
                 name: None,
+                claimed_name: None,
                 members: Some(0),
             });
         }
@@ -238,6 +242,7 @@ impl Driver {
         PeerLine {
             uuid,
             name: self.chat.name(&uuid),
+            claimed_name: self.chat.claimed(&uuid),
             addr,
             rtt_ms: rtt.map(millis),
             reachable: rtt.is_some(),
@@ -266,77 +271,6 @@ impl Driver {
         self.out.emit(UiEvent::Peers { peers });
     }
 
-    /// A payload from a peer: a chat message, or raw text from a minimal client.
-    pub(crate) fn on_chat_payload(&mut self, from: Uuid, data: &[u8]) {
-        let message = ChatMessage::decode(data).unwrap_or_else(|_| ChatMessage::Text {
-            room: None,
-            text: String::from_utf8_lossy(data).into_owned(),
-        });
-        match message {
-            ChatMessage::Hello { name, rooms } => {
-                self.chat.learn_name(from, name);
-                for room in rooms {
-                    if self.chat.add_member(&room, from) {
-                        let name = self.chat.name(&from);
-                        self.out.emit(UiEvent::Joined {
-                            room,
-                            peer: Some(from),
-                            name,
-                            members: None,
-                        });
-                    }
-                }
-                if self.chat.needs_hello(from) {
-                    let hello = ChatMessage::Hello {
-                        name: self.chat.name(&self.identity.uuid()),
-                        rooms: self.chat.my_rooms(),
-                    };
-                    self.send_payload(from, hello.encode(), Tag::Quiet);
-                }
-            }
-            ChatMessage::Joined { room } => {
-                if self.chat.add_member(&room, from) {
-                    self.out.emit(UiEvent::Joined {
-                        room,
-                        peer: Some(from),
-                        name: self.chat.name(&from),
-                        members: None,
-                    });
-                }
-            }
-            ChatMessage::Left { room } => {
-                if self.chat.remove_member(&room, &from) {
-                    self.out.emit(UiEvent::Left {
-                        room,
-                        peer: Some(from),
-                        name: self.chat.name(&from),
-                    });
-                }
-            }
-            ChatMessage::Text { room, text } => {
-                let kind = match &room {
-                    Some(room) => {
-                        self.chat.add_member(room, from);
-                        SessionKind::Room(room.clone())
-                    }
-                    None => {
-                        self.chat.open_private(from);
-                        SessionKind::Private(from)
-                    }
-                };
-                self.chat.note_message(&kind);
-                let session = room.is_none().then_some(from);
-                self.out.emit(UiEvent::Message {
-                    from,
-                    name: self.chat.name(&from),
-                    text,
-                    room,
-                    session,
-                });
-            }
-        }
-    }
-
     pub(crate) fn on_index_reply(&mut self, reply: IndexReply) {
         match reply {
             IndexReply::Lookup(peer, result) => self.on_lookup(peer, result),
@@ -345,7 +279,6 @@ impl Driver {
                 match result {
                     Ok(Some(Lookup { record, max_age })) => {
                         self.learn_record(&record, max_age);
-                        self.chat.learn_name(record.uuid, Some(name));
                         for action in actions {
                             self.act_on(record.uuid, action);
                         }
@@ -356,15 +289,27 @@ impl Driver {
                     Err(error) => self.error(format!("could not look `{name}` up: {error:#}")),
                 }
             }
+            IndexReply::Verify(peer, result) => {
+                match result {
+                    Ok(Some(Lookup { record, max_age })) => {
+                        self.learn_record(&record, max_age);
+                    }
+                    Ok(None) => self.chat.vouch(peer, None, Instant::now(), Duration::ZERO),
+                    Err(error) => {
+                        let error = format!("{error:#}");
+                        tracing::debug!(%peer, %error, "could not check a peer's name");
+                    }
+                }
+                for event in self.held.remove(&peer).unwrap_or_default() {
+                    self.about(peer, event);
+                }
+            }
             IndexReply::Joined(room, result) => match result {
                 Ok(members) => {
                     let me = self.identity.uuid();
                     let mut count = 0;
                     for record in members.iter().filter(|r| r.uuid != me) {
-                        self.learn_record(
-                            record,
-                            record.ttl_secs.map(std::time::Duration::from_secs),
-                        );
+                        self.learn_record(record, record.ttl_secs.map(Duration::from_secs));
                         self.chat.add_member(&room, record.uuid);
                         count += 1;
                     }
@@ -380,6 +325,7 @@ impl Driver {
                         room,
                         peer: None,
                         name: None,
+                        claimed_name: None,
                         members: Some(count),
                     });
                 }
@@ -392,6 +338,7 @@ impl Driver {
                     room,
                     peer: None,
                     name: None,
+                    claimed_name: None,
                 }),
                 Err(error) => self.error(format!("{error:#}")),
             },
@@ -401,7 +348,7 @@ impl Driver {
                     Ok(records) => records
                         .iter()
                         .map(|r| {
-                            self.learn_record(r, r.ttl_secs.map(std::time::Duration::from_secs));
+                            self.learn_record(r, r.ttl_secs.map(Duration::from_secs));
                             r.uuid
                         })
                         .collect(),

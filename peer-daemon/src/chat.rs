@@ -1,11 +1,14 @@
-//! The chat as the user sees it, free of I/O: names, the rooms we are in and their members,
-//! and the sessions (rooms and private conversations) with the active one and unread counts.
+//! The chat as the user sees it, free of I/O: names (see [`crate::names`]), the rooms we are
+//! in and their members, and the sessions (rooms and private conversations) with the active
+//! one and unread counts.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::time::{Duration, Instant};
 
 use proto::chat::LOBBY;
 use uuid::Uuid;
 
+use crate::names::NameBook;
 use crate::output::SessionLine;
 
 /// What a session is about.
@@ -27,7 +30,8 @@ struct Session {
 #[derive(Debug)]
 pub struct Chat {
     me: Uuid,
-    names: HashMap<Uuid, String>,
+    own_name: Option<String>,
+    names: NameBook,
     rooms: BTreeMap<String, BTreeSet<Uuid>>,
     sessions: Vec<Session>,
     active: usize,
@@ -39,7 +43,8 @@ impl Chat {
     pub fn new(me: Uuid) -> Self {
         let mut chat = Chat {
             me,
-            names: HashMap::new(),
+            own_name: None,
+            names: NameBook::default(),
             rooms: BTreeMap::new(),
             sessions: Vec::new(),
             active: 0,
@@ -49,34 +54,51 @@ impl Chat {
         chat
     }
 
-    /// Remembers a peer's display name.
-    pub fn learn_name(&mut self, peer: Uuid, name: Option<String>) {
-        if let Some(name) = name.filter(|n| !n.is_empty()) {
-            self.names.insert(peer, name);
+    /// Our own name, as we introduce ourselves.
+    pub fn set_own_name(&mut self, name: Option<String>) {
+        self.own_name = name.filter(|n| !n.is_empty());
+    }
+
+    /// Our own name.
+    pub fn own_name(&self) -> Option<String> {
+        self.own_name.clone()
+    }
+
+    /// The index says `peer` is called `name` (or has no name); see [`NameBook::vouch`].
+    pub fn vouch(&mut self, peer: Uuid, name: Option<&str>, now: Instant, ttl: Duration) {
+        if peer != self.me {
+            self.names.vouch(peer, name, now, ttl);
         }
     }
 
-    /// A peer's display name, when known.
-    pub fn name(&self, peer: &Uuid) -> Option<String> {
-        self.names.get(peer).cloned()
+    /// `peer` says it is called `name`; returns whether to check that with the index.
+    pub fn claim(&mut self, peer: Uuid, name: Option<&str>, now: Instant) -> bool {
+        peer != self.me && self.names.claim(peer, name, now)
     }
 
-    /// How to show a peer: its name when known, its UUID otherwise.
+    /// A peer's name as the index vouched for it, when known.
+    pub fn name(&self, peer: &Uuid) -> Option<String> {
+        self.names.name(peer)
+    }
+
+    /// What a peer claims to be called, when the index did not vouch for that name.
+    pub fn claimed(&self, peer: &Uuid) -> Option<String> {
+        self.names.claimed(peer)
+    }
+
+    /// How to show a peer in a label: its vouched name when known, its UUID otherwise.
     pub fn label(&self, peer: &Uuid) -> String {
         self.name(peer).unwrap_or_else(|| peer.to_string())
     }
 
-    /// The peer known under `name`.
-    pub fn by_name(&self, name: &str) -> Option<Uuid> {
-        self.names
-            .iter()
-            .find(|(_, n)| n.as_str() == name)
-            .map(|(id, _)| *id)
+    /// The peer the index recently vouched is called `name`; `None` means ask the index.
+    pub fn by_name(&self, name: &str, now: Instant) -> Option<Uuid> {
+        self.names.resolve(name, now)
     }
 
-    /// Every peer we know a name for.
+    /// Every peer with a vouched name.
     pub fn named_peers(&self) -> impl Iterator<Item = (Uuid, String)> + '_ {
-        self.names.iter().map(|(id, n)| (*id, n.clone()))
+        self.names.vouched()
     }
 
     /// Whether we introduced ourselves to `peer` in this run; marks it done.
@@ -177,7 +199,7 @@ impl Chat {
         self.sessions.iter().position(|s| match &s.kind {
             SessionKind::Room(room) => room == target,
             SessionKind::Private(peer) => {
-                self.names.get(peer).is_some_and(|n| n == target) || peer.to_string() == target
+                self.names.name(peer).is_some_and(|n| n == target) || peer.to_string() == target
             }
         })
     }
@@ -225,7 +247,7 @@ mod tests {
         let me = Uuid::from_u128(1);
         let bob = Uuid::from_u128(2);
         let mut chat = Chat::new(me);
-        chat.learn_name(bob, Some("bob".into()));
+        chat.vouch(bob, Some("bob"), Instant::now(), Duration::from_secs(60));
         assert_eq!(chat.active(), SessionKind::Room(LOBBY.into()));
         assert!(chat.enter_room("rust"));
         let dm = chat.open_private(bob);

@@ -44,6 +44,8 @@ pub enum IndexReply {
     Lookup(Uuid, anyhow::Result<Option<Lookup>>),
     /// Who goes by a name.
     Name(String, anyhow::Result<Option<Lookup>>),
+    /// What the index says about a peer that told us its name (checking the claim).
+    Verify(Uuid, anyhow::Result<Option<Lookup>>),
     /// We joined a room; its members.
     Joined(String, anyhow::Result<Vec<PeerRecord>>),
     /// We left a room.
@@ -104,6 +106,8 @@ pub struct Driver {
     /// Messages waiting for a lookup to finish.
     pub(crate) waiting: HashMap<Uuid, Vec<(Vec<u8>, Tag)>>,
     pub(crate) waiting_names: HashMap<String, Vec<NameAction>>,
+    /// Events about peers whose claimed name the index is being asked about.
+    pub(crate) held: HashMap<Uuid, Vec<UiEvent>>,
     pub(crate) tasks: JoinSet<IndexReply>,
     pub(crate) tags: HashMap<MsgId, Tag>,
     pub(crate) groups: HashMap<u64, Group>,
@@ -141,7 +145,7 @@ impl Driver {
         };
         let me = identity.uuid();
         let mut chat = Chat::new(me);
-        chat.learn_name(me, name);
+        chat.set_own_name(name);
         Driver {
             endpoint: SecureEndpoint::new(identity.clone(), incarnation(), secure),
             identity,
@@ -153,6 +157,7 @@ impl Driver {
             cache: LookupCache::default(),
             waiting: HashMap::new(),
             waiting_names: HashMap::new(),
+            held: HashMap::new(),
             tasks: JoinSet::new(),
             tags: HashMap::new(),
             groups: HashMap::new(),
@@ -303,7 +308,7 @@ impl Driver {
     pub(crate) fn send_chat(&mut self, peer: Uuid, message: &ChatMessage, tag: Tag) {
         if self.chat.needs_hello(peer) {
             let hello = ChatMessage::Hello {
-                name: self.chat.name(&self.identity.uuid()),
+                name: self.chat.own_name(),
                 rooms: self.chat.my_rooms(),
             };
             self.send_payload(peer, hello.encode(), Tag::Quiet);
@@ -346,7 +351,9 @@ impl Driver {
         record: &PeerRecord,
         max_age: Option<Duration>,
     ) -> Option<SocketAddr> {
-        self.chat.learn_name(record.uuid, record.name.clone());
+        let ttl = max_age.unwrap_or(DEFAULT_TTL);
+        self.chat
+            .vouch(record.uuid, record.name.as_deref(), Instant::now(), ttl);
         let addr = record.addr.parse().ok()?;
         self.cache
             .insert(record.uuid, addr, max_age.unwrap_or(DEFAULT_TTL));

@@ -1,4 +1,10 @@
 //! HTTP client of the index service: signed registration, heartbeats and lookups.
+//!
+//! The index is outside this daemon's trust: every answer is read chunk by chunk up to a cap
+//! ([`MAX_ANSWER_BYTES`], [`MAX_LIST_BYTES`] for member and room lists) and refused at once
+//! when its `Content-Length` announces more; every request (connecting, sending, reading the
+//! whole answer) ends after [`REQUEST_TIMEOUT`]. A record whose key does not hash to its UUID
+//! is refused wherever it appears.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -6,7 +12,17 @@ use anyhow::Context;
 use proto::api::{ErrorBody, PeerRecord, RegisterRequest, RoomList, RoomMembers, RoomSummary};
 use proto::identity::{self, Identity};
 use reqwest::{StatusCode, header};
+use serde::de::DeserializeOwned;
 use uuid::Uuid;
+
+/// Largest answer read for one record, a registration or an error.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// Largest answer read for a list (a room's members, the rooms).
+pub const MAX_LIST_BYTES: usize = 1024 * 1024;
+/// Longest time one request may take, from connecting to the end of the answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest time connecting to the index may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Talks to one index; cheap to clone.
 #[derive(Clone)]
@@ -43,8 +59,8 @@ impl IndexClient {
     /// A client for the index at `base` (e.g. `http://127.0.0.1:8080`).
     pub fn new(base: &str) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .connect_timeout(Duration::from_secs(3))
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .context("building the HTTP client")?;
         Ok(IndexClient {
@@ -72,17 +88,16 @@ impl IndexClient {
             signature: Some(hex::encode(identity.sign(&message))),
         };
         let response = self
-            .http
-            .post(format!("{}/register", self.base))
-            .json(&request)
-            .send()
-            .await
-            .with_context(|| format!("reaching the index at {}", self.base))?;
+            .send(
+                self.http
+                    .post(format!("{}/register", self.base))
+                    .json(&request),
+            )
+            .await?;
         if !response.status().is_success() {
             return Err(error_of(response).await).context("registering with the index");
         }
-        let record: PeerRecord = response
-            .json()
+        let record: PeerRecord = read_json(response, MAX_ANSWER_BYTES)
             .await
             .context("reading the index's registration answer")?;
         if record.uuid != identity.uuid() {
@@ -129,6 +144,10 @@ impl IndexClient {
         request
             .send()
             .await
+            .map_err(|e| {
+                let words = describe(&e);
+                anyhow::Error::new(e).context(words)
+            })
             .with_context(|| format!("reaching the index at {}", self.base))
     }
 
@@ -180,11 +199,11 @@ impl IndexClient {
             return Err(error_of(response).await)
                 .with_context(|| format!("joining #{room} on the index"));
         }
-        Ok(response
-            .json::<RoomMembers>()
+        let members = read_json::<RoomMembers>(response, MAX_LIST_BYTES)
             .await
             .context("reading the room's members")?
-            .members)
+            .members;
+        Ok(verified(members))
     }
 
     /// Leaves `room` on the index.
@@ -207,11 +226,11 @@ impl IndexClient {
         if !response.status().is_success() {
             return Err(error_of(response).await).with_context(|| format!("listing #{room}"));
         }
-        Ok(response
-            .json::<RoomMembers>()
+        let members = read_json::<RoomMembers>(response, MAX_LIST_BYTES)
             .await
             .context("reading the room's members")?
-            .members)
+            .members;
+        Ok(verified(members))
     }
 
     /// Rooms on the index with their member counts.
@@ -222,8 +241,7 @@ impl IndexClient {
         if !response.status().is_success() {
             return Err(error_of(response).await).context("listing rooms");
         }
-        Ok(response
-            .json::<RoomList>()
+        Ok(read_json::<RoomList>(response, MAX_LIST_BYTES)
             .await
             .context("reading the room list")?
             .rooms)
@@ -240,17 +258,10 @@ impl IndexClient {
                     .get(header::CACHE_CONTROL)
                     .and_then(|v| v.to_str().ok())
                     .and_then(parse_max_age);
-                let record: PeerRecord =
-                    response.json().await.context("reading a lookup answer")?;
-                if let Some(key) = &record.public_key {
-                    let key = identity::parse_public_key(key)
-                        .context("the index returned a malformed key")?;
-                    anyhow::ensure!(
-                        identity::uuid_for_key(&key) == record.uuid,
-                        "the index returned a key that does not belong to {}",
-                        record.uuid
-                    );
-                }
+                let record: PeerRecord = read_json(response, MAX_ANSWER_BYTES)
+                    .await
+                    .context("reading a lookup answer")?;
+                check_key(&record)?;
                 let max_age = max_age.or(record.ttl_secs.map(Duration::from_secs));
                 Ok(Some(Lookup { record, max_age }))
             }
@@ -269,11 +280,87 @@ fn parse_max_age(value: &str) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
+/// Refuses a record whose key does not hash to its UUID: the index cannot vouch for someone
+/// else's key (nor for a name under someone else's UUID).
+fn check_key(record: &PeerRecord) -> anyhow::Result<()> {
+    if let Some(key) = &record.public_key {
+        let key = identity::parse_public_key(key).context("the index returned a malformed key")?;
+        anyhow::ensure!(
+            identity::uuid_for_key(&key) == record.uuid,
+            "the index returned a key that does not belong to {}",
+            record.uuid
+        );
+    }
+    Ok(())
+}
+
+/// The records of a list whose keys belong to their UUIDs; the others are dropped.
+fn verified(mut records: Vec<PeerRecord>) -> Vec<PeerRecord> {
+    records.retain(|record| match check_key(record) {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::warn!(peer = %record.uuid, error = %format!("{error:#}"), "ignoring a member record");
+            false
+        }
+    });
+    records
+}
+
+/// What went wrong with a request, in words: timeouts and refused connections say so.
+fn describe(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        format!(
+            "no complete answer within {} s (connect timeout {} s)",
+            REQUEST_TIMEOUT.as_secs(),
+            CONNECT_TIMEOUT.as_secs()
+        )
+    } else if error.is_connect() {
+        "could not connect".to_owned()
+    } else {
+        error.to_string()
+    }
+}
+
+/// The answer's body, at most `limit` bytes: refused up front when `Content-Length`
+/// announces more, and as soon as more arrives when it does not.
+async fn read_capped(mut response: reqwest::Response, limit: usize) -> anyhow::Result<Vec<u8>> {
+    if let Some(length) = response.content_length()
+        && length > limit as u64
+    {
+        anyhow::bail!(
+            "the index announced an answer of {length} bytes; refusing anything over {limit} bytes"
+        );
+    }
+    let mut body = Vec::new();
+    loop {
+        let chunk = response.chunk().await.map_err(|e| {
+            let words = describe(&e);
+            anyhow::Error::new(e).context(format!("reading the index's answer: {words}"))
+        })?;
+        let Some(chunk) = chunk else {
+            return Ok(body);
+        };
+        if body.len() + chunk.len() > limit {
+            anyhow::bail!("the index's answer went on past {limit} bytes; refused");
+        }
+        body.extend_from_slice(&chunk);
+    }
+}
+
+/// The answer's JSON body, read with [`read_capped`].
+async fn read_json<T: DeserializeOwned>(
+    response: reqwest::Response,
+    limit: usize,
+) -> anyhow::Result<T> {
+    let body = read_capped(response, limit).await?;
+    serde_json::from_slice(&body).context("the index's answer is not the expected JSON")
+}
+
 async fn error_of(response: reqwest::Response) -> anyhow::Error {
     let status = response.status();
-    match response.json::<ErrorBody>().await {
+    match read_json::<ErrorBody>(response, MAX_ANSWER_BYTES).await {
         Ok(body) => anyhow::anyhow!("index answered {status}: {}", body.error),
-        Err(_) => anyhow::anyhow!("index answered {status}"),
+        Err(error) => anyhow::anyhow!("index answered {status} ({error:#})"),
     }
 }
 

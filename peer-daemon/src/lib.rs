@@ -9,6 +9,7 @@ pub mod config;
 pub mod control;
 pub mod driver;
 pub mod index;
+pub mod names;
 pub mod output;
 pub mod presence;
 pub mod state;

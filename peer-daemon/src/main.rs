@@ -36,6 +36,7 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::fmt()
                 .with_env_filter(filter())
                 .with_writer(terminal.log_writer())
+                .with_ansi(false)
                 .init();
             let result = match socket {
                 Ok(socket) => run(config, socket, input, out, shutdown_signal()).await,

@@ -11,7 +11,8 @@ use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
-use crate::command::HELP;
+mod human;
+pub use human::{clean, peer_label};
 
 /// One thing to report. New fields and events may be added; existing ones keep their meaning.
 #[derive(Debug, Clone, Serialize)]
@@ -28,9 +29,13 @@ pub enum UiEvent {
     Message {
         /// Sender.
         from: Uuid,
-        /// Sender's display name, when known.
+        /// Sender's name as the index vouches for it, when known.
         #[serde(skip_serializing_if = "Option::is_none")]
         name: Option<String>,
+        /// A name the peer claims for itself that the index did not vouch for: unverified,
+        /// never a reason to trust it. Absent when it matches `name` or there is none.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        claimed_name: Option<String>,
         /// The text (bytes that are not UTF-8 are replaced by U+FFFD).
         text: String,
         /// The room it was said in; absent for private messages.
@@ -91,9 +96,13 @@ pub enum UiEvent {
         /// Who joined; absent when it is us.
         #[serde(skip_serializing_if = "Option::is_none")]
         peer: Option<Uuid>,
-        /// Their name, when known.
+        /// Their name as the index vouches for it, when known.
         #[serde(skip_serializing_if = "Option::is_none")]
         name: Option<String>,
+        /// A name the peer claims for itself that the index did not vouch for: unverified,
+        /// never a reason to trust it. Absent when it matches `name` or there is none.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        claimed_name: Option<String>,
         /// For our own joins: other members known now.
         #[serde(skip_serializing_if = "Option::is_none")]
         members: Option<usize>,
@@ -105,9 +114,13 @@ pub enum UiEvent {
         /// Who left; absent when it is us.
         #[serde(skip_serializing_if = "Option::is_none")]
         peer: Option<Uuid>,
-        /// Their name, when known.
+        /// Their name as the index vouches for it, when known.
         #[serde(skip_serializing_if = "Option::is_none")]
         name: Option<String>,
+        /// A name the peer claims for itself that the index did not vouch for: unverified,
+        /// never a reason to trust it. Absent when it matches `name` or there is none.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        claimed_name: Option<String>,
     },
     /// The sessions, as `/sessions` lists them.
     Sessions {
@@ -160,9 +173,12 @@ pub enum UiEvent {
 pub struct PeerLine {
     /// The peer.
     pub uuid: Uuid,
-    /// Display name, when known.
+    /// Name as the index vouches for it, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// A name the peer claims that the index did not vouch for (unverified).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claimed_name: Option<String>,
     /// Where we reach it, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub addr: Option<SocketAddr>,
@@ -200,163 +216,6 @@ pub struct RoomLine {
 /// Milliseconds with microsecond precision, for people and for JSON.
 pub fn millis(d: Duration) -> f64 {
     (d.as_micros() as f64) / 1000.0
-}
-
-fn who(id: &Uuid, name: &Option<String>) -> String {
-    name.clone().unwrap_or_else(|| id.to_string())
-}
-
-fn peer_list(peers: &[PeerLine]) -> String {
-    if peers.is_empty() {
-        return "nobody yet".into();
-    }
-    peers
-        .iter()
-        .map(|p| {
-            let mut line = match &p.name {
-                Some(name) => format!("{name} ({})", p.uuid),
-                None => p.uuid.to_string(),
-            };
-            if let Some(addr) = p.addr {
-                line += &format!(" {addr}");
-            }
-            match p.rtt_ms {
-                Some(rtt) => line += &format!(" rtt {rtt:.2} ms"),
-                None if !p.reachable => line += " (not contacted yet)",
-                None => {}
-            }
-            line
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-impl UiEvent {
-    /// The help event.
-    pub fn help() -> Self {
-        UiEvent::Help {
-            commands: HELP
-                .iter()
-                .map(|(u, d)| [u.to_string(), d.to_string()])
-                .collect(),
-        }
-    }
-
-    /// Human rendering; `None` for events people need not see.
-    pub fn human(&self) -> Option<String> {
-        Some(match self {
-            UiEvent::Registered { uuid, addr } => {
-                format!("registered as {uuid} at {addr}\ntype /help for commands")
-            }
-            UiEvent::Message {
-                from,
-                name,
-                text,
-                room,
-                ..
-            } => {
-                let context = match room {
-                    Some(room) => format!("[#{room}] "),
-                    None => "[private] ".into(),
-                };
-                let mut lines = text.lines();
-                let first = lines.next().unwrap_or("");
-                let mut out = format!("{context}<{}> {first}", who(from, name));
-                for line in lines {
-                    out += &format!("\n    {line}");
-                }
-                out
-            }
-            UiEvent::Sent { .. } => return None,
-            UiEvent::Delivered {
-                to: Some(to),
-                rtt_ms,
-                ..
-            } => format!("✓ delivered to {to} ({rtt_ms:.2} ms)"),
-            UiEvent::Delivered {
-                room,
-                delivered,
-                total,
-                rtt_ms,
-                ..
-            } => format!(
-                "✓ delivered {}/{} in #{} ({rtt_ms:.2} ms)",
-                delivered.unwrap_or(0),
-                total.unwrap_or(0),
-                room.as_deref().unwrap_or("?")
-            ),
-            UiEvent::Failed {
-                to, room, reason, ..
-            } => match (to, room) {
-                (Some(to), _) => format!("✗ not delivered to {to}: {reason}"),
-                (None, Some(room)) => format!("✗ not delivered in #{room}: {reason}"),
-                (None, None) => format!("✗ not delivered: {reason}"),
-            },
-            UiEvent::Joined {
-                room,
-                peer: None,
-                members,
-                ..
-            } => {
-                format!("joined #{room} ({} other members)", members.unwrap_or(0))
-            }
-            UiEvent::Joined {
-                room,
-                peer: Some(peer),
-                name,
-                ..
-            } => format!("→ {} joined #{room}", who(peer, name)),
-            UiEvent::Left {
-                room, peer: None, ..
-            } => format!("left #{room}"),
-            UiEvent::Left {
-                room,
-                peer: Some(peer),
-                name,
-            } => format!("← {} left #{room}", who(peer, name)),
-            UiEvent::Sessions { sessions } => sessions
-                .iter()
-                .map(|s| {
-                    let mark = if s.active { "*" } else { " " };
-                    let unread = if s.unread > 0 {
-                        format!(" ({} unread)", s.unread)
-                    } else {
-                        String::new()
-                    };
-                    format!("{mark}{} {}{unread}", s.n, s.label)
-                })
-                .collect::<Vec<_>>()
-                .join("\n"),
-            UiEvent::Peers { peers } => peer_list(peers),
-            UiEvent::Who { room, members } => format!("#{room}:\n{}", peer_list(members)),
-            UiEvent::Rooms { rooms } if rooms.is_empty() => "no rooms".into(),
-            UiEvent::Rooms { rooms } => rooms
-                .iter()
-                .map(|r| {
-                    format!(
-                        "{}#{} ({} members)",
-                        if r.joined { "*" } else { " " },
-                        r.room,
-                        r.members
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n"),
-            UiEvent::Help { commands } => commands
-                .iter()
-                .map(|[usage, what]| format!("{usage:<28} {what}"))
-                .collect::<Vec<_>>()
-                .join("\n"),
-            UiEvent::Info { message } => format!("· {message}"),
-            UiEvent::Error { message } => format!("error: {message}"),
-            UiEvent::Control { addr, token_file } => {
-                format!(
-                    "control API on http://{addr} (bearer token in {})",
-                    token_file.display()
-                )
-            }
-        })
-    }
 }
 
 /// Where a rendered line goes.
@@ -450,9 +309,15 @@ impl Output {
     /// reason to stop chatting, so write errors are only logged.
     pub fn emit(&self, event: UiEvent) {
         let line = if self.json {
+            // JSON escapes every C0 control (ESC, BEL, CR, LF) as `\u00XX`; what it leaves
+            // raw (bidi controls, U+2028) is data for a program, not for a terminal.
             Some(serde_json::to_string(&event).expect("events serialise"))
         } else {
-            event.human()
+            // Every field from outside is cleaned where it is rendered; this catches anything
+            // missed there, line by line.
+            event
+                .human()
+                .map(|text| proto::display::sanitize_lines(&text))
         };
         if let Some(line) = line {
             let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
@@ -463,3 +328,6 @@ impl Output {
         let _ = self.subscribers.send(event);
     }
 }
+
+#[cfg(test)]
+mod tests;

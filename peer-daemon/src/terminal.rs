@@ -216,7 +216,8 @@ fn print_loop(
                 Some(text) => text,
                 None => continue,
             },
-            Printable::Text(text) => text,
+            // Log lines may quote what peers or the index sent.
+            Printable::Text(text) => proto::display::sanitize_lines(&text),
         };
         if printer
             .print(format!("{}\n", text.trim_end_matches('\n')))
@@ -358,6 +359,9 @@ fn prompt(label: &str, continuing: bool, colour: bool) -> (String, String) {
         }
         _ => label,
     };
+    // A session label may carry a name from the index.
+    let label = proto::display::sanitize(label);
+    let label = label.as_ref();
     let plain = if continuing {
         format!("{}… ", " ".repeat(label.chars().count()))
     } else {

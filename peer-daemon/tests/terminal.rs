@@ -208,7 +208,7 @@ async fn terminal_client_shows_prompt_commands_and_incoming_messages() {
         .await;
     let bob_uuid = bob.uuid;
 
-    let screen = blocking(move || {
+    let mut screen = blocking(move || {
         // The message appears above the prompt, which comes back with the half-typed line.
         screen.wait_for("[private] <bob> hello carol\n", EVENT_TIMEOUT);
         screen.wait_for("#lobby> half-typed", EVENT_TIMEOUT);
@@ -223,6 +223,38 @@ async fn terminal_client_shows_prompt_commands_and_incoming_messages() {
         assert!(
             tick.lines().next().is_some_and(|l| l.ends_with(" ms)")),
             "{tick}"
+        );
+        screen
+    })
+    .await;
+
+    // A message full of escape sequences and bidi controls shows them visibly and does
+    // nothing to the terminal: no title, no clearing, no bell, no reordering.
+    let attack = "\u{1b}]0;owned\u{7}\u{1b}[2J\u{202e}gnp.exe\u{9b}31m\u{2066} PTY-ATTACK";
+    bob.msg(carol, attack).await;
+    bob.expect("delivered", |v| v["to"] == receiver.as_str(), EVENT_TIMEOUT)
+        .await;
+    let screen = blocking(move || {
+        let before = screen.raw.len();
+        screen.wait_for("PTY-ATTACK", EVENT_TIMEOUT);
+        screen.wait_for("#lobby> ", EVENT_TIMEOUT);
+        let shown = String::from_utf8_lossy(&screen.raw[before..]).into_owned();
+        for bad in [
+            "\u{1b}]",
+            "\u{1b}[2J",
+            "\u{7}",
+            "\u{202e}",
+            "\u{2066}",
+            "\u{9b}",
+        ] {
+            assert!(
+                !shown.contains(bad),
+                "{bad:?} reached the terminal: {shown:?}"
+            );
+        }
+        assert!(
+            shown.contains("␛]0;owned␇␛[2J\\u{202e}gnp.exe\\u{9b}31m\\u{2066} PTY-ATTACK"),
+            "{shown:?}"
         );
         // An unknown command is one line of error, and the prompt follows.
         screen.type_keys("/bogus\r");

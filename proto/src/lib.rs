@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod chat;
+pub mod display;
 mod endpoint;
 pub mod identity;
 mod recv;

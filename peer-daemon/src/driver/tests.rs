@@ -93,8 +93,11 @@ async fn a_message_by_name_never_overtakes_one_waiting_for_that_name() {
         1,
         "unknown name: it waits"
     );
-    // While the index is asked, bob introduces himself.
-    driver.chat.learn_name(bob, Some("bob".into()));
+    // While the index is asked, a room listing from the index names bob.
+    let now = std::time::Instant::now();
+    driver
+        .chat
+        .vouch(bob, Some("bob"), now, std::time::Duration::from_secs(60));
     driver.with_peer(by_name(), NameAction::Msg("second".into()));
     assert_eq!(
         driver.waiting_names["bob"].len(),

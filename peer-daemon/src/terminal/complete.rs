@@ -58,6 +58,8 @@ impl Completion {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .values()
+                // A name that cannot be shown as it is would be inserted unseen.
+                .filter(|n| !n.chars().any(proto::display::is_unsafe))
                 .map(|n| format!("{n} "))
                 .collect(),
             // `/switch` takes `#room`, `@peer` or the bare name.

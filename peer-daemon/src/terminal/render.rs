@@ -1,13 +1,20 @@
 //! How events look on a terminal: peer names in a colour of their own that stays the same
 //! across runs and machines, a green tick with the round-trip time, and errors as one red
 //! line. Events without a terminal-specific look fall back to [`UiEvent::human`].
+//!
+//! Everything from outside is made safe ([`proto::display::sanitize`]) before it is coloured,
+//! so that only our own escape sequences reach the terminal. A name a peer claims without the
+//! index vouching for it is never coloured like a name: it shows as the peer's UUID with the
+//! claim marked unverified.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
-use crate::output::{PeerLine, UiEvent};
+use proto::display::{sanitize, sanitize_lines};
+
+use crate::output::{PeerLine, UiEvent, clean};
 
 /// Colours for names: green, yellow, blue, magenta, cyan and bright blue. Red is kept for errors.
 const NAME_COLOURS: [u8; 6] = [32, 33, 34, 35, 36, 94];
@@ -44,13 +51,14 @@ impl Renderer {
         }
     }
 
-    /// A peer's name in its colour.
+    /// A peer's name in its colour (made safe first).
     pub fn name(&self, name: &str) -> String {
-        self.paint(&name_colour(name).to_string(), name)
+        self.paint(&name_colour(name).to_string(), &sanitize(name))
     }
 
-    /// A peer as people know it: its name when known, else the start of its UUID.
-    fn peer(&self, id: &Uuid, name: Option<&String>) -> String {
+    /// A peer as people know it: its vouched name when known, else the start of its UUID;
+    /// with an unverified claim, the whole UUID and the claim, uncoloured.
+    fn peer(&self, id: &Uuid, name: Option<&String>, claimed: Option<&String>) -> String {
         let known = name.cloned().or_else(|| {
             self.names
                 .lock()
@@ -58,9 +66,15 @@ impl Renderer {
                 .get(id)
                 .cloned()
         });
-        match known {
-            Some(name) => self.name(&name),
-            None => id.to_string()[..8].to_owned(),
+        match (known, claimed) {
+            (Some(name), None) => self.name(&name),
+            (Some(name), Some(claim)) => format!(
+                "{} ({id}, claims \"{}\", unverified)",
+                self.name(&name),
+                clean(claim)
+            ),
+            (None, Some(claim)) => format!("{id} (claims \"{}\", unverified)", clean(claim)),
+            (None, None) => id.to_string()[..8].to_owned(),
         }
     }
 
@@ -81,8 +95,7 @@ impl Renderer {
 
     /// One red line: a reason spread over several lines would push the prompt around.
     fn error_line(&self, text: &str) -> String {
-        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        self.paint("31", &flat)
+        self.paint("31", text)
     }
 
     /// The text for `event`, or `None` for events people need not see.
@@ -91,21 +104,23 @@ impl Renderer {
             UiEvent::Message {
                 from,
                 name,
+                claimed_name,
                 text,
                 room,
                 ..
             } => {
                 self.learn(*from, name);
                 let context = match room {
-                    Some(room) => format!("#{room}"),
+                    Some(room) => format!("#{}", clean(room)),
                     None => "private".to_owned(),
                 };
-                let mut lines = text.lines();
+                let text = sanitize_lines(text);
+                let mut lines = text.split('\n');
                 let first = lines.next().unwrap_or("");
                 let mut out = format!(
                     "{} <{}> {first}",
                     self.paint("2", &format!("[{context}]")),
-                    self.peer(from, name.as_ref())
+                    self.peer(from, name.as_ref(), claimed_name.as_ref())
                 );
                 for line in lines {
                     out += &format!("\n    {line}");
@@ -119,7 +134,7 @@ impl Renderer {
             } => Some(format!(
                 "{} delivered to {} {}",
                 self.paint("32", "✓"),
-                self.peer(to, None),
+                self.peer(to, None, None),
                 self.rtt(*rtt_ms)
             )),
             UiEvent::Delivered {
@@ -133,41 +148,48 @@ impl Renderer {
                 self.paint("32", "✓"),
                 delivered.unwrap_or(0),
                 total.unwrap_or(0),
-                room.as_deref().unwrap_or("?"),
+                clean(room.as_deref().unwrap_or("?")),
                 self.rtt(*rtt_ms)
             )),
             UiEvent::Failed {
                 to, room, reason, ..
-            } => Some(self.error_line(&match (to, room) {
-                (Some(to), _) => format!("✗ not delivered to {}: {reason}", self.peer(to, None)),
-                (None, Some(room)) => format!("✗ not delivered in #{room}: {reason}"),
-                (None, None) => format!("✗ not delivered: {reason}"),
-            })),
-            UiEvent::Error { message } => Some(self.error_line(&format!("error: {message}"))),
+            } => {
+                let reason = flat(reason);
+                Some(self.error_line(&match (to, room) {
+                    (Some(to), _) => {
+                        format!("✗ not delivered to {}: {reason}", self.peer(to, None, None))
+                    }
+                    (None, Some(room)) => format!("✗ not delivered in #{}: {reason}", clean(room)),
+                    (None, None) => format!("✗ not delivered: {reason}"),
+                }))
+            }
+            UiEvent::Error { message } => {
+                Some(self.error_line(&format!("error: {}", flat(message))))
+            }
             UiEvent::Joined {
                 room,
                 peer: Some(peer),
                 name,
+                claimed_name,
                 ..
             } => {
                 self.learn(*peer, name);
-                Some(self.paint(
-                    "2",
-                    &format!("→ {} joined #{room}", self.peer(peer, name.as_ref())),
-                ))
+                let who = self.peer(peer, name.as_ref(), claimed_name.as_ref());
+                Some(self.paint("2", &format!("→ {who} joined #{}", clean(room))))
             }
             UiEvent::Left {
                 room,
                 peer: Some(peer),
                 name,
+                claimed_name,
             } => {
                 self.learn(*peer, name);
-                Some(self.paint(
-                    "2",
-                    &format!("← {} left #{room}", self.peer(peer, name.as_ref())),
-                ))
+                let who = self.peer(peer, name.as_ref(), claimed_name.as_ref());
+                Some(self.paint("2", &format!("← {who} left #{}", clean(room))))
             }
-            UiEvent::Info { message } => Some(self.paint("2", &format!("· {message}"))),
+            UiEvent::Info { message } => {
+                Some(self.paint("2", &format!("· {}", sanitize_lines(message))))
+            }
             UiEvent::Peers { peers } | UiEvent::Who { members: peers, .. } => {
                 self.learn_all(peers);
                 event.human()
@@ -179,6 +201,11 @@ impl Renderer {
     fn rtt(&self, rtt_ms: f64) -> String {
         self.paint("2", &format!("({rtt_ms:.2} ms)"))
     }
+}
+
+/// Text from outside on one line, made safe.
+fn flat(text: &str) -> String {
+    sanitize(&text.split_whitespace().collect::<Vec<_>>().join(" ")).into_owned()
 }
 
 #[cfg(test)]
@@ -212,6 +239,7 @@ mod tests {
         let event = UiEvent::Message {
             from: bob,
             name: Some("bob".into()),
+            claimed_name: None,
             text: "hi\nthere".into(),
             room: Some("lobby".into()),
             session: None,
@@ -253,6 +281,36 @@ mod tests {
         assert_eq!(
             renderer(false).render(&failed).unwrap(),
             "✗ not delivered to abcdef12: timed out"
+        );
+    }
+
+    #[test]
+    fn text_from_outside_is_made_safe_before_it_is_coloured() {
+        let stranger = Uuid::from_u128(0x3f2a);
+        let event = UiEvent::Message {
+            from: stranger,
+            name: None,
+            claimed_name: Some("al\u{1b}[31mice".into()),
+            text: "\u{1b}]0;owned\u{7}\u{202e}x".into(),
+            room: Some("r\u{9b}2J".into()),
+            session: None,
+        };
+        let plain = renderer(false).render(&event).unwrap();
+        assert_eq!(
+            plain,
+            format!(
+                "[#r\\u{{9b}}2J] <{stranger} (claims \"al␛[31mice\", unverified)> ␛]0;owned␇\\u{{202e}}x"
+            )
+        );
+        // With colours, the only escape sequences are ours: the claim is not painted as a name.
+        let coloured = renderer(true).render(&event).unwrap();
+        assert_eq!(coloured.matches('\u{1b}').count(), 2, "{coloured:?}");
+        let error = UiEvent::Error {
+            message: "bad\u{1b}[2J\nnews".into(),
+        };
+        assert_eq!(
+            renderer(false).render(&error).unwrap(),
+            "error: bad␛[2J news"
         );
     }
 

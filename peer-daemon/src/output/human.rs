@@ -1,0 +1,208 @@
+//! The plain-text rendering of events, for people: every string from outside made safe for a
+//! terminal ([`clean`]), and peers shown by the name the index vouches for.
+
+use uuid::Uuid;
+
+use super::{PeerLine, UiEvent};
+use crate::command::HELP;
+
+/// How a peer is shown in plain text, every part from outside made safe ([`clean`]): its
+/// vouched name; or, when it claims a name the index did not vouch for, its full UUID with the
+/// claim marked unverified, so two peers that differ only by a claim are told apart.
+pub fn peer_label(id: &Uuid, name: Option<&str>, claimed: Option<&str>) -> String {
+    match (name, claimed) {
+        (Some(name), None) => clean(name).into_owned(),
+        (Some(name), Some(claim)) => format!(
+            "{} ({id}, claims \"{}\", unverified)",
+            clean(name),
+            clean(claim)
+        ),
+        (None, Some(claim)) => format!("{id} (claims \"{}\", unverified)", clean(claim)),
+        (None, None) => id.to_string(),
+    }
+}
+
+/// Text from outside (names, rooms, reasons, error bodies) made safe for a terminal.
+pub fn clean(text: &str) -> std::borrow::Cow<'_, str> {
+    proto::display::sanitize(text)
+}
+
+fn who(id: &Uuid, name: &Option<String>, claimed: &Option<String>) -> String {
+    peer_label(id, name.as_deref(), claimed.as_deref())
+}
+
+fn peer_list(peers: &[PeerLine]) -> String {
+    if peers.is_empty() {
+        return "nobody yet".into();
+    }
+    peers
+        .iter()
+        .map(|p| {
+            let mut line = match (&p.name, &p.claimed_name) {
+                (Some(name), None) => format!("{} ({})", clean(name), p.uuid),
+                (name, claimed) => who(&p.uuid, name, claimed),
+            };
+            if let Some(addr) = p.addr {
+                line += &format!(" {addr}");
+            }
+            match p.rtt_ms {
+                Some(rtt) => line += &format!(" rtt {rtt:.2} ms"),
+                None if !p.reachable => line += " (not contacted yet)",
+                None => {}
+            }
+            line
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl UiEvent {
+    /// The help event.
+    pub fn help() -> Self {
+        UiEvent::Help {
+            commands: HELP
+                .iter()
+                .map(|(u, d)| [u.to_string(), d.to_string()])
+                .collect(),
+        }
+    }
+
+    /// Human rendering; `None` for events people need not see.
+    pub fn human(&self) -> Option<String> {
+        Some(match self {
+            UiEvent::Registered { uuid, addr } => {
+                format!(
+                    "registered as {uuid} at {}\ntype /help for commands",
+                    clean(addr)
+                )
+            }
+            UiEvent::Message {
+                from,
+                name,
+                claimed_name,
+                text,
+                room,
+                ..
+            } => {
+                let context = match room {
+                    Some(room) => format!("[#{}] ", clean(room)),
+                    None => "[private] ".into(),
+                };
+                let text = proto::display::sanitize_lines(text);
+                let mut lines = text.split('\n');
+                let first = lines.next().unwrap_or("");
+                let mut out = format!("{context}<{}> {first}", who(from, name, claimed_name));
+                for line in lines {
+                    out += &format!("\n    {line}");
+                }
+                out
+            }
+            UiEvent::Sent { .. } => return None,
+            UiEvent::Delivered {
+                to: Some(to),
+                rtt_ms,
+                ..
+            } => format!("✓ delivered to {to} ({rtt_ms:.2} ms)"),
+            UiEvent::Delivered {
+                room,
+                delivered,
+                total,
+                rtt_ms,
+                ..
+            } => format!(
+                "✓ delivered {}/{} in #{} ({rtt_ms:.2} ms)",
+                delivered.unwrap_or(0),
+                total.unwrap_or(0),
+                clean(room.as_deref().unwrap_or("?"))
+            ),
+            UiEvent::Failed {
+                to, room, reason, ..
+            } => {
+                let reason = clean(reason);
+                match (to, room) {
+                    (Some(to), _) => format!("✗ not delivered to {to}: {reason}"),
+                    (None, Some(room)) => {
+                        format!("✗ not delivered in #{}: {reason}", clean(room))
+                    }
+                    (None, None) => format!("✗ not delivered: {reason}"),
+                }
+            }
+            UiEvent::Joined {
+                room,
+                peer: None,
+                members,
+                ..
+            } => {
+                format!(
+                    "joined #{} ({} other members)",
+                    clean(room),
+                    members.unwrap_or(0)
+                )
+            }
+            UiEvent::Joined {
+                room,
+                peer: Some(peer),
+                name,
+                claimed_name,
+                ..
+            } => format!(
+                "→ {} joined #{}",
+                who(peer, name, claimed_name),
+                clean(room)
+            ),
+            UiEvent::Left {
+                room, peer: None, ..
+            } => format!("left #{}", clean(room)),
+            UiEvent::Left {
+                room,
+                peer: Some(peer),
+                name,
+                claimed_name,
+            } => format!("← {} left #{}", who(peer, name, claimed_name), clean(room)),
+            UiEvent::Sessions { sessions } => sessions
+                .iter()
+                .map(|s| {
+                    let mark = if s.active { "*" } else { " " };
+                    let unread = if s.unread > 0 {
+                        format!(" ({} unread)", s.unread)
+                    } else {
+                        String::new()
+                    };
+                    format!("{mark}{} {}{unread}", s.n, clean(&s.label))
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+            UiEvent::Peers { peers } => peer_list(peers),
+            UiEvent::Who { room, members } => {
+                format!("#{}:\n{}", clean(room), peer_list(members))
+            }
+            UiEvent::Rooms { rooms } if rooms.is_empty() => "no rooms".into(),
+            UiEvent::Rooms { rooms } => rooms
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{}#{} ({} members)",
+                        if r.joined { "*" } else { " " },
+                        clean(&r.room),
+                        r.members
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+            UiEvent::Help { commands } => commands
+                .iter()
+                .map(|[usage, what]| format!("{usage:<28} {what}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            UiEvent::Info { message } => format!("· {}", proto::display::sanitize_lines(message)),
+            // One line: a reason from outside must not start what looks like another event.
+            UiEvent::Error { message } => format!("error: {}", clean(message)),
+            UiEvent::Control { addr, token_file } => {
+                format!(
+                    "control API on http://{addr} (bearer token in {})",
+                    token_file.display()
+                )
+            }
+        })
+    }
+}
