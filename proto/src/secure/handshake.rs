@@ -1,5 +1,9 @@
-//! The Noise XX handshake of the secure layer: starting one, answering the three messages,
-//! and turning a finished handshake into a session bound to the peer's identity.
+//! The Noise XX handshake of the secure layer: starting one, answering the three messages
+//! (and cookie replies, see `cookie.rs`), and turning a finished handshake into a session bound
+//! to the peer's identity.
+
+use std::cmp::Reverse;
+use std::net::IpAddr;
 
 use super::*;
 
@@ -22,7 +26,7 @@ impl SecureEndpoint {
         noise.truncate(len);
         let message = wire::encode_sealed(&Sealed::HsInit {
             sender: index,
-            noise,
+            noise: noise.clone(),
         });
         self.out.push_back(Transmit {
             peer,
@@ -36,6 +40,8 @@ impl SecureEndpoint {
                 index,
                 state,
                 addr,
+                noise,
+                cookie: None,
                 message,
                 next_retry,
                 attempts: 1,
@@ -43,20 +49,26 @@ impl SecureEndpoint {
         );
     }
 
+    /// An HsInit, with the MAC of a cookie if `mac` is given.
     pub(super) fn on_init(
         &mut self,
         now: Instant,
         from: SocketAddr,
         remote_index: u32,
         noise: &[u8],
+        mac: Option<&[u8; wire::COOKIE_LEN]>,
     ) {
+        // Only a fully padded first message is answered at all (by a handshake or a cookie
+        // reply), so no answer is larger than what a spoofed sender made us receive.
+        if noise.len() != 32 + INIT_PADDING {
+            self.stats.handshake_failures += 1;
+            return;
+        }
+        if !self.admit(now, from, remote_index, noise, mac) {
+            return;
+        }
         if self.responding.len() >= MAX_RESPONDING {
-            let oldest = self
-                .responding
-                .iter()
-                .min_by_key(|(_, r)| r.started)
-                .map(|(i, _)| *i);
-            self.responding.remove(&oldest.expect("not empty"));
+            self.evict_half_open();
         }
         let key = self.identity.noise_private_key();
         let public_key = self.identity.public_key();
@@ -70,11 +82,7 @@ impl SecureEndpoint {
         };
         let mut payload = vec![0; MAX_DATAGRAM];
         let mut reply = vec![0; MAX_DATAGRAM];
-        // Only a fully padded first message is answered, so the answer is never larger than
-        // what a spoofed sender made us receive.
-        if noise.len() != 32 + INIT_PADDING
-            || state.read_message(noise, &mut payload) != Ok(INIT_PADDING)
-        {
+        if state.read_message(noise, &mut payload) != Ok(INIT_PADDING) {
             self.stats.handshake_failures += 1;
             return;
         }
@@ -90,6 +98,7 @@ impl SecureEndpoint {
                 state,
                 remote_index,
                 started: now,
+                ip: from.ip(),
             },
         );
         let bytes = wire::encode_sealed(&Sealed::HsResp {
@@ -102,6 +111,101 @@ impl SecureEndpoint {
             peer: Uuid::nil(),
             to: from,
             bytes,
+        });
+    }
+
+    /// Whether an HsInit may cost us a handshake. Below load, always (as if there were no
+    /// cookies). Under load, only with a valid cookie for its source address, and within that
+    /// IP's budget; without one it gets a cookie reply, which costs no Diffie-Hellman and keeps
+    /// no state.
+    fn admit(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        remote_index: u32,
+        noise: &[u8],
+        mac: Option<&[u8; wire::COOKIE_LEN]>,
+    ) -> bool {
+        self.guard.note_init(now);
+        if !self.guard.under_load(now, self.responding.len()) {
+            return true;
+        }
+        let proven = mac.is_some_and(|mac| {
+            let signed = cookie::signed_part(remote_index, noise);
+            self.guard.verify(&mut self.rng, now, from, &signed, mac)
+        });
+        if !proven {
+            self.stats.bad_cookies += u64::from(mac.is_some());
+            self.stats.cookie_replies += 1;
+            let cookie = self.guard.cookie(&mut self.rng, now, from);
+            let reply = cookie::seal_reply(&mut self.rng, remote_index, noise, &cookie);
+            self.out.push_back(Transmit {
+                peer: Uuid::nil(),
+                to: from,
+                bytes: wire::encode_sealed(&reply),
+            });
+            return false;
+        }
+        if !self.guard.spend(now, from.ip()) {
+            self.stats.rate_limited += 1;
+            return false;
+        }
+        true
+    }
+
+    /// Makes room in the full table of answered handshakes: the oldest entry of the source IP
+    /// holding the most, so a flood from a few addresses evicts its own entries first.
+    fn evict_half_open(&mut self) {
+        let mut per_ip: HashMap<IpAddr, (usize, Reverse<Instant>, u32)> = HashMap::new();
+        for (&index, r) in &self.responding {
+            let entry = per_ip
+                .entry(r.ip)
+                .or_insert((0, Reverse(r.started), index));
+            entry.0 += 1;
+            if Reverse(r.started) > entry.1 {
+                (entry.1, entry.2) = (Reverse(r.started), index);
+            }
+        }
+        if let Some(&(_, _, index)) = per_ip.values().max() {
+            self.responding.remove(&index);
+            self.stats.half_open_evicted += 1;
+        }
+    }
+
+    /// A cookie reply to one of our HsInits: resend it at once, with the cookie.
+    pub(super) fn on_cookie_reply(
+        &mut self,
+        receiver: u32,
+        nonce: &[u8; wire::COOKIE_NONCE_LEN],
+        sealed: &[u8; wire::SEALED_COOKIE_LEN],
+    ) {
+        let Some((peer, initiation)) = self
+            .initiating
+            .iter_mut()
+            .find(|(_, i)| i.index == receiver)
+        else {
+            self.stats.unknown_session += 1;
+            return;
+        };
+        let Some(cookie) = cookie::open_reply(initiation.index, &initiation.noise, nonce, sealed)
+        else {
+            self.stats.bad_cookies += 1;
+            return;
+        };
+        // The same cookie again answers a copy of our plain HsInit: the cookied one is already
+        // on its way (and the retry timer covers its loss), so a replayed reply costs nothing.
+        if initiation.cookie == Some(cookie) {
+            return;
+        }
+        initiation.cookie = Some(cookie);
+        let mut message = cookie::signed_part(initiation.index, &initiation.noise);
+        message.extend_from_slice(&cookie::init_mac(&cookie, &message));
+        initiation.message = message.clone();
+        let to = self.inner.peer_addr(peer).unwrap_or(initiation.addr);
+        self.out.push_back(Transmit {
+            peer: *peer,
+            to,
+            bytes: message,
         });
     }
 
