@@ -35,6 +35,9 @@ pub(super) const LOAD_INITS: usize = 64;
 pub(super) const LOAD_WINDOW: Duration = Duration::from_secs(1);
 /// …or at least this many answered handshakes wait for their third message.
 pub(super) const LOAD_HALF_OPEN: usize = 256;
+/// Load, once seen, is presumed to last this long after it was last seen, so a flood that
+/// pauses between bursts does not get a fresh allowance of handshakes with every burst.
+pub(super) const LOAD_HOLD: Duration = Duration::from_secs(10);
 /// Expensive handshakes one source IP may start at once while under load…
 pub(super) const IP_BURST: f64 = 8.0;
 /// …and per second after that.
@@ -66,6 +69,8 @@ pub(super) struct Guard {
     previous: Option<[u8; 32]>,
     /// Arrival times of the latest [`LOAD_INITS`] HsInits.
     arrivals: VecDeque<Instant>,
+    /// When load was last seen, plus [`LOAD_HOLD`].
+    loaded_until: Option<Instant>,
     budgets: HashMap<IpAddr, Budget>,
 }
 
@@ -79,13 +84,16 @@ impl Guard {
     }
 
     /// Whether handshakes must now prove their source address first.
-    pub(super) fn under_load(&self, now: Instant, half_open: usize) -> bool {
+    pub(super) fn under_load(&mut self, now: Instant, half_open: usize) -> bool {
         let busy = self.arrivals.len() == LOAD_INITS
             && self
                 .arrivals
                 .front()
                 .is_some_and(|t| now.saturating_duration_since(*t) < LOAD_WINDOW);
-        busy || half_open >= LOAD_HALF_OPEN
+        if busy || half_open >= LOAD_HALF_OPEN {
+            self.loaded_until = Some(now + LOAD_HOLD);
+        }
+        self.loaded_until.is_some_and(|until| now < until)
     }
 
     fn rotate(&mut self, rng: &mut HashRng, now: Instant) -> [u8; 32] {
