@@ -30,11 +30,11 @@ type Mac128 = Blake2sMac<blake2::digest::consts::U16>;
 /// so a cookie lives between one and two lifetimes.
 pub(super) const SECRET_LIFETIME: Duration = Duration::from_secs(120);
 /// Under load: at least this many HsInits arrived within [`LOAD_WINDOW`]…
-pub(super) const LOAD_INITS: usize = 64;
+pub(super) const LOAD_INITS: usize = 16;
 /// …the window for [`LOAD_INITS`].
 pub(super) const LOAD_WINDOW: Duration = Duration::from_secs(1);
 /// …or at least this many answered handshakes wait for their third message.
-pub(super) const LOAD_HALF_OPEN: usize = 256;
+pub(super) const LOAD_HALF_OPEN: usize = 64;
 /// Load, once seen, is presumed to last this long after it was last seen, so a flood that
 /// pauses between bursts does not get a fresh allowance of handshakes with every burst.
 pub(super) const LOAD_HOLD: Duration = Duration::from_secs(10);
