@@ -422,10 +422,9 @@ pub fn decode_sealed(bytes: &[u8]) -> Result<Sealed, DecodeError> {
         }
         TYPE_HS_INIT_COOKIE => {
             let sender = r.u32()?;
-            let (noise, mac) = r
-                .0
-                .split_last_chunk::<COOKIE_LEN>()
-                .ok_or(DecodeError::Truncated)?;
+            let (noise, mac) =
+                r.0.split_last_chunk::<COOKIE_LEN>()
+                    .ok_or(DecodeError::Truncated)?;
             Sealed::HsInitCookie {
                 sender,
                 noise: noise.to_vec(),

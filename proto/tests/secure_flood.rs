@@ -56,10 +56,16 @@ fn flood(p: &mut SecureNet, to: usize, pool: &[Vec<u8>], count: usize, next: &mu
     for _ in 0..count {
         let i = *next;
         *next += 1;
-        let from = addr((i / 250 % 250) as u8, (i % 250) as u8 + 1, 1000 + (i / 62_500) as u16);
+        let from = addr(
+            (i / 250 % 250) as u8,
+            (i % 250) as u8 + 1,
+            1000 + (i / 62_500) as u16,
+        );
         p.void.insert(from);
         let now = p.now();
-        p.nodes[to].ep.handle_datagram(now, from, &pool[i % pool.len()]);
+        p.nodes[to]
+            .ep
+            .handle_datagram(now, from, &pool[i % pool.len()]);
     }
 }
 
@@ -167,12 +173,17 @@ fn a_flood_costs_no_handshakes_and_a_real_peer_still_gets_through() {
         "{expensive} handshakes answered for the flood: {stats:?}"
     );
     // One more went to the real peer.
-    assert_eq!(stats.cookie_replies, next as u64 - expensive + 1, "{stats:?}");
+    assert_eq!(
+        stats.cookie_replies,
+        next as u64 - expensive + 1,
+        "{stats:?}"
+    );
     let replies = sent_to(&p, B, flooders);
-    assert!(replies.iter().all(|s| matches!(
-        s,
-        Sealed::HsResp { .. } | Sealed::CookieReply { .. }
-    )));
+    assert!(
+        replies
+            .iter()
+            .all(|s| matches!(s, Sealed::HsResp { .. } | Sealed::CookieReply { .. }))
+    );
     let biggest = p.nodes[B].sent.iter().map(|s| s.bytes.len()).max().unwrap();
     assert!(biggest <= pool[0].len(), "a {biggest}-byte answer");
 
@@ -206,12 +217,18 @@ fn valid_cookies_from_one_ip_are_rate_limited_without_blocking_another() {
     let hogged = responses_to(&p, B, |to| to.ip() == hog) as u64;
     // Before the load was noticed, then the burst and the rate for 4 s.
     let allowed = (LOAD_INITS - 1) + IP_BURST + IP_RATE * 4;
-    assert!(hogged <= allowed, "{hogged} handshakes for one IP: {stats:?}");
+    assert!(
+        hogged <= allowed,
+        "{hogged} handshakes for one IP: {stats:?}"
+    );
     assert!(stats.rate_limited >= 100, "{stats:?}");
     assert!(stats.cookie_replies >= 200, "{stats:?}");
     assert_eq!(stats.bad_cookies, 0, "{stats:?}");
     // The hog's initiators did use their cookies (the responder counts the rest as limited).
-    let cookied = swarm.members.iter().filter(|(_, ep)| ep.secure_stats().bad_cookies == 0);
+    let cookied = swarm
+        .members
+        .iter()
+        .filter(|(_, ep)| ep.secure_stats().bad_cookies == 0);
     assert_eq!(cookied.count(), 300);
 
     assert_eq!(p.messages_from(B, A), [b"not starved"]);
@@ -245,7 +262,10 @@ fn stale_forged_and_borrowed_cookies_are_refused() {
     let mut swarm = Swarm::new(&mut p, B, 1, |_| home);
     let mark = p.nodes[B].sent.len();
     swarm.step(&mut p, B);
-    assert!(matches!(p.sealed_sent(B, mark)[0], Sealed::CookieReply { .. }));
+    assert!(matches!(
+        p.sealed_sent(B, mark)[0],
+        Sealed::CookieReply { .. }
+    ));
     // Capture the cookied HsInit as it leaves (the swarm hands it over itself, so re-run it).
     let cookied = {
         let (_, ep) = &mut swarm.members[0];
@@ -376,7 +396,13 @@ fn only_a_genuine_cookie_reply_makes_an_initiator_resend() {
     let before = p.nodes[A].sent.len();
     p.hand(A, p.nodes[B].addr, &genuine);
     match &p.sealed_sent(A, before)[..] {
-        [Sealed::HsInitCookie { sender: s, noise: n, .. }] => {
+        [
+            Sealed::HsInitCookie {
+                sender: s,
+                noise: n,
+                ..
+            },
+        ] => {
             assert_eq!((*s, n), (sender, &noise));
         }
         other => panic!("A answered the cookie with {other:?}"),

@@ -142,12 +142,15 @@ impl Guard {
     /// Takes one expensive handshake from `ip`'s budget; `false` when it is spent.
     pub(super) fn spend(&mut self, now: Instant, ip: IpAddr) -> bool {
         if self.budgets.len() >= MAX_BUDGETS && !self.budgets.contains_key(&ip) {
-            self.budgets
-                .retain(|_, b| b.refilled(now) < IP_BURST - 1.0);
+            self.budgets.retain(|_, b| b.refilled(now) < IP_BURST - 1.0);
             if self.budgets.len() >= MAX_BUDGETS {
                 // Every tracked address is busy (many real addresses with cookies): forget
                 // the one that spent longest ago.
-                let stalest = self.budgets.iter().min_by_key(|(_, b)| b.at).map(|(ip, _)| *ip);
+                let stalest = self
+                    .budgets
+                    .iter()
+                    .min_by_key(|(_, b)| b.at)
+                    .map(|(ip, _)| *ip);
                 self.budgets.remove(&stalest.expect("full"));
             }
         }

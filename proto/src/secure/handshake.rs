@@ -158,9 +158,7 @@ impl SecureEndpoint {
     fn evict_half_open(&mut self) {
         let mut per_ip: HashMap<IpAddr, (usize, Reverse<Instant>, u32)> = HashMap::new();
         for (&index, r) in &self.responding {
-            let entry = per_ip
-                .entry(r.ip)
-                .or_insert((0, Reverse(r.started), index));
+            let entry = per_ip.entry(r.ip).or_insert((0, Reverse(r.started), index));
             entry.0 += 1;
             if Reverse(r.started) > entry.1 {
                 (entry.1, entry.2) = (Reverse(r.started), index);

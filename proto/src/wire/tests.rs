@@ -92,7 +92,11 @@ fn arb_sealed() -> impl Strategy<Value = Sealed> {
                 ciphertext
             }),
         any::<u32>().prop_map(|index| Sealed::UnknownSession { index }),
-        (any::<u32>(), any::<[u8; COOKIE_NONCE_LEN]>(), any::<[u8; SEALED_COOKIE_LEN]>())
+        (
+            any::<u32>(),
+            any::<[u8; COOKIE_NONCE_LEN]>(),
+            any::<[u8; SEALED_COOKIE_LEN]>()
+        )
             .prop_map(|(receiver, nonce, cookie)| Sealed::CookieReply {
                 receiver,
                 nonce,
@@ -163,7 +167,11 @@ fn cookie_datagrams_have_fixed_shapes() {
     assert_eq!(reply.len(), 62);
     assert_eq!(&reply[..6], &[VERSION, TYPE_COOKIE_REPLY, 1, 2, 3, 4]);
     for len in 0..reply.len() {
-        assert_eq!(decode_sealed(&reply[..len]), Err(DecodeError::Truncated), "{len}");
+        assert_eq!(
+            decode_sealed(&reply[..len]),
+            Err(DecodeError::Truncated),
+            "{len}"
+        );
     }
     let longer = [&reply[..], &[0]].concat();
     assert_eq!(
