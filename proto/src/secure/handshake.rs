@@ -153,18 +153,10 @@ impl SecureEndpoint {
         true
     }
 
-    /// Makes room in the full table of answered handshakes: the oldest entry of the source IP
-    /// holding the most, so a flood from a few addresses evicts its own entries first.
+    /// Makes room in the full table of answered handshakes (see [`eviction_victim`]).
     fn evict_half_open(&mut self) {
-        let mut per_ip: HashMap<IpAddr, (usize, Reverse<Instant>, u32)> = HashMap::new();
-        for (&index, r) in &self.responding {
-            let entry = per_ip.entry(r.ip).or_insert((0, Reverse(r.started), index));
-            entry.0 += 1;
-            if Reverse(r.started) > entry.1 {
-                (entry.1, entry.2) = (Reverse(r.started), index);
-            }
-        }
-        if let Some(&(_, _, index)) = per_ip.values().max() {
+        let entries = self.responding.iter().map(|(&i, r)| (i, r.ip, r.started));
+        if let Some(index) = eviction_victim(entries) {
             self.responding.remove(&index);
             self.stats.half_open_evicted += 1;
         }
@@ -323,10 +315,54 @@ impl SecureEndpoint {
     }
 }
 
+/// Which answered handshake `(index, source IP, answered at)` to forget when the table is
+/// full: the oldest one of the source IP holding the most, so a flood from a few addresses
+/// evicts its own entries before anyone else's.
+fn eviction_victim(entries: impl Iterator<Item = (u32, IpAddr, Instant)>) -> Option<u32> {
+    let mut per_ip: HashMap<IpAddr, (usize, Reverse<Instant>, u32)> = HashMap::new();
+    for (index, ip, started) in entries {
+        let entry = per_ip.entry(ip).or_insert((0, Reverse(started), index));
+        entry.0 += 1;
+        if Reverse(started) > entry.1 {
+            (entry.1, entry.2) = (Reverse(started), index);
+        }
+    }
+    per_ip.values().max().map(|&(_, _, index)| index)
+}
+
 /// The UUID whose key the peer proved in this handshake: the payload carries its Ed25519
 /// key, which must be the one behind the Noise static key it used.
 fn verified_peer(state: &HandshakeState, payload: &[u8]) -> Option<Uuid> {
     let public_key: [u8; 32] = payload.try_into().ok()?;
     let expected_static = noise_public_key(&public_key).ok()?;
     (state.get_remote_static()? == expected_static).then(|| uuid_for_key(&public_key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eviction_takes_the_oldest_entry_of_the_busiest_address() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let (real, other, hog) = (
+            IpAddr::from([10, 0, 0, 1]),
+            IpAddr::from([10, 0, 0, 2]),
+            IpAddr::from([10, 0, 0, 66]),
+        );
+        // The real peer's entry is the oldest of all; the hog holds the most.
+        let mut entries = vec![(1, real, at(0)), (2, other, at(1)), (3, other, at(2))];
+        entries.extend((0..5).map(|i| (100 + i, hog, at(9 - i as u64))));
+        assert_eq!(eviction_victim(entries.iter().copied()), Some(104));
+        // Evicting one at a time, the real peer's entry stays while any address holds more
+        // than one (ties go to the address with the oldest entry).
+        let mut order = Vec::new();
+        while let Some(victim) = eviction_victim(entries.iter().copied()) {
+            entries.retain(|e| e.0 != victim);
+            order.push(victim);
+        }
+        assert_eq!(order[..5], [104, 103, 102, 2, 101]);
+        assert_eq!(order[5], 1);
+    }
 }
