@@ -1,9 +1,11 @@
 //! The secure layer around [`Endpoint`]: every frame travels encrypted and authenticated in a
 //! Noise session (`Noise_XX_25519_ChaChaPoly_BLAKE2s`) whose static key is the X25519 form of
-//! the peer's identity key, and whose identity is checked against the peer's UUID.
+//! the peer's identity key, and whose identity is checked against the peer's UUID. Under a
+//! flood of handshakes it answers with cookie replies first (`secure/cookie.rs`).
 //!
-//! Still sans-IO: randomness (ephemeral keys, session indices) comes from the seed in
-//! [`SecureConfig`], time from the caller. Drive it exactly like [`Endpoint`].
+//! Still sans-IO: randomness (ephemeral keys, session indices, cookie secrets) comes from the
+//! seed in [`SecureConfig`], time (which also measures load) from the caller. Drive it exactly
+//! like [`Endpoint`].
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
