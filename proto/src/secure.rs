@@ -1,9 +1,11 @@
 //! The secure layer around [`Endpoint`]: every frame travels encrypted and authenticated in a
 //! Noise session (`Noise_XX_25519_ChaChaPoly_BLAKE2s`) whose static key is the X25519 form of
-//! the peer's identity key, and whose identity is checked against the peer's UUID.
+//! the peer's identity key, and whose identity is checked against the peer's UUID. Under a
+//! flood of handshakes it answers with cookie replies first (`secure/cookie.rs`).
 //!
-//! Still sans-IO: randomness (ephemeral keys, session indices) comes from the seed in
-//! [`SecureConfig`], time from the caller. Drive it exactly like [`Endpoint`].
+//! Still sans-IO: randomness (ephemeral keys, session indices, cookie secrets) comes from the
+//! seed in [`SecureConfig`], time (which also measures load) from the caller. Drive it exactly
+//! like [`Endpoint`].
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -19,8 +21,10 @@ use crate::replay::ReplayWindow;
 use crate::send::MsgId;
 use crate::wire::{self, MAX_DATAGRAM, Sealed};
 
+mod cookie;
 mod handshake;
 mod rng;
+mod transport;
 
 use rng::{HashRng, SeededResolver};
 
@@ -72,6 +76,17 @@ pub struct SecureStats {
     pub replays: u64,
     /// Decrypted frames claiming another sender than the session's peer.
     pub spoofed: u64,
+    /// HsInits answered with a cookie reply instead of a handshake, because we were under
+    /// load (see `docs/protocol.md`, "Handshake floods").
+    pub cookie_replies: u64,
+    /// HsInits refused under load because their cookie did not verify (forged, stale, or
+    /// minted for another address; they get a fresh cookie reply), and cookie replies to our
+    /// own HsInits that failed authentication.
+    pub bad_cookies: u64,
+    /// HsInits with a valid cookie dropped because their source IP spent its budget.
+    pub rate_limited: u64,
+    /// Answered handshakes forgotten to make room for new ones.
+    pub half_open_evicted: u64,
 }
 
 struct Session {
@@ -89,6 +104,11 @@ struct Initiation {
     index: u32,
     state: HandshakeState,
     addr: SocketAddr,
+    /// The Noise part of our HsInit (a cookie reply is bound to it).
+    noise: Vec<u8>,
+    /// The latest cookie the responder gave us.
+    cookie: Option<[u8; wire::COOKIE_LEN]>,
+    /// The HsInit as (re)sent: with the cookie's MAC once we have one.
     message: Vec<u8>,
     next_retry: Instant,
     attempts: u32,
@@ -98,6 +118,8 @@ struct Responding {
     state: HandshakeState,
     remote_index: u32,
     started: Instant,
+    /// Where the HsInit came from: a full table evicts from the IP holding most entries.
+    ip: std::net::IpAddr,
 }
 
 /// An [`Endpoint`] whose every datagram is encrypted and bound to the peers' identities.
@@ -114,6 +136,7 @@ pub struct SecureEndpoint {
     queued: HashMap<Uuid, VecDeque<Vec<u8>>>,
     out: VecDeque<Transmit>,
     stats: SecureStats,
+    guard: cookie::Guard,
 }
 
 impl SecureEndpoint {
@@ -134,6 +157,7 @@ impl SecureEndpoint {
             queued: HashMap::new(),
             out: VecDeque::new(),
             stats: SecureStats::default(),
+            guard: cookie::Guard::default(),
         }
     }
 
@@ -213,52 +237,19 @@ impl SecureEndpoint {
         }
     }
 
-    /// Encrypts `frame` for `peer` into the outgoing queue; `false` when there is no session.
-    fn seal(&mut self, peer: Uuid, to: SocketAddr, frame: &[u8]) -> bool {
-        let Some(session) = self
-            .by_peer
-            .get(&peer)
-            .and_then(|indices| indices.back())
-            .and_then(|index| self.sessions.get_mut(index))
-        else {
-            return false;
-        };
-        let mut ciphertext = vec![0; frame.len() + 16];
-        let counter = session.send_counter;
-        let Ok(len) = session
-            .transport
-            .write_message(counter, frame, &mut ciphertext)
-        else {
-            return false;
-        };
-        session.send_counter += 1;
-        ciphertext.truncate(len);
-        // Until confirmed, repeat our final handshake message beside datagrams 1, 2, 4, 8, …
-        // so a lost one costs little (the first copy went out with the handshake).
-        if let Some(final_message) = &session.unconfirmed_final
-            && counter.is_power_of_two()
-        {
-            self.out.push_back(Transmit {
-                peer,
-                to,
-                bytes: final_message.clone(),
-            });
-        }
-        let receiver = session.remote_index;
-        let bytes = wire::encode_sealed(&Sealed::Transport {
-            receiver,
-            counter,
-            ciphertext,
-        });
-        self.out.push_back(Transmit { peer, to, bytes });
-        true
-    }
-
     /// Takes one datagram from the network.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         match wire::decode_sealed(bytes) {
             Err(_) => self.stats.malformed += 1,
-            Ok(Sealed::HsInit { sender, noise }) => self.on_init(now, from, sender, &noise),
+            Ok(Sealed::HsInit { sender, noise }) => self.on_init(now, from, sender, &noise, None),
+            Ok(Sealed::HsInitCookie { sender, noise, mac }) => {
+                self.on_init(now, from, sender, &noise, Some(&mac));
+            }
+            Ok(Sealed::CookieReply {
+                receiver,
+                nonce,
+                cookie,
+            }) => self.on_cookie_reply(receiver, &nonce, &cookie),
             Ok(Sealed::HsResp {
                 sender,
                 receiver,
@@ -275,83 +266,6 @@ impl SecureEndpoint {
                 ciphertext,
             }) => self.on_transport(now, from, receiver, counter, &ciphertext),
             Ok(Sealed::UnknownSession { index }) => self.on_unknown_session(from, index),
-        }
-    }
-
-    fn on_transport(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        index: u32,
-        counter: u64,
-        ciphertext: &[u8],
-    ) {
-        let Some(session) = self.sessions.get_mut(&index) else {
-            self.stats.unknown_session += 1;
-            if let Some(responding) = self.responding.get(&index) {
-                if now.saturating_duration_since(responding.started) < FINAL_GRACE {
-                    return;
-                }
-                self.responding.remove(&index);
-            }
-            let bytes = wire::encode_sealed(&Sealed::UnknownSession { index });
-            self.out.push_back(Transmit {
-                peer: Uuid::nil(),
-                to: from,
-                bytes,
-            });
-            return;
-        };
-        if !session.replay.check(counter) {
-            self.stats.replays += 1;
-            return;
-        }
-        let mut frame = vec![0; ciphertext.len()];
-        let Ok(len) = session
-            .transport
-            .read_message(counter, ciphertext, &mut frame)
-        else {
-            self.stats.decrypt_failures += 1;
-            return;
-        };
-        session.replay.mark(counter);
-        session.unconfirmed_final = None;
-        let peer = session.peer;
-        let packet = match wire::decode(&frame[..len]) {
-            Ok(packet) => packet,
-            Err(_) => {
-                self.stats.malformed += 1;
-                return;
-            }
-        };
-        let claimed = match &packet {
-            wire::Packet::Data(d) => d.from,
-            wire::Packet::Ack(a) => a.from,
-        };
-        if claimed != peer {
-            self.stats.spoofed += 1;
-            return;
-        }
-        self.inner.handle_packet(now, from, packet);
-    }
-
-    fn on_unknown_session(&mut self, from: SocketAddr, remote_index: u32) {
-        let Some((&index, session)) = self
-            .sessions
-            .iter()
-            .find(|(_, s)| s.remote_index == remote_index)
-        else {
-            return;
-        };
-        // The peer lost the session (it restarted): forget it so the next frame handshakes anew.
-        // Only the peer's own address may say so, which keeps off-path meddling out.
-        let peer = session.peer;
-        if self.inner.peer_addr(&peer) != Some(from) {
-            return;
-        }
-        self.sessions.remove(&index);
-        if let Some(indices) = self.by_peer.get_mut(&peer) {
-            indices.retain(|i| *i != index);
         }
     }
 

@@ -35,6 +35,8 @@ const TYPE_ACK: u8 = 0x02;
 const TYPE_HS_INIT: u8 = 0x10;
 const TYPE_HS_RESP: u8 = 0x11;
 const TYPE_HS_FINAL: u8 = 0x12;
+const TYPE_COOKIE_REPLY: u8 = 0x13;
+const TYPE_HS_INIT_COOKIE: u8 = 0x14;
 const TYPE_TRANSPORT: u8 = 0x20;
 const TYPE_UNKNOWN_SESSION: u8 = 0x21;
 const FLAG_LAST: u8 = 0x01;
@@ -107,6 +109,13 @@ pub enum DecodeError {
     #[error("datagram longer than {MAX_DATAGRAM} bytes")]
     TooLong,
 }
+
+/// Bytes of a cookie (see [`Sealed::CookieReply`]) and of the MAC that proves one.
+pub const COOKIE_LEN: usize = 16;
+/// Bytes of a cookie reply's nonce (XChaCha20-Poly1305).
+pub const COOKIE_NONCE_LEN: usize = 24;
+/// Bytes of a sealed cookie: the cookie and its AEAD tag.
+pub const SEALED_COOKIE_LEN: usize = COOKIE_LEN + 16;
 
 /// Serialises a packet into a fresh buffer.
 pub fn encode(packet: &Packet) -> Vec<u8> {
@@ -266,6 +275,26 @@ pub enum Sealed {
         /// The index that was not recognised.
         index: u32,
     },
+    /// "I am under load: send your [`Sealed::HsInit`] again with this cookie". The answer of a
+    /// busy responder, which costs it no Diffie-Hellman and keeps no state.
+    CookieReply {
+        /// The initiator's session index, from the HsInit.
+        receiver: u32,
+        /// Nonce of the sealed cookie.
+        nonce: [u8; COOKIE_NONCE_LEN],
+        /// The cookie, sealed under a key derived from the HsInit that caused this reply.
+        cookie: [u8; SEALED_COOKIE_LEN],
+    },
+    /// A first handshake message carrying a cookie: an HsInit followed by a MAC over all the
+    /// bytes before it, keyed by the cookie.
+    HsInitCookie {
+        /// Initiator's session index.
+        sender: u32,
+        /// Noise message, as in [`Sealed::HsInit`].
+        noise: Vec<u8>,
+        /// The MAC.
+        mac: [u8; COOKIE_LEN],
+    },
 }
 
 /// Serialises a secure-layer datagram.
@@ -310,6 +339,22 @@ pub fn encode_sealed(sealed: &Sealed) -> Vec<u8> {
         Sealed::UnknownSession { index } => {
             out.push(TYPE_UNKNOWN_SESSION);
             out.extend_from_slice(&index.to_be_bytes());
+        }
+        Sealed::CookieReply {
+            receiver,
+            nonce,
+            cookie,
+        } => {
+            out.push(TYPE_COOKIE_REPLY);
+            out.extend_from_slice(&receiver.to_be_bytes());
+            out.extend_from_slice(nonce);
+            out.extend_from_slice(cookie);
+        }
+        Sealed::HsInitCookie { sender, noise, mac } => {
+            out.push(TYPE_HS_INIT_COOKIE);
+            out.extend_from_slice(&sender.to_be_bytes());
+            out.extend_from_slice(noise);
+            out.extend_from_slice(mac);
         }
     }
     out
@@ -361,6 +406,30 @@ pub fn decode_sealed(bytes: &[u8]) -> Result<Sealed, DecodeError> {
                 ));
             }
             Sealed::UnknownSession { index }
+        }
+        TYPE_COOKIE_REPLY => {
+            let receiver = r.u32()?;
+            let nonce = r.take()?;
+            let cookie = r.take()?;
+            if !r.0.is_empty() {
+                return Err(DecodeError::Malformed("trailing bytes after cookie reply"));
+            }
+            Sealed::CookieReply {
+                receiver,
+                nonce,
+                cookie,
+            }
+        }
+        TYPE_HS_INIT_COOKIE => {
+            let sender = r.u32()?;
+            let (noise, mac) =
+                r.0.split_last_chunk::<COOKIE_LEN>()
+                    .ok_or(DecodeError::Truncated)?;
+            Sealed::HsInitCookie {
+                sender,
+                noise: noise.to_vec(),
+                mac: *mac,
+            }
         }
         TYPE_DATA | TYPE_ACK => return Err(DecodeError::Malformed("unencrypted frame")),
         other => return Err(DecodeError::UnknownType(other)),

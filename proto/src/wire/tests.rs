@@ -92,6 +92,18 @@ fn arb_sealed() -> impl Strategy<Value = Sealed> {
                 ciphertext
             }),
         any::<u32>().prop_map(|index| Sealed::UnknownSession { index }),
+        (
+            any::<u32>(),
+            any::<[u8; COOKIE_NONCE_LEN]>(),
+            any::<[u8; SEALED_COOKIE_LEN]>()
+        )
+            .prop_map(|(receiver, nonce, cookie)| Sealed::CookieReply {
+                receiver,
+                nonce,
+                cookie
+            }),
+        (any::<u32>(), bytes(), any::<[u8; COOKIE_LEN]>())
+            .prop_map(|(sender, noise, mac)| Sealed::HsInitCookie { sender, noise, mac }),
     ]
 }
 
@@ -143,6 +155,43 @@ fn refuses_what_it_cannot_read() {
         Err(DecodeError::Truncated)
     );
     assert_eq!(decode(&[0; MAX_DATAGRAM + 1]), Err(DecodeError::TooLong));
+}
+
+#[test]
+fn cookie_datagrams_have_fixed_shapes() {
+    let reply = encode_sealed(&Sealed::CookieReply {
+        receiver: 0x0102_0304,
+        nonce: [7; COOKIE_NONCE_LEN],
+        cookie: [9; SEALED_COOKIE_LEN],
+    });
+    assert_eq!(reply.len(), 62);
+    assert_eq!(&reply[..6], &[VERSION, TYPE_COOKIE_REPLY, 1, 2, 3, 4]);
+    for len in 0..reply.len() {
+        assert_eq!(
+            decode_sealed(&reply[..len]),
+            Err(DecodeError::Truncated),
+            "{len}"
+        );
+    }
+    let longer = [&reply[..], &[0]].concat();
+    assert_eq!(
+        decode_sealed(&longer),
+        Err(DecodeError::Malformed("trailing bytes after cookie reply"))
+    );
+    let init = encode_sealed(&Sealed::HsInitCookie {
+        sender: 5,
+        noise: vec![1; 192],
+        mac: [2; COOKIE_LEN],
+    });
+    assert_eq!(init.len(), 6 + 192 + COOKIE_LEN);
+    assert_eq!(init[1], TYPE_HS_INIT_COOKIE);
+    assert_eq!(&init[init.len() - COOKIE_LEN..], &[2; COOKIE_LEN]);
+    // The shortest cookied init has no Noise bytes at all; shorter is truncated.
+    assert!(decode_sealed(&init[..6 + COOKIE_LEN]).is_ok());
+    assert_eq!(
+        decode_sealed(&init[..6 + COOKIE_LEN - 1]),
+        Err(DecodeError::Truncated)
+    );
 }
 
 #[test]
