@@ -6,6 +6,7 @@ pub mod db;
 pub mod http;
 pub mod maintenance;
 pub mod metrics;
+pub mod naming;
 
 use std::future::Future;
 use std::net::SocketAddr;
