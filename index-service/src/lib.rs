@@ -85,8 +85,13 @@ impl Service {
             .with_context(|| format!("loading the live records of {url}"))?;
         tracing::info!(live, took = ?started.elapsed(), "loaded the live records");
         let metrics = Arc::new(Metrics::new());
-        let (writer, writer_task) =
-            Writer::spawn(connection, config.peer_ttl, cache.clone(), metrics.clone());
+        let (writer, writer_task) = Writer::spawn(
+            connection,
+            config.peer_ttl,
+            db::quota::Quotas::from_config(&config),
+            cache.clone(),
+            metrics.clone(),
+        );
         let state = AppState(Arc::new(Shared {
             pool,
             cache,

@@ -24,7 +24,9 @@ use crate::metrics::Metrics;
 use super::batch;
 use super::cache::LookupCache;
 use super::ops::{Done, Op, apply};
+use super::quota::{self, Exceeded, Origin, Quotas};
 use super::{Owner, names, ttl_modifier};
+use crate::naming::Name;
 
 /// Most changes committed in one transaction.
 const MAX_GROUP: usize = 512;
@@ -50,9 +52,12 @@ pub enum WriteError {
     /// No live record with that UUID and owner (it expired, was deleted, or changed hands).
     #[error("no live record with that owner")]
     Gone,
-    /// Another live record holds the name (in any case).
+    /// Another live record holds the name, or one that looks the same.
     #[error("the name is taken")]
     NameTaken,
+    /// The write would pass a per-address quota or the global cap on records.
+    #[error("{0}")]
+    Quota(Exceeded),
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -90,11 +95,13 @@ impl WriterTask {
 }
 
 impl Writer {
-    /// Starts the writer task on `connection`; records older than `ttl` count as expired.
-    /// Every committed change is applied to `cache` before it is acknowledged.
+    /// Starts the writer task on `connection`; records older than `ttl` count as expired,
+    /// and registrations are held to `quotas`. Every committed change is applied to `cache`
+    /// before it is acknowledged.
     pub fn spawn(
         connection: SqliteConnection,
         ttl: Duration,
+        quotas: Quotas,
         cache: Arc<LookupCache>,
         metrics: Arc<Metrics>,
     ) -> (Writer, WriterTask) {
@@ -105,6 +112,7 @@ impl Writer {
             queue,
             stopped,
             ttl_modifier(ttl),
+            quotas,
             cache,
             metrics,
         ));
@@ -132,13 +140,13 @@ impl Writer {
         &self,
         uuid: Uuid,
         addr: String,
-        name: Option<String>,
+        origin: Origin,
         token_hash: String,
     ) -> Result<PeerRecord, WriteError> {
         self.record(Op::InsertKeyless {
             uuid,
             addr,
-            name,
+            origin,
             token_hash,
         })
         .await
@@ -150,13 +158,15 @@ impl Writer {
         &self,
         uuid: Uuid,
         addr: String,
-        name: Option<String>,
+        origin: Origin,
+        name: Option<Name>,
         public_key: String,
         signature: UsedSignature,
     ) -> Result<PeerRecord, WriteError> {
         self.record(Op::UpsertKeyed {
             uuid,
             addr,
+            origin,
             name,
             public_key,
             signature,
@@ -170,13 +180,15 @@ impl Writer {
         uuid: Uuid,
         owner: Owner,
         addr: String,
-        name: Option<String>,
+        origin: Origin,
+        name: Option<Name>,
         signature: Option<UsedSignature>,
     ) -> Result<PeerRecord, WriteError> {
         self.record(Op::Update {
             uuid,
             owner,
             addr,
+            origin,
             name,
             signature,
         })
@@ -249,6 +261,7 @@ async fn run(
     mut queue: mpsc::Receiver<Job>,
     mut stopped: oneshot::Receiver<()>,
     ttl_mod: String,
+    quotas: Quotas,
     cache: Arc<LookupCache>,
     metrics: Arc<Metrics>,
 ) {
@@ -268,7 +281,7 @@ async fn run(
                 continue;
             }
         }
-        match apply_group(&mut connection, &group, &ttl_mod).await {
+        match apply_group(&mut connection, &group, &ttl_mod, &quotas).await {
             Ok(results) => {
                 metrics.commit_group(group.len());
                 for (job, result) in group.drain(..).zip(results) {
@@ -284,7 +297,12 @@ async fn run(
                 tracing::warn!(%error, changes = group.len(), "group commit failed; retrying one by one");
                 for job in group.drain(..) {
                     let result =
-                        match apply_group(&mut connection, std::slice::from_ref(&job), &ttl_mod)
+                        match apply_group(
+                            &mut connection,
+                            std::slice::from_ref(&job),
+                            &ttl_mod,
+                            &quotas,
+                        )
                             .await
                         {
                             Ok(mut results) => results.pop().expect("one result"),
@@ -317,6 +335,7 @@ async fn apply_group(
     connection: &mut SqliteConnection,
     jobs: &[Job],
     ttl_mod: &str,
+    quotas: &Quotas,
 ) -> sqlx::Result<Vec<Result<Done, WriteError>>> {
     // IMMEDIATE takes the write lock up front, so a concurrent writer (another process, the
     // sqlite3 shell) makes us wait in busy_timeout instead of failing the upgrade mid-way.
@@ -328,8 +347,11 @@ async fn apply_group(
             .iter()
             .take_while(|job| batch::batchable(&job.op))
             .count();
-        if let Some(&chunk) = batch::CHUNKS.iter().find(|&&size| size <= run) {
-            let ops: Vec<&Op> = rest[..chunk].iter().map(|job| &job.op).collect();
+        let chunk = batch::CHUNKS.iter().copied().find(|&size| size <= run);
+        let ops: Vec<&Op> = rest[..chunk.unwrap_or(0)].iter().map(|job| &job.op).collect();
+        if let Some(chunk) = chunk
+            && quota::batch_fits(&mut tx, quotas, &ops, ttl_mod).await?
+        {
             results.extend(
                 batch::insert_keyless(&mut tx, &ops)
                     .await?
@@ -338,7 +360,7 @@ async fn apply_group(
             );
             rest = &rest[chunk..];
         } else {
-            results.push(apply(&mut tx, &job.op, ttl_mod).await?);
+            results.push(apply(&mut tx, &job.op, ttl_mod, quotas).await?);
             rest = &rest[1..];
         }
     }

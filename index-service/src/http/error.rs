@@ -38,6 +38,12 @@ pub enum ApiError {
         /// Whole seconds until a request would be accepted again.
         retry_after_secs: u64,
     },
+    /// The client's address or subnet holds as many records or names as the quotas allow.
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// The index holds as many records as it may (`--max-records`).
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// A failure on our side; the details go to the log, not to the client.
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
@@ -53,7 +59,10 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests { .. } | ApiError::QuotaExceeded(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
