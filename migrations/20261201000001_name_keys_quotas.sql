@@ -38,3 +38,16 @@ CREATE TRIGGER peers_counted_delete AFTER DELETE ON peers
 BEGIN
     UPDATE peer_count SET n = n - 1 WHERE id = 0;
 END;
+
+-- Whatever writes the database, a name comes with its key, so the unique index on keys
+-- always has the say.
+CREATE TRIGGER peers_name_needs_key_insert BEFORE INSERT ON peers
+WHEN NEW.name IS NOT NULL AND NEW.name_key IS NULL
+BEGIN
+    SELECT RAISE(ABORT, 'peers.name_key: a name needs its key (index-service computes it)');
+END;
+CREATE TRIGGER peers_name_needs_key_update BEFORE UPDATE OF name, name_key ON peers
+WHEN NEW.name IS NOT NULL AND NEW.name_key IS NULL
+BEGIN
+    SELECT RAISE(ABORT, 'peers.name_key: a name needs its key (index-service computes it)');
+END;
