@@ -245,7 +245,7 @@ async fn peers_are_found_by_name_in_any_case() {
     let (status, body) = app.get(&format!("/peers?name={long}")).await;
     assert_client_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "1 to 64");
     let (status, body) = app.get("/peers?name=a%07b").await;
-    assert_client_error(status, &body, StatusCode::BAD_REQUEST, "control");
+    assert_client_error(status, &body, StatusCode::NOT_FOUND, "control");
 
     // The other routes under /peers are unaffected.
     let (status, body) = app.call(owner_request("POST", "/peers", "", None)).await;

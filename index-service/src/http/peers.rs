@@ -64,7 +64,7 @@ pub async fn register(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     ApiJson(request): ApiJson<RegisterRequest>,
 ) -> Result<Response, ApiError> {
-    let name = validate(request.udp_port, request.name.as_deref())?;
+    validate(request.udp_port, None)?;
     let addr = SocketAddr::new(client.ip().to_canonical(), request.udp_port).to_string();
     let origin = Origin::of(client.ip());
     let refused = |error| match error {
@@ -82,7 +82,7 @@ pub async fn register(
                         .into(),
                 ));
             }
-            if name.is_some() {
+            if request.name.is_some() {
                 return Err(keyless_name());
             }
             let (token, token_hash) = auth::new_token();
@@ -113,6 +113,8 @@ pub async fn register(
             );
             identity::verify(&key, &message, signature, timestamp, auth::unix_now())
                 .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+            // The name is judged once the request is known to come from the key's holder.
+            let name = validate(request.udp_port, request.name.as_deref())?;
             let used = auth::used_signature(signature, timestamp)?;
             state
                 .writer
@@ -254,8 +256,8 @@ pub struct NameQuery {
     responses(
         (status = 200, description = "The record of the live peer with that name", body = PeerRecord,
             headers(("Cache-Control" = String, description = "`max-age=<ttl_secs>`: how long this answer may be cached"))),
-        (status = 400, description = "No `name` in the query, a query that cannot be read, or not a possible name (invisible characters, outer spaces, only spaces)", body = ErrorBody),
-        (status = 404, description = "No live peer has that name", body = ErrorBody),
+        (status = 400, description = "No `name` in the query, or a query that cannot be read", body = ErrorBody),
+        (status = 404, description = "No live peer has that name, or no peer could (invisible characters, outer spaces, only spaces)", body = ErrorBody),
         (status = 422, description = "Not a possible name (empty or too long)", body = ErrorBody),
         (status = 429, description = "Too many reads from this address", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
@@ -274,7 +276,18 @@ pub async fn find_by_name(
     })?;
     let name = name
         .ok_or_else(|| ApiError::BadRequest("say whom to look for: /peers?name=<name>".into()))?;
-    let key = validate_name(&name)?.key;
+    // A name no record could hold is simply not found (its length aside, which the contract
+    // states): lookups need not know which characters registrations refuse.
+    let key = match naming::check(&name) {
+        Ok(checked) => checked.key,
+        Err(error) if error.is_length() => return Err(ApiError::Unprocessable(error.to_string())),
+        Err(error) => {
+            return Err(ApiError::NotFound(format!(
+                "no peer can be called `{}`: {error}",
+                name.escape_debug()
+            )));
+        }
+    };
     let peer = db::names::find_peer_by_name(&state.pool, &key, state.config.peer_ttl)
         .await?
         .ok_or_else(|| {
