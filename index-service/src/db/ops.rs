@@ -102,12 +102,15 @@ pub(super) async fn apply(
         Op::UpsertKeyed {
             uuid, origin, name, ..
         } => {
-            let exists: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM peers WHERE uuid = ?1)")
-                    .bind(uuid.to_string())
-                    .fetch_one(&mut *tx)
-                    .await?;
-            Some((uuid, origin, name.is_some(), !exists))
+            // Only a new row counts against the global cap.
+            let new_row = quotas.max_records > 0
+                && !sqlx::query_scalar::<_, bool>(
+                    "SELECT EXISTS (SELECT 1 FROM peers WHERE uuid = ?1)",
+                )
+                .bind(uuid.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+            Some((uuid, origin, name.is_some(), new_row))
         }
         Op::Update {
             uuid, origin, name, ..
