@@ -82,7 +82,7 @@ pub async fn register(
                         .into(),
                 ));
             }
-            if request.name.is_some() {
+            if validate(request.udp_port, request.name.as_deref())?.is_some() {
                 return Err(keyless_name());
             }
             let (token, token_hash) = auth::new_token();
