@@ -177,11 +177,11 @@ mod tests {
     fn look_alikes_share_a_key() {
         for (a, b) in [
             ("alice", "ALICE"),
-            ("alice", "\u{0430}lice"),        // Cyrillic а
-            ("bill", "b\u{0456}ll"),          // Cyrillic і
-            ("paypal", "paypa1"),             // digit one
-            ("José", "Jose\u{0301}"),         // composed vs decomposed
-            ("Kate", "\u{212A}ate"),          // Kelvin sign
+            ("alice", "\u{0430}lice"),           // Cyrillic а
+            ("bill", "b\u{0456}ll"),             // Cyrillic і
+            ("paypal", "paypa1"),                // digit one
+            ("José", "Jose\u{0301}"),            // composed vs decomposed
+            ("Kate", "\u{212A}ate"),             // Kelvin sign
             ("bob", "\u{FF42}\u{FF4F}\u{FF42}"), // fullwidth
             ("strasse", "STRAẞE"),
             ("zoë smith", "Zoë  Smith"),
@@ -217,7 +217,14 @@ mod tests {
 
     #[test]
     fn international_names_are_accepted() {
-        for good in ["Zoë Smith", "Дмитрий", "李雷", "Ἀλέξανδρος", "محمد", "O'Brien-Smith"] {
+        for good in [
+            "Zoë Smith",
+            "Дмитрий",
+            "李雷",
+            "Ἀλέξανδρος",
+            "محمد",
+            "O'Brien-Smith",
+        ] {
             let name = check(good).unwrap();
             assert_eq!(name.display, good);
         }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use common::{assert_client_error, test_app};
-use index_service::{Config, Service};
 use index_service::db::quota::Origin;
+use index_service::{Config, Service};
 use proto::identity::Identity;
 use serde_json::json;
 

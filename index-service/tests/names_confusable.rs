@@ -88,7 +88,12 @@ async fn invisible_and_blank_names_are_refused_with_400() {
         assert!(body["error"].as_str().unwrap().contains("name"), "{body}");
         // No record can hold it, so a lookup finds nothing.
         let (status, body) = app.get(&format!("/peers?name={}", query(bad))).await;
-        assert_client_error(status, &body, StatusCode::NOT_FOUND, "no peer can be called");
+        assert_client_error(
+            status,
+            &body,
+            StatusCode::NOT_FOUND,
+            "no peer can be called",
+        );
     }
 }
 
@@ -154,7 +159,13 @@ async fn racing_look_alikes_have_one_winner() {
     for task in claims {
         statuses.push(task.await.unwrap());
     }
-    let won = statuses.iter().filter(|s| **s == StatusCode::CREATED).count();
-    let lost = statuses.iter().filter(|s| **s == StatusCode::CONFLICT).count();
+    let won = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    let lost = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CONFLICT)
+        .count();
     assert_eq!((won, lost), (1, 15), "{statuses:?}");
 }

@@ -45,11 +45,18 @@ async fn register_from(app: &TestApp, ip: &str, body: Value) -> Answer {
 }
 
 async fn keyless_from(app: &TestApp, ip: &str) -> StatusCode {
-    register_from(app, ip, json!({ "udp_port": 4000 })).await.status
+    register_from(app, ip, json!({ "udp_port": 4000 }))
+        .await
+        .status
 }
 
 fn refused(answer: &Answer, mentions: &str) {
-    assert_client_error(answer.status, &answer.body, StatusCode::TOO_MANY_REQUESTS, mentions);
+    assert_client_error(
+        answer.status,
+        &answer.body,
+        StatusCode::TOO_MANY_REQUESTS,
+        mentions,
+    );
 }
 
 #[tokio::test]
@@ -61,18 +68,36 @@ async fn records_are_limited_per_address_and_per_subnet() {
     })
     .await;
     for _ in 0..3 {
-        assert_eq!(keyless_from(&app, "198.51.100.1").await, StatusCode::CREATED);
+        assert_eq!(
+            keyless_from(&app, "198.51.100.1").await,
+            StatusCode::CREATED
+        );
     }
     let answer = register_from(&app, "198.51.100.1", json!({ "udp_port": 4000 })).await;
-    refused(&answer, "your address 198.51.100.1 already has 3 live records");
+    refused(
+        &answer,
+        "your address 198.51.100.1 already has 3 live records",
+    );
     assert!(answer.body["error"].as_str().unwrap().contains("DELETE"));
     // The neighbour in the same /24 has its own per-address quota, but shares the subnet's.
-    assert_eq!(keyless_from(&app, "198.51.100.2").await, StatusCode::CREATED);
-    assert_eq!(keyless_from(&app, "198.51.100.2").await, StatusCode::CREATED);
+    assert_eq!(
+        keyless_from(&app, "198.51.100.2").await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        keyless_from(&app, "198.51.100.2").await,
+        StatusCode::CREATED
+    );
     let answer = register_from(&app, "198.51.100.2", json!({ "udp_port": 4000 })).await;
-    refused(&answer, "the network 198.51.100.0/24 already has 5 live records");
+    refused(
+        &answer,
+        "the network 198.51.100.0/24 already has 5 live records",
+    );
     // Another subnet is unaffected; an IPv4-mapped IPv6 client counts as its IPv4 address.
-    assert_eq!(keyless_from(&app, "198.51.101.1").await, StatusCode::CREATED);
+    assert_eq!(
+        keyless_from(&app, "198.51.101.1").await,
+        StatusCode::CREATED
+    );
     let answer = register_from(&app, "::ffff:198.51.100.3", json!({ "udp_port": 1 })).await;
     refused(&answer, "198.51.100.0/24");
 
@@ -82,11 +107,20 @@ async fn records_are_limited_per_address_and_per_subnet() {
         c.max_records_per_subnet = 2;
     })
     .await;
-    assert_eq!(keyless_from(&app, "2001:db8:1:1::1").await, StatusCode::CREATED);
-    assert_eq!(keyless_from(&app, "2001:db8:1:2::1").await, StatusCode::CREATED);
+    assert_eq!(
+        keyless_from(&app, "2001:db8:1:1::1").await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        keyless_from(&app, "2001:db8:1:2::1").await,
+        StatusCode::CREATED
+    );
     let answer = register_from(&app, "2001:db8:1:ffff::5", json!({ "udp_port": 1 })).await;
     refused(&answer, "2001:db8:1::/48");
-    assert_eq!(keyless_from(&app, "2001:db8:2::1").await, StatusCode::CREATED);
+    assert_eq!(
+        keyless_from(&app, "2001:db8:2::1").await,
+        StatusCode::CREATED
+    );
 }
 
 #[tokio::test]
@@ -110,16 +144,25 @@ async fn a_keyed_record_registering_again_counts_once() {
         "your address 192.0.2.10 already holds 1 names",
     );
     let body = keyed_registration(&id(2), 5000, None, unix_now());
-    assert_eq!(register_from(&app, ip, body).await.status, StatusCode::CREATED);
+    assert_eq!(
+        register_from(&app, ip, body).await.status,
+        StatusCode::CREATED
+    );
     refused(
         &register_from(&app, ip, json!({ "udp_port": 1 })).await,
         "already has 2 live records",
     );
     // ann may still move and keep her name; a record that moves away frees its slot.
     let body = keyed_registration(&id(1), 5001, Some("ann"), unix_now() + 10);
-    assert_eq!(register_from(&app, ip, body).await.status, StatusCode::CREATED);
+    assert_eq!(
+        register_from(&app, ip, body).await.status,
+        StatusCode::CREATED
+    );
     let body = keyed_registration(&id(1), 5001, Some("ann"), unix_now() + 11);
-    assert_eq!(register_from(&app, "192.0.2.99", body).await.status, StatusCode::CREATED);
+    assert_eq!(
+        register_from(&app, "192.0.2.99", body).await.status,
+        StatusCode::CREATED
+    );
     assert_eq!(keyless_from(&app, ip).await, StatusCode::CREATED);
 }
 
@@ -132,7 +175,10 @@ async fn names_are_limited_per_subnet() {
     .await;
     for (n, ip) in [(1, "192.0.2.1"), (2, "192.0.2.2")] {
         let body = keyed_registration(&id(n), 5000, Some(&format!("n{n}")), unix_now());
-        assert_eq!(register_from(&app, ip, body).await.status, StatusCode::CREATED);
+        assert_eq!(
+            register_from(&app, ip, body).await.status,
+            StatusCode::CREATED
+        );
     }
     let body = keyed_registration(&id(3), 5000, Some("n3"), unix_now());
     refused(
@@ -141,7 +187,10 @@ async fn names_are_limited_per_subnet() {
     );
     // The refused signature was used; a fresh one from another subnet goes through.
     let body = keyed_registration(&id(3), 5000, Some("n3"), unix_now() + 1);
-    assert_eq!(register_from(&app, "192.0.3.3", body).await.status, StatusCode::CREATED);
+    assert_eq!(
+        register_from(&app, "192.0.3.3", body).await.status,
+        StatusCode::CREATED
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -198,7 +247,12 @@ async fn a_full_index_answers_507_until_a_record_goes() {
     );
     let body = keyed_registration(&id(1), 5000, Some("late"), unix_now());
     let answer = register_from(&app, "198.51.100.1", body).await;
-    assert_eq!(answer.status, StatusCode::INSUFFICIENT_STORAGE, "{}", answer.body);
+    assert_eq!(
+        answer.status,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "{}",
+        answer.body
+    );
 
     // Deleting one makes room.
     let (uuid, token) = &tokens[0];

@@ -138,9 +138,7 @@ async fn a_name_held_by_a_live_peer_is_refused_in_any_case() {
     assert_eq!(answer.body["name"], "Alice");
 
     // A freed name is free: alice drops hers, and bob's key takes it.
-    let answer = app
-        .send(put(r#"{"udp_port": 4002}"#, unix_now()))
-        .await;
+    let answer = app.send(put(r#"{"udp_port": 4002}"#, unix_now())).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     let take = keyed_registration(&bob, 5001, Some("alice"), unix_now() + 3);
     let (status, body) = app.register(take.to_string()).await;
@@ -690,19 +688,27 @@ async fn the_migration_keeps_the_newest_of_duplicate_names_and_the_index_backs_t
     pool.close().await;
 
     let pool = db::connect(&url).await.unwrap();
-    let names: Vec<(String, Option<String>, Option<String>, Option<String>)> =
+    type Row = (String, Option<String>, Option<String>, Option<String>);
+    let names: Vec<Row> =
         sqlx::query_as("SELECT uuid, name, name_key, subnet FROM peers ORDER BY uuid")
             .fetch_all(&pool)
             .await
             .unwrap();
     let keys: Vec<Option<&str>> = names.iter().map(|(_, _, k, _)| k.as_deref()).collect();
-    assert!(names.iter().all(|(.., subnet)| subnet.as_deref() == Some("192.0.2.0/24")));
+    assert!(
+        names
+            .iter()
+            .all(|(.., subnet)| subnet.as_deref() == Some("192.0.2.0/24"))
+    );
     let names: Vec<Option<&str>> = names.iter().map(|(_, n, _, _)| n.as_deref()).collect();
     assert_eq!(
         names,
         [None, Some("DUP"), None, Some("solo"), None, None, None]
     );
-    assert_eq!(keys, [None, Some("dup"), None, Some("solo"), None, None, None]);
+    assert_eq!(
+        keys,
+        [None, Some("dup"), None, Some("solo"), None, None, None]
+    );
 
     // Whatever writes the database, two records never share a name (key), and a name
     // always comes with its key.

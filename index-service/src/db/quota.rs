@@ -130,7 +130,11 @@ pub(super) async fn check(
         if max == 0 || (names && !named) {
             continue;
         }
-        let key = if by_subnet { &origin.subnet } else { &origin.ip };
+        let key = if by_subnet {
+            &origin.subnet
+        } else {
+            &origin.ip
+        };
         if count(tx, by_subnet, names, key, uuid, ttl_mod).await? >= i64::from(max) {
             let key = key.clone();
             return Ok(Err(match (by_subnet, names) {
@@ -171,7 +175,11 @@ pub(super) async fn batch_fits(
         let mut adding: HashMap<&str, i64> = HashMap::new();
         for op in ops {
             if let Op::InsertKeyless { origin, .. } = op {
-                let key = if by_subnet { &origin.subnet } else { &origin.ip };
+                let key = if by_subnet {
+                    &origin.subnet
+                } else {
+                    &origin.ip
+                };
                 *adding.entry(key).or_default() += 1;
             }
         }
@@ -259,7 +267,10 @@ mod tests {
     #[test]
     fn subnets() {
         let v4 = Origin::of("203.0.113.77".parse().unwrap());
-        assert_eq!((v4.ip.as_str(), v4.subnet.as_str()), ("203.0.113.77", "203.0.113.0/24"));
+        assert_eq!(
+            (v4.ip.as_str(), v4.subnet.as_str()),
+            ("203.0.113.77", "203.0.113.0/24")
+        );
         let mapped = Origin::of("::ffff:203.0.113.77".parse().unwrap());
         assert_eq!(mapped, v4);
         let v6 = Origin::of("2001:db8:aa:bb::1".parse().unwrap());

@@ -296,18 +296,17 @@ async fn run(
             Err(error) => {
                 tracing::warn!(%error, changes = group.len(), "group commit failed; retrying one by one");
                 for job in group.drain(..) {
-                    let result =
-                        match apply_group(
-                            &mut connection,
-                            std::slice::from_ref(&job),
-                            &ttl_mod,
-                            &quotas,
-                        )
-                            .await
-                        {
-                            Ok(mut results) => results.pop().expect("one result"),
-                            Err(error) => Err(refusal(error)),
-                        };
+                    let result = match apply_group(
+                        &mut connection,
+                        std::slice::from_ref(&job),
+                        &ttl_mod,
+                        &quotas,
+                    )
+                    .await
+                    {
+                        Ok(mut results) => results.pop().expect("one result"),
+                        Err(error) => Err(refusal(error)),
+                    };
                     cache.observe(&job.op, &result);
                     let _ = job.reply.send(result);
                 }
@@ -348,7 +347,10 @@ async fn apply_group(
             .take_while(|job| batch::batchable(&job.op))
             .count();
         let chunk = batch::CHUNKS.iter().copied().find(|&size| size <= run);
-        let ops: Vec<&Op> = rest[..chunk.unwrap_or(0)].iter().map(|job| &job.op).collect();
+        let ops: Vec<&Op> = rest[..chunk.unwrap_or(0)]
+            .iter()
+            .map(|job| &job.op)
+            .collect();
         if let Some(chunk) = chunk
             && quota::batch_fits(&mut tx, quotas, &ops, ttl_mod).await?
         {

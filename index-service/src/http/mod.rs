@@ -105,13 +105,16 @@ fn require_key_for_name(doc: &mut utoipa::openapi::OpenApi) {
         .as_mut()
         .and_then(|components| components.schemas.get_mut("RegisterRequest"));
     if let Some(RefOr::T(Schema::Object(object))) = schema {
-        object.extensions.get_or_insert_with(Default::default).insert(
-            "anyOf".into(),
-            serde_json::json!([
-                { "not": { "required": ["name"] } },
-                { "required": ["public_key", "timestamp", "signature"] }
-            ]),
-        );
+        object
+            .extensions
+            .get_or_insert_with(Default::default)
+            .insert(
+                "anyOf".into(),
+                serde_json::json!([
+                    { "not": { "required": ["name"] } },
+                    { "required": ["public_key", "timestamp", "signature"] }
+                ]),
+            );
     }
 }
 
