@@ -111,8 +111,15 @@ fn require_key_for_name(doc: &mut utoipa::openapi::OpenApi) {
             .insert(
                 "anyOf".into(),
                 serde_json::json!([
-                    { "not": { "required": ["name"] } },
-                    { "required": ["public_key", "timestamp", "signature"] }
+                    { "properties": { "name": { "type": "null" } } },
+                    {
+                        "required": ["public_key", "timestamp", "signature"],
+                        "properties": {
+                            "public_key": { "type": "string" },
+                            "timestamp": { "type": "integer" },
+                            "signature": { "type": "string" }
+                        }
+                    }
                 ]),
             );
     }
