@@ -226,7 +226,7 @@ dc up -d --no-build index 2>&1 | sed 's/^/    /'
 wait_healthy
 http GET /healthz
 [ "$status" = 200 ] || fail "GET /healthz: $status"
-http POST /register '{"udp_port":4242,"name":"smoke"}'
+http POST /register '{"udp_port":4242}'
 [ "$status" = 201 ] || fail "POST /register: $status"
 smoke_uuid=$(json_field "$body" uuid)
 smoke_addr=$(json_field "$body" addr)

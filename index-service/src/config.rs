@@ -60,6 +60,28 @@ pub struct Config {
     /// Reads a client IP may make in a burst before the per-second rate applies.
     #[arg(long, env = "INDEX_READ_BURST", default_value_t = 1000)]
     pub read_burst: u32,
+
+    /// Most live records registered from one client IP (a household or office behind one NAT
+    /// shares it); 0 turns the quota off. A keyed record registering again is not counted twice.
+    #[arg(long, env = "INDEX_MAX_RECORDS_PER_IP", default_value_t = 128)]
+    pub max_records_per_ip: u32,
+
+    /// Most live records registered from one /24 (IPv4) or /48 (IPv6) subnet; 0: no quota.
+    #[arg(long, env = "INDEX_MAX_RECORDS_PER_SUBNET", default_value_t = 1024)]
+    pub max_records_per_subnet: u32,
+
+    /// Most live records with a name registered from one client IP; 0: no quota.
+    #[arg(long, env = "INDEX_MAX_NAMES_PER_IP", default_value_t = 32)]
+    pub max_names_per_ip: u32,
+
+    /// Most live records with a name registered from one /24 or /48 subnet; 0: no quota.
+    #[arg(long, env = "INDEX_MAX_NAMES_PER_SUBNET", default_value_t = 256)]
+    pub max_names_per_subnet: u32,
+
+    /// Most records the index holds; a registration beyond it is refused with 507 until
+    /// records expire or are deleted. 0: no cap.
+    #[arg(long, env = "INDEX_MAX_RECORDS", default_value_t = 1_000_000)]
+    pub max_records: u64,
 }
 
 /// Longest duration any setting accepts: ten years. Longer ones are mistakes (and overflow the

@@ -6,6 +6,7 @@ pub mod db;
 pub mod http;
 pub mod maintenance;
 pub mod metrics;
+pub mod naming;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -104,6 +105,7 @@ impl Service {
             options,
             file,
             config.peer_ttl,
+            db::quota::Quotas::from_config(&config),
             cache.clone(),
             metrics.clone(),
         );

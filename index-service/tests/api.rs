@@ -8,15 +8,18 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use common::{assert_client_error, test_app};
+use index_service::db::quota::Origin;
 use index_service::{Config, Service};
+use proto::identity::Identity;
 use serde_json::json;
 
 #[tokio::test]
 async fn register_then_lookup_in_every_uuid_form() {
     let app = test_app().await;
-    let (status, record) = app
-        .register(r#"{"udp_port": 50001, "name": "alice"}"#)
+    let answer = app
+        .register_keyed(&Identity::from_secret([1; 32]), 50001, Some("alice"))
         .await;
+    let (status, record) = (answer.status, answer.body);
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(
         record["addr"], "203.0.113.7:50001",
@@ -131,7 +134,7 @@ async fn bad_registrations_are_4xx_json_and_store_nothing() {
         ),
         (
             r#"{"udp_port": 9, "name": "a\u0007b"}"#.into(),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::BAD_REQUEST,
             "control",
         ),
         (
@@ -194,7 +197,10 @@ async fn bad_registrations_are_4xx_json_and_store_nothing() {
 #[tokio::test]
 async fn registrations_survive_a_restart_of_the_service() {
     let app = test_app().await;
-    let (status, record) = app.register(r#"{"udp_port": 7, "name": "bob"}"#).await;
+    let answer = app
+        .register_keyed(&Identity::from_secret([2; 32]), 7, Some("bob"))
+        .await;
+    let (status, record) = (answer.status, answer.body);
     assert_eq!(status, StatusCode::CREATED);
     let common::TestApp { service, dir, .. } = app;
     service.shutdown().await;
@@ -249,7 +255,10 @@ async fn concurrent_registrations_all_succeed() {
 #[tokio::test]
 async fn lookups_see_records_loaded_at_start_up_and_rows_written_by_others() {
     let app = test_app().await;
-    let (status, record) = app.register(r#"{"udp_port": 7, "name": "carol"}"#).await;
+    let answer = app
+        .register_keyed(&Identity::from_secret([3; 32]), 7, Some("carol"))
+        .await;
+    let (status, record) = (answer.status, answer.body);
     assert_eq!(status, StatusCode::CREATED);
     let common::TestApp {
         router,
@@ -299,7 +308,12 @@ async fn a_burst_of_registrations_is_committed_as_one_group() {
             let writer = writer.clone();
             tokio::spawn(async move {
                 writer
-                    .insert_keyless(uuid, format!("192.0.2.1:{}", i + 1), None, "00".repeat(32))
+                    .insert_keyless(
+                        uuid,
+                        format!("192.0.2.1:{}", i + 1),
+                        Origin::of([192, 0, 2, 1].into()),
+                        "00".repeat(32),
+                    )
                     .await
             })
         })

@@ -32,6 +32,7 @@ impl Index {
             .args(["--database-url", &format!("sqlite://{}", db.display())])
             // The flood comes from one address; the limiter is not under test here.
             .args(["--write-rate-per-sec", "0", "--read-rate-per-sec", "0"])
+            .args(["--max-records-per-ip", "0", "--max-records-per-subnet", "0"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(log).unwrap())

@@ -29,7 +29,7 @@ async fn lookup(app: &TestApp, uuid: &str) -> (StatusCode, Value) {
 #[tokio::test]
 async fn keyless_owner_updates_heartbeats_and_deletes_with_its_token() {
     let app = test_app().await;
-    let (status, record) = app.register(r#"{"udp_port": 4000, "name": "ann"}"#).await;
+    let (status, record) = app.register(r#"{"udp_port": 4000}"#).await;
     assert_eq!(status, StatusCode::CREATED);
     let uuid = record["uuid"].as_str().unwrap().to_owned();
     let token = record["token"].as_str().unwrap().to_owned();
@@ -49,6 +49,7 @@ async fn keyless_owner_updates_heartbeats_and_deletes_with_its_token() {
 
     let bearer = format!("Bearer {token}");
     let path = format!("/peers/{uuid}");
+    // A keyless record may not take a name: names need a key.
     let answer = app
         .send(owner_request(
             "PUT",
@@ -57,9 +58,23 @@ async fn keyless_owner_updates_heartbeats_and_deletes_with_its_token() {
             Some(&bearer),
         ))
         .await;
+    assert_client_error(
+        answer.status,
+        &answer.body,
+        StatusCode::BAD_REQUEST,
+        "names need a keyed registration",
+    );
+    let answer = app
+        .send(owner_request(
+            "PUT",
+            &path,
+            r#"{"udp_port": 4001}"#,
+            Some(&bearer),
+        ))
+        .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     assert_eq!(answer.body["addr"], "203.0.113.7:4001");
-    assert_eq!(answer.body["name"], "ann2");
+    assert!(answer.body.get("name").is_none());
     assert!(answer.body.get("token").is_none());
     let (_, found) = lookup(&app, &uuid).await;
     assert_eq!(found["addr"], "203.0.113.7:4001");

@@ -1,4 +1,5 @@
-//! Names are unique among live records (in any case) and can be looked up; rooms keep their
+//! Names are unique among live records (in any case, and among look-alikes: see
+//! names_confusable.rs) and can be looked up; rooms keep their
 //! live members, which only owners add and remove and which vanish with their records.
 
 mod common;
@@ -18,12 +19,23 @@ use serde_json::{Value, json};
 
 /// What the index answers a name someone else holds.
 fn taken(name: &str) -> String {
-    format!("the name `{name}` is taken by another peer; choose another name (e.g. --name {name}2)")
+    format!(
+        "the name `{name}` is taken by another peer, or looks the same as a name another peer \
+         holds; choose another name (e.g. --name {name}2)"
+    )
 }
 
+/// The identity [`register_named`] signs with for `port`: one key per port.
+fn named_id(port: u16) -> Identity {
+    let mut secret = [7u8; 32];
+    secret[..2].copy_from_slice(&port.to_le_bytes());
+    Identity::from_secret(secret)
+}
+
+/// A keyed registration (names need one) by [`named_id`]`(port)`.
 async fn register_named(app: &TestApp, port: u16, name: &str) -> (StatusCode, Value) {
-    app.register(json!({ "udp_port": port, "name": name }).to_string())
-        .await
+    let answer = app.register_keyed(&named_id(port), port, Some(name)).await;
+    (answer.status, answer.body)
 }
 
 async fn peer_count(app: &TestApp) -> i64 {
@@ -77,7 +89,7 @@ async fn a_name_held_by_a_live_peer_is_refused_in_any_case() {
     assert_eq!(status, StatusCode::CREATED, "{alice}");
     let alice_uuid = alice["uuid"].as_str().unwrap().to_owned();
 
-    // Keyless, in the same and in another case: 409 saying how to fix it, nothing stored.
+    // In the same and in another case: 409 saying how to fix it, nothing stored.
     for name in ["alice", "ALICE", "aLiCe"] {
         let (status, body) = register_named(&app, 4001, name).await;
         assert_eq!(status, StatusCode::CONFLICT, "{body}");
@@ -108,39 +120,25 @@ async fn a_name_held_by_a_live_peer_is_refused_in_any_case() {
     assert_eq!(body["name"], "Bob");
 
     // PUT cannot take someone else's name either, but can keep its own.
-    let token = alice["token"].as_str().unwrap();
-    let bearer = format!("Bearer {token}");
+    let alice_id = named_id(4000);
     let path = format!("/peers/{alice_uuid}");
+    let put = |body: &'static str, at: u64| {
+        let auth = signature_header(&alice_id, "PUT", &path, body.as_bytes(), at);
+        owner_request("PUT", &path, body, Some(&auth))
+    };
     let answer = app
-        .send(owner_request(
-            "PUT",
-            &path,
-            r#"{"udp_port": 4002, "name": "BOB"}"#,
-            Some(&bearer),
-        ))
+        .send(put(r#"{"udp_port": 4002, "name": "BOB"}"#, unix_now()))
         .await;
     assert_eq!(answer.status, StatusCode::CONFLICT, "{}", answer.body);
     assert_eq!(answer.body["error"], taken("BOB").as_str());
     let answer = app
-        .send(owner_request(
-            "PUT",
-            &path,
-            r#"{"udp_port": 4002, "name": "Alice"}"#,
-            Some(&bearer),
-        ))
+        .send(put(r#"{"udp_port": 4002, "name": "Alice"}"#, unix_now()))
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     assert_eq!(answer.body["name"], "Alice");
 
     // A freed name is free: alice drops hers, and bob's key takes it.
-    let answer = app
-        .send(owner_request(
-            "PUT",
-            &path,
-            r#"{"udp_port": 4002}"#,
-            Some(&bearer),
-        ))
-        .await;
+    let answer = app.send(put(r#"{"udp_port": 4002}"#, unix_now())).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     let take = keyed_registration(&bob, 5001, Some("alice"), unix_now() + 3);
     let (status, body) = app.register(take.to_string()).await;
@@ -245,7 +243,7 @@ async fn peers_are_found_by_name_in_any_case() {
     let (status, body) = app.get(&format!("/peers?name={long}")).await;
     assert_client_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "1 to 64");
     let (status, body) = app.get("/peers?name=a%07b").await;
-    assert_client_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "control");
+    assert_client_error(status, &body, StatusCode::NOT_FOUND, "control");
 
     // The other routes under /peers are unaffected.
     let (status, body) = app.call(owner_request("POST", "/peers", "", None)).await;
@@ -655,14 +653,34 @@ async fn the_migration_keeps_the_newest_of_duplicate_names_and_the_index_backs_t
             "solo",
             "2025-12-31T00:00:00.000Z",
         ),
+        // A look-alike of `solo` (Cyrillic ѕ), seen earlier: the name keys drop it.
+        (
+            "00000000-0000-0000-0000-000000000006",
+            "\u{0455}olo",
+            "2025-12-30T00:00:00.000Z",
+        ),
+        // No longer acceptable as a name (a zero-width space).
+        (
+            "00000000-0000-0000-0000-000000000007",
+            "zero\u{200B}width",
+            "2025-12-30T00:00:00.000Z",
+        ),
+        // Keyless: names need a key now.
+        (
+            "00000000-0000-0000-0000-000000000008",
+            "keyless",
+            "2026-01-03T00:00:00.000Z",
+        ),
     ] {
+        let keyless = uuid.ends_with('8');
         sqlx::query(
-            "INSERT INTO peers (uuid, addr, name, registered_at, last_seen)
-             VALUES (?1, '192.0.2.1:1', ?2, ?3, ?3)",
+            "INSERT INTO peers (uuid, addr, name, registered_at, last_seen, public_key)
+             VALUES (?1, '192.0.2.1:1', ?2, ?3, ?3, ?4)",
         )
         .bind(uuid)
         .bind(name)
         .bind(last_seen)
+        .bind((!keyless).then(|| format!("{:0>64}", &uuid[35..])))
         .execute(&pool)
         .await
         .unwrap();
@@ -670,23 +688,46 @@ async fn the_migration_keeps_the_newest_of_duplicate_names_and_the_index_backs_t
     pool.close().await;
 
     let pool = db::connect(&url).await.unwrap();
-    let names: Vec<(String, Option<String>)> =
-        sqlx::query_as("SELECT uuid, name FROM peers ORDER BY uuid")
+    type Row = (String, Option<String>, Option<String>, Option<String>);
+    let names: Vec<Row> =
+        sqlx::query_as("SELECT uuid, name, name_key, subnet FROM peers ORDER BY uuid")
             .fetch_all(&pool)
             .await
             .unwrap();
-    let names: Vec<Option<&str>> = names.iter().map(|(_, n)| n.as_deref()).collect();
-    assert_eq!(names, [None, Some("DUP"), None, Some("solo")]);
+    let keys: Vec<Option<&str>> = names.iter().map(|(_, _, k, _)| k.as_deref()).collect();
+    assert!(
+        names
+            .iter()
+            .all(|(.., subnet)| subnet.as_deref() == Some("192.0.2.0/24"))
+    );
+    let names: Vec<Option<&str>> = names.iter().map(|(_, n, _, _)| n.as_deref()).collect();
+    assert_eq!(
+        names,
+        [None, Some("DUP"), None, Some("solo"), None, None, None]
+    );
+    assert_eq!(
+        keys,
+        [None, Some("dup"), None, Some("solo"), None, None, None]
+    );
 
-    // Whatever writes the database, two records never share a name.
+    // Whatever writes the database, two records never share a name (key), and a name
+    // always comes with its key.
     let error = sqlx::query(
-        "INSERT INTO peers (uuid, addr, name, registered_at, last_seen)
-         VALUES ('00000000-0000-0000-0000-000000000005', '192.0.2.1:1', 'Solo', 'x', 'x')",
+        "INSERT INTO peers (uuid, addr, name, name_key, registered_at, last_seen)
+         VALUES ('00000000-0000-0000-0000-000000000005', '192.0.2.1:1', 'Solo', 'solo', 'x', 'x')",
     )
     .execute(&pool)
     .await
     .unwrap_err();
     assert!(db::names::is_name_conflict(&error), "{error}");
+    let error = sqlx::query(
+        "INSERT INTO peers (uuid, addr, name, registered_at, last_seen)
+         VALUES ('00000000-0000-0000-0000-000000000005', '192.0.2.1:1', 'other', 'x', 'x')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap_err();
+    assert!(error.to_string().contains("needs its key"), "{error}");
     // The room table is there, tied to the records.
     let error = sqlx::query(
         "INSERT INTO room_members (room, uuid, joined_at) VALUES ('lobby', 'no-such-peer', 'x')",

@@ -1,9 +1,12 @@
 //! Graceful shutdown: once it is requested the index stops accepting connections, lets a
 //! request already in flight finish (and commit), stops its background task and returns.
 
+mod common;
+
 use std::time::Duration;
 
 use index_service::{Config, Service};
+use proto::identity::Identity;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -23,7 +26,14 @@ async fn in_flight_requests_finish_then_everything_stops() {
     ));
 
     // A registration whose body is only half sent when the shutdown begins.
-    let body = br#"{"udp_port": 4242, "name": "late"}"#;
+    let body = common::keyed_registration(
+        &Identity::from_secret([4; 32]),
+        4242,
+        Some("late"),
+        common::unix_now(),
+    )
+    .to_string()
+    .into_bytes();
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let head = format!(
         "POST /register HTTP/1.1\r\nHost: index\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",

@@ -12,7 +12,9 @@ pub struct RegisterRequest {
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65535))]
     #[serde(deserialize_with = "port_number")]
     pub udp_port: u16,
-    /// A display name for people: 1 to 64 characters, no control characters.
+    /// A display name for people: 1 to 64 characters, nothing invisible (no control, format,
+    /// zero-width or bidi control characters), no outer spaces; only with a key (keyed
+    /// registration, keyed record). Unique among live records by its confusable skeleton.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(
         feature = "openapi",
@@ -51,7 +53,9 @@ pub struct PeerUpdate {
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65535))]
     #[serde(deserialize_with = "port_number")]
     pub udp_port: u16,
-    /// A display name for people: 1 to 64 characters, no control characters.
+    /// A display name for people: 1 to 64 characters, nothing invisible (no control, format,
+    /// zero-width or bidi control characters), no outer spaces; only with a key (keyed
+    /// registration, keyed record). Unique among live records by its confusable skeleton.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(
         feature = "openapi",

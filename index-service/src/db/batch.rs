@@ -2,8 +2,9 @@
 //!
 //! Each statement the writer runs is a round trip to the connection's worker thread, and on a
 //! busy machine every round trip waits for the scheduler; a group of 64 registrations as 64
-//! `INSERT`s pays that 64 times. A run of keyless registrations without a name (nothing to
-//! check, nothing to refuse) is therefore written as one multi-row `INSERT … RETURNING`. Runs
+//! `INSERT`s pays that 64 times. A run of keyless registrations (which never carry a name)
+//! that [`super::quota::batch_fits`] lets through whole is therefore written as one multi-row
+//! `INSERT … RETURNING`. Runs
 //! are cut into chunks of [`CHUNKS`] rows so only a few statement shapes are ever prepared.
 
 use std::collections::HashMap;
@@ -21,7 +22,7 @@ pub(super) const CHUNKS: [usize; 3] = [64, 16, 4];
 
 /// Whether `op` can go into a multi-row insert.
 pub(super) fn batchable(op: &Op) -> bool {
-    matches!(op, Op::InsertKeyless { name: None, .. })
+    matches!(op, Op::InsertKeyless { .. })
 }
 
 /// Inserts `ops` (all [`batchable`], `ops.len()` one of [`CHUNKS`]) and returns their
@@ -30,9 +31,10 @@ pub(super) async fn insert_keyless(
     tx: &mut SqliteConnection,
     ops: &[&Op],
 ) -> sqlx::Result<Vec<Done>> {
-    let row = concat!("(?, ?, NULL, ", sql_now!(), ", ", sql_now!(), ", ?)");
+    let row = concat!("(?, ?, ", sql_now!(), ", ", sql_now!(), ", ?, ?, ?)");
     let sql = format!(
-        "INSERT INTO peers (uuid, addr, name, registered_at, last_seen, token_hash) VALUES {} \
+        "INSERT INTO peers (uuid, addr, registered_at, last_seen, token_hash, ip, subnet) \
+         VALUES {} \
          RETURNING uuid, {}",
         vec![row; ops.len()].join(", "),
         record_columns!()
@@ -42,13 +44,18 @@ pub(super) async fn insert_keyless(
         let Op::InsertKeyless {
             uuid,
             addr,
+            origin,
             token_hash,
-            ..
         } = op
         else {
             unreachable!("only batchable operations are batched");
         };
-        query = query.bind(uuid.to_string()).bind(addr).bind(token_hash);
+        query = query
+            .bind(uuid.to_string())
+            .bind(addr)
+            .bind(token_hash)
+            .bind(&origin.ip)
+            .bind(&origin.subnet);
     }
     let mut records = HashMap::with_capacity(ops.len());
     for row in query.fetch_all(&mut *tx).await? {

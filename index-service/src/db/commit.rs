@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::batch;
+use super::quota::{self, Quotas};
 use super::cache::LookupCache;
 use super::health::{DbFile, Fault, WriteHealth};
 use super::names;
@@ -62,6 +63,8 @@ pub(super) struct Committer {
     pub(super) options: SqliteConnectOptions,
     pub(super) file: Arc<DbFile>,
     pub(super) ttl_mod: String,
+    /// Per-address quotas and the global cap, checked inside each transaction.
+    pub(super) quotas: Quotas,
     pub(super) cache: Arc<LookupCache>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) health: watch::Sender<WriteHealth>,
@@ -163,7 +166,7 @@ impl Committer {
     /// is ready for the next transaction.
     async fn transaction(&mut self, jobs: &[Job]) -> Result<Vec<Result<Done, WriteError>>, Failed> {
         let connection = open(&mut self.connection, &self.options, &self.file).await?;
-        let result = apply_all(connection, &self.file, jobs, &self.ttl_mod).await;
+        let result = apply_all(connection, &self.file, jobs, &self.ttl_mod, &self.quotas).await;
         if result.is_err() {
             self.roll_back().await;
         }
@@ -294,6 +297,7 @@ async fn apply_all(
     file: &DbFile,
     jobs: &[Job],
     ttl_mod: &str,
+    quotas: &Quotas,
 ) -> Result<Vec<Result<Done, WriteError>>, Failed> {
     // IMMEDIATE takes the write lock up front, so a concurrent writer (another process, the
     // sqlite3 shell) makes us wait in busy_timeout instead of failing the upgrade mid-way.
@@ -307,8 +311,16 @@ async fn apply_all(
             .iter()
             .take_while(|job| batch::batchable(&job.op))
             .count();
-        if let Some(&chunk) = batch::CHUNKS.iter().find(|&&size| size <= run) {
-            let ops: Vec<&Op> = rest[..chunk].iter().map(|job| &job.op).collect();
+        let chunk = batch::CHUNKS.iter().copied().find(|&size| size <= run);
+        let ops: Vec<&Op> = rest[..chunk.unwrap_or(0)]
+            .iter()
+            .map(|job| &job.op)
+            .collect();
+        // A run of keyless registrations is one multi-row INSERT only when all of it fits the
+        // quotas; otherwise each is checked on its own, so the limits stay exact.
+        if let Some(chunk) = chunk
+            && quota::batch_fits(&mut *connection, quotas, &ops, ttl_mod).await?
+        {
             results.extend(
                 batch::insert_keyless(&mut *connection, &ops)
                     .await?
@@ -317,7 +329,7 @@ async fn apply_all(
             );
             rest = &rest[chunk..];
         } else {
-            results.push(apply(&mut *connection, &job.op, ttl_mod).await?);
+            results.push(apply(&mut *connection, &job.op, ttl_mod, quotas).await?);
             rest = &rest[1..];
         }
     }

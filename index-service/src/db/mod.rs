@@ -1,12 +1,14 @@
 //! The SQLite store: connection settings that make acknowledged writes durable, the embedded
-//! migrations, the read queries, and the single writer that commits changes in groups
-//! ([`writer`], applying the operations of [`ops`] in [`commit`]'s transactions, and reporting
-//! whether the database can be written through [`health`]); names ([`names`]) and room
-//! membership ([`rooms`]) have their own modules.
+//! migrations (and the start-up [`backfill`] of what they cannot compute), the read queries,
+//! and the single writer that commits changes in groups ([`writer`], applying the operations
+//! of [`ops`] in [`commit`]'s transactions, and reporting whether the database can be written
+//! through [`health`]); names ([`names`]), quotas ([`quota`]) and room membership ([`rooms`])
+//! have their own modules.
 //!
 //! Liveness is computed, not stored: a record is live while `last_seen` is younger than the
 //! TTL, so an expired record disappears from lookups at once, before the purge removes it.
 
+pub mod backfill;
 mod batch;
 pub mod cache;
 pub mod clock;
@@ -14,6 +16,7 @@ mod commit;
 pub mod health;
 pub mod names;
 mod ops;
+pub mod quota;
 pub mod rooms;
 pub mod writer;
 
@@ -87,6 +90,10 @@ pub async fn connect(url: &str) -> anyhow::Result<SqlitePool> {
         .connect_with(connect_options(url)?)
         .await?;
     sqlx::migrate!("../migrations").run(&pool).await?;
+    let backfilled = backfill::run(&pool).await?;
+    if backfilled != backfill::Backfilled::default() {
+        tracing::info!(?backfilled, "filled in record origins and name keys");
+    }
     Ok(pool)
 }
 

@@ -1,5 +1,6 @@
-//! Display names are unique among live records, ignoring ASCII case (SQLite's `NOCASE`, the
-//! collation of the `peers_name` unique index): `alice` and `Alice` are one name.
+//! Display names are unique among live records by their key (`name_key`, see
+//! [`crate::naming`]): `alice`, `ALICE`, `аlice` with a Cyrillic `а` and `ａｌｉｃｅ` are one
+//! name. The `peers_name_key` unique index holds the keys.
 //!
 //! The writer claims a name inside its transaction with [`free_for`] before storing it; the
 //! unique index is the backstop, and a write it refuses is a conflict too
@@ -12,19 +13,19 @@ use sqlx::sqlite::SqliteConnection;
 
 use super::{StoredPeer, sql_cutoff, stored_columns, stored_from_row, ttl_modifier};
 
-/// Looks up the live record called `name` (any case).
+/// Looks up the live record whose name has the key `key`.
 pub async fn find_peer_by_name(
     pool: &SqlitePool,
-    name: &str,
+    key: &str,
     ttl: Duration,
 ) -> sqlx::Result<Option<StoredPeer>> {
     sqlx::query(concat!(
         "SELECT ",
         stored_columns!(),
-        " FROM peers WHERE name = ?1 COLLATE NOCASE AND last_seen >= ",
+        " FROM peers WHERE name_key = ?1 AND last_seen >= ",
         sql_cutoff!("?2")
     ))
-    .bind(name)
+    .bind(key)
     .bind(ttl_modifier(ttl))
     .fetch_optional(pool)
     .await?
@@ -32,29 +33,29 @@ pub async fn find_peer_by_name(
     .transpose()
 }
 
-/// Whether record `uuid` may take `name`: no other live record holds it. Expired records
-/// holding it lose it first, so a name is free again as soon as its holder's TTL ran out,
+/// Whether record `uuid` may take the name whose key is `key`: no other live record holds it.
+/// Expired records holding it lose it first, so a name is free again as soon as its holder's TTL ran out,
 /// before the purge removes the record. `ttl_mod` is [`ttl_modifier`]'s text.
 pub(crate) async fn free_for(
     tx: &mut SqliteConnection,
-    name: &str,
+    key: &str,
     uuid: &str,
     ttl_mod: &str,
 ) -> sqlx::Result<bool> {
     sqlx::query(concat!(
-        "UPDATE peers SET name = NULL
-         WHERE name = ?1 COLLATE NOCASE AND uuid <> ?2 AND last_seen < ",
+        "UPDATE peers SET name = NULL, name_key = NULL
+         WHERE name_key = ?1 AND uuid <> ?2 AND last_seen < ",
         sql_cutoff!("?3")
     ))
-    .bind(name)
+    .bind(key)
     .bind(uuid)
     .bind(ttl_mod)
     .execute(&mut *tx)
     .await?;
     let taken: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM peers WHERE name = ?1 COLLATE NOCASE AND uuid <> ?2)",
+        "SELECT EXISTS (SELECT 1 FROM peers WHERE name_key = ?1 AND uuid <> ?2)",
     )
-    .bind(name)
+    .bind(key)
     .bind(uuid)
     .fetch_one(&mut *tx)
     .await?;
@@ -65,5 +66,5 @@ pub(crate) async fn free_for(
 pub fn is_name_conflict(error: &sqlx::Error) -> bool {
     error
         .as_database_error()
-        .is_some_and(|e| e.is_unique_violation() && e.message().contains("peers.name"))
+        .is_some_and(|e| e.is_unique_violation() && e.message().contains("peers.name_key"))
 }

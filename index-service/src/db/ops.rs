@@ -6,21 +6,25 @@ use proto::api::PeerRecord;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use uuid::Uuid;
 
+use super::quota::{self, Origin, Quotas};
 use super::writer::{UsedSignature, WriteError};
 use super::{Owner, names, record_columns, record_from_row, rooms, sql_cutoff, sql_now};
+use crate::naming::Name;
 
 /// One change.
 pub(super) enum Op {
+    /// Keyless records have no name: a name needs a key.
     InsertKeyless {
         uuid: Uuid,
         addr: String,
-        name: Option<String>,
+        origin: Origin,
         token_hash: String,
     },
     UpsertKeyed {
         uuid: Uuid,
         addr: String,
-        name: Option<String>,
+        origin: Origin,
+        name: Option<Name>,
         public_key: String,
         signature: UsedSignature,
     },
@@ -28,7 +32,8 @@ pub(super) enum Op {
         uuid: Uuid,
         owner: Owner,
         addr: String,
-        name: Option<String>,
+        origin: Origin,
+        name: Option<Name>,
         signature: Option<UsedSignature>,
     },
     Heartbeat {
@@ -67,6 +72,7 @@ pub(super) async fn apply(
     tx: &mut SqliteConnection,
     op: &Op,
     ttl_mod: &str,
+    quotas: &Quotas,
 ) -> sqlx::Result<Result<Done, WriteError>> {
     let signature = match op {
         Op::UpsertKeyed { signature, .. } => Some(signature),
@@ -91,12 +97,41 @@ pub(super) async fn apply(
             return Ok(Err(WriteError::Replay));
         }
     }
-    if let Op::InsertKeyless {
-        uuid,
-        name: Some(name),
-        ..
+    let quota = match op {
+        Op::InsertKeyless { uuid, origin, .. } => Some((uuid, origin, false, true)),
+        Op::UpsertKeyed {
+            uuid, origin, name, ..
+        } => {
+            // Only a new row counts against the global cap.
+            let new_row = quotas.max_records > 0
+                && !sqlx::query_scalar::<_, bool>(
+                    "SELECT EXISTS (SELECT 1 FROM peers WHERE uuid = ?1)",
+                )
+                .bind(uuid.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+            Some((uuid, origin, name.is_some(), new_row))
+        }
+        Op::Update {
+            uuid, origin, name, ..
+        } => Some((uuid, origin, name.is_some(), false)),
+        _ => None,
+    };
+    if let Some((uuid, origin, named, new_row)) = quota
+        && let Err(exceeded) = quota::check(
+            tx,
+            quotas,
+            origin,
+            &uuid.to_string(),
+            named,
+            new_row,
+            ttl_mod,
+        )
+        .await?
+    {
+        return Ok(Err(WriteError::Quota(exceeded)));
     }
-    | Op::UpsertKeyed {
+    if let Op::UpsertKeyed {
         uuid,
         name: Some(name),
         ..
@@ -106,7 +141,7 @@ pub(super) async fn apply(
         name: Some(name),
         ..
     } = op
-        && !names::free_for(tx, name, &uuid.to_string(), ttl_mod).await?
+        && !names::free_for(tx, &name.key, &uuid.to_string(), ttl_mod).await?
     {
         return Ok(Err(WriteError::NameTaken));
     }
@@ -114,22 +149,23 @@ pub(super) async fn apply(
         Op::InsertKeyless {
             uuid,
             addr,
-            name,
+            origin,
             token_hash,
         } => {
             let row = sqlx::query(concat!(
-                "INSERT INTO peers (uuid, addr, name, registered_at, last_seen, token_hash)
-                 VALUES (?1, ?2, ?3, ",
+                "INSERT INTO peers (uuid, addr, registered_at, last_seen, token_hash, ip, subnet)
+                 VALUES (?1, ?2, ",
                 sql_now!(),
                 ", ",
                 sql_now!(),
-                ", ?4) RETURNING ",
+                ", ?3, ?4, ?5) RETURNING ",
                 record_columns!()
             ))
             .bind(uuid.to_string())
             .bind(addr)
-            .bind(name)
             .bind(token_hash)
+            .bind(&origin.ip)
+            .bind(&origin.subnet)
             .fetch_one(&mut *tx)
             .await?;
             Some((*uuid, row))
@@ -137,21 +173,26 @@ pub(super) async fn apply(
         Op::UpsertKeyed {
             uuid,
             addr,
+            origin,
             name,
             public_key,
             ..
         } => {
             rooms::forget_if_expired(tx, &uuid.to_string(), ttl_mod).await?;
             sqlx::query(concat!(
-                "INSERT INTO peers (uuid, addr, name, registered_at, last_seen, public_key)
+                "INSERT INTO peers
+                    (uuid, addr, name, registered_at, last_seen, public_key, name_key, ip, subnet)
              VALUES (?1, ?2, ?3, ",
                 sql_now!(),
                 ", ",
                 sql_now!(),
-                ", ?4)
+                ", ?4, ?6, ?7, ?8)
              ON CONFLICT (uuid) DO UPDATE SET
                 addr = excluded.addr,
                 name = excluded.name,
+                name_key = excluded.name_key,
+                ip = excluded.ip,
+                subnet = excluded.subnet,
                 last_seen = excluded.last_seen,
                 registered_at = CASE WHEN peers.last_seen < ",
                 sql_cutoff!("?5"),
@@ -162,9 +203,12 @@ pub(super) async fn apply(
             ))
             .bind(uuid.to_string())
             .bind(addr)
-            .bind(name)
+            .bind(name.as_ref().map(|n| &n.display))
             .bind(public_key)
             .bind(ttl_mod)
+            .bind(name.as_ref().map(|n| &n.key))
+            .bind(&origin.ip)
+            .bind(&origin.subnet)
             .fetch_optional(&mut *tx)
             .await?
             .map(|row| (*uuid, row))
@@ -173,12 +217,14 @@ pub(super) async fn apply(
             uuid,
             owner,
             addr,
+            origin,
             name,
             ..
         } => {
             let (key, token) = owner.columns();
             sqlx::query(concat!(
-                "UPDATE peers SET addr = ?2, name = ?3, last_seen = ",
+                "UPDATE peers SET addr = ?2, name = ?3, name_key = ?7, ip = ?8, subnet = ?9,
+                 last_seen = ",
                 sql_now!(),
                 " WHERE uuid = ?1 AND public_key IS ?4 AND token_hash IS ?5 AND last_seen >= ",
                 sql_cutoff!("?6"),
@@ -187,10 +233,13 @@ pub(super) async fn apply(
             ))
             .bind(uuid.to_string())
             .bind(addr)
-            .bind(name)
+            .bind(name.as_ref().map(|n| &n.display))
             .bind(key)
             .bind(token)
             .bind(ttl_mod)
+            .bind(name.as_ref().map(|n| &n.key))
+            .bind(&origin.ip)
+            .bind(&origin.subnet)
             .fetch_optional(&mut *tx)
             .await?
             .map(|row| (*uuid, row))

@@ -26,7 +26,9 @@ use super::cache::LookupCache;
 use super::commit::{self, Committer};
 use super::health::{DbFile, Fault, WriteHealth};
 use super::ops::{Done, Op};
+use super::quota::{Exceeded, Origin, Quotas};
 use super::{Owner, ttl_modifier};
+use crate::naming::Name;
 
 /// Changes that may wait for the writer before senders wait too.
 const QUEUE: usize = 4096;
@@ -50,9 +52,12 @@ pub enum WriteError {
     /// No live record with that UUID and owner (it expired, was deleted, or changed hands).
     #[error("no live record with that owner")]
     Gone,
-    /// Another live record holds the name (in any case).
+    /// Another live record holds the name, or one that looks the same.
     #[error("the name is taken")]
     NameTaken,
+    /// The write would pass a per-address quota or the global cap on records.
+    #[error("{0}")]
+    Quota(Exceeded),
     /// The change itself failed in the database (a constraint it breaks, a bug).
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -97,13 +102,15 @@ impl WriterTask {
 
 impl Writer {
     /// Starts the writer task on `connection` to the database `file`, which `options` reopen
-    /// if a failure leaves the connection unusable; records older than `ttl` count as expired.
-    /// Every committed change is applied to `cache` before it is acknowledged.
+    /// if a failure leaves the connection unusable; records older than `ttl` count as expired,
+    /// and registrations are held to `quotas`. Every committed change is applied to `cache`
+    /// before it is acknowledged.
     pub fn spawn(
         connection: SqliteConnection,
         options: SqliteConnectOptions,
         file: DbFile,
         ttl: Duration,
+        quotas: Quotas,
         cache: Arc<LookupCache>,
         metrics: Arc<Metrics>,
     ) -> (Writer, WriterTask) {
@@ -117,6 +124,7 @@ impl Writer {
             options: options.create_if_missing(false),
             file: file.clone(),
             ttl_mod: ttl_modifier(ttl),
+            quotas,
             cache,
             metrics,
             health,
@@ -162,13 +170,13 @@ impl Writer {
         &self,
         uuid: Uuid,
         addr: String,
-        name: Option<String>,
+        origin: Origin,
         token_hash: String,
     ) -> Result<PeerRecord, WriteError> {
         self.record(Op::InsertKeyless {
             uuid,
             addr,
-            name,
+            origin,
             token_hash,
         })
         .await
@@ -180,13 +188,15 @@ impl Writer {
         &self,
         uuid: Uuid,
         addr: String,
-        name: Option<String>,
+        origin: Origin,
+        name: Option<Name>,
         public_key: String,
         signature: UsedSignature,
     ) -> Result<PeerRecord, WriteError> {
         self.record(Op::UpsertKeyed {
             uuid,
             addr,
+            origin,
             name,
             public_key,
             signature,
@@ -200,13 +210,15 @@ impl Writer {
         uuid: Uuid,
         owner: Owner,
         addr: String,
-        name: Option<String>,
+        origin: Origin,
+        name: Option<Name>,
         signature: Option<UsedSignature>,
     ) -> Result<PeerRecord, WriteError> {
         self.record(Op::Update {
             uuid,
             owner,
             addr,
+            origin,
             name,
             signature,
         })

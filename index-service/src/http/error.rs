@@ -45,6 +45,12 @@ pub enum ApiError {
     /// nothing was stored, and the client may retry after `Retry-After` seconds.
     #[error("{}; nothing was stored, retry in {} s", .0.problem(), .0.retry_after_secs())]
     CannotWrite(Fault),
+    /// The client's address or subnet holds as many records or names as the quotas allow.
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// The index holds as many records as it may (`--max-records`).
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// A failure on our side; the details go to the log, not to the client.
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
@@ -60,7 +66,10 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests { .. } | ApiError::QuotaExceeded(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::CannotWrite(Fault::Full) => StatusCode::INSUFFICIENT_STORAGE,

@@ -90,7 +90,39 @@ fn routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of every route [`app`] serves; `openapi.yaml` is this, rendered.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().into_openapi()
+    let mut doc = routes().into_openapi();
+    require_key_for_name(&mut doc);
+    doc
+}
+
+/// Says in the schema of `RegisterRequest` what the derive cannot: a `name` needs a keyed
+/// registration (`public_key`, `timestamp`, `signature`), so a client generating requests
+/// from the contract knows a keyless one with a name is refused.
+fn require_key_for_name(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{RefOr, Schema};
+    let schema = doc
+        .components
+        .as_mut()
+        .and_then(|components| components.schemas.get_mut("RegisterRequest"));
+    if let Some(RefOr::T(Schema::Object(object))) = schema {
+        object
+            .extensions
+            .get_or_insert_with(Default::default)
+            .insert(
+                "anyOf".into(),
+                serde_json::json!([
+                    { "properties": { "name": { "type": "null" } } },
+                    {
+                        "required": ["public_key", "timestamp", "signature"],
+                        "properties": {
+                            "public_key": { "type": "string" },
+                            "timestamp": { "type": "integer" },
+                            "signature": { "type": "string" }
+                        }
+                    }
+                ]),
+            );
+    }
 }
 
 /// The whole service as a router, ready for `axum::serve` or `oneshot` in tests.

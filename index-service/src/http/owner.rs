@@ -18,8 +18,11 @@ use uuid::Uuid;
 use super::auth::{self, SignedRequest};
 use super::error::ApiError;
 use super::json::{RawBody, parse_body};
-use super::peers::{internal, name_taken, not_found, parse_uuid, replayed, validate};
+use super::peers::{
+    internal, keyless_name, name_taken, not_found, over_quota, parse_uuid, replayed, validate,
+};
 use crate::AppState;
+use crate::db::quota::Origin;
 use crate::db::{self, Owner, UsedSignature, WriteError};
 
 /// A request whose sender proved it owns the live record `uuid`.
@@ -78,8 +81,9 @@ fn owner_answer(state: &AppState, mut record: PeerRecord) -> Response {
 }
 
 /// Move a record to a new address (the IP this request came from and the given UDP port)
-/// and name, refreshing it. Owner only. A name left out is removed; a name another live record
-/// holds (in any case) is refused with 409.
+/// and name, refreshing it. Owner only. A name left out is removed; only a keyed record may
+/// carry a name (a keyless one sending a name gets 400); a name another live record holds, or
+/// one that looks the same, is refused with 409. Quotas apply as on registration (429).
 #[utoipa::path(
     put,
     path = "/peers/{uuid}",
@@ -91,17 +95,17 @@ fn owner_answer(state: &AppState, mut record: PeerRecord) -> Response {
     security(("bearer_token" = []), ("owner_signature" = [])),
     responses(
         (status = 200, description = "Updated; the record as stored", body = PeerRecord),
-        (status = 400, description = "Not a UUID, or the body is not valid JSON", body = ErrorBody),
+        (status = 400, description = "Not a UUID, the body is not valid JSON, a name with invisible characters, outer spaces or only spaces, or a name for a keyless record (names need a keyed registration)", body = ErrorBody),
         (status = 401, description = "No credentials, or a signature that is malformed, stale or replayed", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "The accepted schemes: Bearer and Signature"))),
         (status = 403, description = "The credentials do not own this record", body = ErrorBody),
         (status = 404, description = "No live peer with that UUID", body = ErrorBody),
-        (status = 409, description = "Another live peer has this name (in any case): choose another", body = ErrorBody),
+        (status = 409, description = "Another live peer has this name, or one that looks the same: choose another", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
         (status = 422, description = "A field is missing or out of range", body = ErrorBody),
-        (status = 429, description = "Too many writes from this address", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 429, description = "Too many writes from this address (with Retry-After), or this address or its subnet already holds as many live records or names as the index allows", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying (rate limit only)"))),
         (status = 500, description = "The index failed; nothing was changed", body = ErrorBody),
         (status = 503, description = "The database cannot be written at the moment (I/O error, locked, read-only, or its file was deleted or replaced), or the request took too long; nothing was changed", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
@@ -120,14 +124,19 @@ pub async fn update_peer(
 ) -> Result<Response, ApiError> {
     let owner = authorize(&state, &raw, &method, &uri, &headers, &body).await?;
     let update: PeerUpdate = parse_body(&headers, &body)?;
-    let name = validate(update.udp_port, update.name.as_deref())?.map(str::to_owned);
+    let name = validate(update.udp_port, update.name.as_deref())?;
+    if name.is_some() && !matches!(owner.owner, Owner::Key(_)) {
+        return Err(keyless_name());
+    }
     let addr = SocketAddr::new(client.ip().to_canonical(), update.udp_port).to_string();
+    let origin = Origin::of(client.ip());
     let record = state
         .writer
-        .update(owner.uuid, owner.owner, addr, name, owner.signature)
+        .update(owner.uuid, owner.owner, addr, origin, name, owner.signature)
         .await
         .map_err(|error| match error {
             WriteError::NameTaken => name_taken(update.name.as_deref().unwrap_or_default()),
+            WriteError::Quota(exceeded) => over_quota(exceeded),
             other => write_error(owner.uuid)(other),
         })?;
     tracing::info!(peer = %record.uuid, addr = %record.addr, "updated");

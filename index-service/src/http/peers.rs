@@ -15,11 +15,12 @@ use uuid::Uuid;
 use super::auth;
 use super::error::ApiError;
 use super::json::ApiJson;
+use crate::db::quota::{Exceeded, Origin};
 use crate::db::{StoredPeer, WriteError};
+use crate::naming::{self, Name};
 use crate::{AppState, db};
 
-/// Longest display name accepted, in characters.
-pub const MAX_NAME_CHARS: usize = 64;
+pub use crate::naming::MAX_NAME_CHARS;
 
 /// Register a peer: its address is the IP this request came from and the given UDP port.
 ///
@@ -29,8 +30,15 @@ pub const MAX_NAME_CHARS: usize = 64;
 /// the UUID is derived from the key, and registering again with the same key updates the same
 /// record (address, name, `last_seen`). Both answer 201.
 ///
-/// Names are unique among live records, ignoring ASCII case: a name another live record holds
-/// is refused with 409 (a keyed record registering again keeps its own name).
+/// Only a keyed registration may carry a `name`. Names are unique among live records by their
+/// confusable skeleton (NFKC, case folding, UTS #39): a name another live record holds, or one
+/// that looks the same, is refused with 409 (a keyed record registering again keeps its own
+/// name). Names with invisible characters (control, format, zero-width, bidi controls), outer
+/// spaces or only spaces are refused with 400.
+///
+/// Each client IP and each /24 (IPv4) or /48 (IPv6) subnet may hold only so many live records
+/// and names (`--max-records-per-ip` and friends): past that the answer is 429. When the
+/// index holds `--max-records` records, new ones are refused with 507.
 #[utoipa::path(
     post,
     path = "/register",
@@ -39,18 +47,18 @@ pub const MAX_NAME_CHARS: usize = 64;
     responses(
         (status = 201, description = "Registered (or, with a key already registered, updated); the record as stored, with `token` for keyless registrations", body = PeerRecord,
             headers(("Cache-Control" = String, description = "`no-store`: the answer may hold a token"))),
-        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
+        (status = 400, description = "The body is not valid JSON; a name with invisible characters (control, format, zero-width, bidi controls), outer spaces or only spaces; or a name in a keyless registration (names need public_key, timestamp and signature)", body = ErrorBody),
         (status = 401, description = "A keyed registration whose signature is missing, malformed, stale, replayed or wrong", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
-        (status = 409, description = "Another live peer has this name (in any case): choose another", body = ErrorBody),
+        (status = 409, description = "Another live peer has this name, or one that looks the same (case, width, accents composed or not, look-alike letters of other scripts): choose another", body = ErrorBody),
         (status = 422, description = "A field is missing or out of range", body = ErrorBody),
-        (status = 429, description = "Too many writes from this address", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 429, description = "Too many writes from this address (with Retry-After), or this address or its subnet already holds as many live records or names as the index allows (delete some or wait until they expire)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying (rate limit only)"))),
         (status = 500, description = "The index failed; nothing was stored", body = ErrorBody),
         (status = 503, description = "The database cannot be written at the moment (I/O error, locked, read-only, or its file was deleted or replaced), or the request took too long; nothing was changed", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
-        (status = 507, description = "The index's disk is full; nothing was changed", body = ErrorBody,
+        (status = 507, description = "The index's disk is full (with Retry-After), or the index holds as many records as it is configured to (`--max-records`; retry once records have expired); nothing was changed", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
@@ -59,11 +67,13 @@ pub async fn register(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     ApiJson(request): ApiJson<RegisterRequest>,
 ) -> Result<Response, ApiError> {
-    let name = validate(request.udp_port, request.name.as_deref())?.map(str::to_owned);
+    validate(request.udp_port, None)?;
     let addr = SocketAddr::new(client.ip().to_canonical(), request.udp_port).to_string();
+    let origin = Origin::of(client.ip());
     let refused = |error| match error {
         WriteError::Replay => replayed(),
         WriteError::NameTaken => name_taken(request.name.as_deref().unwrap_or_default()),
+        WriteError::Quota(exceeded) => over_quota(exceeded),
         other => internal(other),
     };
     let mut record = match &request.public_key {
@@ -75,10 +85,13 @@ pub async fn register(
                         .into(),
                 ));
             }
+            if validate(request.udp_port, request.name.as_deref())?.is_some() {
+                return Err(keyless_name());
+            }
             let (token, token_hash) = auth::new_token();
             let mut record = state
                 .writer
-                .insert_keyless(Uuid::new_v4(), addr, name, token_hash)
+                .insert_keyless(Uuid::new_v4(), addr, origin, token_hash)
                 .await
                 .map_err(refused)?;
             record.token = Some(token);
@@ -103,12 +116,15 @@ pub async fn register(
             );
             identity::verify(&key, &message, signature, timestamp, auth::unix_now())
                 .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+            // The name is judged once the request is known to come from the key's holder.
+            let name = validate(request.udp_port, request.name.as_deref())?;
             let used = auth::used_signature(signature, timestamp)?;
             state
                 .writer
                 .upsert_keyed(
                     identity::uuid_for_key(&key),
                     addr,
+                    origin,
                     name,
                     hex::encode(key),
                     used,
@@ -128,7 +144,7 @@ pub async fn register(
 }
 
 /// Checks the fields every registration and update carries.
-pub(super) fn validate(udp_port: u16, name: Option<&str>) -> Result<Option<&str>, ApiError> {
+pub(super) fn validate(udp_port: u16, name: Option<&str>) -> Result<Option<Name>, ApiError> {
     if udp_port == 0 {
         return Err(ApiError::Unprocessable(
             "udp_port must be between 1 and 65535".into(),
@@ -137,25 +153,39 @@ pub(super) fn validate(udp_port: u16, name: Option<&str>) -> Result<Option<&str>
     name.map(validate_name).transpose()
 }
 
-fn validate_name(name: &str) -> Result<&str, ApiError> {
-    let chars = name.chars().count();
-    if chars == 0 || chars > MAX_NAME_CHARS {
-        return Err(ApiError::Unprocessable(format!(
-            "name must be 1 to {MAX_NAME_CHARS} characters, got {chars}"
-        )));
+/// A name's length out of range is 422; anything else wrong with it is 400.
+fn validate_name(name: &str) -> Result<Name, ApiError> {
+    naming::check(name).map_err(|error| {
+        if error.is_length() {
+            ApiError::Unprocessable(error.to_string())
+        } else {
+            ApiError::BadRequest(error.to_string())
+        }
+    })
+}
+
+/// The answer to a name in a registration or update without a key.
+pub(super) fn keyless_name() -> ApiError {
+    ApiError::BadRequest(
+        "names need a keyed registration: register with public_key, timestamp and signature \
+         (Ed25519 over proto::identity::register_message), or register without a name"
+            .into(),
+    )
+}
+
+/// The answer to a write past a quota (429) or the global cap (507).
+pub(super) fn over_quota(exceeded: Exceeded) -> ApiError {
+    match exceeded {
+        Exceeded::Full(_) => ApiError::InsufficientStorage(exceeded.to_string()),
+        other => ApiError::QuotaExceeded(other.to_string()),
     }
-    if name.chars().any(char::is_control) {
-        return Err(ApiError::Unprocessable(
-            "name must not contain control characters".into(),
-        ));
-    }
-    Ok(name)
 }
 
 /// The answer to a name another live record holds.
 pub(super) fn name_taken(name: &str) -> ApiError {
     ApiError::Conflict(format!(
-        "the name `{name}` is taken by another peer; choose another name (e.g. --name {name}2)"
+        "the name `{name}` is taken by another peer, or looks the same as a name another peer \
+         holds; choose another name (e.g. --name {name}2)"
     ))
 }
 
@@ -217,21 +247,22 @@ pub struct NameQuery {
     name: Option<String>,
 }
 
-/// Look a peer up by display name, ignoring ASCII case (names are unique that way among live
-/// records). Cached like a lookup by UUID.
+/// Look a peer up by display name. The name is matched by its key (NFKC, case folding, UTS #39
+/// confusable skeleton), as uniqueness is, so `ALICE` or `аlice` with a Cyrillic `а` finds
+/// `alice`. Cached like a lookup by UUID.
 #[utoipa::path(
     get,
     path = "/peers",
     tag = "peers",
     params(("name" = String, Query,
-        description = "The display name to look for, any case",
+        description = "The display name to look for, in any case or look-alike spelling",
         min_length = 1, max_length = 64, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")),
     responses(
         (status = 200, description = "The record of the live peer with that name", body = PeerRecord,
             headers(("Cache-Control" = String, description = "`max-age=<ttl_secs>`: how long this answer may be cached"))),
         (status = 400, description = "No `name` in the query, or a query that cannot be read", body = ErrorBody),
-        (status = 404, description = "No live peer has that name", body = ErrorBody),
-        (status = 422, description = "Not a possible name (empty, too long, control characters)", body = ErrorBody),
+        (status = 404, description = "No live peer has that name, or no peer could (invisible characters, outer spaces, only spaces)", body = ErrorBody),
+        (status = 422, description = "Not a possible name (empty or too long)", body = ErrorBody),
         (status = 429, description = "Too many reads from this address", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 500, description = "The index failed", body = ErrorBody),
@@ -249,13 +280,24 @@ pub async fn find_by_name(
     })?;
     let name = name
         .ok_or_else(|| ApiError::BadRequest("say whom to look for: /peers?name=<name>".into()))?;
-    let name = validate_name(&name)?;
-    let peer = db::names::find_peer_by_name(&state.pool, name, state.config.peer_ttl)
+    // A name no record could hold is simply not found (its length aside, which the contract
+    // states): lookups need not know which characters registrations refuse.
+    let key = match naming::check(&name) {
+        Ok(checked) => checked.key,
+        Err(error) if error.is_length() => return Err(ApiError::Unprocessable(error.to_string())),
+        Err(error) => {
+            return Err(ApiError::NotFound(format!(
+                "no peer can be called `{}`: {error}",
+                name.escape_debug()
+            )));
+        }
+    };
+    let peer = db::names::find_peer_by_name(&state.pool, &key, state.config.peer_ttl)
         .await?
         .ok_or_else(|| {
             ApiError::NotFound(format!(
-                "no live peer is called `{name}` (names are matched in any case; records expire \
-                 when their owners stop refreshing them)"
+                "no live peer is called `{name}` (names are matched in any case and look-alike \
+                 spelling; records expire when their owners stop refreshing them)"
             ))
         })?;
     Ok(lookup_answer(&state, peer))

@@ -1,0 +1,107 @@
+//! Start-up repairs of what SQL migrations cannot compute: the origin (`ip`, `subnet`) of
+//! rows stored before quotas existed, and the name keys ([`crate::naming`]) of named rows
+//! stored before keys existed (or written by another tool).
+//!
+//! Runs once after the migrations, before the writer starts, in one transaction.
+
+use std::net::SocketAddr;
+
+use sqlx::{Connection, Row, SqlitePool};
+
+use super::quota::Origin;
+use crate::naming;
+
+/// What [`run`] changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Backfilled {
+    /// Rows that got their `ip` and `subnet`.
+    pub origins: u64,
+    /// Named rows that got their key.
+    pub keys: u64,
+    /// Named rows that lost their name: not acceptable any more, or a look-alike of a name a
+    /// more recently seen record holds.
+    pub dropped_names: u64,
+}
+
+/// Fills in missing origins and name keys.
+pub async fn run(pool: &SqlitePool) -> sqlx::Result<Backfilled> {
+    let mut connection = pool.acquire().await?;
+    let mut tx = connection.begin_with("BEGIN IMMEDIATE").await?;
+    let mut done = Backfilled::default();
+    // IPv4 addresses (`a.b.c.d:port`, as the index writes them) in one statement, so a
+    // database of a million rows is not updated row by row.
+    done.origins += sqlx::query(
+        "UPDATE peers SET ip = substr(addr, 1, instr(addr, ':') - 1),
+                          subnet = rtrim(substr(addr, 1, instr(addr, ':') - 1), '0123456789')
+                                   || '0/24'
+         WHERE ip IS NULL AND addr NOT LIKE '[%' AND addr LIKE '%.%.%.%:%'",
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let rows = sqlx::query("SELECT uuid, addr FROM peers WHERE ip IS NULL")
+        .fetch_all(&mut *tx)
+        .await?;
+    for row in rows {
+        let (uuid, addr): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+        let Ok(addr) = addr.parse::<SocketAddr>() else {
+            tracing::warn!(peer = %uuid, %addr, "stored address is not ip:port; quotas will not count it");
+            continue;
+        };
+        let origin = Origin::of(addr.ip());
+        sqlx::query("UPDATE peers SET ip = ?2, subnet = ?3 WHERE uuid = ?1")
+            .bind(&uuid)
+            .bind(&origin.ip)
+            .bind(&origin.subnet)
+            .execute(&mut *tx)
+            .await?;
+        done.origins += 1;
+    }
+    // The most recently seen holder of a name keeps it, as when names became unique.
+    let rows = sqlx::query(
+        "SELECT uuid, name FROM peers WHERE name IS NOT NULL AND name_key IS NULL
+         ORDER BY last_seen DESC, uuid DESC",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in rows {
+        let (uuid, name): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+        let key = match naming::check(&name) {
+            Ok(checked) => Some(checked.key),
+            Err(error) => {
+                tracing::warn!(peer = %uuid, ?name, %error, "dropping a name the index no longer accepts");
+                None
+            }
+        };
+        let taken = match &key {
+            Some(key) => {
+                sqlx::query_scalar::<_, bool>(
+                    "SELECT EXISTS (SELECT 1 FROM peers WHERE name_key = ?1)",
+                )
+                .bind(key)
+                .fetch_one(&mut *tx)
+                .await?
+            }
+            None => false,
+        };
+        if key.is_some() && !taken {
+            sqlx::query("UPDATE peers SET name_key = ?2 WHERE uuid = ?1")
+                .bind(&uuid)
+                .bind(&key)
+                .execute(&mut *tx)
+                .await?;
+            done.keys += 1;
+        } else {
+            if taken {
+                tracing::warn!(peer = %uuid, ?name, "dropping a name that looks like one a more recent record holds");
+            }
+            sqlx::query("UPDATE peers SET name = NULL WHERE uuid = ?1")
+                .bind(&uuid)
+                .execute(&mut *tx)
+                .await?;
+            done.dropped_names += 1;
+        }
+    }
+    tx.commit().await?;
+    Ok(done)
+}

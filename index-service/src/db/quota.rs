@@ -1,0 +1,279 @@
+//! Per-address quotas and the global cap on records, checked by the writer inside its
+//! transaction so two registrations racing for the last slot cannot both get it.
+//!
+//! Live records are counted per client IP and per subnet (/24 for IPv4, /48 for IPv6, what
+//! one customer of a provider usually holds), all records and named records apart. The record
+//! being written never counts against itself, so a keyed record registering again, or moving
+//! to another address, is not counted twice. The global cap counts every row (kept in
+//! `peer_count` by triggers); when it is reached, expired rows are reclaimed first.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use sqlx::sqlite::SqliteConnection;
+
+use super::ops::Op;
+use super::sql_cutoff;
+use crate::Config;
+
+/// Expired rows deleted at most when the global cap is reached, before refusing.
+const RECLAIM: u32 = 256;
+
+/// The limits; 0 turns one off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    /// Live records per client IP.
+    pub records_per_ip: u32,
+    /// Live records per /24 or /48 subnet.
+    pub records_per_subnet: u32,
+    /// Live named records per client IP.
+    pub names_per_ip: u32,
+    /// Live named records per subnet.
+    pub names_per_subnet: u32,
+    /// Records in the database.
+    pub max_records: u64,
+}
+
+impl Quotas {
+    /// The limits `config` sets.
+    pub fn from_config(config: &Config) -> Quotas {
+        Quotas {
+            records_per_ip: config.max_records_per_ip,
+            records_per_subnet: config.max_records_per_subnet,
+            names_per_ip: config.max_names_per_ip,
+            names_per_subnet: config.max_names_per_subnet,
+            max_records: config.max_records,
+        }
+    }
+}
+
+/// Where a record was registered from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The client IP, canonical (an IPv4-mapped IPv6 address is its IPv4 address).
+    pub ip: String,
+    /// Its /24 (IPv4) or /48 (IPv6) subnet, e.g. `203.0.113.0/24`.
+    pub subnet: String,
+}
+
+impl Origin {
+    /// The origin of a request from `ip`.
+    pub fn of(ip: IpAddr) -> Origin {
+        let ip = ip.to_canonical();
+        let subnet = match ip {
+            IpAddr::V4(v4) => format!("{}/24", std::net::Ipv4Addr::from(v4.to_bits() & !0xff)),
+            IpAddr::V6(v6) => format!(
+                "{}/48",
+                std::net::Ipv6Addr::from(v6.to_bits() & !((1u128 << 80) - 1))
+            ),
+        };
+        Origin {
+            ip: ip.to_string(),
+            subnet,
+        }
+    }
+}
+
+/// Which limit a write would pass.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Exceeded {
+    /// Too many live records from this IP.
+    #[error(
+        "your address {0} already has {1} live records, the most the index allows per address: \
+         delete records you no longer use (DELETE /peers/{{uuid}}) or wait until they expire"
+    )]
+    RecordsPerIp(String, u32),
+    /// Too many live records from this subnet.
+    #[error(
+        "the network {0} already has {1} live records, the most the index allows per subnet: \
+         delete records you no longer use or wait until they expire"
+    )]
+    RecordsPerSubnet(String, u32),
+    /// Too many live named records from this IP.
+    #[error(
+        "your address {0} already holds {1} names, the most the index allows per address: \
+         register without a name, or free a name (PUT without name, or DELETE) first"
+    )]
+    NamesPerIp(String, u32),
+    /// Too many live named records from this subnet.
+    #[error(
+        "the network {0} already holds {1} names, the most the index allows per subnet: \
+         register without a name, or free a name first"
+    )]
+    NamesPerSubnet(String, u32),
+    /// The index is full.
+    #[error(
+        "the index holds {0} records, as many as it is configured to store; try again once \
+         records have expired"
+    )]
+    Full(u64),
+}
+
+/// Whether record `uuid` may be written from `origin` (`named`: with a name; `new_row`: it
+/// adds a row to the table). The caller runs it inside the writer's transaction.
+pub(super) async fn check(
+    tx: &mut SqliteConnection,
+    quotas: &Quotas,
+    origin: &Origin,
+    uuid: &str,
+    named: bool,
+    new_row: bool,
+    ttl_mod: &str,
+) -> sqlx::Result<Result<(), Exceeded>> {
+    let limits = [
+        (quotas.records_per_ip, false, false),
+        (quotas.records_per_subnet, true, false),
+        (quotas.names_per_ip, false, true),
+        (quotas.names_per_subnet, true, true),
+    ];
+    for (max, by_subnet, names) in limits {
+        if max == 0 || (names && !named) {
+            continue;
+        }
+        let key = if by_subnet {
+            &origin.subnet
+        } else {
+            &origin.ip
+        };
+        if count(tx, by_subnet, names, key, uuid, ttl_mod).await? >= i64::from(max) {
+            let key = key.clone();
+            return Ok(Err(match (by_subnet, names) {
+                (false, false) => Exceeded::RecordsPerIp(key, max),
+                (true, false) => Exceeded::RecordsPerSubnet(key, max),
+                (false, true) => Exceeded::NamesPerIp(key, max),
+                (true, true) => Exceeded::NamesPerSubnet(key, max),
+            }));
+        }
+    }
+    if new_row && quotas.max_records > 0 && !room_for(tx, 1, quotas.max_records, ttl_mod).await? {
+        return Ok(Err(Exceeded::Full(quotas.max_records)));
+    }
+    Ok(Ok(()))
+}
+
+/// Whether the keyless registrations `ops` (no names; each a new row) all fit, so they can be
+/// written in one statement; when they do not, the writer takes them one by one and
+/// [`check`] refuses exactly the ones that pass a limit.
+pub(super) async fn batch_fits(
+    tx: &mut SqliteConnection,
+    quotas: &Quotas,
+    ops: &[&Op],
+    ttl_mod: &str,
+) -> sqlx::Result<bool> {
+    if quotas.max_records > 0
+        && !room_for(tx, ops.len() as u64, quotas.max_records, ttl_mod).await?
+    {
+        return Ok(false);
+    }
+    for (max, by_subnet) in [
+        (quotas.records_per_ip, false),
+        (quotas.records_per_subnet, true),
+    ] {
+        if max == 0 {
+            continue;
+        }
+        let mut adding: HashMap<&str, i64> = HashMap::new();
+        for op in ops {
+            if let Op::InsertKeyless { origin, .. } = op {
+                let key = if by_subnet {
+                    &origin.subnet
+                } else {
+                    &origin.ip
+                };
+                *adding.entry(key).or_default() += 1;
+            }
+        }
+        for (key, n) in adding {
+            if count(tx, by_subnet, false, key, "", ttl_mod).await? + n > i64::from(max) {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Live records (`names`: with a name) from IP or subnet `key`, other than `uuid`.
+async fn count(
+    tx: &mut SqliteConnection,
+    by_subnet: bool,
+    names: bool,
+    key: &str,
+    uuid: &str,
+    ttl_mod: &str,
+) -> sqlx::Result<i64> {
+    // Four fixed statements, so each is prepared once and the partial indexes apply.
+    let sql = match (by_subnet, names) {
+        (false, false) => concat!(
+            "SELECT count(*) FROM peers WHERE ip = ?1 AND uuid <> ?2 AND last_seen >= ",
+            sql_cutoff!("?3")
+        ),
+        (true, false) => concat!(
+            "SELECT count(*) FROM peers WHERE subnet = ?1 AND uuid <> ?2 AND last_seen >= ",
+            sql_cutoff!("?3")
+        ),
+        (false, true) => concat!(
+            "SELECT count(*) FROM peers WHERE ip = ?1 AND name IS NOT NULL AND uuid <> ?2 \
+             AND last_seen >= ",
+            sql_cutoff!("?3")
+        ),
+        (true, true) => concat!(
+            "SELECT count(*) FROM peers WHERE subnet = ?1 AND name IS NOT NULL AND uuid <> ?2 \
+             AND last_seen >= ",
+            sql_cutoff!("?3")
+        ),
+    };
+    sqlx::query_scalar(sql)
+        .bind(key)
+        .bind(uuid)
+        .bind(ttl_mod)
+        .fetch_one(&mut *tx)
+        .await
+}
+
+/// Whether `adding` more rows stay within `max`, deleting up to [`RECLAIM`] expired rows
+/// first if they would not.
+async fn room_for(
+    tx: &mut SqliteConnection,
+    adding: u64,
+    max: u64,
+    ttl_mod: &str,
+) -> sqlx::Result<bool> {
+    let fits = |n: i64| (n.max(0) as u64).saturating_add(adding) <= max;
+    let rows: i64 = sqlx::query_scalar("SELECT n FROM peer_count WHERE id = 0")
+        .fetch_one(&mut *tx)
+        .await?;
+    if fits(rows) {
+        return Ok(true);
+    }
+    sqlx::query(concat!(
+        "DELETE FROM peers WHERE uuid IN (SELECT uuid FROM peers WHERE last_seen < ",
+        sql_cutoff!("?1"),
+        " LIMIT ?2)"
+    ))
+    .bind(ttl_mod)
+    .bind(RECLAIM)
+    .execute(&mut *tx)
+    .await?;
+    let rows: i64 = sqlx::query_scalar("SELECT n FROM peer_count WHERE id = 0")
+        .fetch_one(&mut *tx)
+        .await?;
+    Ok(fits(rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets() {
+        let v4 = Origin::of("203.0.113.77".parse().unwrap());
+        assert_eq!(
+            (v4.ip.as_str(), v4.subnet.as_str()),
+            ("203.0.113.77", "203.0.113.0/24")
+        );
+        let mapped = Origin::of("::ffff:203.0.113.77".parse().unwrap());
+        assert_eq!(mapped, v4);
+        let v6 = Origin::of("2001:db8:aa:bb::1".parse().unwrap());
+        assert_eq!(v6.subnet, "2001:db8:aa::/48");
+    }
+}
