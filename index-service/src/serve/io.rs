@@ -105,7 +105,9 @@ impl Watched {
         }
     }
 
-    fn enter(&mut self, phase: Phase) {
+    /// Starts `phase`'s deadline. The timer is polled at once: hyper may not read again
+    /// before the client sends something, and only a polled timer wakes the task.
+    fn enter(&mut self, phase: Phase, cx: &mut Context<'_>) {
         self.phase = phase;
         let timeout = match phase {
             Phase::Head => self.header_timeout,
@@ -113,17 +115,18 @@ impl Watched {
             Phase::Busy => return,
         };
         self.deadline.as_mut().reset(Instant::now() + timeout);
+        let _ = self.deadline.as_mut().poll(cx);
     }
 
     /// Catches up with the service: busy while it handles a request, idle once it answered.
-    fn follow_requests(&mut self) {
+    fn follow_requests(&mut self, cx: &mut Context<'_>) {
         let answered = self.activity.answered.load(Relaxed);
         if self.activity.in_flight.load(Relaxed) > 0 {
             self.phase = Phase::Busy;
             self.answers_seen = answered;
         } else if self.phase == Phase::Busy || answered != self.answers_seen {
             self.answers_seen = answered;
-            self.enter(Phase::Idle);
+            self.enter(Phase::Idle, cx);
         }
     }
 
@@ -173,12 +176,12 @@ impl AsyncRead for Watched {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        this.follow_requests();
+        this.follow_requests(cx);
         let before = buf.filled().len();
         match Pin::new(&mut this.stream).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before && this.phase == Phase::Idle {
-                    this.enter(Phase::Head);
+                    this.enter(Phase::Head, cx);
                 }
                 Poll::Ready(Ok(()))
             }
@@ -198,7 +201,7 @@ impl AsyncWrite for Watched {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.follow_requests();
+        this.follow_requests(cx);
         ready!(this.poll_rewritten(cx))?;
         if let Some((status, replacement)) = rewrite(buf) {
             this.metrics.malformed(status);
@@ -213,7 +216,7 @@ impl AsyncWrite for Watched {
             Poll::Ready(Ok(n)) => {
                 if std::mem::take(&mut this.write_blocked) && this.phase == Phase::Idle {
                     // A client reading a long answer slowly is not idle.
-                    this.enter(Phase::Idle);
+                    this.enter(Phase::Idle, cx);
                 }
                 Poll::Ready(Ok(n))
             }

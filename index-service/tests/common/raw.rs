@@ -87,6 +87,27 @@ pub async fn read_to_close(stream: &mut TcpStream, timeout: Duration) -> Vec<u8>
     }
 }
 
+/// Reads exactly one answer (head, then a `Content-Length` body) from a kept-alive
+/// connection, within `timeout`.
+pub async fn read_answer(stream: &mut TcpStream, timeout: Duration) -> RawAnswer {
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(answer) = parse_answer(&received) {
+            return answer;
+        }
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => panic!(
+                "connection closed before a whole answer: {:?}",
+                String::from_utf8_lossy(&received)
+            ),
+            Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("no answer within {timeout:?}"),
+        }
+    }
+}
+
 /// Sends `request` on a new connection and reads until the server closes it. Write errors
 /// are ignored: a server may answer and close before a huge request is fully sent.
 pub async fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
