@@ -93,7 +93,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().into_openapi()
 }
 
-/// The whole service as a router, ready for `axum::serve` or `oneshot` in tests.
+/// The whole service as a router, served by [`crate::serve`] or driven with `oneshot` in tests.
 pub fn app(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
     let (router, _) = routes().split_for_parts();
