@@ -51,13 +51,14 @@ wait_ready() { # url
   exit 1
 }
 
-# start_index DB -> sets $port and $pid. Rate limits are raised, not off, so their cost is in
-# the figures; the wrk flood all comes from 127.0.0.1.
+# start_index DB -> sets $port and $pid. Rate limits and the per-address connection cap are
+# raised, not off, so their cost is in the figures; the wrk flood all comes from 127.0.0.1.
 start_index() {
   port=$(free_port)
   RUST_LOG=warn "$index_bin" --listen "127.0.0.1:$port" --database-url "sqlite://$1" \
     --write-rate-per-sec 1000000000 --write-burst 1000000000 \
-    --read-rate-per-sec 1000000000 --read-burst 1000000000 2>>"$work/index.log" &
+    --read-rate-per-sec 1000000000 --read-burst 1000000000 \
+    --max-connections-per-ip 100000 2>>"$work/index.log" &
   pid=$!
   pids+=("$pid")
   wait_ready "http://127.0.0.1:$port/readyz"
