@@ -82,6 +82,26 @@ pub struct Config {
     /// records expire or are deleted. 0: no cap.
     #[arg(long, env = "INDEX_MAX_RECORDS", default_value_t = 1_000_000)]
     pub max_records: u64,
+
+    /// A client must send a request's complete line and headers within this long after its
+    /// first byte (or after connecting); slower connections are closed.
+    #[arg(long, env = "INDEX_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// A connection with no request in flight is closed after this long without a new request
+    /// (or without the client reading the last answer).
+    #[arg(long, env = "INDEX_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Connections served at once; further ones are answered 503 and closed. Never more than
+    /// the open-file limit (RLIMIT_NOFILE) allows, less a reserve for the database.
+    #[arg(long, env = "INDEX_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: u32,
+
+    /// Connections served at once per client IP (IPv6: per /64); further ones are answered
+    /// 429 and closed.
+    #[arg(long, env = "INDEX_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: u32,
 }
 
 /// Longest duration any setting accepts: ten years. Longer ones are mistakes (and overflow the

@@ -7,9 +7,9 @@ pub mod http;
 pub mod maintenance;
 pub mod metrics;
 pub mod naming;
+pub mod serve;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -162,19 +162,20 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let limits = serve::Limits::from_config(&config)?;
     let service = Service::open(config).await?;
     tracing::info!(
         addr = %listener.local_addr()?,
         ttl = ?service.state.config.peer_ttl,
         "index listening"
     );
-    axum::serve(
+    serve::serve(
         listener,
-        service
-            .app()
-            .into_make_service_with_connect_info::<SocketAddr>(),
+        limits,
+        &service.state.metrics,
+        service.app(),
+        shutdown,
     )
-    .with_graceful_shutdown(shutdown)
     .await
     .context("serving HTTP")?;
     service.shutdown().await;

@@ -42,6 +42,8 @@ pub struct Metrics {
     rate_limited_read: Counter,
     rate_limited_write: Counter,
     db_writable: Gauge,
+    /// Connection limits and timeouts (`serve`).
+    pub connections: ConnectionMetrics,
     /// Request series by route template, then by (method, status).
     request_handles: RwLock<HashMap<Box<str>, ByOutcome>>,
 }
@@ -74,6 +76,7 @@ impl Metrics {
             .expect("bucket lists are not empty")
             .build_recorder();
         let handle = recorder.handle();
+        let connections = metrics::with_local_recorder(&recorder, ConnectionMetrics::register);
         let (expired, live_peers, rate_limited_read, rate_limited_write, db_writable) =
             metrics::with_local_recorder(&recorder, || {
                 metrics::describe_counter!(
@@ -126,6 +129,7 @@ impl Metrics {
             rate_limited_read,
             rate_limited_write,
             db_writable,
+            connections,
             request_handles: RwLock::default(),
         }
     }
@@ -179,6 +183,14 @@ impl Metrics {
         }
     }
 
+    /// Counts a request hyper could not parse, answered with `status` by `serve`.
+    pub fn malformed(&self, status: u16) {
+        metrics::with_local_recorder(&self.recorder, || {
+            metrics::counter!("index_http_malformed_total", "status" => status.to_string())
+                .increment(1);
+        });
+    }
+
     /// Records how many changes one commit carried.
     pub fn commit_group(&self, size: usize) {
         metrics::with_local_recorder(&self.recorder, || {
@@ -221,5 +233,82 @@ fn method_label(method: &Method) -> &'static str {
         Method::PATCH => "PATCH",
         Method::OPTIONS => "OPTIONS",
         _ => "other",
+    }
+}
+
+/// Why a connection was refused as soon as it was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The service already holds `--max-connections`.
+    Global,
+    /// The client's address already holds `--max-connections-per-ip`.
+    PerIp,
+}
+
+/// Which deadline closed a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timeout {
+    /// The request line and headers did not arrive within `--header-timeout`.
+    Header,
+    /// No request came within `--idle-timeout` (or the client stopped reading the answer).
+    Idle,
+}
+
+/// The connection series: how many are open, the cap, refusals and timeouts.
+pub struct ConnectionMetrics {
+    /// Connections being served.
+    pub open: Gauge,
+    /// The cap in force: `--max-connections`, lowered to fit RLIMIT_NOFILE.
+    pub limit: Gauge,
+    refused_global: Counter,
+    refused_per_ip: Counter,
+    timeout_header: Counter,
+    timeout_idle: Counter,
+}
+
+impl ConnectionMetrics {
+    /// Describes and registers the series; call with the service's recorder installed.
+    fn register() -> Self {
+        metrics::describe_gauge!("index_connections_open", "TCP connections being served");
+        metrics::describe_gauge!(
+            "index_connections_limit",
+            "Connections served at once before new ones are refused"
+        );
+        metrics::describe_counter!(
+            "index_connections_refused_total",
+            "Connections answered 503/429 and closed at once, by reason (global or per_ip cap)"
+        );
+        metrics::describe_counter!(
+            "index_connection_timeouts_total",
+            "Connections closed by a deadline, by phase (header or idle)"
+        );
+        metrics::describe_counter!(
+            "index_http_malformed_total",
+            "Requests that could not be parsed, answered with a JSON error, by status"
+        );
+        ConnectionMetrics {
+            open: metrics::gauge!("index_connections_open"),
+            limit: metrics::gauge!("index_connections_limit"),
+            refused_global: metrics::counter!("index_connections_refused_total", "reason" => "global"),
+            refused_per_ip: metrics::counter!("index_connections_refused_total", "reason" => "per_ip"),
+            timeout_header: metrics::counter!("index_connection_timeouts_total", "phase" => "header"),
+            timeout_idle: metrics::counter!("index_connection_timeouts_total", "phase" => "idle"),
+        }
+    }
+
+    /// Counts a connection refused at accept.
+    pub fn refused(&self, why: Refusal) {
+        match why {
+            Refusal::Global => self.refused_global.increment(1),
+            Refusal::PerIp => self.refused_per_ip.increment(1),
+        }
+    }
+
+    /// Counts a connection closed by a deadline.
+    pub fn timed_out(&self, which: Timeout) {
+        match which {
+            Timeout::Header => self.timeout_header.increment(1),
+            Timeout::Idle => self.timeout_idle.increment(1),
+        }
     }
 }

@@ -125,7 +125,7 @@ fn require_key_for_name(doc: &mut utoipa::openapi::OpenApi) {
     }
 }
 
-/// The whole service as a router, ready for `axum::serve` or `oneshot` in tests.
+/// The whole service as a router, served by [`crate::serve`] or driven with `oneshot` in tests.
 pub fn app(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
     let (router, _) = routes().split_for_parts();

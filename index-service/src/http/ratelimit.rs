@@ -70,7 +70,7 @@ fn quota(rate: f64, burst: u32) -> Option<Quota> {
 }
 
 /// The rate-limit key of a client address: IPv4 as is, IPv6 by /64.
-fn client_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => {

@@ -15,6 +15,8 @@ use proto::identity::{self, Identity};
 use serde_json::Value;
 use tower::ServiceExt;
 
+pub mod raw;
+
 /// The client address every `oneshot` request appears to come from.
 pub const CLIENT: &str = "203.0.113.7:40000";
 
