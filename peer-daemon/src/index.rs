@@ -21,6 +21,8 @@ pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 pub const MAX_LIST_BYTES: usize = 1024 * 1024;
 /// Longest time one request may take, from connecting to the end of the answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an idle connection to the index is kept for reuse.
+const POOL_IDLE: Duration = Duration::from_secs(20);
 /// Longest time connecting to the index may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -61,6 +63,9 @@ impl IndexClient {
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
+            // Shorter than the index's default idle timeout (30 s), so we drop a kept-alive
+            // connection before the index does rather than reuse one it is just closing.
+            .pool_idle_timeout(POOL_IDLE)
             .build()
             .context("building the HTTP client")?;
         Ok(IndexClient {
