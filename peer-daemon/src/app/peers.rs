@@ -14,6 +14,20 @@ use crate::output::UiEvent;
 const MAX_HELD: usize = 256;
 
 impl Driver {
+    /// Adds `peer` to `room` and tells the UI, unless it was a member already.
+    fn member_joined(&mut self, room: String, peer: Uuid) {
+        if self.chat.add_member(&room, peer) {
+            let event = UiEvent::Joined {
+                room,
+                peer: Some(peer),
+                name: self.chat.name(&peer),
+                claimed_name: self.chat.claimed(&peer),
+                members: None,
+            };
+            self.about(peer, event);
+        }
+    }
+
     /// Reports an event about `peer` under the names known now (its vouched name, and any
     /// claim the index did not vouch for), or holds it back while the index is being asked
     /// who the peer is (up to [`MAX_HELD`] events; more go out as they are).
@@ -61,18 +75,7 @@ impl Driver {
                         .spawn(async move { IndexReply::Verify(from, index.lookup(from).await) });
                 }
                 for room in rooms {
-                    if self.chat.add_member(&room, from) {
-                        self.about(
-                            from,
-                            UiEvent::Joined {
-                                room,
-                                peer: Some(from),
-                                name: self.chat.name(&from),
-                                claimed_name: self.chat.claimed(&from),
-                                members: None,
-                            },
-                        );
-                    }
+                    self.member_joined(room, from);
                 }
                 if self.chat.needs_hello(from) {
                     let hello = ChatMessage::Hello {
@@ -82,20 +85,7 @@ impl Driver {
                     self.send_payload(from, hello.encode(), Tag::Quiet);
                 }
             }
-            ChatMessage::Joined { room } => {
-                if self.chat.add_member(&room, from) {
-                    self.about(
-                        from,
-                        UiEvent::Joined {
-                            room,
-                            peer: Some(from),
-                            name: self.chat.name(&from),
-                            claimed_name: self.chat.claimed(&from),
-                            members: None,
-                        },
-                    );
-                }
-            }
+            ChatMessage::Joined { room } => self.member_joined(room, from),
             ChatMessage::Left { room } => {
                 if self.chat.remove_member(&room, &from) {
                     self.about(
