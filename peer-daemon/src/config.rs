@@ -5,14 +5,18 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+/// Longest heartbeat interval or message deadline accepted, in seconds (one day): anything
+/// longer is a typo, and a huge value would overflow the clock arithmetic.
+pub const MAX_SECS: u64 = 86_400;
+
 /// peerlink peer daemon: registers with the index and chats with other peers directly over UDP.
 ///
 /// Commands on stdin, one per line: /msg <peer> <text>, /join <room>, /sessions, /help, /quit.
 #[derive(Debug, Clone, Parser)]
 #[command(version, about)]
 pub struct Config {
-    /// Base URL of the index service.
-    #[arg(long, env = "PEER_INDEX_URL", default_value = "http://127.0.0.1:8080")]
+    /// Base URL of the index service: http:// or https://, a host, an optional port and path.
+    #[arg(long, env = "PEER_INDEX_URL", default_value = "http://127.0.0.1:8080", value_parser = index_url)]
     pub index: String,
 
     /// UDP address to listen on for peers (port 0 picks a free one).
@@ -39,11 +43,13 @@ pub struct Config {
 
     /// Longest interval between heartbeats to the index, in seconds (shortened to a third of
     /// the TTL the index announces).
-    #[arg(long, env = "PEER_HEARTBEAT_SECS", default_value_t = 600)]
+    #[arg(long, env = "PEER_HEARTBEAT_SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_SECS))]
     pub heartbeat_secs: u64,
 
     /// Seconds before an unacknowledged message is reported as failed.
-    #[arg(long, env = "PEER_DEADLINE_SECS", default_value_t = 30)]
+    #[arg(long, env = "PEER_DEADLINE_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_SECS))]
     pub deadline_secs: u64,
 
     /// Serve the local control API (HTTP + server-sent events, see docs/control.md) on this
@@ -62,6 +68,25 @@ impl Config {
     }
 }
 
+/// Accepts an index base URL the daemon can talk to: http or https with a host. Anything else
+/// (`localhost:8080` without a scheme, `ftp://…`, a bare word) would only fail at every retry.
+fn index_url(text: &str) -> Result<String, String> {
+    let hint = "use http://HOST:PORT, e.g. http://127.0.0.1:8080";
+    let url = reqwest::Url::parse(text).map_err(|e| format!("`{text}` is not a URL ({e}); {hint}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "`{text}` is not an http:// or https:// URL (the index speaks HTTP); {hint}"
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("`{text}` names no host; {hint}"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("`{text}` has a query or fragment; give only the base URL"));
+    }
+    Ok(text.to_owned())
+}
+
 /// Accepts only loopback addresses: the control API must not be reachable from other hosts.
 fn loopback_addr(text: &str) -> Result<SocketAddr, String> {
     let addr: SocketAddr = text
@@ -74,4 +99,34 @@ fn loopback_addr(text: &str) -> Result<SocketAddr, String> {
         ));
     }
     Ok(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_urls() {
+        assert!(index_url("http://127.0.0.1:8080").is_ok());
+        assert!(index_url("https://index.example.org/peerlink/").is_ok());
+        // "localhost:8081" parses as a URL with the scheme "localhost".
+        for bad in ["localhost:8081", "ftp://x", "index", "http://", "http://h/?q=1", ""] {
+            let error = index_url(bad).expect_err(bad);
+            assert!(error.contains("http"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn zero_and_huge_durations_are_refused() {
+        for args in [
+            ["--deadline-secs", "0"],
+            ["--heartbeat-secs", "0"],
+            ["--deadline-secs", "18446744073709551615"],
+            ["--heartbeat-secs", "86401"],
+        ] {
+            let parsed = Config::try_parse_from(std::iter::once("peer-daemon").chain(args));
+            assert!(parsed.is_err(), "{args:?} was accepted");
+        }
+        assert!(Config::try_parse_from(["peer-daemon", "--deadline-secs", "86400"]).is_ok());
+    }
 }

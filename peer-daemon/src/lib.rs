@@ -72,11 +72,11 @@ pub async fn run(
         identity.clone(),
         port,
         config.name.clone(),
-        Duration::from_secs(config.heartbeat_secs.max(1)),
+        Duration::from_secs(config.heartbeat_secs),
         news_tx,
     ));
     let protocol = proto::Config {
-        deadline: Duration::from_secs(config.deadline_secs.max(1)),
+        deadline: Duration::from_secs(config.deadline_secs),
         ..proto::Config::default()
     };
     let udp = udp::Udp::new(socket).context("setting up the UDP socket")?;
