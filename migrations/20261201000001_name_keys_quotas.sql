@@ -15,8 +15,9 @@ ALTER TABLE peers ADD COLUMN subnet TEXT;
 UPDATE peers SET name = NULL WHERE public_key IS NULL;
 
 -- The NOCASE index gives way to the key (equal ignoring ASCII case implies equal keys).
+-- Partial: unnamed records (most of them) never touch it, which keeps registrations cheap.
 DROP INDEX peers_name;
-CREATE UNIQUE INDEX peers_name_key ON peers (name_key);
+CREATE UNIQUE INDEX peers_name_key ON peers (name_key) WHERE name_key IS NOT NULL;
 
 CREATE INDEX peers_ip ON peers (ip, last_seen);
 CREATE INDEX peers_subnet ON peers (subnet, last_seen);

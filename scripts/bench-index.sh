@@ -71,7 +71,8 @@ stop() { # pid
   wait "$1" 2>/dev/null || true
 }
 
-# fill DB N: N live keyless peers in one transaction (the schema comes from a first start).
+# fill DB N: N live keyless peers in one transaction (the schema comes from a first start),
+# with the origin columns the index writes, so start-up has nothing to backfill.
 fill() {
   sqlite3 "$1" >/dev/null <<SQL
 PRAGMA journal_mode = WAL;
@@ -79,10 +80,12 @@ PRAGMA synchronous = OFF;
 BEGIN;
 WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < $2),
 ids(x, h) AS (SELECT x, lower(hex(randomblob(16))) FROM n)
-INSERT INTO peers (uuid, addr, name, registered_at, last_seen, token_hash)
+INSERT INTO peers (uuid, addr, ip, subnet, name, registered_at, last_seen, token_hash)
 SELECT substr(h, 1, 8) || '-' || substr(h, 9, 4) || '-4' || substr(h, 14, 3) || '-a'
          || substr(h, 18, 3) || '-' || substr(h, 21, 12),
        '10.' || (x / 65536 % 256) || '.' || (x / 256 % 256) || '.' || (x % 256) || ':4000',
+       '10.' || (x / 65536 % 256) || '.' || (x / 256 % 256) || '.' || (x % 256),
+       '10.' || (x / 65536 % 256) || '.' || (x / 256 % 256) || '.0/24',
        NULL,
        strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
        lower(hex(randomblob(32)))
