@@ -72,7 +72,8 @@ impl Config {
 /// (`localhost:8080` without a scheme, `ftp://…`, a bare word) would only fail at every retry.
 fn index_url(text: &str) -> Result<String, String> {
     let hint = "use http://HOST:PORT, e.g. http://127.0.0.1:8080";
-    let url = reqwest::Url::parse(text).map_err(|e| format!("`{text}` is not a URL ({e}); {hint}"))?;
+    let url =
+        reqwest::Url::parse(text).map_err(|e| format!("`{text}` is not a URL ({e}); {hint}"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
             "`{text}` is not an http:// or https:// URL (the index speaks HTTP); {hint}"
@@ -82,7 +83,9 @@ fn index_url(text: &str) -> Result<String, String> {
         return Err(format!("`{text}` names no host; {hint}"));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("`{text}` has a query or fragment; give only the base URL"));
+        return Err(format!(
+            "`{text}` has a query or fragment; give only the base URL"
+        ));
     }
     Ok(text.to_owned())
 }
@@ -110,7 +113,14 @@ mod tests {
         assert!(index_url("http://127.0.0.1:8080").is_ok());
         assert!(index_url("https://index.example.org/peerlink/").is_ok());
         // "localhost:8081" parses as a URL with the scheme "localhost".
-        for bad in ["localhost:8081", "ftp://x", "index", "http://", "http://h/?q=1", ""] {
+        for bad in [
+            "localhost:8081",
+            "ftp://x",
+            "index",
+            "http://",
+            "http://h/?q=1",
+            "",
+        ] {
             let error = index_url(bad).expect_err(bad);
             assert!(error.contains("http"), "{bad}: {error}");
         }

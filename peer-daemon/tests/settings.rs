@@ -11,13 +11,19 @@ fn bad_settings_exit_at_once_saying_what_to_fix() {
         (&["--index", "ftp://127.0.0.1:8080"], "http://"),
         (&["--deadline-secs", "0"], "--deadline-secs"),
         (&["--heartbeat-secs", "0"], "--heartbeat-secs"),
-        (&["--deadline-secs", "99999999999999999999"], "--deadline-secs"),
+        (
+            &["--deadline-secs", "99999999999999999999"],
+            "--deadline-secs",
+        ),
     ];
     for (args, expected) in cases {
         let mut child = Command::new(env!("CARGO_BIN_EXE_peer-daemon"))
             .args(["--json", "--listen", "127.0.0.1:0"])
             .args(args)
-            .env("PEER_STATE_DIR", std::env::temp_dir().join("peerlink-settings-test"))
+            .env(
+                "PEER_STATE_DIR",
+                std::env::temp_dir().join("peerlink-settings-test"),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -25,11 +25,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::batch;
-use super::quota::{self, Quotas};
 use super::cache::LookupCache;
 use super::health::{DbFile, Fault, WriteHealth};
 use super::names;
 use super::ops::{Done, Op, apply};
+use super::quota::{self, Quotas};
 use super::writer::{Job, WriteError};
 use crate::metrics::Metrics;
 
