@@ -93,7 +93,9 @@ async fn a_full_disk_is_507_then_writes_recover_without_restart() {
     let tmpfs = match Tmpfs::mount("1m") {
         Ok(tmpfs) => tmpfs,
         Err(why) => {
-            eprintln!("SKIP: a_full_disk_is_507_then_writes_recover_without_restart: {why}");
+            common::skip(&format!(
+                "a_full_disk_is_507_then_writes_recover_without_restart: {why}"
+            ));
             return;
         }
     };

@@ -198,6 +198,17 @@ fn an_unwritable_database_is_refused() {
         mount.dir.path(),
     ) {
         eprintln!("SKIP: an_unwritable_database_is_refused: {why}");
+        // Also where .ci/run prints it: cargo hides the stderr of tests that pass.
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(concat!(env!("CARGO_TARGET_TMPDIR"), "/SKIPPED"))
+            .and_then(|mut f| {
+                std::io::Write::write_all(
+                    &mut f,
+                    format!("an_unwritable_database_is_refused: {why}\n").as_bytes(),
+                )
+            });
         return;
     }
     let dir = mount.dir.path();

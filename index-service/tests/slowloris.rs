@@ -177,11 +177,11 @@ fn metric(metrics: &str, series: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_connections_cannot_starve_a_normal_client() {
     if !raise_own_fd_limit(ATTACKERS as u64 + 1000) {
-        eprintln!(
-            "SKIP: slowloris test needs an open-file limit of {} for its own sockets; \
-             the hard limit is lower",
+        common::skip(&format!(
+            "slow_connections_cannot_starve_a_normal_client needs an open-file limit of {} \
+             for its own sockets; the hard limit is lower",
             ATTACKERS + 1000
-        );
+        ));
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -221,3 +221,19 @@ pub fn assert_client_error(status: StatusCode, body: &Value, expected: StatusCod
         "`{error}` should mention `{mentions}`"
     );
 }
+
+/// Says loudly that a test skipped itself because this machine lacks a capability: on stderr,
+/// and in `target/tmp/SKIPPED`, which `.ci/run` prints after the tests (cargo hides the stderr
+/// of tests that pass).
+pub fn skip(why: &str) {
+    use std::io::Write;
+    eprintln!("SKIP: {why}");
+    let path = concat!(env!("CARGO_TARGET_TMPDIR"), "/SKIPPED");
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(file, "{why}");
+    }
+}

@@ -559,3 +559,19 @@ pub fn cpu_ticks(pid: u32) -> u64 {
     let stime: u64 = fields[12].parse().expect("stime");
     utime + stime
 }
+
+/// Says loudly that a test skipped itself because this machine lacks a capability: on stderr,
+/// and in `target/tmp/SKIPPED`, which `.ci/run` prints after the tests (cargo hides the stderr
+/// of tests that pass).
+pub fn skip(why: &str) {
+    use std::io::Write;
+    eprintln!("SKIP: {why}");
+    let path = concat!(env!("CARGO_TARGET_TMPDIR"), "/SKIPPED");
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(file, "{why}");
+    }
+}
