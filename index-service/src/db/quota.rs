@@ -135,7 +135,7 @@ pub(super) async fn check(
         } else {
             &origin.ip
         };
-        if count(tx, by_subnet, names, key, uuid, ttl_mod).await? >= i64::from(max) {
+        if count(tx, by_subnet, names, origin, uuid, ttl_mod).await? >= i64::from(max) {
             let key = key.clone();
             return Ok(Err(match (by_subnet, names) {
                 (false, false) => Exceeded::RecordsPerIp(key, max),
@@ -172,7 +172,7 @@ pub(super) async fn batch_fits(
         if max == 0 {
             continue;
         }
-        let mut adding: HashMap<&str, i64> = HashMap::new();
+        let mut adding: HashMap<&str, (&Origin, i64)> = HashMap::new();
         for op in ops {
             if let Op::InsertKeyless { origin, .. } = op {
                 let key = if by_subnet {
@@ -180,11 +180,11 @@ pub(super) async fn batch_fits(
                 } else {
                     &origin.ip
                 };
-                *adding.entry(key).or_default() += 1;
+                adding.entry(key).or_insert((origin, 0)).1 += 1;
             }
         }
-        for (key, n) in adding {
-            if count(tx, by_subnet, false, key, "", ttl_mod).await? + n > i64::from(max) {
+        for (origin, n) in adding.into_values() {
+            if count(tx, by_subnet, false, origin, "", ttl_mod).await? + n > i64::from(max) {
                 return Ok(false);
             }
         }
@@ -192,19 +192,23 @@ pub(super) async fn batch_fits(
     Ok(true)
 }
 
-/// Live records (`names`: with a name) from IP or subnet `key`, other than `uuid`.
+/// Live records (`names`: with a name) from `origin`'s IP (or, `by_subnet`, its subnet), other
+/// than `uuid`.
 async fn count(
     tx: &mut SqliteConnection,
     by_subnet: bool,
     names: bool,
-    key: &str,
+    origin: &Origin,
     uuid: &str,
     ttl_mod: &str,
 ) -> sqlx::Result<i64> {
-    // Four fixed statements, so each is prepared once and the partial indexes apply.
+    // Four fixed statements, so each is prepared once. One index, `(subnet, ip, last_seen)`
+    // (and its partial copy over named rows), serves both the per-subnet and the per-IP
+    // counts, so a registration updates one index for the quotas, not two.
     let sql = match (by_subnet, names) {
         (false, false) => concat!(
-            "SELECT count(*) FROM peers WHERE ip = ?1 AND uuid <> ?2 AND last_seen >= ",
+            "SELECT count(*) FROM peers WHERE subnet = ?1 AND ip = ?4 AND uuid <> ?2 \
+             AND last_seen >= ",
             sql_cutoff!("?3")
         ),
         (true, false) => concat!(
@@ -212,8 +216,8 @@ async fn count(
             sql_cutoff!("?3")
         ),
         (false, true) => concat!(
-            "SELECT count(*) FROM peers WHERE ip = ?1 AND name IS NOT NULL AND uuid <> ?2 \
-             AND last_seen >= ",
+            "SELECT count(*) FROM peers WHERE subnet = ?1 AND ip = ?4 AND name IS NOT NULL \
+             AND uuid <> ?2 AND last_seen >= ",
             sql_cutoff!("?3")
         ),
         (true, true) => concat!(
@@ -222,12 +226,16 @@ async fn count(
             sql_cutoff!("?3")
         ),
     };
-    sqlx::query_scalar(sql)
-        .bind(key)
+    let query = sqlx::query_scalar(sql)
+        .bind(&origin.subnet)
         .bind(uuid)
-        .bind(ttl_mod)
-        .fetch_one(&mut *tx)
-        .await
+        .bind(ttl_mod);
+    let query = if by_subnet {
+        query
+    } else {
+        query.bind(&origin.ip)
+    };
+    query.fetch_one(&mut *tx).await
 }
 
 /// Whether `adding` more rows stay within `max`, deleting up to [`RECLAIM`] expired rows
