@@ -134,6 +134,29 @@ impl Config {
                 "1m, or leave it out",
             )?;
         }
+        positive(
+            "--header-timeout",
+            self.header_timeout,
+            "every connection would be closed before its request arrived",
+            "10s",
+        )?;
+        positive(
+            "--idle-timeout",
+            self.idle_timeout,
+            "every connection would be closed right after its first answer",
+            "30s",
+        )?;
+        if self.max_connections == 0 || self.max_connections_per_ip == 0 {
+            let flag = if self.max_connections == 0 {
+                "--max-connections"
+            } else {
+                "--max-connections-per-ip"
+            };
+            return Err(format!(
+                "{flag} 0 would refuse every connection: give at least 1 (the defaults are \
+                 10000 and 256)"
+            ));
+        }
         if self.max_body_bytes < MIN_BODY_BYTES {
             return Err(format!(
                 "--max-body-bytes {} would refuse registrations: give at least {MIN_BODY_BYTES} \
@@ -292,6 +315,10 @@ mod tests {
         assert!(with(|c| c.peer_ttl = MAX_DURATION * 2).contains("ten years"));
         assert!(with(|c| c.purge_interval = Some(Duration::ZERO)).contains("--purge-interval 0"));
         assert!(with(|c| c.max_body_bytes = 0).contains("--max-body-bytes 0"));
+        assert!(with(|c| c.header_timeout = Duration::ZERO).starts_with("--header-timeout 0"));
+        assert!(with(|c| c.idle_timeout = Duration::ZERO).starts_with("--idle-timeout 0"));
+        assert!(with(|c| c.max_connections = 0).starts_with("--max-connections 0"));
+        assert!(with(|c| c.max_connections_per_ip = 0).starts_with("--max-connections-per-ip 0"));
         for url in [
             "sqlite::memory:",
             "sqlite://:memory:",

@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
-use sqlx::SqlitePool;
+use sqlx::sqlite::SqliteConnection;
+use sqlx::{Connection, SqlitePool};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -83,7 +84,11 @@ impl Service {
                 path.display()
             )
         };
-        let mut connection = db::connect_writer(&options).await.map_err(unwritable)?;
+        // The writer's own connection, outside the pool, so writes never wait for a pooled
+        // connection and lookups never wait for the writer.
+        let mut connection = SqliteConnection::connect_with(&options)
+            .await
+            .map_err(unwritable)?;
         db::check_writable(&mut connection)
             .await
             .map_err(unwritable)?;
@@ -162,8 +167,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let limits = serve::Limits::from_config(&config)?;
     let service = Service::open(config).await?;
+    let limits = serve::Limits::from_config(&service.state.config);
     tracing::info!(
         addr = %listener.local_addr()?,
         ttl = ?service.state.config.peer_ttl,

@@ -268,6 +268,19 @@ async fn a_full_index_answers_507_until_a_record_goes() {
     let body = keyed_registration(&id(1), 5000, Some("late"), unix_now() + 1);
     let answer = register_from(&app, "198.51.100.1", body).await;
     assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+
+    // Full again, but a stored keyed record registering again adds no row: it is let through.
+    let body = keyed_registration(&id(1), 5001, Some("late"), unix_now() + 2);
+    let answer = register_from(&app, "198.51.100.1", body).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    let body = keyed_registration(&id(2), 5000, None, unix_now() + 2);
+    let answer = register_from(&app, "198.51.100.1", body).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "{}",
+        answer.body
+    );
 }
 
 #[tokio::test]

@@ -173,22 +173,15 @@ impl Committer {
         result
     }
 
-    /// A one-page write (the header's `user_version`, rewritten unchanged): whether the
-    /// database takes writes again.
+    /// A one-page write ([`super::check_writable`]): whether the database takes writes again.
     async fn probe(&mut self) {
-        let Committer {
-            connection,
-            options,
-            file,
-            ..
-        } = self;
         let result = async {
-            let connection = open(connection, options, file).await?;
-            sqlx::query("BEGIN IMMEDIATE")
-                .execute(&mut *connection)
-                .await?;
-            super::rewrite_header(connection).await?;
-            commit(connection, file).await
+            let connection = open(&mut self.connection, &self.options, &self.file).await?;
+            if !self.file.unchanged() {
+                return Err(replaced(&self.file));
+            }
+            super::check_writable(connection).await?;
+            Ok(())
         }
         .await;
         match result {
@@ -341,14 +334,19 @@ async fn apply_all(
 /// start-up (one `stat`).
 async fn commit(connection: &mut SqliteConnection, file: &DbFile) -> Result<(), Failed> {
     if !file.unchanged() {
-        return Err(Failed::Environment(
-            Fault::Replaced,
-            format!(
-                "{} is not the file opened at start-up",
-                file.path().display()
-            ),
-        ));
+        return Err(replaced(file));
     }
     sqlx::query("COMMIT").execute(&mut *connection).await?;
     Ok(())
+}
+
+/// The failure of writing to a database file that is no longer the one opened at start-up.
+fn replaced(file: &DbFile) -> Failed {
+    Failed::Environment(
+        Fault::Replaced,
+        format!(
+            "{} is not the file opened at start-up",
+            file.path().display()
+        ),
+    )
 }

@@ -28,7 +28,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Connection, Row, SqlitePool};
+use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
 pub use writer::{UsedSignature, WriteError, Writer};
@@ -97,15 +97,9 @@ pub async fn connect(url: &str) -> anyhow::Result<SqlitePool> {
     Ok(pool)
 }
 
-/// A dedicated connection for the [`Writer`], outside the pool so writes never wait for a
-/// pooled connection and lookups never wait for the writer.
-pub async fn connect_writer(options: &SqliteConnectOptions) -> sqlx::Result<SqliteConnection> {
-    SqliteConnection::connect_with(options).await
-}
-
 /// Proves the database takes writes with one real one (the header's `user_version`, rewritten
 /// unchanged, one page): a read-only file, directory or file system, or a full disk, is found
-/// at start-up rather than by the first client.
+/// at start-up rather than by the first client; while writes fail, the writer probes with it.
 pub async fn check_writable(connection: &mut SqliteConnection) -> sqlx::Result<()> {
     sqlx::query("BEGIN IMMEDIATE")
         .execute(&mut *connection)
@@ -123,7 +117,7 @@ pub async fn check_writable(connection: &mut SqliteConnection) -> sqlx::Result<(
 
 /// Rewrites the database header's `user_version` unchanged, in the open transaction: the
 /// smallest real write (one page), for probing whether writes work.
-pub(crate) async fn rewrite_header(connection: &mut SqliteConnection) -> sqlx::Result<()> {
+async fn rewrite_header(connection: &mut SqliteConnection) -> sqlx::Result<()> {
     let version: i64 = sqlx::query_scalar("PRAGMA user_version")
         .fetch_one(&mut *connection)
         .await?;

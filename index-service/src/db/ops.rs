@@ -6,7 +6,7 @@ use proto::api::PeerRecord;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use uuid::Uuid;
 
-use super::quota::{self, Origin, Quotas};
+use super::quota::{self, NewRow, Origin, Quotas};
 use super::writer::{UsedSignature, WriteError};
 use super::{Owner, names, record_columns, record_from_row, rooms, sql_cutoff, sql_now};
 use crate::naming::Name;
@@ -98,23 +98,13 @@ pub(super) async fn apply(
         }
     }
     let quota = match op {
-        Op::InsertKeyless { uuid, origin, .. } => Some((uuid, origin, false, true)),
+        Op::InsertKeyless { uuid, origin, .. } => Some((uuid, origin, false, NewRow::Yes)),
         Op::UpsertKeyed {
             uuid, origin, name, ..
-        } => {
-            // Only a new row counts against the global cap.
-            let new_row = quotas.max_records > 0
-                && !sqlx::query_scalar::<_, bool>(
-                    "SELECT EXISTS (SELECT 1 FROM peers WHERE uuid = ?1)",
-                )
-                .bind(uuid.to_string())
-                .fetch_one(&mut *tx)
-                .await?;
-            Some((uuid, origin, name.is_some(), new_row))
-        }
+        } => Some((uuid, origin, name.is_some(), NewRow::UnlessStored)),
         Op::Update {
             uuid, origin, name, ..
-        } => Some((uuid, origin, name.is_some(), false)),
+        } => Some((uuid, origin, name.is_some(), NewRow::No)),
         _ => None,
     };
     if let Some((uuid, origin, named, new_row)) = quota

@@ -109,15 +109,26 @@ pub enum Exceeded {
     Full(u64),
 }
 
-/// Whether record `uuid` may be written from `origin` (`named`: with a name; `new_row`: it
-/// adds a row to the table). The caller runs it inside the writer's transaction.
+/// Whether a write adds a row to the table, which the global cap counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum NewRow {
+    /// An insert.
+    Yes,
+    /// An update of a stored row.
+    No,
+    /// An upsert: only when no row with its UUID is stored (looked up only at the cap).
+    UnlessStored,
+}
+
+/// Whether record `uuid` may be written from `origin` (`named`: with a name). The caller runs
+/// it inside the writer's transaction.
 pub(super) async fn check(
     tx: &mut SqliteConnection,
     quotas: &Quotas,
     origin: &Origin,
     uuid: &str,
     named: bool,
-    new_row: bool,
+    new_row: NewRow,
     ttl_mod: &str,
 ) -> sqlx::Result<Result<(), Exceeded>> {
     let limits = [
@@ -145,8 +156,15 @@ pub(super) async fn check(
             }));
         }
     }
-    if new_row && quotas.max_records > 0 && !room_for(tx, 1, quotas.max_records, ttl_mod).await? {
-        return Ok(Err(Exceeded::Full(quotas.max_records)));
+    let max = quotas.max_records;
+    if new_row != NewRow::No
+        && max > 0
+        && !fits(stored_rows(tx).await?, 1, max)
+        // Only at the cap does it matter whether an upsert adds a row.
+        && (new_row == NewRow::Yes || !is_stored(tx, uuid).await?)
+        && !room_for(tx, 1, max, ttl_mod).await?
+    {
+        return Ok(Err(Exceeded::Full(max)));
     }
     Ok(Ok(()))
 }
@@ -246,11 +264,7 @@ async fn room_for(
     max: u64,
     ttl_mod: &str,
 ) -> sqlx::Result<bool> {
-    let fits = |n: i64| (n.max(0) as u64).saturating_add(adding) <= max;
-    let rows: i64 = sqlx::query_scalar("SELECT n FROM peer_count WHERE id = 0")
-        .fetch_one(&mut *tx)
-        .await?;
-    if fits(rows) {
+    if fits(stored_rows(tx).await?, adding, max) {
         return Ok(true);
     }
     sqlx::query(concat!(
@@ -262,10 +276,27 @@ async fn room_for(
     .bind(RECLAIM)
     .execute(&mut *tx)
     .await?;
-    let rows: i64 = sqlx::query_scalar("SELECT n FROM peer_count WHERE id = 0")
+    Ok(fits(stored_rows(tx).await?, adding, max))
+}
+
+/// Whether `rows` stored and `adding` more stay within `max`.
+fn fits(rows: i64, adding: u64, max: u64) -> bool {
+    (rows.max(0) as u64).saturating_add(adding) <= max
+}
+
+/// Rows in the table (kept by triggers in `peer_count`: one row read).
+async fn stored_rows(tx: &mut SqliteConnection) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT n FROM peer_count WHERE id = 0")
         .fetch_one(&mut *tx)
-        .await?;
-    Ok(fits(rows))
+        .await
+}
+
+/// Whether a row with `uuid` is stored, live or expired.
+async fn is_stored(tx: &mut SqliteConnection, uuid: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM peers WHERE uuid = ?1)")
+        .bind(uuid)
+        .fetch_one(&mut *tx)
+        .await
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use proto::api::ErrorBody;
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 use tokio::net::TcpStream;
 
@@ -136,12 +135,7 @@ pub fn refuse(stream: TcpStream, refusal: Refusal, limits: &Limits) {
             ),
         ),
     };
-    let body = serde_json::to_string(&ErrorBody { error }).unwrap_or_default();
-    let answer = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
-         retry-after: 1\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
+    let answer = super::raw_json_error(status, "retry-after: 1\r\n", error);
     // Whatever the client already sent is read first: closing a socket with unread data
     // resets the connection, and the client might then never see the answer.
     let mut scratch = [0u8; 2048];

@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use proto::api::ErrorBody;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
@@ -298,16 +297,10 @@ fn rewrite(written: &[u8]) -> Option<(u16, Vec<u8>)> {
         414 => "URI Too Long",
         _ => "Request Header Fields Too Large",
     };
-    let body = serde_json::to_string(&ErrorBody { error }).ok()?;
     let date = date.map(|line| format!("{line}\r\n")).unwrap_or_default();
     let mut replacement = written[..start].to_vec();
     replacement.extend_from_slice(
-        format!(
-            "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n\
-             content-length: {}\r\nconnection: close\r\n{date}\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
+        super::raw_json_error(&format!("{status} {reason}"), &date, error).as_bytes(),
     );
     Some((status, replacement))
 }

@@ -20,12 +20,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::bail;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use caps::raise_fd_limit;
+
+use proto::api::ErrorBody;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -55,20 +56,9 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The limits `config` asks for, with the global cap lowered to what RLIMIT_NOFILE allows.
-    pub fn from_config(config: &Config) -> anyhow::Result<Limits> {
-        if config.header_timeout.is_zero() {
-            bail!("--header-timeout must be longer than 0 (e.g. 10s)");
-        }
-        if config.idle_timeout.is_zero() {
-            bail!("--idle-timeout must be longer than 0 (e.g. 30s)");
-        }
-        if config.max_connections == 0 {
-            bail!("--max-connections must be at least 1 (e.g. 10000)");
-        }
-        if config.max_connections_per_ip == 0 {
-            bail!("--max-connections-per-ip must be at least 1 (e.g. 256)");
-        }
+    /// The limits `config` asks for (already checked by [`Config::validate`]), with the
+    /// global cap lowered to what RLIMIT_NOFILE allows.
+    pub fn from_config(config: &Config) -> Limits {
         let wanted = config.max_connections as usize;
         let max_connections = caps::fit_fd_limit(wanted);
         if max_connections < wanted {
@@ -78,12 +68,12 @@ impl Limits {
                 "--max-connections lowered to fit the open-file limit (RLIMIT_NOFILE); raise it with `ulimit -n`"
             );
         }
-        Ok(Limits {
+        Limits {
             header_timeout: config.header_timeout,
             idle_timeout: config.idle_timeout,
             max_connections,
             max_connections_per_ip: config.max_connections_per_ip as usize,
-        })
+        }
     }
 }
 
@@ -148,4 +138,16 @@ async fn accept_failed(error: std::io::Error) {
     }
     tracing::error!(%error, "accepting a connection failed; retrying in 100 ms");
     tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// An answer written on the socket by hand, outside hyper (a refused connection, a parse error
+/// hyper answered without a body): `status` such as `429 Too Many Requests`, `extra` header
+/// lines (each ending in CRLF), and a JSON `{"error": …}` body; the connection closes after it.
+fn raw_json_error(status: &str, extra: &str, error: String) -> String {
+    let body = serde_json::to_string(&ErrorBody { error }).unwrap_or_default();
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         connection: close\r\n{extra}\r\n{body}",
+        body.len()
+    )
 }
