@@ -149,10 +149,7 @@ impl IndexClient {
         request
             .send()
             .await
-            .map_err(|e| {
-                let words = describe(&e);
-                anyhow::Error::new(e).context(words)
-            })
+            .map_err(explained)
             .with_context(|| format!("reaching the index at {}", self.base))
     }
 
@@ -311,7 +308,12 @@ fn verified(mut records: Vec<PeerRecord>) -> Vec<PeerRecord> {
     records
 }
 
-/// What went wrong with a request, in words: timeouts and refused connections say so.
+/// `error` with what went wrong in words: timeouts and refused connections say so.
+fn explained(error: reqwest::Error) -> anyhow::Error {
+    let words = describe(&error);
+    anyhow::Error::new(error).context(words)
+}
+
 fn describe(error: &reqwest::Error) -> String {
     if error.is_timeout() {
         format!(
@@ -338,10 +340,11 @@ async fn read_capped(mut response: reqwest::Response, limit: usize) -> anyhow::R
     }
     let mut body = Vec::new();
     loop {
-        let chunk = response.chunk().await.map_err(|e| {
-            let words = describe(&e);
-            anyhow::Error::new(e).context(format!("reading the index's answer: {words}"))
-        })?;
+        let chunk = response
+            .chunk()
+            .await
+            .map_err(explained)
+            .context("reading the index's answer")?;
         let Some(chunk) = chunk else {
             return Ok(body);
         };

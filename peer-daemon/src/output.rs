@@ -12,7 +12,7 @@ use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 mod human;
-pub use human::{clean, peer_label};
+pub use human::{claim_label, clean, peer_label};
 
 /// One thing to report. New fields and events may be added; existing ones keep their meaning.
 #[derive(Debug, Clone, Serialize)]

@@ -20,8 +20,8 @@ impl Driver {
             let event = UiEvent::Joined {
                 room,
                 peer: Some(peer),
-                name: self.chat.name(&peer),
-                claimed_name: self.chat.claimed(&peer),
+                name: None,
+                claimed_name: None,
                 members: None,
             };
             self.about(peer, event);
@@ -30,7 +30,8 @@ impl Driver {
 
     /// Reports an event about `peer` under the names known now (its vouched name, and any
     /// claim the index did not vouch for), or holds it back while the index is being asked
-    /// who the peer is (up to [`MAX_HELD`] events; more go out as they are).
+    /// who the peer is (up to [`MAX_HELD`] events; more go out as they are). The event's
+    /// `name` and `claimed_name` are filled in here, when it goes out.
     pub(super) fn about(&mut self, peer: Uuid, mut event: UiEvent) {
         if let Some(held) = self.held.get_mut(&peer)
             && held.len() < MAX_HELD
@@ -93,8 +94,8 @@ impl Driver {
                         UiEvent::Left {
                             room,
                             peer: Some(from),
-                            name: self.chat.name(&from),
-                            claimed_name: self.chat.claimed(&from),
+                            name: None,
+                            claimed_name: None,
                         },
                     );
                 }
@@ -116,8 +117,8 @@ impl Driver {
                     from,
                     UiEvent::Message {
                         from,
-                        name: self.chat.name(&from),
-                        claimed_name: self.chat.claimed(&from),
+                        name: None,
+                        claimed_name: None,
                         text,
                         room,
                         session,

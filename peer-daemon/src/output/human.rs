@@ -12,13 +12,17 @@ use crate::command::HELP;
 pub fn peer_label(id: &Uuid, name: Option<&str>, claimed: Option<&str>) -> String {
     match (name, claimed) {
         (Some(name), None) => clean(name).into_owned(),
-        (Some(name), Some(claim)) => format!(
-            "{} ({id}, claims \"{}\", unverified)",
-            clean(name),
-            clean(claim)
-        ),
-        (None, Some(claim)) => format!("{id} (claims \"{}\", unverified)", clean(claim)),
+        (name, Some(claim)) => claim_label(id, name.map(clean).as_deref(), claim),
         (None, None) => id.to_string(),
+    }
+}
+
+/// A peer that claims a name the index did not vouch for: its `shown` vouched name (already
+/// made safe, perhaps coloured) if any, its full UUID, and the claim marked unverified.
+pub fn claim_label(id: &Uuid, shown: Option<&str>, claim: &str) -> String {
+    match shown {
+        Some(shown) => format!("{shown} ({id}, claims \"{}\", unverified)", clean(claim)),
+        None => format!("{id} (claims \"{}\", unverified)", clean(claim)),
     }
 }
 

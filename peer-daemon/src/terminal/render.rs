@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use proto::display::{sanitize, sanitize_lines};
 
-use crate::output::{PeerLine, UiEvent, clean};
+use crate::output::{PeerLine, UiEvent, claim_label, clean};
 
 /// Colours for names: green, yellow, blue, magenta, cyan and bright blue. Red is kept for errors.
 const NAME_COLOURS: [u8; 6] = [32, 33, 34, 35, 36, 94];
@@ -68,12 +68,9 @@ impl Renderer {
         });
         match (known, claimed) {
             (Some(name), None) => self.name(&name),
-            (Some(name), Some(claim)) => format!(
-                "{} ({id}, claims \"{}\", unverified)",
-                self.name(&name),
-                clean(claim)
-            ),
-            (None, Some(claim)) => format!("{id} (claims \"{}\", unverified)", clean(claim)),
+            (known, Some(claim)) => {
+                claim_label(id, known.map(|name| self.name(&name)).as_deref(), claim)
+            }
             (None, None) => id.to_string()[..8].to_owned(),
         }
     }
