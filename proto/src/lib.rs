@@ -11,6 +11,8 @@ mod replay;
 mod rtt;
 mod secure;
 mod send;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod wire;
 
 pub use endpoint::{Config, Endpoint, Event, SendError, Stats, Transmit};

@@ -1,14 +1,12 @@
-//! End-to-end tests of [`proto::Endpoint`] through the deterministic harness in
-//! `common/mod.rs` (modelled on quinn-proto's `Pair`): two endpoints, A and B (fixed UUIDs and
+//! End-to-end tests of [`proto::Endpoint`] through the deterministic harness
+//! [`proto::sim`] (modelled on quinn-proto's `Pair`): two endpoints, A and B (fixed UUIDs and
 //! incarnations), a virtual clock and one seeded lossy, duplicating, reordering link per
 //! direction, so every run of a test sees exactly the same traffic.
-
-mod common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{CLEAN, DEAD, HARSH, HARSH_MAX_RTT, Impair, MS, Net, Node, SEC, impair};
+use proto::sim::{CLEAN, DEAD, HARSH, HARSH_MAX_RTT, Impair, MS, Net, Node, SEC, impair};
 use proto::wire::{self, Packet};
 use proto::{Config, Endpoint, Event, MsgId, SendError};
 use uuid::Uuid;
@@ -21,7 +19,15 @@ const INCS: [u64; 2] = [1_000, 2_000];
 /// Two plain endpoints; `links[A]` carries A → B, `links[B]` carries B → A.
 type Pair = Net<Endpoint>;
 
-impl Net<Endpoint> {
+/// What the tests do with a [`Pair`], in terms of "the other endpoint".
+trait PairExt {
+    fn new(config: Config, links: [Impair; 2], seed: u64) -> Self;
+    fn send(&mut self, from: usize, data: Vec<u8>) -> MsgId;
+    fn messages(&self, i: usize) -> Vec<Vec<u8>>;
+    fn delivered(&self, i: usize) -> Vec<MsgId>;
+}
+
+impl PairExt for Pair {
     fn new(config: Config, links: [Impair; 2], seed: u64) -> Pair {
         let node = |i: usize| {
             let id = Uuid::from_u128(IDS[i]);

@@ -1,5 +1,5 @@
 //! End-to-end tests of [`proto::SecureEndpoint`] through the deterministic harness in
-//! `common/mod.rs`: fixed identities and seeds, a virtual clock, seeded lossy, duplicating and
+//! [`proto::sim`]: fixed identities and seeds, a virtual clock, seeded lossy, duplicating and
 //! reordering links, so every run sees exactly the same traffic.
 //!
 //! Where an attacker needs more than the public API offers (a session that speaks for someone
@@ -14,7 +14,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use common::secure::*;
-use common::{CLEAN, DEAD, MS, SEC, impair};
+use proto::sim::{CLEAN, DEAD, MS, SEC, impair};
 use proto::wire::{self, Ack, Data, Packet, Sealed};
 use proto::{Event, MsgId};
 

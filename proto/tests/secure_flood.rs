@@ -8,8 +8,8 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use common::secure::*;
-use common::{CLEAN, DEAD, MS, SEC};
 use proto::identity::Identity;
+use proto::sim::{CLEAN, DEAD, MS, SEC};
 use proto::wire::{self, Sealed};
 use proto::{Config, Event, SecureConfig, SecureEndpoint};
 

@@ -1,11 +1,11 @@
-//! Handshake and hygiene tests of [`proto::SecureEndpoint`] on the deterministic harness of
-//! `common/mod.rs`: malformed input, idleness, lost handshake messages, no amplification, and
+//! Handshake and hygiene tests of [`proto::SecureEndpoint`] on the deterministic harness
+//! [`proto::sim`]: malformed input, idleness, lost handshake messages, no amplification, and
 //! forged session notices. Delivery and impersonation tests are in `tests/secure.rs`.
 
 mod common;
 
 use common::secure::*;
-use common::{CLEAN, HARSH, SEC};
+use proto::sim::{CLEAN, HARSH, SEC};
 use proto::wire::{self, MAX_DATAGRAM, Sealed};
 use proto::{Config, Endpoint, Event};
 

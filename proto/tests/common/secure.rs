@@ -1,13 +1,13 @@
 //! Helpers for the secure-layer tests (`tests/secure.rs`, `tests/secure_handshake.rs`): the
-//! three fixed identities, secure nodes on the deterministic [`Net`], and a [`Rogue`] that
+//! three fixed identities, secure nodes on the deterministic [`proto::sim::Net`], and a [`Rogue`] that
 //! speaks the secure wire protocol by hand with `snow`.
 
 use std::net::SocketAddr;
 
-use super::{Impair, Net, Node};
 use proto::identity::Identity;
+use proto::sim::{Impair, Net, Node};
 use proto::wire::{self, Data, MAX_DATAGRAM, Packet, Sealed};
-use proto::{Config, Event, SecureConfig, SecureEndpoint, SecureStats};
+use proto::{Config, SecureConfig, SecureEndpoint, SecureStats};
 use snow::{HandshakeState, StatelessTransportState};
 
 pub const A: usize = 0;
@@ -53,29 +53,25 @@ pub fn net(links: &[Impair], seed: u64) -> SecureNet {
     p
 }
 
-impl Net<SecureEndpoint> {
-    pub fn secure(&self, i: usize) -> SecureStats {
+/// What the secure tests read off a [`SecureNet`].
+pub trait SecureNetExt {
+    /// Node `i`'s secure-layer counters.
+    fn secure(&self, i: usize) -> SecureStats;
+    /// What node `i` sent from its `mark`-th datagram on, decoded.
+    fn sealed_sent(&self, i: usize, mark: usize) -> Vec<Sealed>;
+}
+
+impl SecureNetExt for SecureNet {
+    fn secure(&self, i: usize) -> SecureStats {
         self.nodes[i].ep.secure_stats()
     }
 
-    /// Hands `bytes` straight to node `to` as if from `from`, then drains every endpoint.
-    pub fn hand(&mut self, to: usize, from: SocketAddr, bytes: &[u8]) {
-        let now = self.now();
-        self.nodes[to].ep.handle_datagram(now, from, bytes);
-        self.flush();
-    }
-
-    /// What node `i` sent from its `mark`-th datagram on, decoded.
-    pub fn sealed_sent(&self, i: usize, mark: usize) -> Vec<Sealed> {
+    fn sealed_sent(&self, i: usize, mark: usize) -> Vec<Sealed> {
         let sent = &self.nodes[i].sent[mark..];
         let decoded = sent.iter().map(|s| wire::decode_sealed(&s.bytes));
         decoded
             .map(|d| d.expect("an endpoint sent garbage"))
             .collect()
-    }
-
-    pub fn all_events(&self, i: usize) -> Vec<Event> {
-        self.events(i, |_, e| Some(e.clone()))
     }
 }
 
