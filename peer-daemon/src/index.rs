@@ -33,14 +33,8 @@ pub struct IndexClient {
     base: String,
 }
 
-/// A successful lookup and how long it may be cached.
-#[derive(Debug, Clone)]
-pub struct Lookup {
-    /// The record.
-    pub record: PeerRecord,
-    /// From `Cache-Control: max-age` (or the body's `ttl_secs`).
-    pub max_age: Option<Duration>,
-}
+pub use crate::chat::Lookup;
+use crate::chat::{Answer, IndexReply, IndexRequest};
 
 /// Answer to a heartbeat.
 #[derive(Debug, PartialEq, Eq)]
@@ -247,6 +241,35 @@ impl IndexClient {
             .await
             .context("reading the room list")?
             .rooms)
+    }
+
+    /// Carries out one request of the chat core and puts the answer (or the error, for a
+    /// person) in the reply the core expects.
+    pub async fn answer(&self, identity: &Identity, request: IndexRequest) -> IndexReply {
+        fn text<T>(result: anyhow::Result<T>) -> Answer<T> {
+            result.map_err(|error| format!("{error:#}"))
+        }
+        match request {
+            IndexRequest::Lookup(peer) => IndexReply::Lookup(peer, text(self.lookup(peer).await)),
+            IndexRequest::Verify(peer) => IndexReply::Verify(peer, text(self.lookup(peer).await)),
+            IndexRequest::Name(name) => {
+                let answer = text(self.lookup_name(&name).await);
+                IndexReply::Name(name, answer)
+            }
+            IndexRequest::Join(room) => {
+                let answer = text(self.join_room(identity, &room).await);
+                IndexReply::Joined(room, answer)
+            }
+            IndexRequest::Leave(room) => {
+                let answer = text(self.leave_room(identity, &room).await);
+                IndexReply::Left(room, answer)
+            }
+            IndexRequest::Who(room) => {
+                let answer = text(self.room_members(&room).await);
+                IndexReply::Who(room, answer)
+            }
+            IndexRequest::Rooms => IndexReply::Rooms(text(self.rooms().await)),
+        }
     }
 
     async fn get_record(&self, path_and_query: &str) -> anyhow::Result<Option<Lookup>> {

@@ -1,15 +1,12 @@
 //! peerlink's peer daemon: registers with the index, looks peers up (and caches them), and
 //! chats with them directly over UDP through the reliable protocol core in `proto`.
 
-mod app;
-pub mod cache;
 pub mod chat;
 pub mod command;
 pub mod config;
 pub mod control;
 pub mod driver;
 pub mod index;
-pub mod names;
 pub mod output;
 pub mod presence;
 pub mod state;

@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal};
 
 use anyhow::Context;
 use clap::Parser;
-use peer_daemon::command::Command;
+use peer_daemon::command::{Command, LineJoiner};
 use peer_daemon::driver::Input;
 use peer_daemon::terminal::Terminal;
 use peer_daemon::{Config, output::Output, run, shutdown_signal};
@@ -66,13 +66,17 @@ fn read_stdin() -> mpsc::Receiver<Input> {
         let terminal = stdin.is_terminal();
         let mut lines = stdin.lock();
         let mut buf = Vec::new();
+        let mut joiner = LineJoiner::default();
         loop {
             buf.clear();
             match lines.read_until(b'\n', &mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
-                    let line = String::from_utf8_lossy(&buf).into_owned();
-                    if tx.blocking_send(Input::Line(line)).is_err() {
+                    let Some(complete) = joiner.push(&String::from_utf8_lossy(&buf)) else {
+                        continue;
+                    };
+                    let input = Input::parse(&complete);
+                    if tx.blocking_send(input).is_err() {
                         return;
                     }
                 }

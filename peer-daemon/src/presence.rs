@@ -4,33 +4,25 @@
 
 use std::time::Duration;
 
-use proto::api::PeerRecord;
 use proto::identity::Identity;
 use tokio::sync::mpsc;
 
+use crate::chat::IndexReply;
 use crate::index::{Heartbeat, IndexClient};
-
-/// What the presence task tells the driver.
-#[derive(Debug)]
-pub enum News {
-    /// (Re-)registered; the record as the index stored it.
-    Registered(PeerRecord),
-    /// Something the user should know; the task keeps trying.
-    Trouble(String),
-}
 
 /// Backoff bounds while the index is unreachable.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const LAST_RETRY: Duration = Duration::from_secs(60);
 
-/// Runs until the receiver of `news` is dropped.
+/// Runs until the receiver of `news` is dropped; tells the chat core when the daemon is
+/// (again) registered ([`IndexReply::Registered`]) and when it is in trouble.
 pub async fn maintain(
     index: IndexClient,
     identity: Identity,
     udp_port: u16,
     name: Option<String>,
     heartbeat_every: Duration,
-    news: mpsc::Sender<News>,
+    news: mpsc::Sender<IndexReply>,
 ) {
     let mut retry = FIRST_RETRY;
     loop {
@@ -39,7 +31,7 @@ pub async fn maintain(
             Err(error) => {
                 let wait = jittered(retry);
                 let message = format!("{error:#}; retrying in {:.1} s", wait.as_secs_f32());
-                if news.send(News::Trouble(message)).await.is_err() {
+                if news.send(IndexReply::Trouble(message)).await.is_err() {
                     return;
                 }
                 tokio::time::sleep(wait).await;
@@ -53,7 +45,7 @@ pub async fn maintain(
             .ttl_secs
             .map(|ttl| Duration::from_secs(ttl / 3).max(Duration::from_secs(1)))
             .map_or(heartbeat_every, |ttl| ttl.min(heartbeat_every));
-        if news.send(News::Registered(record)).await.is_err() {
+        if news.send(IndexReply::Registered(record)).await.is_err() {
             return;
         }
         let mut wait = every;
@@ -69,7 +61,7 @@ pub async fn maintain(
                     wait = retry.min(every);
                     retry = (retry * 2).min(LAST_RETRY);
                     let message = format!("{error:#}; the chat goes on, retrying the index later");
-                    if news.send(News::Trouble(message)).await.is_err() {
+                    if news.send(IndexReply::Trouble(message)).await.is_err() {
                         return;
                     }
                 }

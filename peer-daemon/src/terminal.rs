@@ -31,7 +31,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use complete::Completion;
 pub use render::{Names, Renderer, name_colour};
 
-use crate::command::{self, Command, LineJoiner};
+use crate::command::{Command, LineJoiner};
 use crate::driver::Input;
 use crate::output::{Output, SessionLine, Sink, UiEvent};
 
@@ -270,23 +270,28 @@ impl Reader {
             {
                 self.save_history();
             }
-            let complete = joiner.push(&line);
-            let command = complete.as_deref().map(command::parse);
-            // Subscribed before the driver sees the line, so its answer cannot slip by.
+            let Some(complete) = joiner.push(&line) else {
+                continue;
+            };
+            let input = Input::parse(&complete);
+            let switches = matches!(
+                input,
+                Input::Command(
+                    Command::Fork { .. }
+                        | Command::Switch { .. }
+                        | Command::Lobby
+                        | Command::Join { .. }
+                        | Command::Leave { .. }
+                )
+            );
+            let quit = matches!(input, Input::Command(Command::Quit));
+            // Subscribed before the driver sees the command, so its answer cannot slip by.
             let answers = self.out.subscribe();
-            if self.input.blocking_send(Input::Line(line)).is_err() {
+            if self.input.blocking_send(input).is_err() || quit {
                 return;
             }
-            match command {
-                Some(Ok(Command::Quit)) => return,
-                Some(Ok(
-                    Command::Fork { .. }
-                    | Command::Switch { .. }
-                    | Command::Lobby
-                    | Command::Join { .. }
-                    | Command::Leave { .. },
-                )) => self.wait_for_switch(&label, answers),
-                _ => {}
+            if switches {
+                self.wait_for_switch(&label, answers);
             }
         }
         let _ = self.input.blocking_send(Input::Command(Command::Quit));

@@ -1,6 +1,7 @@
-//! The chat as the user sees it, free of I/O: names (see [`crate::names`]), the rooms we are
-//! in and their members, and the sessions (rooms and private conversations) with the active
-//! one and unread counts.
+//! Who is who and where the user is: names (see [`super::names`]), the rooms we are in and
+//! their members, and the sessions (rooms and private conversations) with the active one and
+//! unread counts. It notes when the session list may have changed, so that the list is
+//! formatted and published only then.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration, Instant};
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 use proto::chat::LOBBY;
 use uuid::Uuid;
 
-use crate::names::NameBook;
+use super::names::NameBook;
 use crate::output::SessionLine;
 
 /// What a session is about.
@@ -28,7 +29,7 @@ struct Session {
 
 /// Names, rooms and sessions.
 #[derive(Debug)]
-pub struct Chat {
+pub struct Roster {
     me: Uuid,
     own_name: Option<String>,
     names: NameBook,
@@ -36,12 +37,14 @@ pub struct Chat {
     sessions: Vec<Session>,
     active: usize,
     introduced: HashSet<Uuid>,
+    /// Something the session list shows may have changed since [`Roster::take_changed`].
+    changed: bool,
 }
 
-impl Chat {
+impl Roster {
     /// A chat in the lobby.
     pub fn new(me: Uuid) -> Self {
-        let mut chat = Chat {
+        let mut chat = Roster {
             me,
             own_name: None,
             names: NameBook::default(),
@@ -49,6 +52,7 @@ impl Chat {
             sessions: Vec::new(),
             active: 0,
             introduced: HashSet::new(),
+            changed: true,
         };
         chat.enter_room(LOBBY);
         chat
@@ -66,8 +70,9 @@ impl Chat {
 
     /// The index says `peer` is called `name` (or has no name); see [`NameBook::vouch`].
     pub fn vouch(&mut self, peer: Uuid, name: Option<&str>, now: Instant, ttl: Duration) {
-        if peer != self.me {
-            self.names.vouch(peer, name, now, ttl);
+        if peer != self.me && self.names.vouch(peer, name, now, ttl) {
+            // A private session's label is the peer's name.
+            self.changed = true;
         }
     }
 
@@ -130,6 +135,7 @@ impl Chat {
             return false;
         }
         self.rooms.insert(room.to_owned(), BTreeSet::new());
+        self.changed = true;
         self.sessions.push(Session {
             kind: SessionKind::Room(room.to_owned()),
             unread: 0,
@@ -142,6 +148,7 @@ impl Chat {
         if self.rooms.remove(room).is_none() {
             return false;
         }
+        self.changed = true;
         let kind = SessionKind::Room(room.to_owned());
         if let Some(i) = self.sessions.iter().position(|s| s.kind == kind) {
             let active = self.sessions[self.active].kind.clone();
@@ -171,6 +178,7 @@ impl Chat {
         match self.sessions.iter().position(|s| s.kind == kind) {
             Some(i) => i,
             None => {
+                self.changed = true;
                 self.sessions.push(Session { kind, unread: 0 });
                 self.sessions.len() - 1
             }
@@ -187,6 +195,7 @@ impl Chat {
         let session = self.sessions.get_mut(n)?;
         session.unread = 0;
         self.active = n;
+        self.changed = true;
         Some(self.session_label(n))
     }
 
@@ -215,7 +224,13 @@ impl Chat {
             && i != active
         {
             session.unread += 1;
+            self.changed = true;
         }
+    }
+
+    /// Whether the session list may have changed since the last call.
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
     }
 
     fn session_label(&self, n: usize) -> String {
@@ -246,7 +261,7 @@ mod tests {
     fn sessions_track_activity_and_unread() {
         let me = Uuid::from_u128(1);
         let bob = Uuid::from_u128(2);
-        let mut chat = Chat::new(me);
+        let mut chat = Roster::new(me);
         chat.vouch(bob, Some("bob"), Instant::now(), Duration::from_secs(60));
         assert_eq!(chat.active(), SessionKind::Room(LOBBY.into()));
         assert!(chat.enter_room("rust"));

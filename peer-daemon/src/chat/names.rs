@@ -43,22 +43,25 @@ fn same_name(a: &str, b: &str) -> bool {
 
 impl NameBook {
     /// The index says `peer` is called `name` (or has no name), as of `now`, for `ttl`.
-    /// Any other peer we thought held that name no longer does.
-    pub fn vouch(&mut self, peer: Uuid, name: Option<&str>, now: Instant, ttl: Duration) {
+    /// Any other peer we thought held that name no longer does. Returns whether any peer's
+    /// name changed.
+    pub fn vouch(&mut self, peer: Uuid, name: Option<&str>, now: Instant, ttl: Duration) -> bool {
         self.checked.insert(peer, now);
         let Some(name) = name.filter(|n| !n.is_empty()) else {
-            self.vouched.remove(&peer);
-            return;
+            return self.vouched.remove(&peer).is_some();
         };
+        let before = self.vouched.len();
         self.vouched
             .retain(|id, v| *id == peer || !same_name(&v.name, name));
-        self.vouched.insert(
+        let moved = self.vouched.len() != before;
+        let previous = self.vouched.insert(
             peer,
             Vouched {
                 name: name.to_owned(),
                 until: now + ttl.min(FRESH),
             },
         );
+        moved || previous.is_none_or(|p| p.name != name)
     }
 
     /// `peer` calls itself `name` (its `hello`). Returns whether the claim should be checked

@@ -1,0 +1,190 @@
+//! Getting messages to peers and telling the user how that went: a message waits behind the
+//! lookup of a peer's address (and behind everything already waiting for it, so order holds),
+//! each copy is tagged with what it belongs to, and a room message is reported once, as
+//! "delivered n/m", when every copy has been acknowledged or given up.
+
+use std::time::Duration;
+
+use proto::chat::ChatMessage;
+use uuid::Uuid;
+
+use super::{Answer, ChatCore, IndexRequest, Lookup};
+use crate::output::{UiEvent, millis};
+
+/// What a message sent to one peer is part of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Tag {
+    /// A private message; the user sees its receipt as `delivered`.
+    Direct(u64),
+    /// One copy of a room message: the user sees the room's count.
+    Group(u64),
+    /// Control traffic (introductions, joins) the user need not hear about.
+    Quiet,
+}
+
+/// A room message on its way to every member.
+#[derive(Debug)]
+pub(super) struct Group {
+    room: String,
+    /// Copies sent.
+    total: usize,
+    /// Copies acknowledged.
+    delivered: usize,
+    /// Copies given up.
+    failed: usize,
+    /// Slowest acknowledgement.
+    rtt: Duration,
+    /// A reason one copy failed, for the summary.
+    reason: Option<String>,
+}
+
+impl ChatCore {
+    /// A fresh id for a message the user sends (`sent`, then `delivered` or `failed`).
+    pub(super) fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id - 1
+    }
+
+    /// Sends `message` to `peer`, introducing ourselves first on first contact and looking
+    /// the peer up when we have no address for it.
+    pub(super) fn send_chat(&mut self, peer: Uuid, message: &ChatMessage, tag: Tag) {
+        if self.roster.needs_hello(peer) {
+            self.send_payload(peer, self.hello().encode(), Tag::Quiet);
+        }
+        self.send_payload(peer, message.encode(), tag);
+    }
+
+    /// How we introduce ourselves.
+    pub(super) fn hello(&self) -> ChatMessage {
+        ChatMessage::Hello {
+            name: self.roster.own_name(),
+            rooms: self.roster.my_rooms(),
+        }
+    }
+
+    /// Sends one payload, or queues it behind the lookup of the peer's address.
+    pub(super) fn send_payload(&mut self, peer: Uuid, payload: Vec<u8>, tag: Tag) {
+        // Behind messages already waiting for a lookup, even if the address has meanwhile
+        // become known another way (a datagram, a room listing): order comes first.
+        if let Some(waiting) = self.waiting.get_mut(&peer) {
+            waiting.push((payload, tag));
+            return;
+        }
+        let Some(addr) = self.addr_of(&peer) else {
+            self.waiting.insert(peer, vec![(payload, tag)]);
+            self.ask(IndexRequest::Lookup(peer));
+            return;
+        };
+        self.transmit(peer, addr, payload, tag);
+    }
+
+    fn transmit(&mut self, peer: Uuid, addr: std::net::SocketAddr, payload: Vec<u8>, tag: Tag) {
+        match self.endpoint.send(self.now, peer, addr, payload) {
+            Ok(id) => {
+                self.tags.insert(id, tag);
+            }
+            Err(error) => self.settle(peer, tag, Err(error.to_string())),
+        }
+    }
+
+    /// The index answered where `peer` is: what waited for it goes out, or fails.
+    pub(super) fn on_lookup(&mut self, peer: Uuid, answer: Answer<Option<Lookup>>) {
+        let pending = self.waiting.remove(&peer).unwrap_or_default();
+        let reason = match answer {
+            Ok(Some(Lookup { record, max_age })) => match self.learn_record(&record, max_age) {
+                Some(addr) => {
+                    for (payload, tag) in pending {
+                        self.transmit(peer, addr, payload, tag);
+                    }
+                    return;
+                }
+                None => format!("the index returned an unusable address `{}`", record.addr),
+            },
+            Ok(None) => "no such peer is registered at the index".to_owned(),
+            Err(error) => format!("could not look the peer up: {error}"),
+        };
+        for (_, tag) in pending {
+            self.settle(peer, tag, Err(reason.clone()));
+        }
+    }
+
+    /// Starts reporting a room message sent to `members` copies.
+    pub(super) fn start_group(&mut self, id: u64, room: String, members: usize) {
+        let group = Group {
+            room,
+            total: members,
+            delivered: 0,
+            failed: 0,
+            rtt: Duration::ZERO,
+            reason: None,
+        };
+        if members == 0 {
+            self.report_group(id, group);
+        } else {
+            self.groups.insert(id, group);
+        }
+    }
+
+    /// Reports the outcome of one copy of a message.
+    pub(super) fn settle(&mut self, peer: Uuid, tag: Tag, outcome: Result<Duration, String>) {
+        match (tag, outcome) {
+            (Tag::Quiet, _) => {}
+            (Tag::Direct(id), Ok(rtt)) => self.show(UiEvent::Delivered {
+                to: Some(peer),
+                room: None,
+                id,
+                rtt_ms: millis(rtt),
+                delivered: None,
+                total: None,
+            }),
+            (Tag::Direct(id), Err(reason)) => self.show(UiEvent::Failed {
+                to: Some(peer),
+                room: None,
+                id: Some(id),
+                reason,
+            }),
+            (Tag::Group(id), outcome) => {
+                let label = outcome.is_err().then(|| self.roster.label(&peer));
+                let Some(group) = self.groups.get_mut(&id) else {
+                    return;
+                };
+                match outcome {
+                    Ok(rtt) => {
+                        group.delivered += 1;
+                        group.rtt = group.rtt.max(rtt);
+                    }
+                    Err(reason) => {
+                        group.failed += 1;
+                        let label = label.unwrap_or_default();
+                        group.reason.get_or_insert(format!("{label}: {reason}"));
+                    }
+                }
+                if group.delivered + group.failed == group.total {
+                    let group = self.groups.remove(&id).expect("present above");
+                    self.report_group(id, group);
+                }
+            }
+        }
+    }
+
+    fn report_group(&mut self, id: u64, group: Group) {
+        let event = if group.delivered == 0 && group.total > 0 {
+            UiEvent::Failed {
+                to: None,
+                room: Some(group.room),
+                id: Some(id),
+                reason: group.reason.unwrap_or_default(),
+            }
+        } else {
+            UiEvent::Delivered {
+                to: None,
+                room: Some(group.room),
+                id,
+                rtt_ms: millis(group.rtt),
+                delivered: Some(group.delivered),
+                total: Some(group.total),
+            }
+        };
+        self.show(event);
+    }
+}

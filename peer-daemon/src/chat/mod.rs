@@ -1,0 +1,325 @@
+//! The chat core, free of I/O: rooms, names, sessions, the messages waiting for a lookup and
+//! the delivery of every message, on top of the one [`SecureEndpoint`] that carries them. It
+//! is to the chat what [`proto::Endpoint`] is to datagrams (quinn's `Connection` above its
+//! `Endpoint`): no socket, no clock, no task, no random source. Time comes in as `now`, the
+//! index's answers come in as [`IndexReply`]s, and everything the core wants done comes out as
+//! datagrams ([`ChatCore::poll_transmit`]) and [`Action`]s.
+//!
+//! # Polling order
+//! After every input (`handle_datagram`, `handle_command`, `handle_index_reply`,
+//! `handle_timeout`) a driver
+//! 1. drains [`ChatCore::poll_transmit`] and puts the datagrams on the wire: acknowledgements
+//!    go out first, then whatever the messages that arrived make the chat send (a `poll_transmit`
+//!    that finds the endpoint idle handles its next event, see [`ChatCore::handle_event`]);
+//! 2. drains [`ChatCore::poll_action`]: requests for the index (answer each, exactly once, with
+//!    [`ChatCore::handle_index_reply`]), events for the user, the session list when it changed,
+//!    and the request to quit;
+//! 3. sleeps until [`ChatCore::poll_timeout`] (or the next input) and calls
+//!    [`ChatCore::handle_timeout`] when it passes.
+//!
+//! Several datagrams may be handed in before polling (a batch read from the socket): their
+//! acknowledgements then go out together.
+
+mod addresses;
+mod commands;
+mod delivery;
+pub mod names;
+mod peers;
+mod replies;
+pub mod roster;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use proto::api::{PeerRecord, RoomSummary};
+use proto::{Event, MsgId, SecureEndpoint, Transmit};
+use uuid::Uuid;
+
+use crate::command::Command;
+use crate::output::{SessionLine, UiEvent};
+use addresses::Addresses;
+use delivery::{Group, Tag};
+use roster::Roster;
+
+pub use addresses::DEFAULT_TTL;
+
+/// An answer from the index, or the reason there is none (for a person).
+pub type Answer<T> = Result<T, String>;
+
+/// A successful lookup and how long it may be cached.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    /// The record.
+    pub record: PeerRecord,
+    /// From `Cache-Control: max-age` (or the body's `ttl_secs`).
+    pub max_age: Option<Duration>,
+}
+
+/// A question for the index. The driver answers each with one [`IndexReply`] of the same name
+/// (a request that fails or times out is answered with its error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexRequest {
+    /// Where is this peer? (Messages for it wait for the answer.)
+    Lookup(Uuid),
+    /// Who is this peer? (It told us a name; the index says whether that is its name.)
+    Verify(Uuid),
+    /// Who goes by this name?
+    Name(String),
+    /// Add us to a room; answered with its members.
+    Join(String),
+    /// Take us out of a room.
+    Leave(String),
+    /// A room's members (`/who`).
+    Who(String),
+    /// Every room (`/rooms`).
+    Rooms,
+}
+
+/// What the index answered, or what the registration kept up beside the chat reports.
+#[derive(Debug)]
+pub enum IndexReply {
+    /// Answers [`IndexRequest::Lookup`].
+    Lookup(Uuid, Answer<Option<Lookup>>),
+    /// Answers [`IndexRequest::Verify`].
+    Verify(Uuid, Answer<Option<Lookup>>),
+    /// Answers [`IndexRequest::Name`].
+    Name(String, Answer<Option<Lookup>>),
+    /// Answers [`IndexRequest::Join`].
+    Joined(String, Answer<Vec<PeerRecord>>),
+    /// Answers [`IndexRequest::Leave`].
+    Left(String, Answer<()>),
+    /// Answers [`IndexRequest::Who`].
+    Who(String, Answer<Vec<PeerRecord>>),
+    /// Answers [`IndexRequest::Rooms`].
+    Rooms(Answer<Vec<RoomSummary>>),
+    /// We are (again) registered; the record as the index stored it. Not asked for: the
+    /// registration runs on its own.
+    Registered(PeerRecord),
+    /// The registration is in trouble (and keeps trying); the user should know.
+    Trouble(String),
+}
+
+/// Something the core wants done.
+#[derive(Debug)]
+pub enum Action {
+    /// Ask the index; hand the answer to [`ChatCore::handle_index_reply`].
+    Ask(IndexRequest),
+    /// Tell the user.
+    Show(UiEvent),
+    /// The session list changed (for the prompt and the control API's `GET /sessions`).
+    Sessions(Vec<SessionLine>),
+    /// The user asked to leave. The goodbyes to the rooms are among the datagrams to send.
+    Quit,
+}
+
+/// Longest time events about a peer are held back while the index is asked who it is; the
+/// driver's own request timeout is shorter, so this only bounds a driver that never answers.
+pub const HOLD_LIMIT: Duration = Duration::from_secs(6);
+/// Most events about one peer held back while the index is asked who it is.
+pub const MAX_HELD: usize = 256;
+
+/// Events about a peer whose claimed name the index is being asked about.
+struct Held {
+    events: Vec<UiEvent>,
+    until: Instant,
+}
+
+/// The chat's state machine; see the module documentation for how to drive it.
+pub struct ChatCore {
+    endpoint: SecureEndpoint,
+    me: Uuid,
+    roster: Roster,
+    /// Addresses learned from the index; addresses learned from datagrams live in the endpoint.
+    addresses: Addresses,
+    /// Messages waiting for a lookup to finish, in the order they were sent.
+    waiting: HashMap<Uuid, Vec<(Vec<u8>, Tag)>>,
+    /// Commands waiting for a name to resolve, in the order they were typed.
+    waiting_names: HashMap<String, Vec<commands::NameAction>>,
+    held: HashMap<Uuid, Held>,
+    tags: HashMap<MsgId, Tag>,
+    groups: HashMap<u64, Group>,
+    next_id: u64,
+    registered: bool,
+    actions: VecDeque<Action>,
+    /// The session list as last published.
+    published: Vec<SessionLine>,
+    /// The latest time handed in, for the work `poll_*` does on the way.
+    now: Instant,
+}
+
+impl ChatCore {
+    /// A core speaking through `endpoint` (whose identity is ours), introducing itself as
+    /// `name`, as of `now`.
+    pub fn new(endpoint: SecureEndpoint, name: Option<String>, now: Instant) -> Self {
+        let me = endpoint.id();
+        let mut chat = Roster::new(me);
+        chat.set_own_name(name);
+        let mut core = ChatCore {
+            endpoint,
+            me,
+            roster: chat,
+            addresses: Addresses::default(),
+            waiting: HashMap::new(),
+            waiting_names: HashMap::new(),
+            held: HashMap::new(),
+            tags: HashMap::new(),
+            groups: HashMap::new(),
+            next_id: 0,
+            registered: false,
+            actions: VecDeque::new(),
+            published: Vec::new(),
+            now,
+        };
+        core.publish_sessions();
+        core
+    }
+
+    /// Our UUID.
+    pub fn id(&self) -> Uuid {
+        self.me
+    }
+
+    /// The endpoint underneath, for its counters.
+    pub fn endpoint(&self) -> &SecureEndpoint {
+        &self.endpoint
+    }
+
+    /// A datagram from `from`.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.now = now;
+        self.endpoint.handle_datagram(now, from, bytes);
+    }
+
+    /// Time passed: the endpoint retransmits or gives up, held events go out unnamed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        self.endpoint.handle_timeout(now);
+        let due: Vec<Uuid> = self
+            .held
+            .iter()
+            .filter(|(_, held)| held.until <= now)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in due {
+            self.release(peer);
+        }
+        self.events_and_sessions();
+    }
+
+    /// A command from a front-end (the terminal, stdin, the control API).
+    pub fn handle_command(&mut self, now: Instant, command: Command) {
+        self.now = now;
+        self.command(command);
+        self.events_and_sessions();
+    }
+
+    /// The index's answer to an [`Action::Ask`], or news from the registration.
+    pub fn handle_index_reply(&mut self, now: Instant, reply: IndexReply) {
+        self.now = now;
+        self.reply(reply);
+        self.events_and_sessions();
+    }
+
+    /// One event of the endpoint: a message arrived, or one we sent was delivered or given up.
+    /// `poll_transmit` and `poll_action` call this for every event the endpoint has; it is
+    /// public so that a test can hand in an event of its own.
+    pub fn handle_event(&mut self, event: Event) {
+        match event {
+            Event::Message { from, data } => self.on_payload(from, &data),
+            Event::Delivered { to, id, rtt } => {
+                let tag = self.tags.remove(&id).unwrap_or(Tag::Quiet);
+                self.settle(to, tag, Ok(rtt));
+            }
+            Event::Failed { to, id, reason } => {
+                let tag = self.tags.remove(&id).unwrap_or(Tag::Quiet);
+                self.settle(to, tag, Err(reason));
+            }
+        }
+    }
+
+    /// The next datagram to send. When the endpoint has none, its next event is handled first
+    /// (which may make more): acknowledgements leave before the answers to what they confirm.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        self.now = now;
+        loop {
+            if let Some(transmit) = self.endpoint.poll_transmit(now) {
+                return Some(transmit);
+            }
+            let event = self.endpoint.poll_event()?;
+            self.handle_event(event);
+            self.publish_sessions();
+        }
+    }
+
+    /// The next thing to do besides sending datagrams.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.events_and_sessions();
+        self.actions.pop_front()
+    }
+
+    /// When [`ChatCore::handle_timeout`] is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let held = self.held.values().map(|held| held.until).min();
+        match (self.endpoint.poll_timeout(), held) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Handles every pending endpoint event, then publishes the session list if it changed.
+    fn events_and_sessions(&mut self) {
+        while let Some(event) = self.endpoint.poll_event() {
+            self.handle_event(event);
+        }
+        self.publish_sessions();
+    }
+
+    fn publish_sessions(&mut self) {
+        if !self.roster.take_changed() {
+            return;
+        }
+        let lines = self.roster.session_lines();
+        if lines != self.published {
+            self.published = lines.clone();
+            self.actions.push_back(Action::Sessions(lines));
+        }
+    }
+
+    fn show(&mut self, event: UiEvent) {
+        self.actions.push_back(Action::Show(event));
+    }
+
+    fn error(&mut self, message: String) {
+        self.show(UiEvent::Error { message });
+    }
+
+    fn ask(&mut self, request: IndexRequest) {
+        self.actions.push_back(Action::Ask(request));
+    }
+
+    /// Where `peer` is, as far as we know: where its datagrams come from, or what the index
+    /// said (while that holds).
+    fn addr_of(&self, peer: &Uuid) -> Option<SocketAddr> {
+        self.endpoint
+            .peer_addr(peer)
+            .or_else(|| self.addresses.get(peer, self.now))
+    }
+
+    /// Remembers what the index said about a peer: its name, and its address while that holds.
+    fn learn_record(
+        &mut self,
+        record: &PeerRecord,
+        max_age: Option<Duration>,
+    ) -> Option<SocketAddr> {
+        let ttl = max_age.unwrap_or(DEFAULT_TTL);
+        self.roster
+            .vouch(record.uuid, record.name.as_deref(), self.now, ttl);
+        let addr = record.addr.parse().ok()?;
+        self.addresses.insert(record.uuid, addr, ttl, self.now);
+        Some(addr)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,412 @@
+//! The chat core in virtual time: several cores on `proto::sim` links and an in-memory index
+//! that answers their requests after a latency (or fails them while it is down). Every run is
+//! deterministic; the process-level tests (tests/*.rs) run the same behaviour against the
+//! real index and real sockets.
+
+mod delivery;
+mod names;
+mod rooms;
+mod sessions;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use proto::api::{PeerRecord, RoomSummary};
+use proto::identity::Identity;
+use proto::sim::{CLEAN, Impair, Link, Rng, STEP_CAP};
+use proto::{SecureConfig, SecureEndpoint};
+use uuid::Uuid;
+
+use super::{Action, ChatCore, HOLD_LIMIT, IndexReply, IndexRequest, Lookup, MAX_HELD};
+use crate::command::{self, Command};
+use crate::output::{SessionLine, UiEvent};
+
+pub const MS: Duration = Duration::from_millis(1);
+pub const SEC: Duration = Duration::from_secs(1);
+/// How long a message may go unacknowledged before the endpoint gives it up, in these tests.
+pub const DEADLINE: Duration = Duration::from_secs(4);
+/// The error the index answers with while it is down.
+pub const DOWN: &str = "could not reach the index: connection refused";
+
+/// One daemon: its core and everything it told its user.
+pub struct Node {
+    pub core: ChatCore,
+    pub addr: SocketAddr,
+    pub name: Option<String>,
+    /// Every event, with the virtual time it came out.
+    pub shown: Vec<(Duration, UiEvent)>,
+    /// Every session list published.
+    pub published: Vec<Vec<SessionLine>>,
+    /// Every request the node asked the index.
+    pub asked: Vec<IndexRequest>,
+    pub quit: bool,
+}
+
+/// The index as the cores see it: records and rooms, answering after `latency`.
+pub struct Index {
+    pub up: bool,
+    pub latency: Duration,
+    /// When false, requests are taken but never answered (a driver that lost them).
+    pub answers: bool,
+    pub records: BTreeMap<Uuid, PeerRecord>,
+    pub rooms: BTreeMap<String, BTreeSet<Uuid>>,
+    /// Requests on their way: when they are answered, by whom.
+    pending: Vec<(Duration, usize, IndexRequest)>,
+}
+
+/// A few chat cores on one virtual network.
+pub struct ChatNet {
+    pub nodes: Vec<Node>,
+    pub links: Vec<Link>,
+    pub index: Index,
+    rng: Rng,
+    start: Instant,
+    pub now: Duration,
+}
+
+pub fn identity(i: usize) -> Identity {
+    Identity::from_secret([i as u8 + 1; 32])
+}
+
+fn record(uuid: Uuid, addr: SocketAddr, name: Option<&str>) -> PeerRecord {
+    PeerRecord {
+        uuid,
+        addr: addr.to_string(),
+        name: name.map(str::to_owned),
+        public_key: None,
+        registered_at: "2026-01-01T00:00:00Z".into(),
+        last_seen: None,
+        ttl_secs: Some(60),
+        token: None,
+    }
+}
+
+impl ChatNet {
+    /// Nodes named as given (`None`: no name), all on clean links, none registered yet.
+    pub fn new(names: &[Option<&str>]) -> ChatNet {
+        let start = Instant::now();
+        let nodes = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let config = SecureConfig {
+                    endpoint: proto::Config {
+                        deadline: DEADLINE,
+                        ..proto::Config::default()
+                    },
+                    seed: [i as u8 + 100; 32],
+                };
+                let endpoint = SecureEndpoint::new(identity(i), 1, config);
+                let name = name.map(str::to_owned);
+                Node {
+                    core: ChatCore::new(endpoint, name.clone(), start),
+                    addr: SocketAddr::from(([192, 0, 2, i as u8 + 1], 4000)),
+                    name,
+                    shown: Vec::new(),
+                    published: Vec::new(),
+                    asked: Vec::new(),
+                    quit: false,
+                }
+            })
+            .collect();
+        let mut net = ChatNet {
+            nodes,
+            links: names.iter().map(|_| Link::new(CLEAN)).collect(),
+            index: Index {
+                up: true,
+                latency: 20 * MS,
+                answers: true,
+                records: BTreeMap::new(),
+                rooms: BTreeMap::new(),
+                pending: Vec::new(),
+            },
+            rng: Rng(7),
+            start,
+            now: Duration::ZERO,
+        };
+        net.flush();
+        net
+    }
+
+    /// Nodes the index knows, none of which knows anything yet (none has registered itself,
+    /// so none is in the lobby).
+    pub fn listed(names: &[Option<&str>]) -> ChatNet {
+        let mut net = ChatNet::new(names);
+        for i in 0..names.len() {
+            net.list(i);
+        }
+        net
+    }
+
+    /// Nodes that are registered with the index: they joined the lobby, so they know each other.
+    pub fn registered(names: &[Option<&str>]) -> ChatNet {
+        let mut net = ChatNet::new(names);
+        for i in 0..names.len() {
+            net.register(i);
+        }
+        net.run_to_idle();
+        net
+    }
+
+    pub fn id(&self, i: usize) -> Uuid {
+        self.nodes[i].core.id()
+    }
+
+    pub fn instant(&self) -> Instant {
+        self.start + self.now
+    }
+
+    /// Puts node `i`'s record on the index.
+    pub fn list(&mut self, i: usize) -> PeerRecord {
+        let node = &self.nodes[i];
+        let record = record(node.core.id(), node.addr, node.name.as_deref());
+        self.index.records.insert(record.uuid, record.clone());
+        record
+    }
+
+    /// Puts node `i`'s record on the index and tells the node it is registered.
+    pub fn register(&mut self, i: usize) {
+        let record = self.list(i);
+        self.reply(i, IndexReply::Registered(record));
+    }
+
+    /// Tells node `i` where node `j` is, as an answer from the index would (without asking it).
+    pub fn teach(&mut self, i: usize, j: usize) {
+        let record = self.index.records[&self.id(j)].clone();
+        let lookup = Lookup {
+            record,
+            max_age: Some(60 * SEC),
+        };
+        self.reply(i, IndexReply::Lookup(self.id(j), Ok(Some(lookup))));
+    }
+
+    /// Hands node `i` something from the index (or the registration).
+    pub fn reply(&mut self, i: usize, reply: IndexReply) {
+        let now = self.instant();
+        self.nodes[i].core.handle_index_reply(now, reply);
+        self.flush();
+    }
+
+    /// Node `i`'s user types `line`.
+    pub fn type_line(&mut self, i: usize, line: &str) {
+        let command = command::parse(line).expect("a valid command");
+        self.command(i, command);
+    }
+
+    pub fn command(&mut self, i: usize, command: Command) {
+        let now = self.instant();
+        self.nodes[i].core.handle_command(now, command);
+        self.flush();
+    }
+
+    fn answer(&self, i: usize, request: IndexRequest) -> IndexReply {
+        let me = self.id(i);
+        let index = &self.index;
+        let lookup = |uuid: &Uuid| {
+            index.records.get(uuid).map(|record| Lookup {
+                record: record.clone(),
+                max_age: Some(60 * SEC),
+            })
+        };
+        let members = |room: &str| -> Vec<PeerRecord> {
+            index
+                .rooms
+                .get(room)
+                .into_iter()
+                .flatten()
+                .filter_map(|id| index.records.get(id))
+                .cloned()
+                .collect()
+        };
+        match request {
+            IndexRequest::Lookup(peer) if index.up => IndexReply::Lookup(peer, Ok(lookup(&peer))),
+            IndexRequest::Lookup(peer) => IndexReply::Lookup(peer, Err(DOWN.to_owned())),
+            IndexRequest::Verify(peer) if index.up => IndexReply::Verify(peer, Ok(lookup(&peer))),
+            IndexRequest::Verify(peer) => IndexReply::Verify(peer, Err(DOWN.to_owned())),
+            IndexRequest::Name(name) if index.up => {
+                let found = index.records.values().find(|r| {
+                    r.name
+                        .as_deref()
+                        .is_some_and(|n| n.eq_ignore_ascii_case(&name))
+                });
+                IndexReply::Name(name, Ok(found.and_then(|r| lookup(&r.uuid))))
+            }
+            IndexRequest::Name(name) => IndexReply::Name(name, Err(DOWN.to_owned())),
+            IndexRequest::Join(room) if index.up => {
+                // The index's state changes when it answers (see `deliver_replies`).
+                let mut all = members(&room);
+                if let Some(me) = index.records.get(&me)
+                    && !all.iter().any(|r| r.uuid == me.uuid)
+                {
+                    all.push(me.clone());
+                }
+                IndexReply::Joined(room, Ok(all))
+            }
+            IndexRequest::Join(room) => IndexReply::Joined(room, Err(DOWN.to_owned())),
+            IndexRequest::Leave(room) if index.up => IndexReply::Left(room, Ok(())),
+            IndexRequest::Leave(room) => IndexReply::Left(room, Err(DOWN.to_owned())),
+            IndexRequest::Who(room) if index.up => {
+                let all = members(&room);
+                IndexReply::Who(room, Ok(all))
+            }
+            IndexRequest::Who(room) => IndexReply::Who(room, Err(DOWN.to_owned())),
+            IndexRequest::Rooms if index.up => IndexReply::Rooms(Ok(index
+                .rooms
+                .iter()
+                .map(|(room, members)| RoomSummary {
+                    room: room.clone(),
+                    members: members.len(),
+                })
+                .collect())),
+            IndexRequest::Rooms => IndexReply::Rooms(Err(DOWN.to_owned())),
+        }
+    }
+
+    /// Answers the requests that are due, in the order they were asked.
+    fn deliver_replies(&mut self) {
+        let now = self.now;
+        let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.index.pending)
+            .into_iter()
+            .partition(|(at, ..)| *at <= now);
+        self.index.pending = rest;
+        for (_, i, request) in due {
+            if self.index.up {
+                let me = self.id(i);
+                match &request {
+                    IndexRequest::Join(room) => {
+                        self.index.rooms.entry(room.clone()).or_default().insert(me);
+                    }
+                    IndexRequest::Leave(room) => {
+                        if let Some(members) = self.index.rooms.get_mut(room) {
+                            members.remove(&me);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let reply = self.answer(i, request);
+            let now = self.instant();
+            self.nodes[i].core.handle_index_reply(now, reply);
+        }
+    }
+
+    /// Delivers the datagrams that are due.
+    fn deliver_datagrams(&mut self) {
+        for from in 0..self.links.len() {
+            for datagram in self.links[from].take_due(self.now) {
+                let now = self.instant();
+                let source = self.nodes[from].addr;
+                if let Some(to) = self.nodes.iter_mut().find(|n| n.addr == datagram.to) {
+                    to.core.handle_datagram(now, source, &datagram.bytes);
+                }
+            }
+        }
+    }
+
+    /// Drains every core in the documented order: datagrams, then actions.
+    fn flush(&mut self) {
+        let now = self.instant();
+        for i in 0..self.nodes.len() {
+            let mut sent = 0;
+            while let Some(transmit) = self.nodes[i].core.poll_transmit(now) {
+                self.links[i].push(&mut self.rng, self.now, transmit.to, transmit.bytes);
+                sent += 1;
+                assert!(sent < 10_000, "node {i} does not stop sending");
+            }
+            while let Some(action) = self.nodes[i].core.poll_action() {
+                let node = &mut self.nodes[i];
+                match action {
+                    Action::Ask(request) => {
+                        node.asked.push(request.clone());
+                        if self.index.answers {
+                            self.index
+                                .pending
+                                .push((self.now + self.index.latency, i, request));
+                        }
+                    }
+                    Action::Show(event) => node.shown.push((self.now, event)),
+                    Action::Sessions(lines) => node.published.push(lines),
+                    Action::Quit => node.quit = true,
+                }
+            }
+        }
+    }
+
+    /// The next moment something is due: a datagram, an index answer or a core's timer.
+    fn next_due(&self) -> Option<Duration> {
+        let arrivals = self.links.iter().filter_map(Link::next_arrival);
+        let answers = self.index.pending.iter().map(|(at, ..)| *at);
+        let timers = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.core.poll_timeout())
+            .map(|at| at.saturating_duration_since(self.start));
+        arrivals.chain(answers).chain(timers).min()
+    }
+
+    /// Runs until virtual time `end`, or until nothing is due before it.
+    pub fn run_until(&mut self, end: Duration) {
+        for _ in 0..STEP_CAP {
+            self.deliver_datagrams();
+            self.deliver_replies();
+            self.flush();
+            let Some(next) = self.next_due().filter(|next| *next <= end) else {
+                self.now = self.now.max(end);
+                return;
+            };
+            self.now = self.now.max(next);
+            let now = self.instant();
+            for node in &mut self.nodes {
+                if node.core.poll_timeout().is_some_and(|at| at <= now) {
+                    node.core.handle_timeout(now);
+                }
+            }
+        }
+        panic!("the network did not settle in {STEP_CAP} steps");
+    }
+
+    pub fn run_for(&mut self, d: Duration) {
+        self.run_until(self.now + d);
+    }
+
+    /// Runs until nothing is due for a minute of virtual time (keepalives aside).
+    pub fn run_to_idle(&mut self) {
+        self.run_for(60 * SEC);
+    }
+
+    /// What node `i` showed, in order.
+    pub fn shown(&self, i: usize) -> impl Iterator<Item = &UiEvent> {
+        self.nodes[i].shown.iter().map(|(_, e)| e)
+    }
+
+    /// The texts node `i` received, with the sender.
+    pub fn texts(&self, i: usize) -> Vec<(Uuid, String)> {
+        self.shown(i)
+            .filter_map(|e| match e {
+                UiEvent::Message { from, text, .. } => Some((*from, text.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The error messages node `i` showed.
+    pub fn errors(&self, i: usize) -> Vec<String> {
+        self.shown(i)
+            .filter_map(|e| match e {
+                UiEvent::Error { message } => Some(message.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Forgets what node `i` showed so far.
+    pub fn clear(&mut self, i: usize) {
+        self.nodes[i].shown.clear();
+    }
+
+    /// Sets how node `i`'s outgoing link mistreats datagrams.
+    pub fn impair(&mut self, i: usize, impair: Impair) {
+        self.links[i].impair = impair;
+    }
+}
