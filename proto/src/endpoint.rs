@@ -2,9 +2,9 @@
 //! clock or a random source.
 //!
 //! # Driving it
-//! 1. Feed inputs: [`Endpoint::handle_datagram`] for each datagram received,
-//!    [`Endpoint::send`] for each message the user sends, [`Endpoint::handle_timeout`] when the
-//!    instant from [`Endpoint::poll_timeout`] has passed.
+//! 1. Feed inputs: [`Endpoint::handle_packet`] for each frame received (the secure layer hands
+//!    over what it decrypted), [`Endpoint::send`] for each message the user sends,
+//!    [`Endpoint::handle_timeout`] when the instant from [`Endpoint::poll_timeout`] has passed.
 //! 2. After any input, drain [`Endpoint::poll_transmit`] (put each on the wire) until `None`,
 //!    then [`Endpoint::poll_event`] until `None`, then re-read [`Endpoint::poll_timeout`].
 //!
@@ -121,9 +121,10 @@ pub enum SendError {
 /// Counters of everything unusual that arrived; all of it was dropped, none of it fatal.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Datagrams handed to [`Endpoint::handle_datagram`].
+    /// Frames handed to [`Endpoint::handle_packet`].
     pub datagrams: u64,
-    /// Datagrams that did not decode.
+    /// Plaintext datagrams that did not decode; only the `sim` harness feeds an `Endpoint`
+    /// plaintext (behind the secure layer, see [`crate::SecureStats::malformed`]).
     pub malformed: u64,
     /// Addressed to another UUID, or claiming to come from ourselves.
     pub misaddressed: u64,
@@ -267,8 +268,12 @@ impl Endpoint {
         Ok(id)
     }
 
-    /// Takes one received datagram. Anything malformed or unexpected is counted and dropped.
-    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+    /// Takes one plaintext datagram. Anything malformed or unexpected is counted and dropped.
+    ///
+    /// Only for the `sim` harness: on the network frames never travel in the clear, so
+    /// production feeds [`Endpoint::handle_packet`] from the secure layer instead.
+    #[cfg(feature = "sim")]
+    pub(crate) fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         match wire::decode(bytes) {
             Err(_) => {
                 self.stats.datagrams += 1;
