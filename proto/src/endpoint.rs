@@ -2,9 +2,9 @@
 //! clock or a random source.
 //!
 //! # Driving it
-//! 1. Feed inputs: [`Endpoint::handle_datagram`] for each datagram received,
-//!    [`Endpoint::send`] for each message the user sends, [`Endpoint::handle_timeout`] when the
-//!    instant from [`Endpoint::poll_timeout`] has passed.
+//! 1. Feed inputs: [`Endpoint::handle_packet`] for each frame received (the secure layer hands
+//!    over what it decrypted), [`Endpoint::send`] for each message the user sends,
+//!    [`Endpoint::handle_timeout`] when the instant from [`Endpoint::poll_timeout`] has passed.
 //! 2. After any input, drain [`Endpoint::poll_transmit`] (put each on the wire) until `None`,
 //!    then [`Endpoint::poll_event`] until `None`, then re-read [`Endpoint::poll_timeout`].
 //!
@@ -15,131 +15,15 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use thiserror::Error;
 use uuid::Uuid;
 
 use crate::recv::{Arrival, RecvStream};
 use crate::send::{MsgId, Outcome, SendStream, Timing};
 use crate::wire::{self, Ack, Data, Packet};
 
-/// Tunables; the defaults suit chat over the internet.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Largest message [`Endpoint::send`] accepts (and a receiver reassembles).
-    pub max_message: usize,
-    /// Fragments in flight per peer before the sender waits for acks.
-    pub max_in_flight: usize,
-    /// How far past the first missing fragment a receiver buffers.
-    pub recv_window: u64,
-    /// Retransmission timeout before the first RTT sample.
-    pub initial_rto: Duration,
-    /// Floor of the retransmission timeout.
-    pub min_rto: Duration,
-    /// Ceiling of the retransmission timeout, backoff included.
-    pub max_rto: Duration,
-    /// A message not acknowledged this long after [`Endpoint::send`] fails.
-    pub deadline: Duration,
-    /// Peers tracked at once; datagrams from further unknown peers are dropped.
-    pub max_peers: usize,
-}
+mod types;
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            max_message: 1 << 20,
-            max_in_flight: 256,
-            recv_window: 1024,
-            initial_rto: Duration::from_millis(300),
-            min_rto: Duration::from_millis(20),
-            max_rto: Duration::from_secs(5),
-            deadline: Duration::from_secs(30),
-            max_peers: 16_384,
-        }
-    }
-}
-
-/// Something the application should know about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// A complete message, in the order its sender sent it, exactly once.
-    Message {
-        /// Sender.
-        from: Uuid,
-        /// The bytes as sent.
-        data: Vec<u8>,
-    },
-    /// Every fragment of a message was acknowledged.
-    Delivered {
-        /// Recipient.
-        to: Uuid,
-        /// What [`Endpoint::send`] returned.
-        id: MsgId,
-        /// From first transmission to the final acknowledgement.
-        rtt: Duration,
-    },
-    /// A message was given up.
-    Failed {
-        /// Recipient.
-        to: Uuid,
-        /// What [`Endpoint::send`] returned.
-        id: MsgId,
-        /// Why, for a person.
-        reason: String,
-    },
-}
-
-/// A datagram to put on the wire.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transmit {
-    /// The peer it is for.
-    pub peer: Uuid,
-    /// Destination.
-    pub to: SocketAddr,
-    /// Contents.
-    pub bytes: Vec<u8>,
-}
-
-/// Why [`Endpoint::send`] refused a message; nothing was sent.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum SendError {
-    /// Larger than [`Config::max_message`].
-    #[error("message is {size} bytes; the limit is {limit} bytes")]
-    TooLarge {
-        /// Size of the refused message.
-        size: usize,
-        /// The configured limit.
-        limit: usize,
-    },
-    /// Sending to ourselves.
-    #[error("that is this peer's own UUID")]
-    ToSelf,
-    /// Too many peers tracked already.
-    #[error("too many peers ({0}) tracked at once")]
-    TooManyPeers(usize),
-}
-
-/// Counters of everything unusual that arrived; all of it was dropped, none of it fatal.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Datagrams handed to [`Endpoint::handle_datagram`].
-    pub datagrams: u64,
-    /// Datagrams that did not decode.
-    pub malformed: u64,
-    /// Addressed to another UUID, or claiming to come from ourselves.
-    pub misaddressed: u64,
-    /// From a previous run of the peer or of ourselves, or from an abandoned stream.
-    pub stale: u64,
-    /// Fragments received more than once.
-    pub duplicates: u64,
-    /// Fragments too far ahead to buffer.
-    pub out_of_window: u64,
-    /// Datagrams from new peers beyond [`Config::max_peers`].
-    pub peer_limit: u64,
-    /// Received messages dropped for exceeding [`Config::max_message`].
-    pub oversized: u64,
-    /// Fragments sent again.
-    pub retransmits: u64,
-}
+pub use types::{Config, Event, SendError, Stats, Transmit};
 
 #[derive(Debug)]
 struct Peer {
@@ -267,8 +151,12 @@ impl Endpoint {
         Ok(id)
     }
 
-    /// Takes one received datagram. Anything malformed or unexpected is counted and dropped.
-    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+    /// Takes one plaintext datagram. Anything malformed or unexpected is counted and dropped.
+    ///
+    /// Only for the `sim` harness: on the network frames never travel in the clear, so
+    /// production feeds [`Endpoint::handle_packet`] from the secure layer instead.
+    #[cfg(feature = "sim")]
+    pub(crate) fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         match wire::decode(bytes) {
             Err(_) => {
                 self.stats.datagrams += 1;

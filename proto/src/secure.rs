@@ -26,7 +26,7 @@ mod handshake;
 mod rng;
 mod transport;
 
-use rng::{HashRng, SeededResolver};
+use rng::{SeededResolver, SeededRng};
 
 const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
 const PROLOGUE: &[u8] = b"peerlink wire v1";
@@ -126,7 +126,7 @@ struct Responding {
 pub struct SecureEndpoint {
     inner: Endpoint,
     identity: Identity,
-    rng: HashRng,
+    rng: SeededRng,
     params: NoiseParams,
     sessions: HashMap<u32, Session>,
     /// Per peer, session indices from oldest to newest.
@@ -145,10 +145,7 @@ impl SecureEndpoint {
         SecureEndpoint {
             inner: Endpoint::new(identity.uuid(), incarnation, config.endpoint),
             identity,
-            rng: HashRng {
-                seed: config.seed,
-                counter: 0,
-            },
+            rng: SeededRng::from_seed(config.seed),
             params: NOISE_PARAMS.parse().expect("valid Noise parameters"),
             sessions: HashMap::new(),
             by_peer: HashMap::new(),

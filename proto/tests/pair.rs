@@ -6,7 +6,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use proto::sim::{CLEAN, DEAD, HARSH, HARSH_MAX_RTT, Impair, MS, Net, Node, SEC, impair};
+use proto::sim::{
+    CLEAN, DEAD, HARSH, HARSH_MAX_RTT, Impair, MS, Net, Node, Peer as _, SEC, impair,
+};
 use proto::wire::{self, Packet};
 use proto::{Config, Endpoint, Event, MsgId, SendError};
 use uuid::Uuid;

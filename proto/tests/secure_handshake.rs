@@ -5,7 +5,7 @@
 mod common;
 
 use common::secure::*;
-use proto::sim::{CLEAN, HARSH, SEC};
+use proto::sim::{CLEAN, HARSH, Peer as _, SEC};
 use proto::wire::{self, MAX_DATAGRAM, Sealed};
 use proto::{Config, Endpoint, Event};
 

@@ -21,7 +21,7 @@ use blake2::{Blake2s256, Blake2sMac, Digest};
 use chacha20poly1305::aead::AeadInPlace;
 use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 
-use super::rng::HashRng;
+use super::rng::SeededRng;
 use crate::wire::{self, COOKIE_LEN, COOKIE_NONCE_LEN, SEALED_COOKIE_LEN, Sealed};
 
 type Mac128 = Blake2sMac<blake2::digest::consts::U16>;
@@ -96,7 +96,7 @@ impl Guard {
         self.loaded_until.is_some_and(|until| now < until)
     }
 
-    fn rotate(&mut self, rng: &mut HashRng, now: Instant) -> [u8; 32] {
+    fn rotate(&mut self, rng: &mut SeededRng, now: Instant) -> [u8; 32] {
         match self.secret {
             Some((secret, made)) if now.saturating_duration_since(made) < SECRET_LIFETIME => {
                 return secret;
@@ -115,7 +115,7 @@ impl Guard {
     /// The cookie for `from` right now.
     pub(super) fn cookie(
         &mut self,
-        rng: &mut HashRng,
+        rng: &mut SeededRng,
         now: Instant,
         from: SocketAddr,
     ) -> [u8; COOKIE_LEN] {
@@ -126,7 +126,7 @@ impl Guard {
     /// Whether `mac` proves a current or previous cookie for `from` over `signed`.
     pub(super) fn verify(
         &mut self,
-        rng: &mut HashRng,
+        rng: &mut SeededRng,
         now: Instant,
         from: SocketAddr,
         signed: &[u8],
@@ -214,7 +214,7 @@ fn reply_key(sender: u32, noise: &[u8]) -> XChaCha20Poly1305 {
 
 /// The cookie reply to the HsInit `(sender, noise)`.
 pub(super) fn seal_reply(
-    rng: &mut HashRng,
+    rng: &mut SeededRng,
     sender: u32,
     noise: &[u8],
     cookie: &[u8; COOKIE_LEN],

@@ -30,7 +30,9 @@ pub trait Peer {
         addr: SocketAddr,
         data: Vec<u8>,
     ) -> Result<MsgId, SendError>;
-    /// Takes one received datagram.
+    /// Takes one received datagram. For the plain [`Endpoint`] this is a plaintext frame, and
+    /// this trait is its only way in from outside the crate: production feeds it decrypted
+    /// frames through [`SecureEndpoint`].
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]);
     /// Runs the timers that are due.
     fn handle_timeout(&mut self, now: Instant);
