@@ -189,45 +189,41 @@ impl ChatCore {
         self.actions.push_back(super::Action::Quit);
     }
 
-    /// One line of `/peers`, `/users` or `/who`.
-    pub(super) fn peer_line(&self, uuid: Uuid, rtts: &[(Uuid, Option<Duration>)]) -> PeerLine {
-        let rtt = rtts
-            .binary_search_by_key(&uuid, |(id, _)| *id)
-            .ok()
-            .and_then(|i| rtts[i].1);
-        PeerLine {
-            uuid,
-            name: self.roster.name(&uuid),
-            claimed_name: self.roster.claimed(&uuid),
-            addr: self.addr_of(&uuid),
-            rtt_ms: rtt.map(millis),
-            reachable: rtt.is_some(),
-        }
-    }
-
-    /// Every peer the endpoint knows, with its smoothed RTT once measured, by UUID.
-    pub(super) fn rtts(&self) -> Vec<(Uuid, Option<Duration>)> {
-        let mut rtts: Vec<_> = self
+    /// The lines of `/peers`, `/users` or `/who` for `peers`, by UUID, each once.
+    pub(super) fn peer_lines(&self, mut peers: Vec<Uuid>) -> Vec<PeerLine> {
+        let mut rtts: Vec<(Uuid, Option<Duration>)> = self
             .endpoint
             .known_peers()
             .map(|(id, _, rtt)| (id, rtt))
             .collect();
         rtts.sort_unstable_by_key(|(id, _)| *id);
-        rtts
+        peers.sort_unstable();
+        peers.dedup();
+        peers
+            .into_iter()
+            .map(|uuid| {
+                let rtt = rtts
+                    .binary_search_by_key(&uuid, |(id, _)| *id)
+                    .ok()
+                    .and_then(|i| rtts[i].1);
+                PeerLine {
+                    uuid,
+                    name: self.roster.name(&uuid),
+                    claimed_name: self.roster.claimed(&uuid),
+                    addr: self.addr_of(&uuid),
+                    rtt_ms: rtt.map(millis),
+                    reachable: rtt.is_some(),
+                }
+            })
+            .collect()
     }
 
     fn list_peers(&mut self) {
-        let rtts = self.rtts();
-        let mut ids: Vec<Uuid> = rtts.iter().map(|(id, _)| *id).collect();
+        let mut ids: Vec<Uuid> = self.endpoint.known_peers().map(|(id, ..)| id).collect();
         ids.extend(self.addresses.peers(self.now));
         ids.extend(self.roster.named_peers().map(|(id, _)| id));
         ids.retain(|id| *id != self.me);
-        ids.sort_unstable();
-        ids.dedup();
-        let peers = ids
-            .into_iter()
-            .map(|id| self.peer_line(id, &rtts))
-            .collect();
+        let peers = self.peer_lines(ids);
         self.show(UiEvent::Peers { peers });
     }
 }

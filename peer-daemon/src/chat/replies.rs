@@ -133,20 +133,14 @@ impl ChatCore {
     }
 
     fn on_who(&mut self, room: String, answer: Answer<Vec<PeerRecord>>) {
-        let rtts = self.rtts();
-        let mut members = match answer {
+        let members = match answer {
             Ok(records) => self.learn_members(&records),
             Err(error) => {
                 self.error(format!("{error}; showing the members known here"));
                 self.roster.members(&room)
             }
         };
-        members.sort_unstable();
-        members.dedup();
-        let members = members
-            .into_iter()
-            .map(|id| self.peer_line(id, &rtts))
-            .collect();
+        let members = self.peer_lines(members);
         self.show(UiEvent::Who { room, members });
     }
 }
