@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use proto::display::{sanitize, sanitize_lines};
 
-use crate::output::{PeerLine, UiEvent, claim_label, clean};
+use crate::output::{PeerLine, UiEvent, claim_label, clean, indent_continuation};
 
 /// Colours for names: green, yellow, blue, magenta, cyan and bright blue. Red is kept for errors.
 const NAME_COLOURS: [u8; 6] = [32, 33, 34, 35, 36, 94];
@@ -111,18 +111,12 @@ impl Renderer {
                     Some(room) => format!("#{}", clean(room)),
                     None => "private".to_owned(),
                 };
-                let text = sanitize_lines(text);
-                let mut lines = text.split('\n');
-                let first = lines.next().unwrap_or("");
-                let mut out = format!(
-                    "{} <{}> {first}",
+                Some(format!(
+                    "{} <{}> {}",
                     self.paint("2", &format!("[{context}]")),
-                    self.peer(from, name.as_ref(), claimed_name.as_ref())
-                );
-                for line in lines {
-                    out += &format!("\n    {line}");
-                }
-                Some(out)
+                    self.peer(from, name.as_ref(), claimed_name.as_ref()),
+                    indent_continuation(text)
+                ))
             }
             UiEvent::Delivered {
                 to: Some(to),
