@@ -6,18 +6,36 @@
 //! so that only our own escape sequences reach the terminal. A name a peer claims without the
 //! index vouching for it is never coloured like a name: it shows as the peer's UUID with the
 //! claim marked unverified.
+//!
+//! Styles are `anstyle` values, rendered to escape sequences only here ([`paint`]); the
+//! prompt's look ([`styled_prompt`]) lives here too, so that no escape is written by hand.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use anstyle::{Ansi256Color, AnsiColor, Style};
 use uuid::Uuid;
 
 use proto::display::{sanitize, sanitize_lines};
 
 use crate::output::{PeerLine, UiEvent, claim_label, clean, indent_continuation};
 
-/// Colours for names: green, yellow, blue, magenta, cyan and bright blue. Red is kept for errors.
-const NAME_COLOURS: [u8; 6] = [32, 33, 34, 35, 36, 94];
+/// Colours for names. Red is kept for errors.
+const NAME_COLOURS: [AnsiColor; 6] = [
+    AnsiColor::Green,
+    AnsiColor::Yellow,
+    AnsiColor::Blue,
+    AnsiColor::Magenta,
+    AnsiColor::Cyan,
+    AnsiColor::BrightBlue,
+];
+
+/// What matters less: the context of a message, joins and leaves, feedback, round-trip times.
+const DIM: Style = Style::new().dimmed();
+/// The delivery tick.
+const TICK: Style = AnsiColor::Green.on_default();
+/// Errors and failed deliveries.
+const ERROR: Style = AnsiColor::Red.on_default();
 
 /// Names learned from events, so that receipts say "bob" rather than a UUID; shared with the
 /// line editor's completion.
@@ -29,12 +47,51 @@ pub struct Renderer {
     names: Names,
 }
 
-/// The ANSI colour of a name: FNV-1a of its bytes, so it depends on nothing but the name.
-pub fn name_colour(name: &str) -> u8 {
+/// The colour of a name: FNV-1a of its bytes, so it depends on nothing but the name.
+fn palette_colour(name: &str) -> AnsiColor {
     let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });
     NAME_COLOURS[(hash % NAME_COLOURS.len() as u64) as usize]
+}
+
+/// The style of a name, the same for a name wherever it shows (messages, receipts, prompt).
+pub fn name_style(name: &str) -> Style {
+    palette_colour(name).on_default()
+}
+
+/// The SGR parameter of a name's colour (`32` for green, `94` for bright blue), for tests that
+/// look for the exact bytes on a terminal.
+pub fn name_colour(name: &str) -> u8 {
+    let index = Ansi256Color::from_ansi(palette_colour(name)).index();
+    if index < 8 {
+        30 + index
+    } else {
+        90 + index - 8
+    }
+}
+
+/// `text` in `style` followed by a reset; no escapes at all for the plain style.
+pub fn paint(style: Style, text: &str) -> String {
+    format!("{style}{text}{style:#}")
+}
+
+/// The styled form of a prompt whose plain form is `plain` (`#lobby> `, `@bob> `, or a
+/// continuation mark), for session `label`: a room in bold, a peer in bold in its name's
+/// colour, a continuation mark dimmed. `label` must already be safe to print.
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "for terminal.rs's prompt, which still writes its escapes by hand; drop this once it calls styled_prompt"
+    )
+)]
+pub fn styled_prompt(label: &str, plain: &str, continuing: bool) -> String {
+    match label.strip_prefix('@') {
+        _ if continuing => paint(DIM, plain),
+        Some(name) => format!("{}> ", paint(name_style(name).bold(), label)),
+        None => format!("{}> ", paint(Style::new().bold(), label)),
+    }
 }
 
 impl Renderer {
@@ -43,9 +100,9 @@ impl Renderer {
         Renderer { colour, names }
     }
 
-    fn paint(&self, code: &str, text: &str) -> String {
+    fn paint(&self, style: Style, text: &str) -> String {
         if self.colour {
-            format!("\x1b[{code}m{text}\x1b[0m")
+            paint(style, text)
         } else {
             text.to_owned()
         }
@@ -53,7 +110,7 @@ impl Renderer {
 
     /// A peer's name in its colour (made safe first).
     pub fn name(&self, name: &str) -> String {
-        self.paint(&name_colour(name).to_string(), &sanitize(name))
+        self.paint(name_style(name), &sanitize(name))
     }
 
     /// A peer as people know it: its vouched name when known, else the start of its UUID;
@@ -92,7 +149,7 @@ impl Renderer {
 
     /// One red line: a reason spread over several lines would push the prompt around.
     fn error_line(&self, text: &str) -> String {
-        self.paint("31", text)
+        self.paint(ERROR, text)
     }
 
     /// The text for `event`, or `None` for events people need not see.
@@ -113,7 +170,7 @@ impl Renderer {
                 };
                 Some(format!(
                     "{} <{}> {}",
-                    self.paint("2", &format!("[{context}]")),
+                    self.paint(DIM, &format!("[{context}]")),
                     self.peer(from, name.as_ref(), claimed_name.as_ref()),
                     indent_continuation(text)
                 ))
@@ -124,7 +181,7 @@ impl Renderer {
                 ..
             } => Some(format!(
                 "{} delivered to {} {}",
-                self.paint("32", "✓"),
+                self.paint(TICK, "✓"),
                 self.peer(to, None, None),
                 self.rtt(*rtt_ms)
             )),
@@ -136,7 +193,7 @@ impl Renderer {
                 ..
             } => Some(format!(
                 "{} delivered {}/{} in #{} {}",
-                self.paint("32", "✓"),
+                self.paint(TICK, "✓"),
                 delivered.unwrap_or(0),
                 total.unwrap_or(0),
                 clean(room.as_deref().unwrap_or("?")),
@@ -166,7 +223,7 @@ impl Renderer {
             } => {
                 self.learn(*peer, name);
                 let who = self.peer(peer, name.as_ref(), claimed_name.as_ref());
-                Some(self.paint("2", &format!("→ {who} joined #{}", clean(room))))
+                Some(self.paint(DIM, &format!("→ {who} joined #{}", clean(room))))
             }
             UiEvent::Left {
                 room,
@@ -176,10 +233,10 @@ impl Renderer {
             } => {
                 self.learn(*peer, name);
                 let who = self.peer(peer, name.as_ref(), claimed_name.as_ref());
-                Some(self.paint("2", &format!("← {who} left #{}", clean(room))))
+                Some(self.paint(DIM, &format!("← {who} left #{}", clean(room))))
             }
             UiEvent::Info { message } => {
-                Some(self.paint("2", &format!("· {}", sanitize_lines(message))))
+                Some(self.paint(DIM, &format!("· {}", sanitize_lines(message))))
             }
             UiEvent::Peers { peers } | UiEvent::Who { members: peers, .. } => {
                 self.learn_all(peers);
@@ -190,7 +247,7 @@ impl Renderer {
     }
 
     fn rtt(&self, rtt_ms: f64) -> String {
-        self.paint("2", &format!("({rtt_ms:.2} ms)"))
+        self.paint(DIM, &format!("({rtt_ms:.2} ms)"))
     }
 }
 
@@ -220,7 +277,37 @@ mod tests {
             used.len() >= 4,
             "ten names should not share two or three colours: {used:?}"
         );
-        assert!(!NAME_COLOURS.contains(&31), "red is for errors");
+        assert!(
+            !NAME_COLOURS.contains(&AnsiColor::Red) && !used.contains(&31),
+            "red is for errors"
+        );
+    }
+
+    #[test]
+    fn styles_render_the_escapes_the_terminal_expects() {
+        for name in ["alice", "bob", "carol", "dave", "erin", "frank"] {
+            assert_eq!(
+                paint(name_style(name), name),
+                format!("\x1b[{}m{name}\x1b[0m", name_colour(name))
+            );
+        }
+        assert_eq!(
+            paint(Style::new(), "plain"),
+            "plain",
+            "no style, no escapes"
+        );
+        assert_eq!(
+            styled_prompt("@bob", "@bob> ", false),
+            format!("\x1b[1m\x1b[{}m@bob\x1b[0m> ", name_colour("bob"))
+        );
+        assert_eq!(
+            styled_prompt("#lobby", "#lobby> ", false),
+            "\x1b[1m#lobby\x1b[0m> "
+        );
+        assert_eq!(
+            styled_prompt("#lobby", "      … ", true),
+            "\x1b[2m      … \x1b[0m"
+        );
     }
 
     #[test]
