@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Daemon, EVENT_TIMEOUT, Index, REGISTER_TIMEOUT, http_client};
+use common::{Daemon, EVENT_TIMEOUT, Index, REGISTER_TIMEOUT, daemon_command, http_client};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
@@ -26,27 +26,13 @@ struct Controlled {
 impl Controlled {
     async fn spawn(index_url: &str, name: &str) -> Controlled {
         let state = tempfile::tempdir().expect("state directory");
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_peer-daemon"));
+        let mut command =
+            tokio::process::Command::from(daemon_command(index_url, name, state.path()));
         command
-            .args([
-                "--json",
-                "--listen",
-                "127.0.0.1:0",
-                "--control",
-                "127.0.0.1:0",
-                "--index",
-                index_url,
-                "--name",
-                name,
-            ])
-            .arg("--state-dir")
-            .arg(state.path())
+            .args(["--json", "--control", "127.0.0.1:0"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true);
-        for var in ["PEER_STATE_DIR", "PEER_DEADLINE_SECS", "PEER_PUBLIC_PORT"] {
-            command.env_remove(var);
-        }
         let mut child = command.spawn().expect("spawning peer-daemon");
         let (tx, events) = mpsc::unbounded_channel();
         let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();

@@ -7,7 +7,7 @@ mod common;
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use common::{Daemon, EVENT_TIMEOUT, Index, cpu_ticks, http_client};
+use common::{Daemon, EVENT_TIMEOUT, Index, http_client};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -458,7 +458,7 @@ async fn stdin_eof_does_not_spin_or_exit() {
     let pid = lone.pid();
 
     lone.close_stdin();
-    let before = cpu_ticks(pid);
+    let before = lone.cpu_ticks();
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(
         lone.try_wait().is_none(),
@@ -467,7 +467,7 @@ async fn stdin_eof_does_not_spin_or_exit() {
         lone.diagnostics()
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let spent = cpu_ticks(pid) - before;
+    let spent = lone.cpu_ticks() - before;
     assert!(
         spent < 20,
         "the daemon used {spent} clock ticks of CPU in 2 s with stdin closed (spinning?)"
