@@ -12,4 +12,4 @@ pub mod plain;
 
 pub use event::{PeerLine, RoomLine, SessionLine, UiEvent, millis};
 pub use fanout::{Output, Sink, WriteSink};
-pub use plain::{claim_label, clean, indent_continuation, peer_label};
+pub use plain::{claim_label, clean, indent_continuation, message_context, peer_label};

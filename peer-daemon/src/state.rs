@@ -36,6 +36,17 @@ pub fn default_state_dir(name: Option<&str>) -> PathBuf {
     base.join(leaf)
 }
 
+/// Creates `path` for this user's eyes only (0600 from the start, so nobody can open it before
+/// the mode applies), failing if it exists: for secrets in the state directory.
+pub fn create_private(path: &Path) -> anyhow::Result<fs::File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))
+}
+
 /// Loads the identity from `dir`, creating the directory (0700) and a fresh key (0600) when
 /// there is none yet.
 pub fn load_or_create_identity(dir: &Path) -> anyhow::Result<Identity> {
@@ -58,12 +69,7 @@ pub fn load_or_create_identity(dir: &Path) -> anyhow::Result<Identity> {
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let identity = Identity::from_secret(rand::random());
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .with_context(|| format!("creating {}", path.display()))?;
+            let mut file = create_private(&path)?;
             writeln!(file, "{}", hex::encode(identity.secret()))?;
             file.sync_all()?;
             tracing::info!(path = %path.display(), uuid = %identity.uuid(), "created a new identity");

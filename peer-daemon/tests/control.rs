@@ -237,15 +237,18 @@ async fn control_api_sends_lists_sessions_and_streams_events() {
         seen: Vec::new(),
     };
 
-    let sessions: Value = client
-        .get(format!("{base}/sessions"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let get_sessions = || async {
+        client
+            .get(format!("{base}/sessions"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("GET /sessions")
+            .json::<Value>()
+            .await
+            .expect("GET /sessions answers JSON")
+    };
+    let sessions = get_sessions().await;
     assert_eq!(
         sessions,
         json!({ "sessions": [{ "n": 0, "label": "#lobby", "active": true, "unread": 0 }] })
@@ -323,15 +326,7 @@ async fn control_api_sends_lists_sessions_and_streams_events() {
             EVENT_TIMEOUT,
         )
         .await;
-    let sessions: Value = client
-        .get(format!("{base}/sessions"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sessions = get_sessions().await;
     assert_eq!(
         sessions["sessions"][1],
         json!({ "n": 1, "label": "@bob", "active": false, "unread": 1 }),

@@ -199,6 +199,19 @@ pub struct SessionLine {
     pub unread: usize,
 }
 
+#[cfg(test)]
+impl SessionLine {
+    /// Session `n` with nothing unread, for tests of what shows session lists.
+    pub(crate) fn test(n: usize, label: &str, active: bool) -> Self {
+        SessionLine {
+            n,
+            label: label.into(),
+            active,
+            unread: 0,
+        }
+    }
+}
+
 /// One entry of `/rooms`.
 #[derive(Debug, Clone, Serialize)]
 pub struct RoomLine {

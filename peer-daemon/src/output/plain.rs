@@ -67,6 +67,14 @@ pub fn indent_continuation(text: &str) -> String {
     proto::display::sanitize_lines(text).replace('\n', "\n    ")
 }
 
+/// Where a message was said, before its sender: `[#room]`, or `[private]`.
+pub fn message_context(room: Option<&str>) -> String {
+    match room {
+        Some(room) => format!("[#{}]", clean(room)),
+        None => "[private]".to_owned(),
+    }
+}
+
 impl UiEvent {
     /// Human rendering; `None` for events people need not see.
     pub fn human(&self) -> Option<String> {
@@ -85,12 +93,9 @@ impl UiEvent {
                 room,
                 ..
             } => {
-                let context = match room {
-                    Some(room) => format!("[#{}] ", clean(room)),
-                    None => "[private] ".into(),
-                };
                 format!(
-                    "{context}<{}> {}",
+                    "{} <{}> {}",
+                    message_context(room.as_deref()),
                     who(from, name, claimed_name),
                     indent_continuation(text)
                 )

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use proto::display::{sanitize, sanitize_lines};
 
-use crate::output::{PeerLine, UiEvent, claim_label, clean, indent_continuation};
+use crate::output::{PeerLine, UiEvent, claim_label, clean, indent_continuation, message_context};
 
 /// Colours for names. Red is kept for errors.
 const NAME_COLOURS: [AnsiColor; 6] = [
@@ -164,13 +164,9 @@ impl Renderer {
                 ..
             } => {
                 self.learn(*from, name);
-                let context = match room {
-                    Some(room) => format!("#{}", clean(room)),
-                    None => "private".to_owned(),
-                };
                 Some(format!(
                     "{} <{}> {}",
-                    self.paint(DIM, &format!("[{context}]")),
+                    self.paint(DIM, &message_context(room.as_deref())),
                     self.peer(from, name.as_ref(), claimed_name.as_ref()),
                     indent_continuation(text)
                 ))
@@ -220,21 +216,13 @@ impl Renderer {
                 name,
                 claimed_name,
                 ..
-            } => {
-                self.learn(*peer, name);
-                let who = self.peer(peer, name.as_ref(), claimed_name.as_ref());
-                Some(self.paint(DIM, &format!("→ {who} joined #{}", clean(room))))
-            }
+            } => Some(self.coming_or_going(("→", "joined"), room, *peer, name, claimed_name)),
             UiEvent::Left {
                 room,
                 peer: Some(peer),
                 name,
                 claimed_name,
-            } => {
-                self.learn(*peer, name);
-                let who = self.peer(peer, name.as_ref(), claimed_name.as_ref());
-                Some(self.paint(DIM, &format!("← {who} left #{}", clean(room))))
-            }
+            } => Some(self.coming_or_going(("←", "left"), room, *peer, name, claimed_name)),
             UiEvent::Info { message } => {
                 Some(self.paint(DIM, &format!("· {}", sanitize_lines(message))))
             }
@@ -244,6 +232,20 @@ impl Renderer {
             }
             other => other.human(),
         }
+    }
+
+    /// `→ bob joined #room` or `← bob left #room`, dimmed; the name is learned for receipts.
+    fn coming_or_going(
+        &self,
+        (arrow, verb): (&str, &str),
+        room: &str,
+        peer: Uuid,
+        name: &Option<String>,
+        claimed: &Option<String>,
+    ) -> String {
+        self.learn(peer, name);
+        let who = self.peer(&peer, name.as_ref(), claimed.as_ref());
+        self.paint(DIM, &format!("{arrow} {who} {verb} #{}", clean(room)))
     }
 
     fn rtt(&self, rtt_ms: f64) -> String {
