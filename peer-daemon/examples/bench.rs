@@ -3,7 +3,7 @@
 //!
 //! `scripts/bench-chat.sh` builds the release binaries and runs this; it starts the release
 //! `index-service` and three `peer-daemon`s found next to it (alice sends; bob listens
-//! directly; carol listens behind the lossy relay of `tests/common/relay.rs`), and prints:
+//! directly; carol listens behind the lossy relay of `tests/common/relay/`), and prints:
 //!
 //! - the ack round trip of one message at a time against a raw UDP echo of the same size,
 //! - reliable, encrypted throughput of pipelined messages against raw one-way UDP,
@@ -13,7 +13,9 @@
 //! that plumbing; it is measured on its own (`/peers` → `peers`), and the daemon's own `rtt_ms`
 //! is reported beside the wall clock. Nothing asserts on speed.
 
-#[path = "../tests/common/relay.rs"]
+#[path = "../tests/common/process.rs"]
+mod process;
+#[path = "../tests/common/relay/mod.rs"]
 mod relay;
 
 #[path = "bench/baseline.rs"]
@@ -151,13 +153,6 @@ fn relay_in_front<T>(
     Ok((behind, relay))
 }
 
-fn bound_addr(d: &Daemon) -> anyhow::Result<SocketAddr> {
-    match relay::udp_sockets_of(d.pid)?[..] {
-        [addr] => Ok(addr),
-        ref other => bail!("{} has UDP sockets {other:?}, expected one", d.name),
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let options = Options::parse();
     let bin_dir = match &options.bin_dir {
@@ -194,7 +189,7 @@ fn main() -> anyhow::Result<()> {
     let (mut carol, carol_relay) = relay_in_front(&rt, lossy, |port| {
         let extra = ["--public-port".to_owned(), port.to_string()];
         let carol = Daemon::spawn(&daemon_bin, &index.url, "carol", &extra)?;
-        let addr = bound_addr(&carol)?;
+        let addr = process::bound_udp_addr(carol.pid)?;
         Ok((carol, addr))
     })?;
     let mut alice = Daemon::spawn(&daemon_bin, &index.url, "alice", &[])?;
@@ -253,15 +248,14 @@ fn main() -> anyhow::Result<()> {
     let [relay_flood, relay_windowed] = relay_raw_flow;
     let relay_raw_flow = [relay_flood?, relay_windowed?];
     eprintln!("throughput: daemons");
-    let me = std::process::id().to_string();
-    let pids = [alice.pid.to_string(), bob.pid.to_string(), me];
-    let cpu_before = pids.clone().map(|p| cpu_time(&p));
+    let pids = [alice.pid, bob.pid, std::process::id()];
+    let cpu_before = pids.map(cpu_time);
     let watch = Watch::start(options.perf.as_deref(), counts, "throughput", &pair)?;
     let drops_before = receive_buffer_drops();
     let flow = median(repeat, || {
         daemon::pipelined(&mut alice, &bob, &payload, count)
     })?;
-    let cpu_after = pids.map(|p| cpu_time(&p));
+    let cpu_after = pids.map(cpu_time);
     let overflows = receive_buffer_drops() - drops_before;
     let throughput_calls = watch.finish();
     let cpu = [0, 1, 2].map(|i| cpu_after[i].saturating_sub(cpu_before[i]));

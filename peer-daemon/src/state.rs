@@ -6,19 +6,22 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use directories::ProjectDirs;
 use proto::identity::Identity;
 
 /// Name of the key file inside the state directory.
 pub const KEY_FILE: &str = "identity.key";
 
-/// `$XDG_DATA_HOME/peerlink/<name>` (or `~/.local/share/peerlink/<name>`); one directory per
-/// name so that several daemons on one machine keep separate identities.
+/// The platform's data directory for peerlink, then one directory per name so that several
+/// daemons on one machine keep separate identities: on Linux `$XDG_DATA_HOME/peerlink/<name>`,
+/// else `~/.local/share/peerlink/<name>` (`directories` follows the XDG spec). The name is
+/// reduced to letters, digits, `-` and `_`, so it cannot climb out (`../x` is `___x`).
 pub fn default_state_dir(name: Option<&str>) -> PathBuf {
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("."));
+    // No home directory at all: the working directory, as a last resort.
+    let base = ProjectDirs::from("", "", "peerlink").map_or_else(
+        || Path::new(".").join("peerlink"),
+        |dirs| dirs.data_dir().to_owned(),
+    );
     let leaf: String = name
         .unwrap_or("default")
         .chars()
@@ -30,7 +33,18 @@ pub fn default_state_dir(name: Option<&str>) -> PathBuf {
             }
         })
         .collect();
-    base.join("peerlink").join(leaf)
+    base.join(leaf)
+}
+
+/// Creates `path` for this user's eyes only (0600 from the start, so nobody can open it before
+/// the mode applies), failing if it exists: for secrets in the state directory.
+pub fn create_private(path: &Path) -> anyhow::Result<fs::File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))
 }
 
 /// Loads the identity from `dir`, creating the directory (0700) and a fresh key (0600) when
@@ -55,12 +69,7 @@ pub fn load_or_create_identity(dir: &Path) -> anyhow::Result<Identity> {
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let identity = Identity::from_secret(rand::random());
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .with_context(|| format!("creating {}", path.display()))?;
+            let mut file = create_private(&path)?;
             writeln!(file, "{}", hex::encode(identity.secret()))?;
             file.sync_all()?;
             tracing::info!(path = %path.display(), uuid = %identity.uuid(), "created a new identity");

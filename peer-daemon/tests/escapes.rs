@@ -5,11 +5,12 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, EVENT_TIMEOUT, Index};
+use common::{Daemon, EVENT_TIMEOUT, Index, daemon_command};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 use uuid::Uuid;
@@ -27,23 +28,8 @@ struct Plain {
 }
 
 impl Plain {
-    async fn spawn(index_url: &str, name: &str, state: &std::path::Path) -> Plain {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_peer-daemon"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--index",
-                index_url,
-                "--name",
-                name,
-            ])
-            .arg("--state-dir")
-            .arg(state)
-            .env_remove("PEER_STATE_DIR")
-            .env_remove("PEER_INDEX_URL")
-            .env_remove("PEER_LISTEN")
-            .env_remove("PEER_NAME")
-            .env_remove("PEER_PUBLIC_PORT")
+    async fn spawn(index_url: &str, name: &str, state: &Path) -> Plain {
+        let mut child = Command::from(daemon_command(index_url, name, state))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

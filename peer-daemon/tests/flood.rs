@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, EVENT_TIMEOUT, Index, cpu_ticks};
+use common::{Daemon, EVENT_TIMEOUT, Index};
 use proto::identity::Identity;
 use proto::{Config, SecureConfig, SecureEndpoint};
 use uuid::Uuid;
@@ -136,7 +136,7 @@ async fn a_handshake_flood_does_not_keep_a_new_peer_out() {
 
     let answered =
         || counts.cookies.load(Ordering::Relaxed) + counts.responses.load(Ordering::Relaxed);
-    let bob_cpu_before = (cpu_ticks(bob.pid()), Instant::now(), answered());
+    let bob_cpu_before = (bob.cpu_ticks(), Instant::now(), answered());
     alice.msg(bob.uuid, "through the flood").await;
     let sender = alice.uuid.to_string();
     let through = tokio::time::timeout(
@@ -152,7 +152,7 @@ async fn a_handshake_flood_does_not_keep_a_new_peer_out() {
     if let Some(rest) = CPU_WINDOW.checked_sub(took) {
         tokio::time::sleep(rest).await;
     }
-    let bob_cpu = cpu_ticks(bob.pid()) - bob_cpu_before.0;
+    let bob_cpu = bob.cpu_ticks() - bob_cpu_before.0;
     let window = bob_cpu_before.1.elapsed();
     let answers = answered() - bob_cpu_before.2;
     stop.store(true, Ordering::Relaxed);

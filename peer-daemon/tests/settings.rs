@@ -47,3 +47,52 @@ fn bad_settings_exit_at_once_saying_what_to_fix() {
         assert!(output.stdout.is_empty(), "{args:?} printed on stdout");
     }
 }
+
+/// Without `--state-dir` the identity goes to `$XDG_DATA_HOME/peerlink/<name>`, the name made
+/// harmless (`../evil` cannot climb out of the data directory).
+#[test]
+fn the_default_state_directory_follows_xdg_data_home() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let (data, home) = (root.path().join("data"), root.path().join("home"));
+    let key = data.join("peerlink/___evil/identity.key");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_peer-daemon"))
+        // Port 9 (discard) refuses: the daemon keeps retrying, its identity already made.
+        .args([
+            "--json",
+            "--listen",
+            "127.0.0.1:0",
+            "--index",
+            "http://127.0.0.1:9",
+        ])
+        .args(["--name", "../evil"])
+        .env("XDG_DATA_HOME", &data)
+        .env("HOME", &home)
+        .env_remove("PEER_STATE_DIR")
+        .env_remove("PEER_CONTROL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run peer-daemon");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !key.exists() {
+        if let Some(status) = child.try_wait().expect("wait") {
+            panic!(
+                "the daemon exited ({status}) before creating {}",
+                key.display()
+            );
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no {} within 20 s", key.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        !home.exists(),
+        "nothing goes to $HOME when XDG_DATA_HOME is set"
+    );
+}

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Daemon, EVENT_TIMEOUT, Index};
+use common::{Daemon, EVENT_TIMEOUT, Index, daemon_command};
 use expectrl::Expect;
 use expectrl::session::OsSession;
 use peer_daemon::terminal::name_colour;
@@ -135,32 +135,11 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
 async fn terminal_client_shows_prompt_commands_and_incoming_messages() {
     let index = Index::start().await;
     let state = tempfile::tempdir().expect("state directory");
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_peer-daemon"));
+    let mut command = daemon_command(&index.url(), "carol", state.path());
     command
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--index",
-            &index.url(),
-            "--name",
-            "carol",
-            "--state-dir",
-        ])
-        .arg(state.path())
         .env("TERM", "xterm-256color")
         .env_remove("NO_COLOR")
         .env_remove("RUST_LOG");
-    for var in [
-        "PEER_STATE_DIR",
-        "PEER_INDEX_URL",
-        "PEER_LISTEN",
-        "PEER_NAME",
-        "PEER_DEADLINE_SECS",
-        "PEER_PUBLIC_PORT",
-        "PEER_CONTROL",
-    ] {
-        command.env_remove(var);
-    }
 
     // The prompt names the active session, once the daemon has registered.
     let (mut screen, carol) = blocking(move || {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::Value;
 
+use crate::process::daemon_command;
 use crate::stats::{Latency, Throughput};
 
 /// How long a receiver may take to print the last message after its sender's receipt.
@@ -45,17 +46,12 @@ impl Daemon {
         extra: &[String],
     ) -> anyhow::Result<Daemon> {
         let state = tempfile::tempdir().context("creating a state directory")?;
-        let mut child = Command::new(bin)
-            .args(["--json", "--listen", "127.0.0.1:0", "--index", index_url])
-            .args(["--name", name])
-            .arg("--state-dir")
-            .arg(state.path())
+        let mut child = daemon_command(bin, index_url, name, state.path())
+            .arg("--json")
             .args(extra)
             // `info` for the counters the driver logs when it stops; nothing per message.
             .env("RUST_LOG", "warn,peer_daemon=info")
             .env("NO_COLOR", "1")
-            .env_remove("PEER_PUBLIC_PORT")
-            .env_remove("PEER_DEADLINE_SECS")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

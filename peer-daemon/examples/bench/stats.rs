@@ -68,22 +68,10 @@ pub fn ms(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64() * 1e3)
 }
 
-/// User plus system CPU time of a process so far (fields 14 and 15 of `/proc/<pid>/stat`).
-pub fn cpu_time(pid: &str) -> Duration {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return Duration::ZERO;
-    };
-    // The command name (field 2) is in parentheses and may contain spaces.
-    let Some(close) = stat.rfind(')') else {
-        return Duration::ZERO;
-    };
-    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
-        .sum();
+/// User plus system CPU time of process `pid` so far; zero when `/proc` cannot tell.
+pub fn cpu_time(pid: u32) -> Duration {
     // USER_HZ is 100 on every Linux this runs on.
-    Duration::from_millis(ticks * 10)
+    Duration::from_millis(crate::process::cpu_ticks(pid).unwrap_or(0) * 10)
 }
 
 /// Datagrams the kernel dropped because a UDP socket's receive buffer was full, machine-wide

@@ -111,15 +111,6 @@ impl Helper for Completion {}
 mod tests {
     use super::*;
 
-    fn line(n: usize, label: &str, active: bool) -> SessionLine {
-        SessionLine {
-            n,
-            label: label.into(),
-            active,
-            unread: 0,
-        }
-    }
-
     #[test]
     fn completes_commands_names_and_rooms() {
         let names = Names::default();
@@ -128,9 +119,9 @@ mod tests {
             .unwrap()
             .insert(uuid::Uuid::from_u128(7), "bob".into());
         let (_tx, sessions) = watch::channel(vec![
-            line(0, "#lobby", true),
-            line(1, "#rust", false),
-            line(2, "@bob", false),
+            SessionLine::test(0, "#lobby", true),
+            SessionLine::test(1, "#rust", false),
+            SessionLine::test(2, "@bob", false),
         ]);
         let completion = Completion { names, sessions };
         let complete = |line: &str| {

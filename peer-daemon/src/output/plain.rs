@@ -1,10 +1,11 @@
-//! The plain-text rendering of events, for people: every string from outside made safe for a
-//! terminal ([`clean`]), and peers shown by the name the index vouches for.
+//! The plain-text renderer: events as lines for people, used for plain stdout and as the
+//! fallback of the terminal's coloured renderer (`terminal/render.rs`). Every string from
+//! outside is made safe for a terminal ([`clean`]), and peers are shown by the name the index
+//! vouches for.
 
 use uuid::Uuid;
 
 use super::{PeerLine, UiEvent};
-use crate::command::HELP;
 
 /// How a peer is shown in plain text, every part from outside made safe ([`clean`]): its
 /// vouched name; or, when it claims a name the index did not vouch for, its full UUID with the
@@ -60,17 +61,21 @@ fn peer_list(peers: &[PeerLine]) -> String {
         .join("\n")
 }
 
-impl UiEvent {
-    /// The help event.
-    pub fn help() -> Self {
-        UiEvent::Help {
-            commands: HELP
-                .iter()
-                .map(|(u, d)| [u.to_string(), d.to_string()])
-                .collect(),
-        }
-    }
+/// A message's text made safe, its further lines indented under the first so that they cannot
+/// pass for lines of their own (both renderers put the sender before the first line).
+pub fn indent_continuation(text: &str) -> String {
+    proto::display::sanitize_lines(text).replace('\n', "\n    ")
+}
 
+/// Where a message was said, before its sender: `[#room]`, or `[private]`.
+pub fn message_context(room: Option<&str>) -> String {
+    match room {
+        Some(room) => format!("[#{}]", clean(room)),
+        None => "[private]".to_owned(),
+    }
+}
+
+impl UiEvent {
     /// Human rendering; `None` for events people need not see.
     pub fn human(&self) -> Option<String> {
         Some(match self {
@@ -88,18 +93,12 @@ impl UiEvent {
                 room,
                 ..
             } => {
-                let context = match room {
-                    Some(room) => format!("[#{}] ", clean(room)),
-                    None => "[private] ".into(),
-                };
-                let text = proto::display::sanitize_lines(text);
-                let mut lines = text.split('\n');
-                let first = lines.next().unwrap_or("");
-                let mut out = format!("{context}<{}> {first}", who(from, name, claimed_name));
-                for line in lines {
-                    out += &format!("\n    {line}");
-                }
-                out
+                format!(
+                    "{} <{}> {}",
+                    message_context(room.as_deref()),
+                    who(from, name, claimed_name),
+                    indent_continuation(text)
+                )
             }
             UiEvent::Sent { .. } => return None,
             UiEvent::Delivered {
@@ -208,5 +207,49 @@ impl UiEvent {
                 )
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_show_with_the_uuid_and_everything_from_outside_is_clean() {
+        let peer = Uuid::from_u128(0x3f2a);
+        let message = |name: Option<&str>, claimed: Option<&str>| UiEvent::Message {
+            from: peer,
+            name: name.map(str::to_owned),
+            claimed_name: claimed.map(str::to_owned),
+            text: "hi\u{1b}[2J\nsecond\u{202e}".into(),
+            room: Some("lo\u{7}bby".into()),
+            session: None,
+        };
+        assert_eq!(
+            message(Some("bob"), None).human().unwrap(),
+            "[#lo␇bby] <bob> hi␛[2J\n    second\\u{202e}"
+        );
+        assert_eq!(
+            message(None, Some("alice")).human().unwrap(),
+            format!(
+                "[#lo␇bby] <{peer} (claims \"alice\", unverified)> hi␛[2J\n    second\\u{{202e}}"
+            )
+        );
+        assert_eq!(
+            message(Some("mallory"), Some("al\u{1b}ice"))
+                .human()
+                .unwrap(),
+            format!(
+                "[#lo␇bby] <mallory ({peer}, claims \"al␛ice\", unverified)> hi␛[2J\n    second\\u{{202e}}"
+            )
+        );
+        let error = UiEvent::Error {
+            message: "index answered 500: \u{1b}]0;x\u{7}\nfake line".into(),
+        };
+        assert_eq!(
+            error.human().unwrap(),
+            "error: index answered 500: ␛]0;x␇␊fake line",
+            "an error from outside stays on its line"
+        );
     }
 }

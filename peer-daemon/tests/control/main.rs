@@ -1,172 +1,15 @@
 //! The local control API end to end: a real daemon started with `--control 127.0.0.1:0`, the
 //! real index, and a second daemon that receives what a script sends through the API.
 
+mod clients;
+#[path = "../common/mod.rs"]
 mod common;
 
-use std::collections::VecDeque;
 use std::os::unix::fs::PermissionsExt;
-use std::process::Stdio;
-use std::time::Duration;
 
-use common::{Daemon, EVENT_TIMEOUT, Index, REGISTER_TIMEOUT, http_client};
+use clients::{Controlled, EventStream};
+use common::{Daemon, EVENT_TIMEOUT, Index, http_client};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::mpsc;
-use uuid::Uuid;
-
-/// A `peer-daemon --json --control 127.0.0.1:0` process and its stdout events.
-struct Controlled {
-    uuid: Uuid,
-    state: tempfile::TempDir,
-    _child: tokio::process::Child,
-    events: mpsc::UnboundedReceiver<Value>,
-    backlog: VecDeque<Value>,
-}
-
-impl Controlled {
-    async fn spawn(index_url: &str, name: &str) -> Controlled {
-        let state = tempfile::tempdir().expect("state directory");
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_peer-daemon"));
-        command
-            .args([
-                "--json",
-                "--listen",
-                "127.0.0.1:0",
-                "--control",
-                "127.0.0.1:0",
-                "--index",
-                index_url,
-                "--name",
-                name,
-            ])
-            .arg("--state-dir")
-            .arg(state.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true);
-        for var in ["PEER_STATE_DIR", "PEER_DEADLINE_SECS", "PEER_PUBLIC_PORT"] {
-            command.env_remove(var);
-        }
-        let mut child = command.spawn().expect("spawning peer-daemon");
-        let (tx, events) = mpsc::unbounded_channel();
-        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                let value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("stdout line {line:?} is not JSON: {e}"));
-                if tx.send(value).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut daemon = Controlled {
-            uuid: Uuid::nil(),
-            state,
-            _child: child,
-            events,
-            backlog: VecDeque::new(),
-        };
-        let registered = daemon
-            .expect("registered", |_| true, REGISTER_TIMEOUT)
-            .await;
-        daemon.uuid = registered["uuid"]
-            .as_str()
-            .and_then(|u| u.parse().ok())
-            .expect("a UUID");
-        daemon
-    }
-
-    /// The first event of `kind` (oldest first) that `predicate` accepts, removed.
-    async fn expect(
-        &mut self,
-        kind: &str,
-        mut predicate: impl FnMut(&Value) -> bool,
-        timeout: Duration,
-    ) -> Value {
-        let mut wanted = |v: &Value| v["event"] == kind && predicate(v);
-        if let Some(i) = self.backlog.iter().position(&mut wanted) {
-            return self.backlog.remove(i).expect("in range");
-        }
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Some(value)) if wanted(&value) => return value,
-                Ok(Some(value)) => self.backlog.push_back(value),
-                Ok(None) => panic!(
-                    "stdout closed while waiting for {kind}; seen: {:?}",
-                    self.backlog
-                ),
-                Err(_) => panic!("no {kind} within {timeout:?}; seen: {:?}", self.backlog),
-            }
-        }
-    }
-
-    /// How many events of `kind` have been printed and not taken.
-    fn seen_count(&mut self, kind: &str) -> usize {
-        while let Ok(value) = self.events.try_recv() {
-            self.backlog.push_back(value);
-        }
-        self.backlog.iter().filter(|v| v["event"] == kind).count()
-    }
-}
-
-/// A reader of the `/events` stream: `(event name, data)` pairs as they arrive.
-struct EventStream {
-    response: reqwest::Response,
-    buf: String,
-    seen: Vec<String>,
-}
-
-impl EventStream {
-    /// Waits for an event that `predicate` accepts, checking on the way that every event is
-    /// named after its `event` field. Fails after `timeout`, listing what came.
-    async fn expect(
-        &mut self,
-        mut predicate: impl FnMut(&str, &Value) -> bool,
-        timeout: Duration,
-    ) -> Value {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            while let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
-                let mut name = None;
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(value) = line.strip_prefix("event: ") {
-                        name = Some(value.to_owned());
-                    } else if let Some(value) = line.strip_prefix("data: ") {
-                        data.push_str(value);
-                    }
-                }
-                let Some(name) = name else { continue }; // keep-alive comments
-                self.seen.push(format!("{name}: {data}"));
-                let value: Value = serde_json::from_str(&data)
-                    .unwrap_or_else(|e| panic!("event data is not JSON: {data:?}: {e}"));
-                assert_eq!(
-                    value["event"],
-                    name.as_str(),
-                    "the SSE event name must be the event's kind: {block:?}"
-                );
-                if predicate(&name, &value) {
-                    return value;
-                }
-            }
-            match tokio::time::timeout_at(deadline, self.response.chunk()).await {
-                Ok(Ok(Some(chunk))) => self
-                    .buf
-                    .push_str(std::str::from_utf8(&chunk).expect("UTF-8 events")),
-                Ok(Ok(None)) => panic!("the event stream ended; seen: {:#?}", self.seen),
-                Ok(Err(error)) => {
-                    panic!("reading the event stream: {error}; seen: {:#?}", self.seen)
-                }
-                Err(_) => panic!(
-                    "no matching event within {timeout:?}; seen: {:#?}",
-                    self.seen
-                ),
-            }
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_api_sends_lists_sessions_and_streams_events() {
@@ -245,21 +88,20 @@ async fn control_api_sends_lists_sessions_and_streams_events() {
         content_type.starts_with("text/event-stream"),
         "{content_type}"
     );
-    let mut events = EventStream {
-        response,
-        buf: String::new(),
-        seen: Vec::new(),
-    };
+    let mut events = EventStream::new(response);
 
-    let sessions: Value = client
-        .get(format!("{base}/sessions"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let get_sessions = || async {
+        client
+            .get(format!("{base}/sessions"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("GET /sessions")
+            .json::<Value>()
+            .await
+            .expect("GET /sessions answers JSON")
+    };
+    let sessions = get_sessions().await;
     assert_eq!(
         sessions,
         json!({ "sessions": [{ "n": 0, "label": "#lobby", "active": true, "unread": 0 }] })
@@ -337,15 +179,7 @@ async fn control_api_sends_lists_sessions_and_streams_events() {
             EVENT_TIMEOUT,
         )
         .await;
-    let sessions: Value = client
-        .get(format!("{base}/sessions"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sessions = get_sessions().await;
     assert_eq!(
         sessions["sessions"][1],
         json!({ "n": 1, "label": "@bob", "active": false, "unread": 1 }),

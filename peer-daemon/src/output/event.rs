@@ -1,0 +1,267 @@
+//! The event schema: what the daemon reports, as the `--json` lines and the control API's
+//! event stream carry it. Field names and meanings are a public contract (README, openapi.yaml):
+//! fields and events may be added, never changed.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::command::HELP;
+
+/// One thing to report. New fields and events may be added; existing ones keep their meaning.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum UiEvent {
+    /// Registered with the index.
+    Registered {
+        /// Our UUID.
+        uuid: Uuid,
+        /// Our address as the index sees it.
+        addr: String,
+    },
+    /// A message arrived.
+    Message {
+        /// Sender.
+        from: Uuid,
+        /// Sender's name as the index vouches for it, when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// A name the peer claims for itself that the index did not vouch for: unverified,
+        /// never a reason to trust it. Absent when it matches `name` or there is none.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        claimed_name: Option<String>,
+        /// The text (bytes that are not UTF-8 are replaced by U+FFFD).
+        text: String,
+        /// The room it was said in; absent for private messages.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// For private messages: the private session (the sender's UUID).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        session: Option<Uuid>,
+    },
+    /// A message was handed to the network.
+    Sent {
+        /// Recipient of a private message.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        to: Option<Uuid>,
+        /// Room of a room message.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// Id that the matching `delivered`/`failed` carries.
+        id: u64,
+    },
+    /// A message was acknowledged (for a room: by how many of its members).
+    Delivered {
+        /// Recipient of a private message.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        to: Option<Uuid>,
+        /// Room of a room message.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// Id from the `sent` event.
+        id: u64,
+        /// Round-trip time in milliseconds (for a room: the slowest member's).
+        rtt_ms: f64,
+        /// Room messages: members that acknowledged.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        delivered: Option<usize>,
+        /// Room messages: members it was sent to.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        total: Option<usize>,
+    },
+    /// A message could not be delivered.
+    Failed {
+        /// Recipient.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        to: Option<Uuid>,
+        /// Room of a room message nobody acknowledged.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// Id from the `sent` event, when the message got that far.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        /// Why.
+        reason: String,
+    },
+    /// Someone (or we, when `peer` is absent) joined a room.
+    Joined {
+        /// The room.
+        room: String,
+        /// Who joined; absent when it is us.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        peer: Option<Uuid>,
+        /// Their name as the index vouches for it, when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// A name the peer claims for itself that the index did not vouch for: unverified,
+        /// never a reason to trust it. Absent when it matches `name` or there is none.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        claimed_name: Option<String>,
+        /// For our own joins: other members known now.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        members: Option<usize>,
+    },
+    /// Someone (or we, when `peer` is absent) left a room.
+    Left {
+        /// The room.
+        room: String,
+        /// Who left; absent when it is us.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        peer: Option<Uuid>,
+        /// Their name as the index vouches for it, when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// A name the peer claims for itself that the index did not vouch for: unverified,
+        /// never a reason to trust it. Absent when it matches `name` or there is none.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        claimed_name: Option<String>,
+    },
+    /// The sessions, as `/sessions` lists them.
+    Sessions {
+        /// In order; numbers start at 0 (the lobby).
+        sessions: Vec<SessionLine>,
+    },
+    /// The peers this daemon knows (`/peers`, `/users`).
+    Peers {
+        /// Each with its address and smoothed RTT when measured.
+        peers: Vec<PeerLine>,
+    },
+    /// Rooms (`/rooms`).
+    Rooms {
+        /// Each room with its member count.
+        rooms: Vec<RoomLine>,
+    },
+    /// Members of a room (`/who`).
+    Who {
+        /// The room.
+        room: String,
+        /// Its members.
+        members: Vec<PeerLine>,
+    },
+    /// The command list.
+    Help {
+        /// `[usage, description]` pairs.
+        commands: Vec<[String; 2]>,
+    },
+    /// Feedback on a command (e.g. the active session changed).
+    Info {
+        /// For people.
+        message: String,
+    },
+    /// Something went wrong that the user should know.
+    Error {
+        /// What, and what to do.
+        message: String,
+    },
+    /// The local control API is listening (only with `--control`).
+    Control {
+        /// Where, e.g. `127.0.0.1:7878` (the real port when `--control` asked for port 0).
+        addr: SocketAddr,
+        /// The file holding the bearer token every request needs.
+        token_file: PathBuf,
+    },
+}
+
+/// One entry of `/peers`, `/users` or `/who`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerLine {
+    /// The peer.
+    pub uuid: Uuid,
+    /// Name as the index vouches for it, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A name the peer claims that the index did not vouch for (unverified).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claimed_name: Option<String>,
+    /// Where we reach it, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addr: Option<SocketAddr>,
+    /// Smoothed round-trip time, once measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
+    /// Whether it acknowledged anything recently.
+    pub reachable: bool,
+}
+
+/// One entry of `/sessions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionLine {
+    /// Number for `/switch`.
+    pub n: usize,
+    /// `#room` or `@peer`.
+    pub label: String,
+    /// The active one.
+    pub active: bool,
+    /// Messages received while not active.
+    pub unread: usize,
+}
+
+#[cfg(test)]
+impl SessionLine {
+    /// Session `n` with nothing unread, for tests of what shows session lists.
+    pub(crate) fn test(n: usize, label: &str, active: bool) -> Self {
+        SessionLine {
+            n,
+            label: label.into(),
+            active,
+            unread: 0,
+        }
+    }
+}
+
+/// One entry of `/rooms`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoomLine {
+    /// The room.
+    pub room: String,
+    /// Members on the index.
+    pub members: usize,
+    /// Whether we are in it.
+    pub joined: bool,
+}
+
+/// Milliseconds with microsecond precision, for people and for JSON.
+pub fn millis(d: Duration) -> f64 {
+    (d.as_micros() as f64) / 1000.0
+}
+
+impl UiEvent {
+    /// The help event: the command list, from the one table the parser and completion share.
+    pub fn help() -> Self {
+        UiEvent::Help {
+            commands: HELP
+                .iter()
+                .map(|(u, d)| [u.to_string(), d.to_string()])
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_escapes_controls_and_keeps_lines_whole() {
+        let event = UiEvent::Message {
+            from: Uuid::from_u128(1),
+            name: None,
+            claimed_name: Some("\u{1b}]0;x\u{7}".into()),
+            text: "a\u{2028}b\u{2029}c\u{202e}\r\n\u{1b}[2J".into(),
+            room: None,
+            session: None,
+        };
+        let line = serde_json::to_string(&event).unwrap();
+        assert!(
+            !line.bytes().any(|b| b < 0x20),
+            "every C0 control (ESC, BEL, CR, LF) is escaped: {line}"
+        );
+        // U+2028/2029 stay raw, which JSON allows; a reader splitting on '\n' and parsing each
+        // line gets the text back exactly.
+        let back: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+        assert_eq!(back["text"], "a\u{2028}b\u{2029}c\u{202e}\r\n\u{1b}[2J");
+    }
+}
