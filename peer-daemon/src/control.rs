@@ -8,7 +8,6 @@ use std::convert::Infallible;
 use std::fs;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -243,12 +242,7 @@ pub fn write_token(dir: &Path) -> anyhow::Result<(String, PathBuf)> {
     // applies to a file nobody else could have opened before.
     let partial = dir.join(format!("{TOKEN_FILE}.new"));
     let _ = fs::remove_file(&partial);
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&partial)
-        .with_context(|| format!("creating {}", partial.display()))?;
+    let mut file = crate::state::create_private(&partial)?;
     writeln!(file, "{token}")?;
     file.sync_all()?;
     fs::rename(&partial, &path).with_context(|| format!("writing {}", path.display()))?;

@@ -8,32 +8,28 @@
 //! line below them.
 
 mod complete;
+mod reader;
 mod render;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc as std_mpsc;
 use std::thread;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use nix::sys::termios::{SetArg, Termios, tcgetattr, tcsetattr};
-use proto::chat::LOBBY;
-use rustyline::error::ReadlineError;
 use rustyline::history::FileHistory;
-use rustyline::{
-    Cmd, CompletionType, ConditionalEventHandler, Editor, Event, EventContext, EventHandler,
-    ExternalPrinter, KeyEvent, Movement, RepeatCount,
-};
+use rustyline::{CompletionType, Editor, EventHandler, ExternalPrinter, KeyEvent};
 use tokio::runtime::Handle;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc};
 
 use complete::Completion;
+use reader::{ClearOrQuit, Reader};
 pub use render::{Names, Renderer, name_colour};
 
-use crate::command::{Command, LineJoiner};
 use crate::driver::Input;
-use crate::output::{Output, SessionLine, Sink, UiEvent};
+use crate::output::{Output, Sink, UiEvent};
 
 /// The history file inside the state directory.
 pub const HISTORY_FILE: &str = "history.txt";
@@ -225,195 +221,5 @@ fn print_loop(
         {
             return;
         }
-    }
-}
-
-/// Ctrl-C clears a half-typed line, and quits on an empty one.
-struct ClearOrQuit;
-
-impl ConditionalEventHandler for ClearOrQuit {
-    fn handle(&self, _: &Event, _: RepeatCount, _: bool, ctx: &EventContext) -> Option<Cmd> {
-        (!ctx.line().is_empty()).then_some(Cmd::Kill(Movement::WholeLine))
-    }
-}
-
-/// The line-editor thread.
-struct Reader {
-    editor: Editor<Completion, FileHistory>,
-    history: PathBuf,
-    input: mpsc::Sender<Input>,
-    out: Output,
-    sessions: watch::Receiver<Vec<SessionLine>>,
-    runtime: Handle,
-    colour: bool,
-}
-
-impl Reader {
-    fn run(mut self) {
-        let mut joiner = LineJoiner::default();
-        loop {
-            let label = active_label(&self.sessions.borrow_and_update());
-            let prompt = prompt(&label, joiner.continuing(), self.colour);
-            let line = match self.editor.readline(&prompt) {
-                Ok(line) => line,
-                Err(ReadlineError::Eof | ReadlineError::Interrupted) => break,
-                Err(error) => {
-                    tracing::error!(%error, "reading the terminal");
-                    break;
-                }
-            };
-            if !line.trim().is_empty()
-                && self
-                    .editor
-                    .add_history_entry(line.as_str())
-                    .unwrap_or(false)
-            {
-                self.save_history();
-            }
-            let Some(complete) = joiner.push(&line) else {
-                continue;
-            };
-            let input = Input::parse(&complete);
-            let switches = matches!(
-                input,
-                Input::Command(
-                    Command::Fork { .. }
-                        | Command::Switch { .. }
-                        | Command::Lobby
-                        | Command::Join { .. }
-                        | Command::Leave { .. }
-                )
-            );
-            let quit = matches!(input, Input::Command(Command::Quit));
-            // Subscribed before the driver sees the command, so its answer cannot slip by.
-            let answers = self.out.subscribe();
-            if self.input.blocking_send(input).is_err() || quit {
-                return;
-            }
-            if switches {
-                self.wait_for_switch(&label, answers);
-            }
-        }
-        let _ = self.input.blocking_send(Input::Command(Command::Quit));
-    }
-
-    fn save_history(&mut self) {
-        if let Err(error) = self.editor.append_history(&self.history) {
-            tracing::debug!(%error, path = %self.history.display(), "could not save history");
-            return;
-        }
-        // What people typed to whom is nobody else's business.
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&self.history, std::fs::Permissions::from_mode(0o600));
-    }
-
-    /// Waits until the active session is no longer `before`, the driver refused (an error,
-    /// e.g. no such session) or said the switch happened (which it does just before the
-    /// session list changes), or [`SWITCH_WAIT`] passed.
-    fn wait_for_switch(&mut self, before: &str, mut answers: broadcast::Receiver<UiEvent>) {
-        let sessions = &mut self.sessions;
-        self.runtime.block_on(async {
-            let switched = async {
-                while sessions.changed().await.is_ok() {
-                    if active_label(&sessions.borrow_and_update()) != before {
-                        return;
-                    }
-                }
-                std::future::pending().await
-            };
-            tokio::pin!(switched);
-            let answered = async {
-                loop {
-                    match answers.recv().await {
-                        Ok(event @ (UiEvent::Info { .. } | UiEvent::Error { .. })) => return event,
-                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                        Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
-                    }
-                }
-            };
-            let answer = tokio::time::timeout(SWITCH_WAIT, async {
-                tokio::select! {
-                    () = &mut switched => None,
-                    event = answered => Some(event),
-                }
-            })
-            .await;
-            if let Ok(Some(UiEvent::Info { .. })) = answer {
-                let _ = tokio::time::timeout(SWITCH_SETTLE, switched).await;
-            }
-        });
-    }
-}
-
-/// `#room` or `@peer` of the active session.
-fn active_label(sessions: &[SessionLine]) -> String {
-    sessions
-        .iter()
-        .find(|s| s.active)
-        .map_or_else(|| format!("#{LOBBY}"), |s| s.label.clone())
-}
-
-/// The prompt as `(plain, styled)`: `#lobby> `, or a continuation mark under it. A peer
-/// whose name is not known yet shows as the start of its UUID.
-fn prompt(label: &str, continuing: bool, colour: bool) -> (String, String) {
-    let short;
-    let label = match label.strip_prefix('@').map(uuid::Uuid::try_parse) {
-        Some(Ok(id)) => {
-            short = format!("@{}", &id.to_string()[..8]);
-            short.as_str()
-        }
-        _ => label,
-    };
-    // A session label may carry a name from the index.
-    let label = proto::display::sanitize(label);
-    let label = label.as_ref();
-    let plain = if continuing {
-        format!("{}… ", " ".repeat(label.chars().count()))
-    } else {
-        format!("{label}> ")
-    };
-    if !colour {
-        return (plain.clone(), plain);
-    }
-    let styled = match label.strip_prefix('@') {
-        _ if continuing => format!("\x1b[2m{plain}\x1b[0m"),
-        Some(name) => format!("\x1b[1;{}m{label}\x1b[0m> ", name_colour(name)),
-        None => format!("\x1b[1m{label}\x1b[0m> "),
-    };
-    (plain, styled)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn line(n: usize, label: &str, active: bool) -> SessionLine {
-        SessionLine {
-            n,
-            label: label.into(),
-            active,
-            unread: 0,
-        }
-    }
-
-    #[test]
-    fn the_prompt_names_the_active_session() {
-        assert_eq!(active_label(&[]), "#lobby");
-        assert_eq!(
-            active_label(&[line(0, "#lobby", false), line(1, "@bob", true)]),
-            "@bob"
-        );
-        assert_eq!(prompt("#lobby", false, false).0, "#lobby> ");
-        assert_eq!(prompt("#lobby", true, false).0, "      … ");
-        let (plain, styled) = prompt("@bob", false, true);
-        assert_eq!(plain, "@bob> ");
-        assert_eq!(
-            styled,
-            format!("\x1b[1;{}m@bob\x1b[0m> ", name_colour("bob"))
-        );
-        assert_eq!(
-            prompt("@463c4b4f-bc1e-8c83-b21e-562437e0a7ef", false, false).0,
-            "@463c4b4f> "
-        );
     }
 }

@@ -79,13 +79,6 @@ pub fn paint(style: Style, text: &str) -> String {
 /// The styled form of a prompt whose plain form is `plain` (`#lobby> `, `@bob> `, or a
 /// continuation mark), for session `label`: a room in bold, a peer in bold in its name's
 /// colour, a continuation mark dimmed. `label` must already be safe to print.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "for terminal.rs's prompt, which still writes its escapes by hand; drop this once it calls styled_prompt"
-    )
-)]
 pub fn styled_prompt(label: &str, plain: &str, continuing: bool) -> String {
     match label.strip_prefix('@') {
         _ if continuing => paint(DIM, plain),

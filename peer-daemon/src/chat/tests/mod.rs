@@ -4,15 +4,15 @@
 //! real index and real sockets.
 
 mod delivery;
+mod index;
 mod names;
 mod rooms;
 mod sessions;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use proto::api::{PeerRecord, RoomSummary};
+use proto::api::PeerRecord;
 use proto::identity::Identity;
 use proto::sim::{CLEAN, Impair, Link, Rng, STEP_CAP};
 use proto::{SecureConfig, SecureEndpoint};
@@ -21,6 +21,7 @@ use uuid::Uuid;
 use super::{Action, ChatCore, HOLD_LIMIT, IndexReply, IndexRequest, Lookup, MAX_HELD};
 use crate::command::{self, Command};
 use crate::output::{SessionLine, UiEvent};
+use index::{Index, record};
 
 pub const MS: Duration = Duration::from_millis(1);
 pub const SEC: Duration = Duration::from_secs(1);
@@ -43,18 +44,6 @@ pub struct Node {
     pub quit: bool,
 }
 
-/// The index as the cores see it: records and rooms, answering after `latency`.
-pub struct Index {
-    pub up: bool,
-    pub latency: Duration,
-    /// When false, requests are taken but never answered (a driver that lost them).
-    pub answers: bool,
-    pub records: BTreeMap<Uuid, PeerRecord>,
-    pub rooms: BTreeMap<String, BTreeSet<Uuid>>,
-    /// Requests on their way: when they are answered, by whom.
-    pending: Vec<(Duration, usize, IndexRequest)>,
-}
-
 /// A few chat cores on one virtual network.
 pub struct ChatNet {
     pub nodes: Vec<Node>,
@@ -67,19 +56,6 @@ pub struct ChatNet {
 
 pub fn identity(i: usize) -> Identity {
     Identity::from_secret([i as u8 + 1; 32])
-}
-
-fn record(uuid: Uuid, addr: SocketAddr, name: Option<&str>) -> PeerRecord {
-    PeerRecord {
-        uuid,
-        addr: addr.to_string(),
-        name: name.map(str::to_owned),
-        public_key: None,
-        registered_at: "2026-01-01T00:00:00Z".into(),
-        last_seen: None,
-        ttl_secs: Some(60),
-        token: None,
-    }
 }
 
 impl ChatNet {
@@ -113,14 +89,7 @@ impl ChatNet {
         let mut net = ChatNet {
             nodes,
             links: names.iter().map(|_| Link::new(CLEAN)).collect(),
-            index: Index {
-                up: true,
-                latency: 20 * MS,
-                answers: true,
-                records: BTreeMap::new(),
-                rooms: BTreeMap::new(),
-                pending: Vec::new(),
-            },
+            index: Index::default(),
             rng: Rng(7),
             start,
             now: Duration::ZERO,
@@ -200,92 +169,12 @@ impl ChatNet {
         self.flush();
     }
 
-    fn answer(&self, i: usize, request: IndexRequest) -> IndexReply {
-        let me = self.id(i);
-        let index = &self.index;
-        let lookup = |uuid: &Uuid| {
-            index.records.get(uuid).map(|record| Lookup {
-                record: record.clone(),
-                max_age: Some(60 * SEC),
-            })
-        };
-        let members = |room: &str| -> Vec<PeerRecord> {
-            index
-                .rooms
-                .get(room)
-                .into_iter()
-                .flatten()
-                .filter_map(|id| index.records.get(id))
-                .cloned()
-                .collect()
-        };
-        match request {
-            IndexRequest::Lookup(peer) if index.up => IndexReply::Lookup(peer, Ok(lookup(&peer))),
-            IndexRequest::Lookup(peer) => IndexReply::Lookup(peer, Err(DOWN.to_owned())),
-            IndexRequest::Verify(peer) if index.up => IndexReply::Verify(peer, Ok(lookup(&peer))),
-            IndexRequest::Verify(peer) => IndexReply::Verify(peer, Err(DOWN.to_owned())),
-            IndexRequest::Name(name) if index.up => {
-                let found = index.records.values().find(|r| {
-                    r.name
-                        .as_deref()
-                        .is_some_and(|n| n.eq_ignore_ascii_case(&name))
-                });
-                IndexReply::Name(name, Ok(found.and_then(|r| lookup(&r.uuid))))
-            }
-            IndexRequest::Name(name) => IndexReply::Name(name, Err(DOWN.to_owned())),
-            IndexRequest::Join(room) if index.up => {
-                // The index's state changes when it answers (see `deliver_replies`).
-                let mut all = members(&room);
-                if let Some(me) = index.records.get(&me)
-                    && !all.iter().any(|r| r.uuid == me.uuid)
-                {
-                    all.push(me.clone());
-                }
-                IndexReply::Joined(room, Ok(all))
-            }
-            IndexRequest::Join(room) => IndexReply::Joined(room, Err(DOWN.to_owned())),
-            IndexRequest::Leave(room) if index.up => IndexReply::Left(room, Ok(())),
-            IndexRequest::Leave(room) => IndexReply::Left(room, Err(DOWN.to_owned())),
-            IndexRequest::Who(room) if index.up => {
-                let all = members(&room);
-                IndexReply::Who(room, Ok(all))
-            }
-            IndexRequest::Who(room) => IndexReply::Who(room, Err(DOWN.to_owned())),
-            IndexRequest::Rooms if index.up => IndexReply::Rooms(Ok(index
-                .rooms
-                .iter()
-                .map(|(room, members)| RoomSummary {
-                    room: room.clone(),
-                    members: members.len(),
-                })
-                .collect())),
-            IndexRequest::Rooms => IndexReply::Rooms(Err(DOWN.to_owned())),
-        }
-    }
-
     /// Answers the requests that are due, in the order they were asked.
     fn deliver_replies(&mut self) {
-        let now = self.now;
-        let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.index.pending)
-            .into_iter()
-            .partition(|(at, ..)| *at <= now);
-        self.index.pending = rest;
-        for (_, i, request) in due {
-            if self.index.up {
-                let me = self.id(i);
-                match &request {
-                    IndexRequest::Join(room) => {
-                        self.index.rooms.entry(room.clone()).or_default().insert(me);
-                    }
-                    IndexRequest::Leave(room) => {
-                        if let Some(members) = self.index.rooms.get_mut(room) {
-                            members.remove(&me);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            let reply = self.answer(i, request);
+        for (i, request) in self.index.take_due(self.now) {
+            let me = self.id(i);
+            self.index.apply(me, &request);
+            let reply = self.index.answer(me, request);
             let now = self.instant();
             self.nodes[i].core.handle_index_reply(now, reply);
         }
@@ -319,11 +208,7 @@ impl ChatNet {
                 match action {
                     Action::Ask(request) => {
                         node.asked.push(request.clone());
-                        if self.index.answers {
-                            self.index
-                                .pending
-                                .push((self.now + self.index.latency, i, request));
-                        }
+                        self.index.ask(self.now, i, request);
                     }
                     Action::Show(event) => node.shown.push((self.now, event)),
                     Action::Sessions(lines) => node.published.push(lines),
@@ -336,7 +221,7 @@ impl ChatNet {
     /// The next moment something is due: a datagram, an index answer or a core's timer.
     fn next_due(&self) -> Option<Duration> {
         let arrivals = self.links.iter().filter_map(Link::next_arrival);
-        let answers = self.index.pending.iter().map(|(at, ..)| *at);
+        let answers = self.index.next_answer();
         let timers = self
             .nodes
             .iter()
