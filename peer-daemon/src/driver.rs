@@ -102,6 +102,8 @@ impl Driver {
     ) -> anyhow::Result<()> {
         tokio::pin!(shutdown);
         let mut input_open = true;
+        // The first session list, for the prompt and `GET /sessions` before anything happens.
+        self.flush().await;
         loop {
             // What the last turn reported, after its datagrams went out: one write per turn.
             self.out.flush();
