@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{StatusCode, header};
-use common::names::{named_id, register_named, taken};
+use common::names::{assert_one_winner, named_id, register_named, taken};
 use common::{
     assert_client_error, eventually, keyed_registration, owner_request, signature_header, test_app,
     test_app_with, unix_now,
@@ -82,26 +82,10 @@ async fn a_name_held_by_a_live_peer_is_refused_in_any_case() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_claims_of_one_name_have_one_winner() {
     let app = Arc::new(test_app().await);
-    let claims: Vec<_> = (0..32u16)
-        .map(|i| {
-            let app = app.clone();
-            let name = if i % 2 == 0 { "race" } else { "RACE" };
-            tokio::spawn(async move { register_named(&app, 6000 + i, name).await.0 })
-        })
+    let claims = (0..32u16)
+        .map(|i| (6000 + i, if i % 2 == 0 { "race" } else { "RACE" }))
         .collect();
-    let mut statuses = Vec::new();
-    for claim in claims {
-        statuses.push(claim.await.unwrap());
-    }
-    let won = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::CREATED)
-        .count();
-    let lost = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::CONFLICT)
-        .count();
-    assert_eq!((won, lost), (1, 31), "{statuses:?}");
+    assert_one_winner(&app, claims).await;
     assert_eq!(app.peer_count().await, 1);
 }
 

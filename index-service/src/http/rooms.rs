@@ -56,6 +56,30 @@ async fn members(state: &AppState, room: &str) -> Result<RoomMembers, ApiError> 
     })
 }
 
+/// Puts the owner in the room (`joined`) or takes it out, for join and leave alike; returns
+/// the room.
+async fn change_membership(
+    state: &AppState,
+    owner: Owner<Room>,
+    joined: bool,
+) -> Result<String, ApiError> {
+    let Room(room) = owner.target;
+    state
+        .writer
+        .membership(
+            room.clone(),
+            joined,
+            owner.uuid,
+            owner.owner,
+            owner.signature,
+        )
+        .await
+        .map_err(write_error(owner.uuid))?;
+    let change = if joined { "joined" } else { "left" };
+    tracing::info!(peer = %owner.uuid, room, "{change}");
+    Ok(room)
+}
+
 /// List the rooms that have at least one live member, by name, with their member counts.
 #[utoipa::path(
     get,
@@ -135,13 +159,7 @@ pub async fn join_room(
     State(state): State<AppState>,
     owner: Owner<Room>,
 ) -> Result<Response, ApiError> {
-    let Room(room) = owner.target;
-    state
-        .writer
-        .membership(room.clone(), true, owner.uuid, owner.owner, owner.signature)
-        .await
-        .map_err(write_error(owner.uuid))?;
-    tracing::info!(peer = %owner.uuid, room, "joined");
+    let room = change_membership(&state, owner, true).await?;
     Ok((
         [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
         Json(members(&state, &room).await?),
@@ -185,18 +203,6 @@ pub async fn leave_room(
     State(state): State<AppState>,
     owner: Owner<Room>,
 ) -> Result<StatusCode, ApiError> {
-    let Room(room) = owner.target;
-    state
-        .writer
-        .membership(
-            room.clone(),
-            false,
-            owner.uuid,
-            owner.owner,
-            owner.signature,
-        )
-        .await
-        .map_err(write_error(owner.uuid))?;
-    tracing::info!(peer = %owner.uuid, room, "left");
+    change_membership(&state, owner, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }

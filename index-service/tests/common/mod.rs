@@ -18,6 +18,7 @@ use tower::ServiceExt;
 pub mod names;
 pub mod raw;
 pub mod rooms;
+pub mod running;
 
 /// The client address every `oneshot` request appears to come from.
 pub const CLIENT: &str = "203.0.113.7:40000";

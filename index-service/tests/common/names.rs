@@ -1,5 +1,7 @@
-//! Helpers for the tests about display names: one signing key per port, and the answer to a
-//! name someone else holds.
+//! Helpers for the tests about display names: one signing key per port, the answer to a name
+//! someone else holds, and racing claims.
+
+use std::sync::Arc;
 
 use axum::http::StatusCode;
 use proto::identity::Identity;
@@ -26,4 +28,29 @@ pub fn named_id(port: u16) -> Identity {
 pub async fn register_named(app: &TestApp, port: u16, name: &str) -> (StatusCode, Value) {
     let answer = app.register_keyed(&named_id(port), port, Some(name)).await;
     (answer.status, answer.body)
+}
+
+/// Registers every `(port, name)` at once, each by [`named_id`]`(port)`, and checks that
+/// exactly one claim wins (201) and every other one is refused (409).
+pub async fn assert_one_winner(app: &Arc<TestApp>, claims: Vec<(u16, &'static str)>) {
+    let tasks: Vec<_> = claims
+        .into_iter()
+        .map(|(port, name)| {
+            let app = app.clone();
+            tokio::spawn(async move { register_named(&app, port, name).await.0 })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    let won = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    let lost = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CONFLICT)
+        .count();
+    assert_eq!((won, lost), (1, statuses.len() - 1), "{statuses:?}");
 }
