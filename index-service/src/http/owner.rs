@@ -35,6 +35,7 @@ pub(super) struct Owner<T = ()> {
     pub(super) signature: Option<UsedSignature>,
     /// The exact body, which the signature covers.
     pub(super) body: Bytes,
+    /// What else the path names, already checked.
     pub(super) target: T,
 }
 

@@ -18,6 +18,8 @@ use crate::AppState;
 use crate::db::quota::Origin;
 use crate::db::{self, WriteError};
 
+/// The answer to an owner's change: the record as stored, with the TTL it now has, and not
+/// to be cached (the owner changes it).
 fn owner_answer(state: &AppState, mut record: PeerRecord) -> Response {
     record.ttl_secs = Some(state.config.peer_ttl.as_secs());
     (
