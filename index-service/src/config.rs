@@ -182,31 +182,29 @@ impl Config {
     }
 }
 
-/// Parses "250ms", "10s", "5m" or "2h", at most [`MAX_DURATION`].
+/// Parses a duration in humantime's syntax ("250ms", "10s", "5m", "2h", "1h 30m", "2d"), or a
+/// bare number of seconds ("30"), at most [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    if digits.is_empty() {
-        return Err(format!("`{text}` is not a duration like 10s"));
-    }
     let too_long = || {
         format!(
             "`{text}` is too long: the longest accepted is {}h (ten years)",
             MAX_DURATION.as_secs() / 3600
         )
     };
-    // Only digits are left, so the only way to fail is a number too large for u64.
-    let n: u64 = digits.parse().map_err(|_| too_long())?;
-    let duration = match unit {
-        "ms" => Some(Duration::from_millis(n)),
-        "s" | "" => Some(Duration::from_secs(n)),
-        "m" => n.checked_mul(60).map(Duration::from_secs),
-        "h" => n.checked_mul(3600).map(Duration::from_secs),
-        _ => return Err(format!("unknown unit in `{text}`: use ms, s, m or h")),
+    // A bare number has always meant seconds; humantime wants a unit.
+    let bare_seconds = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    let parsed = if bare_seconds {
+        humantime::parse_duration(&format!("{text}s"))
+    } else {
+        humantime::parse_duration(text)
     };
-    duration.filter(|d| *d <= MAX_DURATION).ok_or_else(too_long)
+    match parsed {
+        Ok(duration) if duration <= MAX_DURATION => Ok(duration),
+        Ok(_) | Err(humantime::DurationError::NumberOverflow) => Err(too_long()),
+        Err(error) => Err(format!(
+            "`{text}` is not a duration ({error}): write e.g. 500ms, 90s, 5m, 2h or 1h 30m"
+        )),
+    }
 }
 
 /// Parses a request rate: 0 (the limit is off) or a finite number of requests per second of
@@ -275,8 +273,21 @@ mod tests {
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert!(parse_duration("2d").is_err());
-        assert!(parse_duration("").is_err() && parse_duration("h").is_err());
+        // Bare numbers are seconds, as before humantime.
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(2 * 86400)));
+        for bad in ["", "h", "2x", "-1s", "10 s s"] {
+            let error = parse_duration(bad).unwrap_err();
+            assert!(error.contains("not a duration"), "{bad}: {error}");
+        }
+        assert!(
+            parse_duration("2x")
+                .unwrap_err()
+                .contains("unknown time unit")
+        );
         // Overflow is refused, not wrapped (5124095576030432 h × 3600 wrapped to 3584 s).
         assert!(
             parse_duration("5124095576030432h")

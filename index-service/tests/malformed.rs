@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::raw::{Running, exchange, parse_answer};
+use common::raw::{exchange, parse_answer};
+use common::running::Running;
 
 fn answer(bytes: &[u8]) -> common::raw::RawAnswer {
     parse_answer(bytes)

@@ -8,20 +8,9 @@ mod common;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use common::{TestApp, assert_client_error, test_app};
-use proto::identity::Identity;
-use serde_json::{Value, json};
-
-fn id(n: u16) -> Identity {
-    let mut secret = [9u8; 32];
-    secret[..2].copy_from_slice(&n.to_le_bytes());
-    Identity::from_secret(secret)
-}
-
-async fn claim(app: &TestApp, n: u16, name: &str) -> (StatusCode, Value) {
-    let answer = app.register_keyed(&id(n), 4000 + n, Some(name)).await;
-    (answer.status, answer.body)
-}
+use common::names::{assert_one_winner, register_named};
+use common::{assert_client_error, test_app};
+use serde_json::json;
 
 /// `name` as a query string value.
 fn query(name: &str) -> String {
@@ -44,9 +33,9 @@ async fn look_alike_names_collide_with_the_name_they_imitate() {
     ];
     for (i, (held, imitation)) in pairs.iter().enumerate() {
         let i = i as u16 * 2;
-        let (status, holder) = claim(&app, i, held).await;
+        let (status, holder) = register_named(&app, 4000 + i, held).await;
         assert_eq!(status, StatusCode::CREATED, "{held:?}: {holder}");
-        let (status, body) = claim(&app, i + 1, imitation).await;
+        let (status, body) = register_named(&app, 4000 + i + 1, imitation).await;
         assert_client_error(status, &body, StatusCode::CONFLICT, "looks the same");
         // Lookups match the same way.
         let (status, found) = app.get(&format!("/peers?name={}", query(imitation))).await;
@@ -55,7 +44,7 @@ async fn look_alike_names_collide_with_the_name_they_imitate() {
     }
     // Different names stay different.
     for name in ["alicia", "Jose", "paypal2"] {
-        let (status, body) = claim(&app, 100, name).await;
+        let (status, body) = register_named(&app, 4100, name).await;
         assert_eq!(status, StatusCode::CREATED, "{name:?}: {body}");
     }
 }
@@ -83,7 +72,7 @@ async fn invisible_and_blank_names_are_refused_with_400() {
         "alice ",
         "   ",
     ] {
-        let (status, body) = claim(&app, 1, bad).await;
+        let (status, body) = register_named(&app, 4001, bad).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad:?}: {body}");
         assert!(body["error"].as_str().unwrap().contains("name"), "{body}");
         // No record can hold it, so a lookup finds nothing.
@@ -111,7 +100,7 @@ async fn names_in_other_scripts_are_accepted_as_given() {
     .into_iter()
     .enumerate()
     {
-        let (status, body) = claim(&app, i as u16, name).await;
+        let (status, body) = register_named(&app, 4000 + i as u16, name).await;
         assert_eq!(status, StatusCode::CREATED, "{name:?}: {body}");
         assert_eq!(body["name"], name);
         let (status, found) = app.get(&format!("/peers?name={}", query(name))).await;
@@ -119,7 +108,7 @@ async fn names_in_other_scripts_are_accepted_as_given() {
         assert_eq!(found["uuid"], body["uuid"]);
     }
     // Stored in NFC: a decomposed é comes back composed.
-    let (status, body) = claim(&app, 50, "Rene\u{0301}").await;
+    let (status, body) = register_named(&app, 4050, "Rene\u{0301}").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["name"], "Ren\u{00E9}");
 }
@@ -148,24 +137,8 @@ async fn a_name_needs_a_keyed_registration() {
 async fn racing_look_alikes_have_one_winner() {
     let app = Arc::new(test_app().await);
     let spellings = ["alice", "\u{0430}lice", "ALICE", "\u{FF41}lice"];
-    let claims: Vec<_> = (0..16u16)
-        .map(|i| {
-            let app = app.clone();
-            let name = spellings[usize::from(i) % spellings.len()];
-            tokio::spawn(async move { claim(&app, i, name).await.0 })
-        })
+    let claims = (0..16u16)
+        .map(|i| (4000 + i, spellings[usize::from(i) % spellings.len()]))
         .collect();
-    let mut statuses = Vec::new();
-    for task in claims {
-        statuses.push(task.await.unwrap());
-    }
-    let won = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::CREATED)
-        .count();
-    let lost = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::CONFLICT)
-        .count();
-    assert_eq!((won, lost), (1, 15), "{statuses:?}");
+    assert_one_winner(&app, claims).await;
 }

@@ -1,10 +1,12 @@
 //! Rate limits key on the TCP peer's IP: a client flooding from 127.0.0.1 gets 429s with
 //! `Retry-After`, while a client on 127.0.0.2 is served as usual, against a real listener.
 
+mod common;
+
 use std::net::IpAddr;
 use std::time::Duration;
 
-use index_service::Config;
+use common::running::Running;
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -18,22 +20,15 @@ fn client_from(ip: &str) -> reqwest::Client {
 
 #[tokio::test]
 async fn a_flooding_address_is_limited_and_others_are_not() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::for_database(format!(
-        "sqlite://{}",
-        dir.path().join("index.db").display()
-    ));
     // One request per 10 s after the burst, so the test does not depend on how fast it runs.
-    config.read_rate_per_sec = 0.1;
-    config.read_burst = 5;
-    config.write_rate_per_sec = 0.1;
-    config.write_burst = 3;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(index_service::run(config, listener, async move {
-        let _ = stopped.await;
-    }));
+    let index = Running::start(|config| {
+        config.read_rate_per_sec = 0.1;
+        config.read_burst = 5;
+        config.write_rate_per_sec = 0.1;
+        config.write_burst = 3;
+    })
+    .await;
+    let base = format!("http://{}", index.addr);
 
     let flooder = client_from("127.0.0.1");
     let neighbour = client_from("127.0.0.2");
@@ -71,28 +66,19 @@ async fn a_flooding_address_is_limited_and_others_are_not() {
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
     }
     // Writes have their own budget: the flooder can still register, up to its write burst.
-    for _ in 0..3 {
-        let response = flooder
+    let register = |client: &reqwest::Client| {
+        client
             .post(format!("{base}/register"))
             .json(&serde_json::json!({"udp_port": 4000}))
             .send()
-            .await
-            .unwrap();
+    };
+    for _ in 0..3 {
+        let response = register(&flooder).await.unwrap();
         assert_eq!(response.status(), StatusCode::CREATED);
     }
-    let response = flooder
-        .post(format!("{base}/register"))
-        .json(&serde_json::json!({"udp_port": 4000}))
-        .send()
-        .await
-        .unwrap();
+    let response = register(&flooder).await.unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-    let response = neighbour
-        .post(format!("{base}/register"))
-        .json(&serde_json::json!({"udp_port": 4000}))
-        .send()
-        .await
-        .unwrap();
+    let response = register(&neighbour).await.unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     let record: Value = response.json().await.unwrap();
     assert!(record["addr"].as_str().unwrap().starts_with("127.0.0.2:"));
@@ -126,10 +112,5 @@ async fn a_flooding_address_is_limited_and_others_are_not() {
         "{metrics}"
     );
 
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .expect("the index stops")
-        .unwrap()
-        .unwrap();
+    index.stop().await;
 }

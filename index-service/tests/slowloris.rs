@@ -320,7 +320,8 @@ async fn slow_connections_cannot_starve_a_normal_client() {
 /// global cap refuses with a JSON 503, and frees its places when connections close.
 #[tokio::test]
 async fn idle_timeout_and_global_cap() {
-    use common::raw::{Running, read_answer, read_to_close};
+    use common::raw::{read_answer, read_to_close};
+    use common::running::Running;
     use tokio::net::TcpStream;
 
     let index = Running::start(|config| {

@@ -8,6 +8,7 @@ mod owner;
 pub mod peers;
 pub mod ratelimit;
 mod rooms;
+mod updates;
 
 use std::time::Instant;
 
@@ -76,10 +77,10 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(peers::find_by_name))
         .routes(routes!(
             peers::get_peer,
-            owner::update_peer,
-            owner::delete_peer
+            updates::update_peer,
+            updates::delete_peer
         ))
-        .routes(routes!(owner::heartbeat))
+        .routes(routes!(updates::heartbeat))
         .routes(routes!(rooms::list_rooms))
         .routes(routes!(rooms::get_room))
         .routes(routes!(rooms::join_room, rooms::leave_room))

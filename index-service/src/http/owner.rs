@@ -1,64 +1,106 @@
-//! Owner-only changes: `PUT /peers/{uuid}`, `POST /peers/{uuid}/heartbeat` and
-//! `DELETE /peers/{uuid}` (credentials: see [`super::auth`]), and the ownership check room
-//! membership shares ([`authorize`]).
+//! The owner check every owner-only route shares, as one extractor: a handler that takes an
+//! [`Owner`] runs only for the proven owner of the live record its path's `{uuid}` names.
 //!
-//! Checks run in this order, so a stranger learns nothing about a record beyond its
-//! existence (which lookups show anyway): UUID (400), credentials present (401), live record
-//! (404), ownership (401/403), then the body (415/400/422).
+//! Checks run in this order, so a stranger learns nothing about a record beyond its existence
+//! (which lookups show anyway): the path's parameters can be read (400), the body can be read
+//! (413), what else the path names, e.g. the room (400), the UUID (400), credentials present
+//! (401), a live record (404), ownership (401/403). The handler then judges the body
+//! (415/400/422).
+//!
+//! [`Owner`] is a `FromRequest` extractor rather than a `FromRequestParts` one because a
+//! signature covers the exact body: the check has to read it, and it hands the bytes on.
 
-use std::net::SocketAddr;
-
-use axum::Json;
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use proto::api::{ErrorBody, PeerRecord, PeerUpdate};
 use uuid::Uuid;
 
 use super::auth::{self, SignedRequest};
 use super::error::ApiError;
-use super::json::{RawBody, parse_body};
-use super::peers::{
-    internal, keyless_name, name_taken, not_found, over_quota, parse_uuid, replayed, validate,
-};
+use super::json::RawBody;
+use super::peers::{internal, not_found, parse_uuid, replayed};
 use crate::AppState;
-use crate::db::quota::Origin;
-use crate::db::{self, Owner, UsedSignature, WriteError};
+use crate::db::{self, UsedSignature, WriteError};
 
 /// A request whose sender proved it owns the live record `uuid`.
-pub(super) struct Authorized {
+///
+/// `T` is what else the path names, checked before the record (e.g. the room of a
+/// membership change); `()` for routes about the record alone.
+pub(super) struct Owner<T = ()> {
     pub(super) uuid: Uuid,
-    pub(super) owner: Owner,
+    /// How the record is owned, which the writer checks again when it writes.
+    pub(super) owner: db::Owner,
     /// The request's signature, for the writer to refuse if it comes again.
     pub(super) signature: Option<UsedSignature>,
+    /// The exact body, which the signature covers.
+    pub(super) body: Bytes,
+    /// What else the path names, already checked.
+    pub(super) target: T,
 }
 
-/// Checks that the request comes from the owner of the live record `raw_uuid`, in the order
-/// the module documentation gives; `body` is the exact body, which a signature covers.
-pub(super) async fn authorize(
+impl<T> FromRequest<AppState> for Owner<T>
+where
+    T: FromRequestParts<AppState> + Send,
+    T::Rejection: IntoResponse,
+{
+    /// Our [`ApiError`], or axum's answer to a path that cannot be decoded, which the edge
+    /// middleware renders in our JSON format like every other route's.
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut head, body) = request.into_parts();
+        let params = RawPathParams::from_request_parts(&mut head, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        // Reading the body consumes a request; the head stays here for the checks after it.
+        let body_request = Request::from_parts(head.clone(), body);
+        let RawBody(body) = RawBody::from_request(body_request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let target = T::from_request_parts(&mut head, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let (uuid, owner, signature) = authorize(state, &head, &params, &body)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Owner {
+            uuid,
+            owner,
+            signature,
+            body,
+            target,
+        })
+    }
+}
+
+/// The checks from the UUID on, in the order the module documentation gives.
+async fn authorize(
     state: &AppState,
-    raw_uuid: &str,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
+    head: &Parts,
+    params: &RawPathParams,
     body: &[u8],
-) -> Result<Authorized, ApiError> {
-    let uuid = parse_uuid(raw_uuid)?;
-    let credentials = auth::credentials(headers)?;
+) -> Result<(Uuid, db::Owner, Option<UsedSignature>), ApiError> {
+    let uuid = parse_uuid(path_param(params, "uuid")?)?;
+    let credentials = auth::credentials(&head.headers)?;
     let peer = db::find_peer(&state.pool, uuid, state.config.peer_ttl)
         .await?
         .ok_or_else(|| not_found(uuid))?;
     let request = SignedRequest {
-        method: method.as_str(),
-        path: uri.path(),
+        method: head.method.as_str(),
+        path: head.uri.path(),
         body,
     };
     let signature = auth::authorize(&peer.owner, &credentials, &request, auth::unix_now())?;
-    Ok(Authorized {
-        uuid,
-        owner: peer.owner,
-        signature,
-    })
+    Ok((uuid, peer.owner, signature))
+}
+
+/// The path parameter `name`; a route without it is a bug of ours (500), not the client's.
+pub(super) fn path_param<'a>(params: &'a RawPathParams, name: &str) -> Result<&'a str, ApiError> {
+    params
+        .iter()
+        .find_map(|(key, value)| (key == name).then_some(value))
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the route has no `{{{name}}}`")))
 }
 
 /// Maps the writer's refusals: a replayed signature is 401; a record that expired or was
@@ -69,165 +111,4 @@ pub(super) fn write_error(uuid: Uuid) -> impl FnOnce(WriteError) -> ApiError {
         WriteError::Gone => not_found(uuid),
         other => internal(other),
     }
-}
-
-fn owner_answer(state: &AppState, mut record: PeerRecord) -> Response {
-    record.ttl_secs = Some(state.config.peer_ttl.as_secs());
-    (
-        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
-        Json(record),
-    )
-        .into_response()
-}
-
-/// Move a record to a new address (the IP this request came from and the given UDP port)
-/// and name, refreshing it. Owner only. A name left out is removed; only a keyed record may
-/// carry a name (a keyless one sending a name gets 400); a name another live record holds, or
-/// one that looks the same, is refused with 409. Quotas apply as on registration (429).
-#[utoipa::path(
-    put,
-    path = "/peers/{uuid}",
-    tag = "peers",
-    params(("uuid" = String, Path,
-        description = "The peer's UUID, hyphenated or 32 hex digits, any case",
-        pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$")),
-    request_body = PeerUpdate,
-    security(("bearer_token" = []), ("owner_signature" = [])),
-    responses(
-        (status = 200, description = "Updated; the record as stored", body = PeerRecord),
-        (status = 400, description = "Not a UUID, the body is not valid JSON, a name with invisible characters, outer spaces or only spaces, or a name for a keyless record (names need a keyed registration)", body = ErrorBody),
-        (status = 401, description = "No credentials, or a signature that is malformed, stale or replayed", body = ErrorBody,
-            headers(("WWW-Authenticate" = String, description = "The accepted schemes: Bearer and Signature"))),
-        (status = 403, description = "The credentials do not own this record", body = ErrorBody),
-        (status = 404, description = "No live peer with that UUID", body = ErrorBody),
-        (status = 409, description = "Another live peer has this name, or one that looks the same: choose another", body = ErrorBody),
-        (status = 413, description = "The body is too large", body = ErrorBody),
-        (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
-        (status = 422, description = "A field is missing or out of range", body = ErrorBody),
-        (status = 429, description = "Too many writes from this address (with Retry-After), or this address or its subnet already holds as many live records or names as the index allows", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait before retrying (rate limit only)"))),
-        (status = 500, description = "The index failed; nothing was changed", body = ErrorBody),
-        (status = 503, description = "The database cannot be written at the moment (I/O error, locked, read-only, or its file was deleted or replaced), or the request took too long; nothing was changed", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
-        (status = 507, description = "The index's disk is full; nothing was changed", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
-    )
-)]
-pub async fn update_peer(
-    State(state): State<AppState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    Path(raw): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    RawBody(body): RawBody,
-) -> Result<Response, ApiError> {
-    let owner = authorize(&state, &raw, &method, &uri, &headers, &body).await?;
-    let update: PeerUpdate = parse_body(&headers, &body)?;
-    let name = validate(update.udp_port, update.name.as_deref())?;
-    if name.is_some() && !matches!(owner.owner, Owner::Key(_)) {
-        return Err(keyless_name());
-    }
-    let addr = SocketAddr::new(client.ip().to_canonical(), update.udp_port).to_string();
-    let origin = Origin::of(client.ip());
-    let record = state
-        .writer
-        .update(owner.uuid, owner.owner, addr, origin, name, owner.signature)
-        .await
-        .map_err(|error| match error {
-            WriteError::NameTaken => name_taken(update.name.as_deref().unwrap_or_default()),
-            WriteError::Quota(exceeded) => over_quota(exceeded),
-            other => write_error(owner.uuid)(other),
-        })?;
-    tracing::info!(peer = %record.uuid, addr = %record.addr, "updated");
-    Ok(owner_answer(&state, record))
-}
-
-/// Refresh a record's `last_seen` so it outlives another TTL. Owner only; the body, if any, is
-/// ignored (but covered by a signature).
-#[utoipa::path(
-    post,
-    path = "/peers/{uuid}/heartbeat",
-    tag = "peers",
-    params(("uuid" = String, Path,
-        description = "The peer's UUID, hyphenated or 32 hex digits, any case",
-        pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$")),
-    security(("bearer_token" = []), ("owner_signature" = [])),
-    responses(
-        (status = 200, description = "Refreshed; the record as stored", body = PeerRecord),
-        (status = 400, description = "Not a UUID", body = ErrorBody),
-        (status = 401, description = "No credentials, or a signature that is malformed, stale or replayed", body = ErrorBody,
-            headers(("WWW-Authenticate" = String, description = "The accepted schemes: Bearer and Signature"))),
-        (status = 403, description = "The credentials do not own this record", body = ErrorBody),
-        (status = 404, description = "No live peer with that UUID: register again", body = ErrorBody),
-        (status = 413, description = "The body is too large", body = ErrorBody),
-        (status = 429, description = "Too many writes from this address", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
-        (status = 500, description = "The index failed", body = ErrorBody),
-        (status = 503, description = "The database cannot be written at the moment (I/O error, locked, read-only, or its file was deleted or replaced), or the request took too long; nothing was changed", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
-        (status = 507, description = "The index's disk is full; nothing was changed", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
-    )
-)]
-pub async fn heartbeat(
-    State(state): State<AppState>,
-    Path(raw): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    RawBody(body): RawBody,
-) -> Result<Response, ApiError> {
-    let owner = authorize(&state, &raw, &method, &uri, &headers, &body).await?;
-    let record = state
-        .writer
-        .heartbeat(owner.uuid, owner.owner, owner.signature)
-        .await
-        .map_err(write_error(owner.uuid))?;
-    tracing::debug!(peer = %record.uuid, "heartbeat");
-    Ok(owner_answer(&state, record))
-}
-
-/// Delete a record. Owner only.
-#[utoipa::path(
-    delete,
-    path = "/peers/{uuid}",
-    tag = "peers",
-    params(("uuid" = String, Path,
-        description = "The peer's UUID, hyphenated or 32 hex digits, any case",
-        pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$")),
-    security(("bearer_token" = []), ("owner_signature" = [])),
-    responses(
-        (status = 204, description = "Deleted"),
-        (status = 400, description = "Not a UUID", body = ErrorBody),
-        (status = 401, description = "No credentials, or a signature that is malformed, stale or replayed", body = ErrorBody,
-            headers(("WWW-Authenticate" = String, description = "The accepted schemes: Bearer and Signature"))),
-        (status = 403, description = "The credentials do not own this record", body = ErrorBody),
-        (status = 404, description = "No live peer with that UUID", body = ErrorBody),
-        (status = 413, description = "The body is too large", body = ErrorBody),
-        (status = 429, description = "Too many writes from this address", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
-        (status = 500, description = "The index failed; nothing was deleted", body = ErrorBody),
-        (status = 503, description = "The database cannot be written at the moment (I/O error, locked, read-only, or its file was deleted or replaced), or the request took too long; nothing was changed", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
-        (status = 507, description = "The index's disk is full; nothing was changed", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
-    )
-)]
-pub async fn delete_peer(
-    State(state): State<AppState>,
-    Path(raw): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    RawBody(body): RawBody,
-) -> Result<StatusCode, ApiError> {
-    let owner = authorize(&state, &raw, &method, &uri, &headers, &body).await?;
-    state
-        .writer
-        .delete(owner.uuid, owner.owner, owner.signature)
-        .await
-        .map_err(write_error(owner.uuid))?;
-    tracing::info!(peer = %owner.uuid, "deleted");
-    Ok(StatusCode::NO_CONTENT)
 }

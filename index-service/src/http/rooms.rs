@@ -6,28 +6,41 @@
 //! it vanishes from every room when its record expires or is deleted.
 
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::extract::{FromRequestParts, RawPathParams, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use proto::api::{ErrorBody, RoomList, RoomMembers};
 use proto::chat::valid_room;
 
 use super::error::ApiError;
-use super::json::RawBody;
-use super::owner::{authorize, write_error};
+use super::owner::{Owner, path_param, write_error};
 use super::peers::cached_record;
 use crate::AppState;
 use crate::db::rooms;
 
-/// Checks a room name from the path.
-fn parse_room(raw: &str) -> Result<&str, ApiError> {
-    if valid_room(raw) {
-        Ok(raw)
-    } else {
-        Err(ApiError::BadRequest(format!(
-            "`{raw}` is not a room name: use 1 to 32 characters, each a lowercase letter a-z, \
-             a digit, `-` or `_`"
-        )))
+/// The room the path's `{room}` names, checked (400 for a name no room can have).
+pub(super) struct Room(String);
+
+impl FromRequestParts<AppState> for Room {
+    /// Our [`ApiError`], or axum's answer to a path that cannot be decoded, which the edge
+    /// middleware renders in our JSON format like every other route's.
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let raw = path_param(&params, "room").map_err(IntoResponse::into_response)?;
+        if valid_room(raw) {
+            Ok(Room(raw.to_owned()))
+        } else {
+            Err(ApiError::BadRequest(format!(
+                "`{raw}` is not a room name: use 1 to 32 characters, each a lowercase letter a-z, \
+                 a digit, `-` or `_`"
+            ))
+            .into_response())
+        }
     }
 }
 
@@ -41,6 +54,30 @@ async fn members(state: &AppState, room: &str) -> Result<RoomMembers, ApiError> 
             .map(|peer| cached_record(state, peer))
             .collect(),
     })
+}
+
+/// Puts the owner in the room (`joined`) or takes it out, for join and leave alike; returns
+/// the room.
+async fn change_membership(
+    state: &AppState,
+    owner: Owner<Room>,
+    joined: bool,
+) -> Result<String, ApiError> {
+    let Room(room) = owner.target;
+    state
+        .writer
+        .membership(
+            room.clone(),
+            joined,
+            owner.uuid,
+            owner.owner,
+            owner.signature,
+        )
+        .await
+        .map_err(write_error(owner.uuid))?;
+    let change = if joined { "joined" } else { "left" };
+    tracing::info!(peer = %owner.uuid, room, "{change}");
+    Ok(room)
 }
 
 /// List the rooms that have at least one live member, by name, with their member counts.
@@ -79,10 +116,9 @@ pub async fn list_rooms(State(state): State<AppState>) -> Result<Json<RoomList>,
 )]
 pub async fn get_room(
     State(state): State<AppState>,
-    Path(room): Path<String>,
+    Room(room): Room,
 ) -> Result<Json<RoomMembers>, ApiError> {
-    let room = parse_room(&room)?;
-    Ok(Json(members(&state, room).await?))
+    Ok(Json(members(&state, &room).await?))
 }
 
 /// Join a room. Owner only (credentials of the record `uuid`); joining a room again changes
@@ -121,29 +157,12 @@ pub async fn get_room(
 )]
 pub async fn join_room(
     State(state): State<AppState>,
-    Path((room, raw)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    RawBody(body): RawBody,
+    owner: Owner<Room>,
 ) -> Result<Response, ApiError> {
-    let room = parse_room(&room)?;
-    let owner = authorize(&state, &raw, &method, &uri, &headers, &body).await?;
-    state
-        .writer
-        .membership(
-            room.to_owned(),
-            true,
-            owner.uuid,
-            owner.owner,
-            owner.signature,
-        )
-        .await
-        .map_err(write_error(owner.uuid))?;
-    tracing::info!(peer = %owner.uuid, room, "joined");
+    let room = change_membership(&state, owner, true).await?;
     Ok((
         [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
-        Json(members(&state, room).await?),
+        Json(members(&state, &room).await?),
     )
         .into_response())
 }
@@ -182,25 +201,8 @@ pub async fn join_room(
 )]
 pub async fn leave_room(
     State(state): State<AppState>,
-    Path((room, raw)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    RawBody(body): RawBody,
+    owner: Owner<Room>,
 ) -> Result<StatusCode, ApiError> {
-    let room = parse_room(&room)?;
-    let owner = authorize(&state, &raw, &method, &uri, &headers, &body).await?;
-    state
-        .writer
-        .membership(
-            room.to_owned(),
-            false,
-            owner.uuid,
-            owner.owner,
-            owner.signature,
-        )
-        .await
-        .map_err(write_error(owner.uuid))?;
-    tracing::info!(peer = %owner.uuid, room, "left");
+    change_membership(&state, owner, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -15,7 +15,10 @@ use proto::identity::{self, Identity};
 use serde_json::Value;
 use tower::ServiceExt;
 
+pub mod names;
 pub mod raw;
+pub mod rooms;
+pub mod running;
 
 /// The client address every `oneshot` request appears to come from.
 pub const CLIENT: &str = "203.0.113.7:40000";
@@ -115,6 +118,20 @@ impl TestApp {
             .await
     }
 
+    /// `GET /peers/{uuid}`.
+    pub async fn lookup(&self, uuid: &str) -> (StatusCode, Value) {
+        self.get(&format!("/peers/{uuid}")).await
+    }
+
+    /// How many records the database holds, live or expired: what a refused write must not
+    /// have changed.
+    pub async fn peer_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM peers")
+            .fetch_one(&self.service.state().pool)
+            .await
+            .unwrap()
+    }
+
     /// A keyless registration; returns (uuid, token).
     pub async fn register_keyless(&self, udp_port: u16) -> (String, String) {
         let (status, record) = self
@@ -195,6 +212,34 @@ pub fn owner_request(
         builder = builder.header(header::AUTHORIZATION, authorization);
     }
     builder.body(Body::from(body.to_owned())).unwrap()
+}
+
+/// An owner request that must be refused: method, path, body, `Authorization`, the expected
+/// status, and what the error must mention.
+pub type Attempt<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    Option<String>,
+    StatusCode,
+    &'a str,
+);
+
+/// Sends every attempt and checks its refusal; a 401 must also name the accepted schemes in
+/// `WWW-Authenticate`.
+pub async fn assert_refused(app: &TestApp, attempts: Vec<Attempt<'_>>) {
+    for (method, path, body, authorization, expected, mentions) in attempts {
+        let answer = app
+            .send(owner_request(method, path, body, authorization.as_deref()))
+            .await;
+        assert_client_error(answer.status, &answer.body, expected, mentions);
+        if expected == StatusCode::UNAUTHORIZED {
+            assert!(
+                answer.headers.contains_key(header::WWW_AUTHENTICATE),
+                "{method} {path}: a 401 names the accepted schemes"
+            );
+        }
+    }
 }
 
 /// Polls `check` until it returns `Some`, failing after `timeout`.
