@@ -23,10 +23,10 @@ use tokio::task::JoinHandle;
 pub use config::Config;
 pub use http::{app, openapi};
 
-use crate::db::Writer;
 use crate::db::cache::LookupCache;
 use crate::db::health::DbFile;
 use crate::db::writer::WriterTask;
+use crate::db::{Clock, Liveness, Now, Writer};
 use crate::http::ratelimit::RateLimits;
 use crate::metrics::Metrics;
 
@@ -57,6 +57,15 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Per-client rate limits.
     pub limits: Arc<RateLimits>,
+    /// The clock and TTL that decide which records are live.
+    pub liveness: Liveness,
+}
+
+impl Shared {
+    /// The index's clock read now, as the read queries take it.
+    pub fn now(&self) -> Now {
+        self.liveness.now()
+    }
 }
 
 /// A running index minus the HTTP listener: the database, the writer and the background
@@ -73,6 +82,12 @@ impl Service {
     /// if needed), proves it takes writes, and starts the writer and the background purge.
     /// A configuration or database the index cannot work with is refused with one sentence.
     pub async fn open(config: Config) -> anyhow::Result<Service> {
+        Service::open_with_clock(config, Clock::System).await
+    }
+
+    /// [`Service::open`] with every liveness decision (expiry, purge, remaining TTL) read
+    /// from `clock`: tests pass a [`db::ManualClock`] to move time on instead of sleeping.
+    pub async fn open_with_clock(config: Config, clock: Clock) -> anyhow::Result<Service> {
         config.validate().map_err(anyhow::Error::msg)?;
         let url = config.database_url.clone();
         let options = db::connect_options(&url)?;
@@ -97,7 +112,11 @@ impl Service {
         let pool = db::connect(&url)
             .await
             .with_context(|| format!("opening database {url}"))?;
-        let cache = Arc::new(LookupCache::new(config.peer_ttl));
+        let liveness = Liveness {
+            clock,
+            ttl: config.peer_ttl,
+        };
+        let cache = Arc::new(LookupCache::new(liveness.clone()));
         let started = std::time::Instant::now();
         let live = cache
             .load(&pool)
@@ -109,7 +128,7 @@ impl Service {
             connection,
             options,
             file,
-            config.peer_ttl,
+            liveness.clone(),
             db::quota::Quotas::from_config(&config),
             cache.clone(),
             metrics.clone(),
@@ -121,6 +140,7 @@ impl Service {
             limits: Arc::new(RateLimits::new(&config)),
             config: Arc::new(config),
             metrics,
+            liveness,
         }));
         let (stop_maintenance, stopped) = watch::channel(false);
         let maintenance_task = maintenance::spawn(state.clone(), stopped);

@@ -15,7 +15,7 @@ use sqlx::sqlite::SqliteConnection;
 use uuid::Uuid;
 
 use super::ops::{Done, Op};
-use super::{record_columns, record_from_row, sql_now};
+use super::{Now, record_columns, record_from_row};
 
 /// Chunk sizes, largest first; runs shorter than the smallest go one by one.
 pub(super) const CHUNKS: [usize; 3] = [64, 16, 4];
@@ -30,8 +30,9 @@ pub(super) fn batchable(op: &Op) -> bool {
 pub(super) async fn insert_keyless(
     tx: &mut SqliteConnection,
     ops: &[&Op],
+    now: &Now,
 ) -> sqlx::Result<Vec<Done>> {
-    let row = concat!("(?, ?, ", sql_now!(), ", ", sql_now!(), ", ?, ?, ?)");
+    let row = "(?, ?, ?, ?, ?, ?, ?)";
     let sql = format!(
         "INSERT INTO peers (uuid, addr, registered_at, last_seen, token_hash, ip, subnet) \
          VALUES {} \
@@ -53,6 +54,8 @@ pub(super) async fn insert_keyless(
         query = query
             .bind(uuid.to_string())
             .bind(addr)
+            .bind(&now.text)
+            .bind(&now.text)
             .bind(token_hash)
             .bind(&origin.ip)
             .bind(&origin.subnet);

@@ -26,6 +26,7 @@ use tokio::time::Instant;
 
 use super::batch;
 use super::cache::LookupCache;
+use super::clock::Liveness;
 use super::health::{DbFile, Fault, WriteHealth};
 use super::names;
 use super::ops::{Done, Op, apply};
@@ -62,7 +63,8 @@ pub(super) struct Committer {
     /// How to reopen it (never creating the file).
     pub(super) options: SqliteConnectOptions,
     pub(super) file: Arc<DbFile>,
-    pub(super) ttl_mod: String,
+    /// What is live: read once per change, as SQLite read its own `'now'` once per statement.
+    pub(super) liveness: Liveness,
     /// Per-address quotas and the global cap, checked inside each transaction.
     pub(super) quotas: Quotas,
     pub(super) cache: Arc<LookupCache>,
@@ -166,7 +168,7 @@ impl Committer {
     /// is ready for the next transaction.
     async fn transaction(&mut self, jobs: &[Job]) -> Result<Vec<Result<Done, WriteError>>, Failed> {
         let connection = open(&mut self.connection, &self.options, &self.file).await?;
-        let result = apply_all(connection, &self.file, jobs, &self.ttl_mod, &self.quotas).await;
+        let result = apply_all(connection, &self.file, jobs, &self.liveness, &self.quotas).await;
         if result.is_err() {
             self.roll_back().await;
         }
@@ -289,7 +291,7 @@ async fn apply_all(
     connection: &mut SqliteConnection,
     file: &DbFile,
     jobs: &[Job],
-    ttl_mod: &str,
+    liveness: &Liveness,
     quotas: &Quotas,
 ) -> Result<Vec<Result<Done, WriteError>>, Failed> {
     // IMMEDIATE takes the write lock up front, so a concurrent writer (another process, the
@@ -300,6 +302,7 @@ async fn apply_all(
     let mut results = Vec::with_capacity(jobs.len());
     let mut rest = jobs;
     while let Some(job) = rest.first() {
+        let now = liveness.now();
         let run = rest
             .iter()
             .take_while(|job| batch::batchable(&job.op))
@@ -312,17 +315,17 @@ async fn apply_all(
         // A run of keyless registrations is one multi-row INSERT only when all of it fits the
         // quotas; otherwise each is checked on its own, so the limits stay exact.
         if let Some(chunk) = chunk
-            && quota::batch_fits(&mut *connection, quotas, &ops, ttl_mod).await?
+            && quota::batch_fits(&mut *connection, quotas, &ops, &now).await?
         {
             results.extend(
-                batch::insert_keyless(&mut *connection, &ops)
+                batch::insert_keyless(&mut *connection, &ops, &now)
                     .await?
                     .into_iter()
                     .map(Ok),
             );
             rest = &rest[chunk..];
         } else {
-            results.push(apply(&mut *connection, &job.op, ttl_mod, quotas).await?);
+            results.push(apply(&mut *connection, &job.op, &now, quotas).await?);
             rest = &rest[1..];
         }
     }

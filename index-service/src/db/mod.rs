@@ -6,7 +6,9 @@
 //! have their own modules.
 //!
 //! Liveness is computed, not stored: a record is live while `last_seen` is younger than the
-//! TTL, so an expired record disappears from lookups at once, before the purge removes it.
+//! TTL by the index's [`Clock`] ([`clock`]), so an expired record disappears from lookups at
+//! once, before the purge removes it. Queries never read SQLite's own `'now'`: the time is a
+//! bound parameter ([`Now`]), so one clock decides everywhere and tests can set it.
 
 pub mod backfill;
 mod batch;
@@ -31,35 +33,28 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
+pub use clock::{Clock, Liveness, ManualClock, Now};
 pub use writer::{UsedSignature, WriteError, Writer};
 
-/// The current time as stored in `registered_at` and `last_seen`: RFC 3339 with milliseconds,
-/// UTC, so text order is time order.
-macro_rules! sql_now {
-    () => {
-        "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
-    };
-}
-/// The oldest `last_seen` that is still live; the bound parameter is [`ttl_modifier`]'s text.
-macro_rules! sql_cutoff {
-    ($param:literal) => {
-        concat!("strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ", $param, ")")
-    };
-}
 /// The columns [`record_from_row`] reads.
 macro_rules! record_columns {
     () => {
         "addr, name, public_key, registered_at, last_seen"
     };
 }
-/// The columns [`stored_from_row`] reads: a whole record with its owner and age.
+/// The columns [`stored_from_row`] reads: a whole record with its owner and its age at the
+/// time bound to `$now` ([`Now::text`]).
 macro_rules! stored_columns {
-    () => {
-        "uuid, addr, name, public_key, registered_at, last_seen, token_hash,
-         (julianday('now') - julianday(last_seen)) * 86400.0 AS age"
+    ($now:literal) => {
+        concat!(
+            "uuid, addr, name, public_key, registered_at, last_seen, token_hash,
+             (julianday(",
+            $now,
+            ") - julianday(last_seen)) * 86400.0 AS age"
+        )
     };
 }
-pub(crate) use {record_columns, sql_cutoff, sql_now, stored_columns};
+pub(crate) use {record_columns, stored_columns};
 
 /// The connection settings shared by the pool and the writer.
 ///
@@ -158,7 +153,7 @@ pub struct StoredPeer {
     pub record: PeerRecord,
     /// Who may change it.
     pub owner: Owner,
-    /// Seconds since `last_seen`.
+    /// Seconds since `last_seen`, at the time the record was read.
     pub age_secs: f64,
 }
 
@@ -169,25 +164,20 @@ impl StoredPeer {
     }
 }
 
-/// The SQLite date modifier that goes back `ttl` from now, e.g. `-7200.000 seconds`.
-pub fn ttl_modifier(ttl: Duration) -> String {
-    format!("-{:.3} seconds", ttl.as_secs_f64())
-}
-
 /// Looks a live peer up by UUID; an expired record is `None` even before it is purged.
 pub async fn find_peer(
     pool: &SqlitePool,
     uuid: Uuid,
-    ttl: Duration,
+    now: &Now,
 ) -> sqlx::Result<Option<StoredPeer>> {
     sqlx::query(concat!(
         "SELECT ",
-        stored_columns!(),
-        " FROM peers WHERE uuid = ?1 AND last_seen >= ",
-        sql_cutoff!("?2")
+        stored_columns!("?3"),
+        " FROM peers WHERE uuid = ?1 AND last_seen >= ?2"
     ))
     .bind(uuid.to_string())
-    .bind(ttl_modifier(ttl))
+    .bind(&now.live_since)
+    .bind(&now.text)
     .fetch_optional(pool)
     .await?
     .map(|row| stored_from_row(&row))
@@ -213,14 +203,11 @@ pub(crate) fn stored_from_row(row: &SqliteRow) -> sqlx::Result<StoredPeer> {
 }
 
 /// How many records are live.
-pub async fn count_live(pool: &SqlitePool, ttl: Duration) -> sqlx::Result<i64> {
-    sqlx::query_scalar(concat!(
-        "SELECT count(*) FROM peers WHERE last_seen >= ",
-        sql_cutoff!("?1")
-    ))
-    .bind(ttl_modifier(ttl))
-    .fetch_one(pool)
-    .await
+pub async fn count_live(pool: &SqlitePool, now: &Now) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM peers WHERE last_seen >= ?1")
+        .bind(&now.live_since)
+        .fetch_one(pool)
+        .await
 }
 
 /// Builds the public record from a row holding [`record_columns`].

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::quota::{self, NewRow, Origin, Quotas};
 use super::writer::{UsedSignature, WriteError};
-use super::{Owner, names, record_columns, record_from_row, rooms, sql_cutoff, sql_now};
+use super::{Now, Owner, names, record_columns, record_from_row, rooms};
 use crate::naming::Name;
 
 /// One change.
@@ -71,7 +71,7 @@ pub(super) enum Done {
 pub(super) async fn apply(
     tx: &mut SqliteConnection,
     op: &Op,
-    ttl_mod: &str,
+    now: &Now,
     quotas: &Quotas,
 ) -> sqlx::Result<Result<Done, WriteError>> {
     let signature = match op {
@@ -108,16 +108,8 @@ pub(super) async fn apply(
         _ => None,
     };
     if let Some((uuid, origin, named, new_row)) = quota
-        && let Err(exceeded) = quota::check(
-            tx,
-            quotas,
-            origin,
-            &uuid.to_string(),
-            named,
-            new_row,
-            ttl_mod,
-        )
-        .await?
+        && let Err(exceeded) =
+            quota::check(tx, quotas, origin, &uuid.to_string(), named, new_row, now).await?
     {
         return Ok(Err(WriteError::Quota(exceeded)));
     }
@@ -131,7 +123,7 @@ pub(super) async fn apply(
         name: Some(name),
         ..
     } = op
-        && !names::free_for(tx, &name.key, &uuid.to_string(), ttl_mod).await?
+        && !names::free_for(tx, &name.key, &uuid.to_string(), now).await?
     {
         return Ok(Err(WriteError::NameTaken));
     }
@@ -144,11 +136,7 @@ pub(super) async fn apply(
         } => {
             let row = sqlx::query(concat!(
                 "INSERT INTO peers (uuid, addr, registered_at, last_seen, token_hash, ip, subnet)
-                 VALUES (?1, ?2, ",
-                sql_now!(),
-                ", ",
-                sql_now!(),
-                ", ?3, ?4, ?5) RETURNING ",
+                 VALUES (?1, ?2, ?6, ?6, ?3, ?4, ?5) RETURNING ",
                 record_columns!()
             ))
             .bind(uuid.to_string())
@@ -156,6 +144,7 @@ pub(super) async fn apply(
             .bind(token_hash)
             .bind(&origin.ip)
             .bind(&origin.subnet)
+            .bind(&now.text)
             .fetch_one(&mut *tx)
             .await?;
             Some((*uuid, row))
@@ -168,15 +157,11 @@ pub(super) async fn apply(
             public_key,
             ..
         } => {
-            rooms::forget_if_expired(tx, &uuid.to_string(), ttl_mod).await?;
+            rooms::forget_if_expired(tx, &uuid.to_string(), now).await?;
             sqlx::query(concat!(
                 "INSERT INTO peers
                     (uuid, addr, name, registered_at, last_seen, public_key, name_key, ip, subnet)
-             VALUES (?1, ?2, ?3, ",
-                sql_now!(),
-                ", ",
-                sql_now!(),
-                ", ?4, ?6, ?7, ?8)
+             VALUES (?1, ?2, ?3, ?9, ?9, ?4, ?6, ?7, ?8)
              ON CONFLICT (uuid) DO UPDATE SET
                 addr = excluded.addr,
                 name = excluded.name,
@@ -184,9 +169,8 @@ pub(super) async fn apply(
                 ip = excluded.ip,
                 subnet = excluded.subnet,
                 last_seen = excluded.last_seen,
-                registered_at = CASE WHEN peers.last_seen < ",
-                sql_cutoff!("?5"),
-                " THEN excluded.registered_at ELSE peers.registered_at END
+                registered_at = CASE WHEN peers.last_seen < ?5
+                    THEN excluded.registered_at ELSE peers.registered_at END
              WHERE peers.public_key IS excluded.public_key
              RETURNING ",
                 record_columns!()
@@ -195,10 +179,11 @@ pub(super) async fn apply(
             .bind(addr)
             .bind(name.as_ref().map(|n| &n.display))
             .bind(public_key)
-            .bind(ttl_mod)
+            .bind(&now.live_since)
             .bind(name.as_ref().map(|n| &n.key))
             .bind(&origin.ip)
             .bind(&origin.subnet)
+            .bind(&now.text)
             .fetch_optional(&mut *tx)
             .await?
             .map(|row| (*uuid, row))
@@ -214,11 +199,9 @@ pub(super) async fn apply(
             let (key, token) = owner.columns();
             sqlx::query(concat!(
                 "UPDATE peers SET addr = ?2, name = ?3, name_key = ?7, ip = ?8, subnet = ?9,
-                 last_seen = ",
-                sql_now!(),
-                " WHERE uuid = ?1 AND public_key IS ?4 AND token_hash IS ?5 AND last_seen >= ",
-                sql_cutoff!("?6"),
-                " RETURNING ",
+                 last_seen = ?10
+                 WHERE uuid = ?1 AND public_key IS ?4 AND token_hash IS ?5 AND last_seen >= ?6
+                 RETURNING ",
                 record_columns!()
             ))
             .bind(uuid.to_string())
@@ -226,10 +209,11 @@ pub(super) async fn apply(
             .bind(name.as_ref().map(|n| &n.display))
             .bind(key)
             .bind(token)
-            .bind(ttl_mod)
+            .bind(&now.live_since)
             .bind(name.as_ref().map(|n| &n.key))
             .bind(&origin.ip)
             .bind(&origin.subnet)
+            .bind(&now.text)
             .fetch_optional(&mut *tx)
             .await?
             .map(|row| (*uuid, row))
@@ -237,32 +221,30 @@ pub(super) async fn apply(
         Op::Heartbeat { uuid, owner, .. } => {
             let (key, token) = owner.columns();
             sqlx::query(concat!(
-                "UPDATE peers SET last_seen = ",
-                sql_now!(),
-                " WHERE uuid = ?1 AND public_key IS ?2 AND token_hash IS ?3 AND last_seen >= ",
-                sql_cutoff!("?4"),
-                " RETURNING ",
+                "UPDATE peers SET last_seen = ?5
+                 WHERE uuid = ?1 AND public_key IS ?2 AND token_hash IS ?3 AND last_seen >= ?4
+                 RETURNING ",
                 record_columns!()
             ))
             .bind(uuid.to_string())
             .bind(key)
             .bind(token)
-            .bind(ttl_mod)
+            .bind(&now.live_since)
+            .bind(&now.text)
             .fetch_optional(&mut *tx)
             .await?
             .map(|row| (*uuid, row))
         }
         Op::Delete { uuid, owner, .. } => {
             let (key, token) = owner.columns();
-            let deleted = sqlx::query(concat!(
+            let deleted = sqlx::query(
                 "DELETE FROM peers
-                 WHERE uuid = ?1 AND public_key IS ?2 AND token_hash IS ?3 AND last_seen >= ",
-                sql_cutoff!("?4")
-            ))
+                 WHERE uuid = ?1 AND public_key IS ?2 AND token_hash IS ?3 AND last_seen >= ?4",
+            )
             .bind(uuid.to_string())
             .bind(key)
             .bind(token)
-            .bind(ttl_mod)
+            .bind(&now.live_since)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -281,9 +263,9 @@ pub(super) async fn apply(
         } => {
             let uuid = uuid.to_string();
             let done = if *join {
-                rooms::join(tx, room, &uuid, owner, ttl_mod).await?
+                rooms::join(tx, room, &uuid, owner, now).await?
             } else {
-                rooms::leave(tx, room, &uuid, owner, ttl_mod).await?
+                rooms::leave(tx, room, &uuid, owner, now).await?
             };
             return Ok(if done {
                 Ok(Done::Changed)
@@ -292,18 +274,17 @@ pub(super) async fn apply(
             });
         }
         Op::Purge { limit } => {
-            let purged = sqlx::query(concat!(
+            let purged = sqlx::query(
                 "DELETE FROM peers WHERE uuid IN
-                    (SELECT uuid FROM peers WHERE last_seen < ",
-                sql_cutoff!("?1"),
-                " LIMIT ?2)"
-            ))
-            .bind(ttl_mod)
+                    (SELECT uuid FROM peers WHERE last_seen < ?1 LIMIT ?2)",
+            )
+            .bind(&now.live_since)
             .bind(limit)
             .execute(&mut *tx)
             .await?
             .rows_affected();
-            sqlx::query("DELETE FROM used_signatures WHERE expires_at < unixepoch('now')")
+            sqlx::query("DELETE FROM used_signatures WHERE expires_at < ?1")
+                .bind(now.unix_secs())
                 .execute(&mut *tx)
                 .await?;
             return Ok(Ok(Done::Purged(purged)));

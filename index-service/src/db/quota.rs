@@ -12,8 +12,8 @@ use std::net::IpAddr;
 
 use sqlx::sqlite::SqliteConnection;
 
+use super::Now;
 use super::ops::Op;
-use super::sql_cutoff;
 use crate::Config;
 
 /// Expired rows deleted at most when the global cap is reached, before refusing.
@@ -129,7 +129,7 @@ pub(super) async fn check(
     uuid: &str,
     named: bool,
     new_row: NewRow,
-    ttl_mod: &str,
+    now: &Now,
 ) -> sqlx::Result<Result<(), Exceeded>> {
     let limits = [
         (quotas.records_per_ip, false, false),
@@ -146,7 +146,7 @@ pub(super) async fn check(
         } else {
             &origin.ip
         };
-        if count(tx, by_subnet, names, origin, uuid, ttl_mod).await? >= i64::from(max) {
+        if count(tx, by_subnet, names, origin, uuid, now).await? >= i64::from(max) {
             let key = key.clone();
             return Ok(Err(match (by_subnet, names) {
                 (false, false) => Exceeded::RecordsPerIp(key, max),
@@ -162,7 +162,7 @@ pub(super) async fn check(
         && !fits(stored_rows(tx).await?, 1, max)
         // Only at the cap does it matter whether an upsert adds a row.
         && (new_row == NewRow::Yes || !is_stored(tx, uuid).await?)
-        && !room_for(tx, 1, max, ttl_mod).await?
+        && !room_for(tx, 1, max, now).await?
     {
         return Ok(Err(Exceeded::Full(max)));
     }
@@ -176,11 +176,9 @@ pub(super) async fn batch_fits(
     tx: &mut SqliteConnection,
     quotas: &Quotas,
     ops: &[&Op],
-    ttl_mod: &str,
+    now: &Now,
 ) -> sqlx::Result<bool> {
-    if quotas.max_records > 0
-        && !room_for(tx, ops.len() as u64, quotas.max_records, ttl_mod).await?
-    {
+    if quotas.max_records > 0 && !room_for(tx, ops.len() as u64, quotas.max_records, now).await? {
         return Ok(false);
     }
     for (max, by_subnet) in [
@@ -202,7 +200,7 @@ pub(super) async fn batch_fits(
             }
         }
         for (origin, n) in adding.into_values() {
-            if count(tx, by_subnet, false, origin, "", ttl_mod).await? + n > i64::from(max) {
+            if count(tx, by_subnet, false, origin, "", now).await? + n > i64::from(max) {
                 return Ok(false);
             }
         }
@@ -218,36 +216,32 @@ async fn count(
     names: bool,
     origin: &Origin,
     uuid: &str,
-    ttl_mod: &str,
+    now: &Now,
 ) -> sqlx::Result<i64> {
     // Four fixed statements, so each is prepared once. One index, `(subnet, ip, last_seen)`
     // (and its partial copy over named rows), serves both the per-subnet and the per-IP
     // counts, so a registration updates one index for the quotas, not two.
     let sql = match (by_subnet, names) {
-        (false, false) => concat!(
+        (false, false) => {
             "SELECT count(*) FROM peers WHERE subnet = ?1 AND ip = ?4 AND uuid <> ?2 \
-             AND last_seen >= ",
-            sql_cutoff!("?3")
-        ),
-        (true, false) => concat!(
-            "SELECT count(*) FROM peers WHERE subnet = ?1 AND uuid <> ?2 AND last_seen >= ",
-            sql_cutoff!("?3")
-        ),
-        (false, true) => concat!(
+             AND last_seen >= ?3"
+        }
+        (true, false) => {
+            "SELECT count(*) FROM peers WHERE subnet = ?1 AND uuid <> ?2 AND last_seen >= ?3"
+        }
+        (false, true) => {
             "SELECT count(*) FROM peers WHERE subnet = ?1 AND ip = ?4 AND name IS NOT NULL \
-             AND uuid <> ?2 AND last_seen >= ",
-            sql_cutoff!("?3")
-        ),
-        (true, true) => concat!(
+             AND uuid <> ?2 AND last_seen >= ?3"
+        }
+        (true, true) => {
             "SELECT count(*) FROM peers WHERE subnet = ?1 AND name IS NOT NULL AND uuid <> ?2 \
-             AND last_seen >= ",
-            sql_cutoff!("?3")
-        ),
+             AND last_seen >= ?3"
+        }
     };
     let query = sqlx::query_scalar(sql)
         .bind(&origin.subnet)
         .bind(uuid)
-        .bind(ttl_mod);
+        .bind(&now.live_since);
     let query = if by_subnet {
         query
     } else {
@@ -262,17 +256,15 @@ async fn room_for(
     tx: &mut SqliteConnection,
     adding: u64,
     max: u64,
-    ttl_mod: &str,
+    now: &Now,
 ) -> sqlx::Result<bool> {
     if fits(stored_rows(tx).await?, adding, max) {
         return Ok(true);
     }
-    sqlx::query(concat!(
-        "DELETE FROM peers WHERE uuid IN (SELECT uuid FROM peers WHERE last_seen < ",
-        sql_cutoff!("?1"),
-        " LIMIT ?2)"
-    ))
-    .bind(ttl_mod)
+    sqlx::query(
+        "DELETE FROM peers WHERE uuid IN (SELECT uuid FROM peers WHERE last_seen < ?1 LIMIT ?2)",
+    )
+    .bind(&now.live_since)
     .bind(RECLAIM)
     .execute(&mut *tx)
     .await?;

@@ -12,7 +12,6 @@
 //! with the [`Fault`], and the task recovers by itself once the cause is gone ([`super::commit`]).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use proto::api::PeerRecord;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
@@ -22,12 +21,13 @@ use uuid::Uuid;
 
 use crate::metrics::Metrics;
 
+use super::Owner;
 use super::cache::LookupCache;
+use super::clock::Liveness;
 use super::commit::{self, Committer};
 use super::health::{DbFile, Fault, WriteHealth};
 use super::ops::{Done, Op};
 use super::quota::{Exceeded, Origin, Quotas};
-use super::{Owner, ttl_modifier};
 use crate::naming::Name;
 
 /// Changes that may wait for the writer before senders wait too.
@@ -102,14 +102,14 @@ impl WriterTask {
 
 impl Writer {
     /// Starts the writer task on `connection` to the database `file`, which `options` reopen
-    /// if a failure leaves the connection unusable; records older than `ttl` count as expired,
+    /// if a failure leaves the connection unusable; `liveness` tells which records expired,
     /// and registrations are held to `quotas`. Every committed change is applied to `cache`
     /// before it is acknowledged.
     pub fn spawn(
         connection: SqliteConnection,
         options: SqliteConnectOptions,
         file: DbFile,
-        ttl: Duration,
+        liveness: Liveness,
         quotas: Quotas,
         cache: Arc<LookupCache>,
         metrics: Arc<Metrics>,
@@ -123,7 +123,7 @@ impl Writer {
             connection: Some(connection),
             options: options.create_if_missing(false),
             file: file.clone(),
-            ttl_mod: ttl_modifier(ttl),
+            liveness,
             quotas,
             cache,
             metrics,

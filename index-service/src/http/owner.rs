@@ -45,7 +45,7 @@ pub(super) async fn authorize(
 ) -> Result<Authorized, ApiError> {
     let uuid = parse_uuid(raw_uuid)?;
     let credentials = auth::credentials(headers)?;
-    let peer = db::find_peer(&state.pool, uuid, state.config.peer_ttl)
+    let peer = db::find_peer(&state.pool, uuid, &state.now())
         .await?
         .ok_or_else(|| not_found(uuid))?;
     let request = SignedRequest {

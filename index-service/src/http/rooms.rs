@@ -33,7 +33,7 @@ fn parse_room(raw: &str) -> Result<&str, ApiError> {
 
 /// `room` with its live members, each with how long its record may be cached.
 async fn members(state: &AppState, room: &str) -> Result<RoomMembers, ApiError> {
-    let members = rooms::members(&state.pool, room, state.config.peer_ttl).await?;
+    let members = rooms::members(&state.pool, room, &state.now()).await?;
     Ok(RoomMembers {
         room: room.to_owned(),
         members: members
@@ -56,7 +56,7 @@ async fn members(state: &AppState, room: &str) -> Result<RoomMembers, ApiError> 
     )
 )]
 pub async fn list_rooms(State(state): State<AppState>) -> Result<Json<RoomList>, ApiError> {
-    let rooms = rooms::list(&state.pool, state.config.peer_ttl).await?;
+    let rooms = rooms::list(&state.pool, &state.now()).await?;
     Ok(Json(RoomList { rooms }))
 }
 
