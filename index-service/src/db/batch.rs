@@ -9,13 +9,11 @@
 
 use std::collections::HashMap;
 
-use sqlx::AssertSqlSafe;
-use sqlx::Row;
-use sqlx::sqlite::SqliteConnection;
-use uuid::Uuid;
+use sqlx::QueryBuilder;
+use sqlx::sqlite::{Sqlite, SqliteConnection};
 
 use super::ops::{Done, Op};
-use super::{Now, record_columns, record_from_row};
+use super::{Now, RecordRow};
 
 /// Chunk sizes, largest first; runs shorter than the smallest go one by one.
 pub(super) const CHUNKS: [usize; 3] = [64, 16, 4];
@@ -32,16 +30,10 @@ pub(super) async fn insert_keyless(
     ops: &[&Op],
     now: &Now,
 ) -> sqlx::Result<Vec<Done>> {
-    let row = "(?, ?, ?, ?, ?, ?, ?)";
-    let sql = format!(
-        "INSERT INTO peers (uuid, addr, registered_at, last_seen, token_hash, ip, subnet) \
-         VALUES {} \
-         RETURNING uuid, {}",
-        vec![row; ops.len()].join(", "),
-        record_columns!()
+    let mut insert = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO peers (uuid, addr, registered_at, last_seen, token_hash, ip, subnet) ",
     );
-    let mut query = sqlx::query(AssertSqlSafe(sql));
-    for op in ops {
+    insert.push_values(ops, |mut row, op| {
         let Op::InsertKeyless {
             uuid,
             addr,
@@ -51,21 +43,23 @@ pub(super) async fn insert_keyless(
         else {
             unreachable!("only batchable operations are batched");
         };
-        query = query
-            .bind(uuid.to_string())
-            .bind(addr)
-            .bind(&now.text)
-            .bind(&now.text)
-            .bind(token_hash)
-            .bind(&origin.ip)
-            .bind(&origin.subnet);
-    }
-    let mut records = HashMap::with_capacity(ops.len());
-    for row in query.fetch_all(&mut *tx).await? {
-        let raw: String = row.try_get("uuid")?;
-        let uuid = Uuid::parse_str(&raw).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-        records.insert(uuid, record_from_row(uuid, &row)?);
-    }
+        row.push_bind(uuid.to_string())
+            .push_bind(addr.as_str())
+            .push_bind(now.text.as_str())
+            .push_bind(now.text.as_str())
+            .push_bind(token_hash.as_str())
+            .push_bind(origin.ip.as_str())
+            .push_bind(origin.subnet.as_str());
+    });
+    insert.push(" RETURNING uuid, addr, name, public_key, registered_at, last_seen");
+    // RETURNING promises no order: match the rows to the operations by UUID.
+    let mut records: HashMap<_, _> = insert
+        .build_query_as::<RecordRow>()
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|row| (row.uuid, row))
+        .collect();
     ops.iter()
         .map(|op| {
             let Op::InsertKeyless { uuid, .. } = op else {
@@ -73,7 +67,7 @@ pub(super) async fn insert_keyless(
             };
             records
                 .remove(uuid)
-                .map(Done::Record)
+                .map(|row| Done::Record(row.into()))
                 .ok_or_else(|| sqlx::Error::Protocol(format!("no row returned for {uuid}")))
         })
         .collect()

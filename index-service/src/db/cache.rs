@@ -18,13 +18,13 @@ use std::net::SocketAddr;
 use dashmap::DashMap;
 use futures_util::TryStreamExt;
 use proto::api::PeerRecord;
-use sqlx::{Row, SqlitePool};
+use sqlx::{FromRow, SqlitePool};
 use uuid::Uuid;
 
+use super::RecordRow;
 use super::clock::{Liveness, duration_ms, format_ms, parse_ms};
 use super::ops::{Done, Op};
 use super::writer::WriteError;
-use super::{record_columns, record_from_row};
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -87,24 +87,20 @@ impl LookupCache {
 
     /// Loads every live record from the database; returns how many.
     pub async fn load(&self, pool: &SqlitePool) -> anyhow::Result<usize> {
-        let mut rows = sqlx::query(concat!(
-            "SELECT uuid, ",
-            record_columns!(),
-            " FROM peers WHERE last_seen >= ?1"
-        ))
+        let mut rows = sqlx::query(
+            "SELECT uuid, addr, name, public_key, registered_at, last_seen
+             FROM peers WHERE last_seen >= ?1",
+        )
         .bind(self.liveness.now().live_since)
         .fetch(pool);
         while let Some(row) = rows.try_next().await? {
-            let uuid = row.try_get::<String, _>("uuid").ok();
-            let Some(uuid) = uuid.and_then(|text| Uuid::parse_str(&text).ok()) else {
+            // A row that does not decode (written by another program) is left to SQLite.
+            let Ok(row) = RecordRow::from_row(&row) else {
                 continue;
             };
-            let entry = record_from_row(uuid, &row)
-                .ok()
-                .as_ref()
-                .and_then(Entry::new);
-            if let Some(entry) = entry {
-                self.entries.insert(uuid, entry);
+            let record = PeerRecord::from(row);
+            if let Some(entry) = Entry::new(&record) {
+                self.entries.insert(record.uuid, entry);
             }
         }
         Ok(self.entries.len())

@@ -26,35 +26,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use proto::api::PeerRecord;
+use sqlx::SqlitePool;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
 pub use clock::{Clock, Liveness, ManualClock, Now};
 pub use writer::{UsedSignature, WriteError, Writer};
-
-/// The columns [`record_from_row`] reads.
-macro_rules! record_columns {
-    () => {
-        "addr, name, public_key, registered_at, last_seen"
-    };
-}
-/// The columns [`stored_from_row`] reads: a whole record with its owner and its age at the
-/// time bound to `$now` ([`Now::text`]).
-macro_rules! stored_columns {
-    ($now:literal) => {
-        concat!(
-            "uuid, addr, name, public_key, registered_at, last_seen, token_hash,
-             (julianday(",
-            $now,
-            ") - julianday(last_seen)) * 86400.0 AS age"
-        )
-    };
-}
-pub(crate) use {record_columns, stored_columns};
 
 /// The connection settings shared by the pool and the writer.
 ///
@@ -164,42 +143,77 @@ impl StoredPeer {
     }
 }
 
+/// A record's public columns as queries return them (`uuid, addr, name, public_key,
+/// registered_at, last_seen`).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct RecordRow {
+    #[sqlx(try_from = "String")]
+    pub(crate) uuid: Uuid,
+    addr: String,
+    name: Option<String>,
+    public_key: Option<String>,
+    registered_at: String,
+    last_seen: String,
+}
+
+impl From<RecordRow> for PeerRecord {
+    fn from(row: RecordRow) -> PeerRecord {
+        PeerRecord {
+            uuid: row.uuid,
+            addr: row.addr,
+            name: row.name,
+            public_key: row.public_key,
+            registered_at: row.registered_at,
+            last_seen: Some(row.last_seen),
+            ttl_secs: None,
+            token: None,
+        }
+    }
+}
+
+/// A whole record as the handlers need it: [`RecordRow`]'s columns, `token_hash`, and `age`
+/// (seconds since `last_seen`, computed by the query).
+#[derive(Debug, sqlx::FromRow)]
+struct StoredRow {
+    #[sqlx(flatten)]
+    record: RecordRow,
+    token_hash: Option<String>,
+    age: f64,
+}
+
+impl From<StoredRow> for StoredPeer {
+    fn from(row: StoredRow) -> StoredPeer {
+        let record = PeerRecord::from(row.record);
+        let owner = match (&record.public_key, row.token_hash) {
+            (Some(key), _) => Owner::Key(key.clone()),
+            (None, Some(hash)) => Owner::Token(hash),
+            (None, None) => Owner::Nobody,
+        };
+        StoredPeer {
+            record,
+            owner,
+            age_secs: row.age.max(0.0),
+        }
+    }
+}
+
 /// Looks a live peer up by UUID; an expired record is `None` even before it is purged.
 pub async fn find_peer(
     pool: &SqlitePool,
     uuid: Uuid,
     now: &Now,
 ) -> sqlx::Result<Option<StoredPeer>> {
-    sqlx::query(concat!(
-        "SELECT ",
-        stored_columns!("?3"),
-        " FROM peers WHERE uuid = ?1 AND last_seen >= ?2"
-    ))
+    let row = sqlx::query_as::<_, StoredRow>(
+        "SELECT uuid, addr, name, public_key, registered_at, last_seen, token_hash,
+                (julianday(?3) - julianday(last_seen)) * 86400.0 AS age
+         FROM peers WHERE uuid = ?1 AND last_seen >= ?2",
+    )
     .bind(uuid.to_string())
     .bind(&now.live_since)
     .bind(&now.text)
     .fetch_optional(pool)
-    .await?
-    .map(|row| stored_from_row(&row))
-    .transpose()
-}
-
-/// Builds a [`StoredPeer`] from a row holding [`stored_columns`].
-pub(crate) fn stored_from_row(row: &SqliteRow) -> sqlx::Result<StoredPeer> {
-    let raw: String = row.try_get("uuid")?;
-    let uuid = Uuid::parse_str(&raw).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-    let record = record_from_row(uuid, row)?;
-    let token_hash: Option<String> = row.try_get("token_hash")?;
-    let owner = match (&record.public_key, token_hash) {
-        (Some(key), _) => Owner::Key(key.clone()),
-        (None, Some(hash)) => Owner::Token(hash),
-        (None, None) => Owner::Nobody,
-    };
-    Ok(StoredPeer {
-        record,
-        owner,
-        age_secs: row.try_get::<f64, _>("age")?.max(0.0),
-    })
+    .await?;
+    Ok(row.map(StoredPeer::from))
 }
 
 /// How many records are live.
@@ -208,18 +222,4 @@ pub async fn count_live(pool: &SqlitePool, now: &Now) -> sqlx::Result<i64> {
         .bind(&now.live_since)
         .fetch_one(pool)
         .await
-}
-
-/// Builds the public record from a row holding [`record_columns`].
-pub(crate) fn record_from_row(uuid: Uuid, row: &SqliteRow) -> sqlx::Result<PeerRecord> {
-    Ok(PeerRecord {
-        uuid,
-        addr: row.try_get("addr")?,
-        name: row.try_get("name")?,
-        public_key: row.try_get("public_key")?,
-        registered_at: row.try_get("registered_at")?,
-        last_seen: row.try_get("last_seen")?,
-        ttl_secs: None,
-        token: None,
-    })
 }

@@ -9,7 +9,7 @@
 use sqlx::SqlitePool;
 use sqlx::sqlite::SqliteConnection;
 
-use super::{Now, StoredPeer, stored_columns, stored_from_row};
+use super::{Now, StoredPeer, StoredRow};
 
 /// Looks up the live record whose name has the key `key`.
 pub async fn find_peer_by_name(
@@ -17,18 +17,17 @@ pub async fn find_peer_by_name(
     key: &str,
     now: &Now,
 ) -> sqlx::Result<Option<StoredPeer>> {
-    sqlx::query(concat!(
-        "SELECT ",
-        stored_columns!("?3"),
-        " FROM peers WHERE name_key = ?1 AND last_seen >= ?2"
-    ))
+    let row = sqlx::query_as::<_, StoredRow>(
+        "SELECT uuid, addr, name, public_key, registered_at, last_seen, token_hash,
+                (julianday(?3) - julianday(last_seen)) * 86400.0 AS age
+         FROM peers WHERE name_key = ?1 AND last_seen >= ?2",
+    )
     .bind(key)
     .bind(&now.live_since)
     .bind(&now.text)
     .fetch_optional(pool)
-    .await?
-    .map(|row| stored_from_row(&row))
-    .transpose()
+    .await?;
+    Ok(row.map(StoredPeer::from))
 }
 
 /// Whether record `uuid` may take the name whose key is `key`: no other live record holds it.

@@ -3,12 +3,12 @@
 //! have their steps in [`super::names`] and [`super::rooms`].
 
 use proto::api::PeerRecord;
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::sqlite::SqliteConnection;
 use uuid::Uuid;
 
 use super::quota::{self, NewRow, Origin, Quotas};
 use super::writer::{UsedSignature, WriteError};
-use super::{Now, Owner, names, record_columns, record_from_row, rooms};
+use super::{Now, Owner, RecordRow, names, rooms};
 use crate::naming::Name;
 
 /// One change.
@@ -127,18 +127,18 @@ pub(super) async fn apply(
     {
         return Ok(Err(WriteError::NameTaken));
     }
-    let row: Option<(Uuid, SqliteRow)> = match op {
+    let row: Option<RecordRow> = match op {
         Op::InsertKeyless {
             uuid,
             addr,
             origin,
             token_hash,
         } => {
-            let row = sqlx::query(concat!(
+            let row = sqlx::query_as::<_, RecordRow>(
                 "INSERT INTO peers (uuid, addr, registered_at, last_seen, token_hash, ip, subnet)
-                 VALUES (?1, ?2, ?6, ?6, ?3, ?4, ?5) RETURNING ",
-                record_columns!()
-            ))
+                 VALUES (?1, ?2, ?6, ?6, ?3, ?4, ?5)
+                 RETURNING uuid, addr, name, public_key, registered_at, last_seen",
+            )
             .bind(uuid.to_string())
             .bind(addr)
             .bind(token_hash)
@@ -147,7 +147,7 @@ pub(super) async fn apply(
             .bind(&now.text)
             .fetch_one(&mut *tx)
             .await?;
-            Some((*uuid, row))
+            Some(row)
         }
         Op::UpsertKeyed {
             uuid,
@@ -158,7 +158,7 @@ pub(super) async fn apply(
             ..
         } => {
             rooms::forget_if_expired(tx, &uuid.to_string(), now).await?;
-            sqlx::query(concat!(
+            sqlx::query_as::<_, RecordRow>(
                 "INSERT INTO peers
                     (uuid, addr, name, registered_at, last_seen, public_key, name_key, ip, subnet)
              VALUES (?1, ?2, ?3, ?9, ?9, ?4, ?6, ?7, ?8)
@@ -172,9 +172,8 @@ pub(super) async fn apply(
                 registered_at = CASE WHEN peers.last_seen < ?5
                     THEN excluded.registered_at ELSE peers.registered_at END
              WHERE peers.public_key IS excluded.public_key
-             RETURNING ",
-                record_columns!()
-            ))
+             RETURNING uuid, addr, name, public_key, registered_at, last_seen",
+            )
             .bind(uuid.to_string())
             .bind(addr)
             .bind(name.as_ref().map(|n| &n.display))
@@ -186,7 +185,6 @@ pub(super) async fn apply(
             .bind(&now.text)
             .fetch_optional(&mut *tx)
             .await?
-            .map(|row| (*uuid, row))
         }
         Op::Update {
             uuid,
@@ -197,13 +195,12 @@ pub(super) async fn apply(
             ..
         } => {
             let (key, token) = owner.columns();
-            sqlx::query(concat!(
+            sqlx::query_as::<_, RecordRow>(
                 "UPDATE peers SET addr = ?2, name = ?3, name_key = ?7, ip = ?8, subnet = ?9,
                  last_seen = ?10
                  WHERE uuid = ?1 AND public_key IS ?4 AND token_hash IS ?5 AND last_seen >= ?6
-                 RETURNING ",
-                record_columns!()
-            ))
+                 RETURNING uuid, addr, name, public_key, registered_at, last_seen",
+            )
             .bind(uuid.to_string())
             .bind(addr)
             .bind(name.as_ref().map(|n| &n.display))
@@ -216,16 +213,14 @@ pub(super) async fn apply(
             .bind(&now.text)
             .fetch_optional(&mut *tx)
             .await?
-            .map(|row| (*uuid, row))
         }
         Op::Heartbeat { uuid, owner, .. } => {
             let (key, token) = owner.columns();
-            sqlx::query(concat!(
+            sqlx::query_as::<_, RecordRow>(
                 "UPDATE peers SET last_seen = ?5
                  WHERE uuid = ?1 AND public_key IS ?2 AND token_hash IS ?3 AND last_seen >= ?4
-                 RETURNING ",
-                record_columns!()
-            ))
+                 RETURNING uuid, addr, name, public_key, registered_at, last_seen",
+            )
             .bind(uuid.to_string())
             .bind(key)
             .bind(token)
@@ -233,7 +228,6 @@ pub(super) async fn apply(
             .bind(&now.text)
             .fetch_optional(&mut *tx)
             .await?
-            .map(|row| (*uuid, row))
         }
         Op::Delete { uuid, owner, .. } => {
             let (key, token) = owner.columns();
@@ -291,7 +285,7 @@ pub(super) async fn apply(
         }
     };
     Ok(match row {
-        Some((uuid, row)) => Ok(Done::Record(record_from_row(uuid, &row)?)),
+        Some(row) => Ok(Done::Record(row.into())),
         None => Err(WriteError::Gone),
     })
 }

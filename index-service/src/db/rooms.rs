@@ -9,7 +9,7 @@ use proto::api::RoomSummary;
 use sqlx::SqlitePool;
 use sqlx::sqlite::SqliteConnection;
 
-use super::{Now, Owner, StoredPeer, stored_columns, stored_from_row};
+use super::{Now, Owner, StoredPeer, StoredRow};
 
 /// Whether `uuid` is a live record owned by `owner`.
 async fn owned_live(
@@ -95,20 +95,18 @@ pub(crate) async fn forget_if_expired(
 
 /// The live members of `room`, in the order they joined.
 pub async fn members(pool: &SqlitePool, room: &str, now: &Now) -> sqlx::Result<Vec<StoredPeer>> {
-    sqlx::query(concat!(
-        "SELECT ",
-        stored_columns!("?3"),
-        " FROM room_members JOIN peers USING (uuid)
-         WHERE room = ?1 AND last_seen >= ?2 ORDER BY joined_at, uuid"
-    ))
+    let rows = sqlx::query_as::<_, StoredRow>(
+        "SELECT uuid, addr, name, public_key, registered_at, last_seen, token_hash,
+                (julianday(?3) - julianday(last_seen)) * 86400.0 AS age
+         FROM room_members JOIN peers USING (uuid)
+         WHERE room = ?1 AND last_seen >= ?2 ORDER BY joined_at, uuid",
+    )
     .bind(room)
     .bind(&now.live_since)
     .bind(&now.text)
     .fetch_all(pool)
-    .await?
-    .iter()
-    .map(stored_from_row)
-    .collect()
+    .await?;
+    Ok(rows.into_iter().map(StoredPeer::from).collect())
 }
 
 /// Every room with at least one live member, by name, with its number of live members.
