@@ -21,10 +21,9 @@ use proto::api::PeerRecord;
 use sqlx::{FromRow, SqlitePool};
 use uuid::Uuid;
 
-use super::RecordRow;
+use super::change::{Delete, Done, Op, WriteError};
 use super::clock::{Liveness, duration_ms, format_ms, parse_ms};
-use super::ops::{Done, Op};
-use super::writer::WriteError;
+use super::peers::RecordRow;
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -127,10 +126,10 @@ impl LookupCache {
                     self.entries.remove(&record.uuid);
                 }
             },
-            (Op::Delete { uuid, .. }, Ok(Done::Changed)) => {
+            (Op::Delete(Delete { uuid, .. }), Ok(Done::Changed)) => {
                 self.entries.remove(uuid);
             }
-            (Op::Purge { .. }, Ok(Done::Purged(_))) => {
+            (Op::Purge(_), Ok(Done::Purged(_))) => {
                 let cutoff = self.liveness.clock.now_ms() - self.ttl_ms;
                 self.entries.retain(|_, entry| entry.last_seen_ms > cutoff);
             }

@@ -24,14 +24,14 @@ use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use super::apply::apply;
 use super::batch;
 use super::cache::LookupCache;
+use super::change::{Done, Op, WriteError};
 use super::clock::Liveness;
-use super::health::{DbFile, Fault, WriteHealth};
+use super::health::{self, DbFile, Fault, WriteHealth};
 use super::names;
-use super::ops::{Done, Op, apply};
 use super::quota::{self, Quotas};
-use super::writer::{Job, WriteError};
 use crate::metrics::Metrics;
 
 /// Most changes committed in one transaction.
@@ -54,6 +54,12 @@ impl From<sqlx::Error> for Failed {
             None => Failed::Change(error),
         }
     }
+}
+
+/// A change and where its answer goes.
+pub(super) struct Job {
+    pub(super) op: Op,
+    pub(super) reply: oneshot::Sender<Result<Done, WriteError>>,
 }
 
 /// What the task owns.
@@ -175,14 +181,14 @@ impl Committer {
         result
     }
 
-    /// A one-page write ([`super::check_writable`]): whether the database takes writes again.
+    /// A one-page write ([`health::check_writable`]): whether the database takes writes again.
     async fn probe(&mut self) {
         let result = async {
             let connection = open(&mut self.connection, &self.options, &self.file).await?;
             if !self.file.unchanged() {
                 return Err(replaced(&self.file));
             }
-            super::check_writable(connection).await?;
+            health::check_writable(connection).await?;
             Ok(())
         }
         .await;
@@ -303,27 +309,14 @@ async fn apply_all(
     let mut rest = jobs;
     while let Some(job) = rest.first() {
         let now = liveness.now();
-        let run = rest
-            .iter()
-            .take_while(|job| batch::batchable(&job.op))
-            .count();
-        let chunk = batch::CHUNKS.iter().copied().find(|&size| size <= run);
-        let ops: Vec<&Op> = rest[..chunk.unwrap_or(0)]
-            .iter()
-            .map(|job| &job.op)
-            .collect();
+        let chunk = batch::leading_chunk(rest.iter().map(|job| &job.op));
+        let origins: Vec<_> = chunk.iter().map(|op| &op.origin).collect();
         // A run of keyless registrations is one multi-row INSERT only when all of it fits the
         // quotas; otherwise each is checked on its own, so the limits stay exact.
-        if let Some(chunk) = chunk
-            && quota::batch_fits(&mut *connection, quotas, &ops, &now).await?
-        {
-            results.extend(
-                batch::insert_keyless(&mut *connection, &ops, &now)
-                    .await?
-                    .into_iter()
-                    .map(Ok),
-            );
-            rest = &rest[chunk..];
+        if !chunk.is_empty() && quota::batch_fits(&mut *connection, quotas, &origins, &now).await? {
+            let done = batch::insert_keyless(&mut *connection, &chunk, &now).await?;
+            results.extend(done.into_iter().map(Ok));
+            rest = &rest[chunk.len()..];
         } else {
             results.push(apply(&mut *connection, &job.op, &now, quotas).await?);
             rest = &rest[1..];

@@ -9,7 +9,8 @@
 use sqlx::SqlitePool;
 use sqlx::sqlite::SqliteConnection;
 
-use super::{Now, StoredPeer, StoredRow};
+use super::clock::Now;
+use super::peers::{StoredPeer, StoredRow};
 
 /// Looks up the live record whose name has the key `key`.
 pub async fn find_peer_by_name(

@@ -12,8 +12,7 @@ use std::net::IpAddr;
 
 use sqlx::sqlite::SqliteConnection;
 
-use super::Now;
-use super::ops::Op;
+use super::clock::Now;
 use crate::Config;
 
 /// Expired rows deleted at most when the global cap is reached, before refusing.
@@ -169,16 +168,17 @@ pub(super) async fn check(
     Ok(Ok(()))
 }
 
-/// Whether the keyless registrations `ops` (no names; each a new row) all fit, so they can be
-/// written in one statement; when they do not, the writer takes them one by one and
+/// Whether keyless registrations (no names; each a new row) from `origins` all fit, so they
+/// can be written in one statement; when they do not, the writer takes them one by one and
 /// [`check`] refuses exactly the ones that pass a limit.
 pub(super) async fn batch_fits(
     tx: &mut SqliteConnection,
     quotas: &Quotas,
-    ops: &[&Op],
+    origins: &[&Origin],
     now: &Now,
 ) -> sqlx::Result<bool> {
-    if quotas.max_records > 0 && !room_for(tx, ops.len() as u64, quotas.max_records, now).await? {
+    let adding = origins.len() as u64;
+    if quotas.max_records > 0 && !room_for(tx, adding, quotas.max_records, now).await? {
         return Ok(false);
     }
     for (max, by_subnet) in [
@@ -189,15 +189,13 @@ pub(super) async fn batch_fits(
             continue;
         }
         let mut adding: HashMap<&str, (&Origin, i64)> = HashMap::new();
-        for op in ops {
-            if let Op::InsertKeyless { origin, .. } = op {
-                let key = if by_subnet {
-                    &origin.subnet
-                } else {
-                    &origin.ip
-                };
-                adding.entry(key).or_insert((origin, 0)).1 += 1;
-            }
+        for origin in origins {
+            let key = if by_subnet {
+                &origin.subnet
+            } else {
+                &origin.ip
+            };
+            adding.entry(key).or_insert((origin, 0)).1 += 1;
         }
         for (origin, n) in adding.into_values() {
             if count(tx, by_subnet, false, origin, "", now).await? + n > i64::from(max) {

@@ -9,7 +9,8 @@ use proto::api::RoomSummary;
 use sqlx::SqlitePool;
 use sqlx::sqlite::SqliteConnection;
 
-use super::{Now, Owner, StoredPeer, StoredRow};
+use super::clock::Now;
+use super::peers::{Owner, StoredPeer, StoredRow};
 
 /// Whether `uuid` is a live record owned by `owner`.
 async fn owned_live(

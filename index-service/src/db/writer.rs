@@ -21,59 +21,20 @@ use uuid::Uuid;
 
 use crate::metrics::Metrics;
 
-use super::Owner;
 use super::cache::LookupCache;
+use super::change::{
+    Delete, Done, Heartbeat, InsertKeyless, Membership, Op, Purge, Update, UpsertKeyed,
+    UsedSignature, WriteError,
+};
 use super::clock::Liveness;
-use super::commit::{self, Committer};
-use super::health::{DbFile, Fault, WriteHealth};
-use super::ops::{Done, Op};
-use super::quota::{Exceeded, Origin, Quotas};
+use super::commit::{self, Committer, Job};
+use super::health::{DbFile, WriteHealth};
+use super::peers::Owner;
+use super::quota::{Origin, Quotas};
 use crate::naming::Name;
 
 /// Changes that may wait for the writer before senders wait too.
 const QUEUE: usize = 4096;
-
-/// A signature the index accepted, remembered until its timestamp could no longer pass the
-/// clock-skew check, so the same signed request cannot be replayed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsedSignature {
-    /// Hex SHA-256 of the signature bytes (not of its hex text, which has two cases).
-    pub hash: String,
-    /// Unix seconds after which the signature is refused anyway.
-    pub expires_at: i64,
-}
-
-/// Why a change was not made.
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    /// The signature was used before.
-    #[error("this signed request was already used")]
-    Replay,
-    /// No live record with that UUID and owner (it expired, was deleted, or changed hands).
-    #[error("no live record with that owner")]
-    Gone,
-    /// Another live record holds the name, or one that looks the same.
-    #[error("the name is taken")]
-    NameTaken,
-    /// The write would pass a per-address quota or the global cap on records.
-    #[error("{0}")]
-    Quota(Exceeded),
-    /// The change itself failed in the database (a constraint it breaks, a bug).
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    /// The database cannot be written at the moment (full disk, I/O error, …); nothing of the
-    /// change was stored.
-    #[error("{}", .0.problem())]
-    Unavailable(Fault),
-    /// The writer task has stopped (the service is shutting down).
-    #[error("the index is shutting down")]
-    Stopped,
-}
-
-pub(super) struct Job {
-    pub(super) op: Op,
-    pub(super) reply: oneshot::Sender<Result<Done, WriteError>>,
-}
 
 /// Sends changes to the writer task; cheap to clone.
 #[derive(Clone)]
@@ -173,12 +134,12 @@ impl Writer {
         origin: Origin,
         token_hash: String,
     ) -> Result<PeerRecord, WriteError> {
-        self.record(Op::InsertKeyless {
+        self.record(Op::InsertKeyless(InsertKeyless {
             uuid,
             addr,
             origin,
             token_hash,
-        })
+        }))
         .await
     }
 
@@ -193,14 +154,14 @@ impl Writer {
         public_key: String,
         signature: UsedSignature,
     ) -> Result<PeerRecord, WriteError> {
-        self.record(Op::UpsertKeyed {
+        self.record(Op::UpsertKeyed(UpsertKeyed {
             uuid,
             addr,
             origin,
             name,
             public_key,
             signature,
-        })
+        }))
         .await
     }
 
@@ -214,14 +175,14 @@ impl Writer {
         name: Option<Name>,
         signature: Option<UsedSignature>,
     ) -> Result<PeerRecord, WriteError> {
-        self.record(Op::Update {
+        self.record(Op::Update(Update {
             uuid,
             owner,
             addr,
             origin,
             name,
             signature,
-        })
+        }))
         .await
     }
 
@@ -232,11 +193,11 @@ impl Writer {
         owner: Owner,
         signature: Option<UsedSignature>,
     ) -> Result<PeerRecord, WriteError> {
-        self.record(Op::Heartbeat {
+        self.record(Op::Heartbeat(Heartbeat {
             uuid,
             owner,
             signature,
-        })
+        }))
         .await
     }
 
@@ -247,11 +208,11 @@ impl Writer {
         owner: Owner,
         signature: Option<UsedSignature>,
     ) -> Result<(), WriteError> {
-        self.submit(Op::Delete {
+        self.submit(Op::Delete(Delete {
             uuid,
             owner,
             signature,
-        })
+        }))
         .await
         .map(|_| ())
     }
@@ -265,13 +226,13 @@ impl Writer {
         owner: Owner,
         signature: Option<UsedSignature>,
     ) -> Result<(), WriteError> {
-        self.submit(Op::Membership {
+        self.submit(Op::Membership(Membership {
             room,
             join,
             uuid,
             owner,
             signature,
-        })
+        }))
         .await
         .map(|_| ())
     }
@@ -279,7 +240,7 @@ impl Writer {
     /// Deletes up to `limit` expired records (and forgets signatures that expired); returns how
     /// many records went.
     pub async fn purge(&self, limit: u32) -> Result<u64, WriteError> {
-        match self.submit(Op::Purge { limit }).await? {
+        match self.submit(Op::Purge(Purge { limit })).await? {
             Done::Purged(n) => Ok(n),
             _ => unreachable!("purge answers with a count"),
         }
