@@ -17,15 +17,16 @@ use axum::Router;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection, SqlitePool};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
 
 pub use config::Config;
 pub use http::{app, openapi};
 
 use crate::db::cache::LookupCache;
 use crate::db::health::DbFile;
-use crate::db::writer::WriterTask;
+use crate::db::writer::WriterParts;
 use crate::db::{Clock, Liveness, Now, Writer};
 use crate::http::ratelimit::RateLimits;
 use crate::metrics::Metrics;
@@ -70,11 +71,16 @@ impl Shared {
 
 /// A running index minus the HTTP listener: the database, the writer and the background
 /// purge. Tests build routers from it with [`Service::app`]; [`run`] serves it.
+///
+/// Its tasks stop through one cancellation token: [`Service::shutdown`] cancels the purge's
+/// child token first (a purge under way still needs the writer), then the token itself, which
+/// the writer watches; dropping the service cancels it too.
 pub struct Service {
     state: AppState,
-    writer_task: WriterTask,
-    stop_maintenance: watch::Sender<bool>,
-    maintenance_task: JoinHandle<()>,
+    stop: DropGuard,
+    stop_purge: CancellationToken,
+    purge: JoinHandle<()>,
+    tasks: TaskTracker,
 }
 
 impl Service {
@@ -124,15 +130,18 @@ impl Service {
             .with_context(|| format!("loading the live records of {url}"))?;
         tracing::info!(live, took = ?started.elapsed(), "loaded the live records");
         let metrics = Arc::new(Metrics::new());
-        let (writer, writer_task) = Writer::spawn(
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let parts = WriterParts {
             connection,
             options,
             file,
-            liveness.clone(),
-            db::quota::Quotas::from_config(&config),
-            cache.clone(),
-            metrics.clone(),
-        );
+            liveness: liveness.clone(),
+            quotas: db::quota::Quotas::from_config(&config),
+            cache: cache.clone(),
+            metrics: metrics.clone(),
+        };
+        let writer = Writer::spawn(parts, stop.child_token(), &tasks);
         let state = AppState(Arc::new(Shared {
             pool,
             cache,
@@ -142,13 +151,14 @@ impl Service {
             metrics,
             liveness,
         }));
-        let (stop_maintenance, stopped) = watch::channel(false);
-        let maintenance_task = maintenance::spawn(state.clone(), stopped);
+        let stop_purge = stop.child_token();
+        let purge = maintenance::spawn(state.clone(), stop_purge.clone(), &tasks);
         Ok(Service {
             state,
-            writer_task,
-            stop_maintenance,
-            maintenance_task,
+            stop: stop.drop_guard(),
+            stop_purge,
+            purge,
+            tasks,
         })
     }
 
@@ -167,15 +177,18 @@ impl Service {
     pub async fn shutdown(self) {
         let Service {
             state,
-            writer_task,
-            stop_maintenance,
-            maintenance_task,
+            stop,
+            stop_purge,
+            purge,
+            tasks,
         } = self;
-        let _ = stop_maintenance.send(true);
-        if let Err(error) = maintenance_task.await {
+        stop_purge.cancel();
+        if let Err(error) = purge.await {
             tracing::warn!(%error, "purge task failed");
         }
-        writer_task.stop().await;
+        stop.disarm().cancel();
+        tasks.close();
+        tasks.wait().await;
         state.pool.close().await;
     }
 }

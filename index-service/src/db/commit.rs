@@ -23,6 +23,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::apply::apply;
 use super::batch;
@@ -78,11 +79,11 @@ pub(super) struct Committer {
     pub(super) health: watch::Sender<WriteHealth>,
 }
 
-/// Runs until `stopped` fires and the queue is drained (or every sender is gone).
+/// Runs until `stop` is cancelled and the queue is drained (or every sender is gone).
 pub(super) async fn run(
     mut committer: Committer,
     mut queue: mpsc::Receiver<Job>,
-    mut stopped: oneshot::Receiver<()>,
+    stop: CancellationToken,
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     let mut stopping = false;
@@ -95,7 +96,7 @@ pub(super) async fn run(
                     break;
                 }
             }
-            _ = &mut stopped, if !stopping => {
+            () = stop.cancelled(), if !stopping => {
                 // Closing refuses new sends but keeps what is queued, which the loop drains.
                 queue.close();
                 stopping = true;

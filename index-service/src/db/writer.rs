@@ -16,7 +16,8 @@ use std::sync::Arc;
 use proto::api::PeerRecord;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::metrics::Metrics;
@@ -44,59 +45,49 @@ pub struct Writer {
     file: Arc<DbFile>,
 }
 
-/// The running writer task.
-pub struct WriterTask {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
-}
-
-impl WriterTask {
-    /// Refuses new changes ([`WriteError::Stopped`]), commits every change already queued,
-    /// closes the connection and waits for the task to end.
-    pub async fn stop(self) {
-        let _ = self.stop.send(());
-        if let Err(error) = self.task.await {
-            tracing::warn!(%error, "writer task failed");
-        }
-    }
+/// What the writer task works on and with.
+pub struct WriterParts {
+    /// The writer's own connection, outside the pool.
+    pub connection: SqliteConnection,
+    /// How to reopen the connection if a failure leaves it unusable (never creating the file).
+    pub options: SqliteConnectOptions,
+    /// The database file as opened at start-up.
+    pub file: DbFile,
+    /// Which records are live (and which expired).
+    pub liveness: Liveness,
+    /// The quotas registrations are held to.
+    pub quotas: Quotas,
+    /// The lookup cache, to which every committed change is applied before it is acknowledged.
+    pub cache: Arc<LookupCache>,
+    /// Where commits and write failures are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Writer {
-    /// Starts the writer task on `connection` to the database `file`, which `options` reopen
-    /// if a failure leaves the connection unusable; `liveness` tells which records expired,
-    /// and registrations are held to `quotas`. Every committed change is applied to `cache`
-    /// before it is acknowledged.
-    pub fn spawn(
-        connection: SqliteConnection,
-        options: SqliteConnectOptions,
-        file: DbFile,
-        liveness: Liveness,
-        quotas: Quotas,
-        cache: Arc<LookupCache>,
-        metrics: Arc<Metrics>,
-    ) -> (Writer, WriterTask) {
+    /// Starts the writer task on `tasks`. Once `stop` is cancelled it refuses new changes
+    /// ([`WriteError::Stopped`]), commits every change already queued, closes its connection
+    /// and ends.
+    pub fn spawn(parts: WriterParts, stop: CancellationToken, tasks: &TaskTracker) -> Writer {
         let (jobs, queue) = mpsc::channel(QUEUE);
-        let (stop, stopped) = oneshot::channel();
         let (health, health_rx) = watch::channel(WriteHealth::Writable);
-        let file = Arc::new(file);
-        metrics.db_writable(true);
+        let file = Arc::new(parts.file);
+        parts.metrics.db_writable(true);
         let committer = Committer {
-            connection: Some(connection),
-            options: options.create_if_missing(false),
+            connection: Some(parts.connection),
+            options: parts.options.create_if_missing(false),
             file: file.clone(),
-            liveness,
-            quotas,
-            cache,
-            metrics,
+            liveness: parts.liveness,
+            quotas: parts.quotas,
+            cache: parts.cache,
+            metrics: parts.metrics,
             health,
         };
-        let task = tokio::spawn(commit::run(committer, queue, stopped));
-        let writer = Writer {
+        tasks.spawn(commit::run(committer, queue, stop));
+        Writer {
             jobs,
             health: health_rx,
             file,
-        };
-        (writer, WriterTask { stop, task })
+        }
     }
 
     /// The outcome of the last write: [`WriteHealth::Failing`] from a failed write until one
