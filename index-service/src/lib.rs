@@ -17,16 +17,17 @@ use axum::Router;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection, SqlitePool};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
 
 pub use config::Config;
 pub use http::{app, openapi};
 
-use crate::db::Writer;
 use crate::db::cache::LookupCache;
 use crate::db::health::DbFile;
-use crate::db::writer::WriterTask;
+use crate::db::writer::WriterParts;
+use crate::db::{Clock, Liveness, Now, Writer};
 use crate::http::ratelimit::RateLimits;
 use crate::metrics::Metrics;
 
@@ -57,15 +58,29 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Per-client rate limits.
     pub limits: Arc<RateLimits>,
+    /// The clock and TTL that decide which records are live.
+    pub liveness: Liveness,
+}
+
+impl Shared {
+    /// The index's clock read now, as the read queries take it.
+    pub fn now(&self) -> Now {
+        self.liveness.now()
+    }
 }
 
 /// A running index minus the HTTP listener: the database, the writer and the background
 /// purge. Tests build routers from it with [`Service::app`]; [`run`] serves it.
+///
+/// Its tasks stop through one cancellation token: [`Service::shutdown`] cancels the purge's
+/// child token first (a purge under way still needs the writer), then the token itself, which
+/// the writer watches; dropping the service cancels it too.
 pub struct Service {
     state: AppState,
-    writer_task: WriterTask,
-    stop_maintenance: watch::Sender<bool>,
-    maintenance_task: JoinHandle<()>,
+    stop: DropGuard,
+    stop_purge: CancellationToken,
+    purge: JoinHandle<()>,
+    tasks: TaskTracker,
 }
 
 impl Service {
@@ -73,6 +88,12 @@ impl Service {
     /// if needed), proves it takes writes, and starts the writer and the background purge.
     /// A configuration or database the index cannot work with is refused with one sentence.
     pub async fn open(config: Config) -> anyhow::Result<Service> {
+        Service::open_with_clock(config, Clock::System).await
+    }
+
+    /// [`Service::open`] with every liveness decision (expiry, purge, remaining TTL) read
+    /// from `clock`: tests pass a [`db::ManualClock`] to move time on instead of sleeping.
+    pub async fn open_with_clock(config: Config, clock: Clock) -> anyhow::Result<Service> {
         config.validate().map_err(anyhow::Error::msg)?;
         let url = config.database_url.clone();
         let options = db::connect_options(&url)?;
@@ -97,7 +118,11 @@ impl Service {
         let pool = db::connect(&url)
             .await
             .with_context(|| format!("opening database {url}"))?;
-        let cache = Arc::new(LookupCache::new(config.peer_ttl));
+        let liveness = Liveness {
+            clock,
+            ttl: config.peer_ttl,
+        };
+        let cache = Arc::new(LookupCache::new(liveness.clone()));
         let started = std::time::Instant::now();
         let live = cache
             .load(&pool)
@@ -105,15 +130,18 @@ impl Service {
             .with_context(|| format!("loading the live records of {url}"))?;
         tracing::info!(live, took = ?started.elapsed(), "loaded the live records");
         let metrics = Arc::new(Metrics::new());
-        let (writer, writer_task) = Writer::spawn(
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let parts = WriterParts {
             connection,
             options,
             file,
-            config.peer_ttl,
-            db::quota::Quotas::from_config(&config),
-            cache.clone(),
-            metrics.clone(),
-        );
+            liveness: liveness.clone(),
+            quotas: db::quota::Quotas::from_config(&config),
+            cache: cache.clone(),
+            metrics: metrics.clone(),
+        };
+        let writer = Writer::spawn(parts, stop.child_token(), &tasks);
         let state = AppState(Arc::new(Shared {
             pool,
             cache,
@@ -121,14 +149,16 @@ impl Service {
             limits: Arc::new(RateLimits::new(&config)),
             config: Arc::new(config),
             metrics,
+            liveness,
         }));
-        let (stop_maintenance, stopped) = watch::channel(false);
-        let maintenance_task = maintenance::spawn(state.clone(), stopped);
+        let stop_purge = stop.child_token();
+        let purge = maintenance::spawn(state.clone(), stop_purge.clone(), &tasks);
         Ok(Service {
             state,
-            writer_task,
-            stop_maintenance,
-            maintenance_task,
+            stop: stop.drop_guard(),
+            stop_purge,
+            purge,
+            tasks,
         })
     }
 
@@ -147,15 +177,18 @@ impl Service {
     pub async fn shutdown(self) {
         let Service {
             state,
-            writer_task,
-            stop_maintenance,
-            maintenance_task,
+            stop,
+            stop_purge,
+            purge,
+            tasks,
         } = self;
-        let _ = stop_maintenance.send(true);
-        if let Err(error) = maintenance_task.await {
+        stop_purge.cancel();
+        if let Err(error) = purge.await {
             tracing::warn!(%error, "purge task failed");
         }
-        writer_task.stop().await;
+        stop.disarm().cancel();
+        tasks.close();
+        tasks.wait().await;
         state.pool.close().await;
     }
 }

@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{MissedTickBehavior, interval};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::AppState;
 
@@ -14,20 +15,17 @@ const PURGE_CHUNK: u32 = 5_000;
 /// How often histogram samples are folded and idle clients forgotten.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
-/// Starts the task; it stops when `stop` turns true (or its sender is dropped).
-pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
-    tokio::spawn(async move {
+/// Starts the task on `tasks`; it stops when `stop` is cancelled, after finishing a purge
+/// under way.
+pub fn spawn(state: AppState, stop: CancellationToken, tasks: &TaskTracker) -> JoinHandle<()> {
+    tasks.spawn(async move {
         let mut purge = interval(state.config.purge_every());
         purge.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut upkeep = interval(UPKEEP_EVERY);
         upkeep.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                changed = stop.changed() => {
-                    if changed.is_err() || *stop.borrow() {
-                        break;
-                    }
-                }
+                () = stop.cancelled() => break,
                 _ = purge.tick() => {
                     purge_expired(&state).await;
                 }

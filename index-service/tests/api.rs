@@ -209,14 +209,10 @@ async fn registrations_survive_a_restart_of_the_service() {
         .await
         .unwrap();
     let uuid: uuid::Uuid = record["uuid"].as_str().unwrap().parse().unwrap();
-    let stored = index_service::db::find_peer(
-        &service.state().pool,
-        uuid,
-        std::time::Duration::from_secs(60),
-    )
-    .await
-    .unwrap()
-    .expect("still registered after a restart");
+    let stored = index_service::db::find_peer(&service.state().pool, uuid, &service.state().now())
+        .await
+        .unwrap()
+        .expect("still registered after a restart");
     assert_eq!(stored.record.addr, "203.0.113.7:7");
     assert_eq!(stored.record.name.as_deref(), Some("bob"));
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")

@@ -75,7 +75,7 @@ async fn in_flight_requests_finish_then_everything_stops() {
     // The registration answered during the shutdown was committed.
     let service = Service::open(Config::for_database(url)).await.unwrap();
     let uuid = record["uuid"].as_str().unwrap().parse().unwrap();
-    let stored = index_service::db::find_peer(&service.state().pool, uuid, Duration::from_secs(60))
+    let stored = index_service::db::find_peer(&service.state().pool, uuid, &service.state().now())
         .await
         .unwrap();
     assert_eq!(stored.unwrap().record.name.as_deref(), Some("late"));

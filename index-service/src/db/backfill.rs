@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 
-use sqlx::{Connection, Row, SqlitePool};
+use sqlx::{Connection, SqlitePool};
 
 use super::quota::Origin;
 use crate::naming;
@@ -39,11 +39,11 @@ pub async fn run(pool: &SqlitePool) -> sqlx::Result<Backfilled> {
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    let rows = sqlx::query("SELECT uuid, addr FROM peers WHERE ip IS NULL")
-        .fetch_all(&mut *tx)
-        .await?;
-    for row in rows {
-        let (uuid, addr): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT uuid, addr FROM peers WHERE ip IS NULL")
+            .fetch_all(&mut *tx)
+            .await?;
+    for (uuid, addr) in rows {
         let Ok(addr) = addr.parse::<SocketAddr>() else {
             tracing::warn!(peer = %uuid, %addr, "stored address is not ip:port; quotas will not count it");
             continue;
@@ -58,14 +58,13 @@ pub async fn run(pool: &SqlitePool) -> sqlx::Result<Backfilled> {
         done.origins += 1;
     }
     // The most recently seen holder of a name keeps it, as when names became unique.
-    let rows = sqlx::query(
+    let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT uuid, name FROM peers WHERE name IS NOT NULL AND name_key IS NULL
          ORDER BY last_seen DESC, uuid DESC",
     )
     .fetch_all(&mut *tx)
     .await?;
-    for row in rows {
-        let (uuid, name): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+    for (uuid, name) in rows {
         let key = match naming::check(&name) {
             Ok(checked) => Some(checked.key),
             Err(error) => {

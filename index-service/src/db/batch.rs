@@ -9,69 +9,98 @@
 
 use std::collections::HashMap;
 
-use sqlx::AssertSqlSafe;
-use sqlx::Row;
-use sqlx::sqlite::SqliteConnection;
-use uuid::Uuid;
+use sqlx::QueryBuilder;
+use sqlx::sqlite::{Sqlite, SqliteConnection};
 
-use super::ops::{Done, Op};
-use super::{record_columns, record_from_row, sql_now};
+use super::change::{Done, InsertKeyless, Op};
+use super::clock::Now;
+use super::peers::RecordRow;
 
 /// Chunk sizes, largest first; runs shorter than the smallest go one by one.
-pub(super) const CHUNKS: [usize; 3] = [64, 16, 4];
+const CHUNKS: [usize; 3] = [64, 16, 4];
 
-/// Whether `op` can go into a multi-row insert.
-pub(super) fn batchable(op: &Op) -> bool {
-    matches!(op, Op::InsertKeyless { .. })
+/// The keyless registrations at the head of `ops`, as many as the largest chunk they fill;
+/// empty when they fill none.
+pub(super) fn leading_chunk<'a>(ops: impl Iterator<Item = &'a Op>) -> Vec<&'a InsertKeyless> {
+    let mut run: Vec<&InsertKeyless> = ops
+        .map_while(|op| match op {
+            Op::InsertKeyless(op) => Some(op),
+            _ => None,
+        })
+        .take(CHUNKS[0])
+        .collect();
+    let size = CHUNKS.into_iter().find(|&size| size <= run.len());
+    run.truncate(size.unwrap_or(0));
+    run
 }
 
-/// Inserts `ops` (all [`batchable`], `ops.len()` one of [`CHUNKS`]) and returns their
-/// records in the same order.
+/// Inserts `ops` (a [`leading_chunk`]) and returns their records in the same order.
 pub(super) async fn insert_keyless(
     tx: &mut SqliteConnection,
-    ops: &[&Op],
+    ops: &[&InsertKeyless],
+    now: &Now,
 ) -> sqlx::Result<Vec<Done>> {
-    let row = concat!("(?, ?, ", sql_now!(), ", ", sql_now!(), ", ?, ?, ?)");
-    let sql = format!(
-        "INSERT INTO peers (uuid, addr, registered_at, last_seen, token_hash, ip, subnet) \
-         VALUES {} \
-         RETURNING uuid, {}",
-        vec![row; ops.len()].join(", "),
-        record_columns!()
+    let mut insert = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO peers (uuid, addr, registered_at, last_seen, token_hash, ip, subnet) ",
     );
-    let mut query = sqlx::query(AssertSqlSafe(sql));
-    for op in ops {
-        let Op::InsertKeyless {
-            uuid,
-            addr,
-            origin,
-            token_hash,
-        } = op
-        else {
-            unreachable!("only batchable operations are batched");
-        };
-        query = query
-            .bind(uuid.to_string())
-            .bind(addr)
-            .bind(token_hash)
-            .bind(&origin.ip)
-            .bind(&origin.subnet);
-    }
-    let mut records = HashMap::with_capacity(ops.len());
-    for row in query.fetch_all(&mut *tx).await? {
-        let raw: String = row.try_get("uuid")?;
-        let uuid = Uuid::parse_str(&raw).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-        records.insert(uuid, record_from_row(uuid, &row)?);
-    }
+    insert.push_values(ops, |mut row, op| {
+        row.push_bind(op.uuid.to_string())
+            .push_bind(op.addr.as_str())
+            .push_bind(now.text.as_str())
+            .push_bind(now.text.as_str())
+            .push_bind(op.token_hash.as_str())
+            .push_bind(op.origin.ip.as_str())
+            .push_bind(op.origin.subnet.as_str());
+    });
+    insert.push(" RETURNING uuid, addr, name, public_key, registered_at, last_seen");
+    // RETURNING promises no order: match the rows to the operations by UUID.
+    let mut records: HashMap<_, _> = insert
+        .build_query_as::<RecordRow>()
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|row| (row.uuid, row))
+        .collect();
     ops.iter()
         .map(|op| {
-            let Op::InsertKeyless { uuid, .. } = op else {
-                unreachable!("only batchable operations are batched");
-            };
             records
-                .remove(uuid)
-                .map(Done::Record)
-                .ok_or_else(|| sqlx::Error::Protocol(format!("no row returned for {uuid}")))
+                .remove(&op.uuid)
+                .map(|row| Done::Record(row.into()))
+                .ok_or_else(|| sqlx::Error::Protocol(format!("no row returned for {}", op.uuid)))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::change::Purge;
+    use crate::db::quota::Origin;
+
+    fn keyless(n: u128) -> Op {
+        Op::InsertKeyless(InsertKeyless {
+            uuid: uuid::Uuid::from_u128(n),
+            addr: "192.0.2.1:4000".into(),
+            origin: Origin::of("192.0.2.1".parse().unwrap()),
+            token_hash: String::new(),
+        })
+    }
+
+    #[test]
+    fn a_chunk_is_the_largest_that_the_leading_keyless_registrations_fill() {
+        for (leading, chunk) in [
+            (0, 0),
+            (3, 0),
+            (4, 4),
+            (15, 4),
+            (16, 16),
+            (63, 16),
+            (100, 64),
+        ] {
+            let mut ops: Vec<Op> = (0..leading).map(keyless).collect();
+            ops.push(Op::Purge(Purge { limit: 1 }));
+            ops.extend((0..10).map(keyless));
+            assert_eq!(leading_chunk(ops.iter()).len(), chunk, "{leading}");
+        }
+    }
 }

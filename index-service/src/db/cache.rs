@@ -14,18 +14,16 @@
 //! lookups show, not who owns the record: ownership checks read SQLite.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use dashmap::DashMap;
 use futures_util::TryStreamExt;
 use proto::api::PeerRecord;
-use sqlx::{Row, SqlitePool};
+use sqlx::{FromRow, SqlitePool};
 use uuid::Uuid;
 
-use super::clock::{format_ms, now_ms, parse_ms};
-use super::ops::{Done, Op};
-use super::writer::WriteError;
-use super::{record_columns, record_from_row, sql_cutoff, ttl_modifier};
+use super::change::{Delete, Done, Op, WriteError};
+use super::clock::{Liveness, duration_ms, format_ms, parse_ms};
+use super::peers::RecordRow;
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -72,40 +70,36 @@ impl Entry {
 #[derive(Debug)]
 pub struct LookupCache {
     entries: DashMap<Uuid, Entry>,
+    liveness: Liveness,
     ttl_ms: i64,
 }
 
 impl LookupCache {
-    /// An empty cache for records that live `ttl` after their last refresh.
-    pub fn new(ttl: Duration) -> LookupCache {
+    /// An empty cache for records that are live by `liveness`.
+    pub fn new(liveness: Liveness) -> LookupCache {
         LookupCache {
             entries: DashMap::new(),
-            ttl_ms: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
+            ttl_ms: duration_ms(liveness.ttl),
+            liveness,
         }
     }
 
     /// Loads every live record from the database; returns how many.
     pub async fn load(&self, pool: &SqlitePool) -> anyhow::Result<usize> {
-        let ttl = Duration::from_millis(u64::try_from(self.ttl_ms).unwrap_or(u64::MAX));
-        let mut rows = sqlx::query(concat!(
-            "SELECT uuid, ",
-            record_columns!(),
-            " FROM peers WHERE last_seen >= ",
-            sql_cutoff!("?1")
-        ))
-        .bind(ttl_modifier(ttl))
+        let mut rows = sqlx::query(
+            "SELECT uuid, addr, name, public_key, registered_at, last_seen
+             FROM peers WHERE last_seen >= ?1",
+        )
+        .bind(self.liveness.now().live_since)
         .fetch(pool);
         while let Some(row) = rows.try_next().await? {
-            let uuid = row.try_get::<String, _>("uuid").ok();
-            let Some(uuid) = uuid.and_then(|text| Uuid::parse_str(&text).ok()) else {
+            // A row that does not decode (written by another program) is left to SQLite.
+            let Ok(row) = RecordRow::from_row(&row) else {
                 continue;
             };
-            let entry = record_from_row(uuid, &row)
-                .ok()
-                .as_ref()
-                .and_then(Entry::new);
-            if let Some(entry) = entry {
-                self.entries.insert(uuid, entry);
+            let record = PeerRecord::from(row);
+            if let Some(entry) = Entry::new(&record) {
+                self.entries.insert(record.uuid, entry);
             }
         }
         Ok(self.entries.len())
@@ -114,7 +108,7 @@ impl LookupCache {
     /// The public record of `uuid` (`ttl_secs` and `token` unset) and the seconds it stays
     /// live, if cached and live: what a lookup needs, without the owner.
     pub fn lookup(&self, uuid: Uuid) -> Option<(PeerRecord, f64)> {
-        let now = now_ms();
+        let now = self.liveness.clock.now_ms();
         let entry = self.entries.get(&uuid)?;
         let remaining_ms = entry.last_seen_ms + self.ttl_ms - now;
         (remaining_ms > 0).then(|| (entry.record(uuid), remaining_ms as f64 / 1000.0))
@@ -132,11 +126,11 @@ impl LookupCache {
                     self.entries.remove(&record.uuid);
                 }
             },
-            (Op::Delete { uuid, .. }, Ok(Done::Changed)) => {
+            (Op::Delete(Delete { uuid, .. }), Ok(Done::Changed)) => {
                 self.entries.remove(uuid);
             }
-            (Op::Purge { .. }, Ok(Done::Purged(_))) => {
-                let cutoff = now_ms() - self.ttl_ms;
+            (Op::Purge(_), Ok(Done::Purged(_))) => {
+                let cutoff = self.liveness.clock.now_ms() - self.ttl_ms;
                 self.entries.retain(|_, entry| entry.last_seen_ms > cutoff);
             }
             _ => {}
@@ -152,7 +146,10 @@ fn decode32(hex_text: &str) -> Option<[u8; 32]> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::db::ManualClock;
 
     fn record(addr: &str, registered_at: &str) -> PeerRecord {
         PeerRecord {
@@ -183,21 +180,22 @@ mod tests {
 
     #[test]
     fn lookups_end_with_the_ttl() {
-        let cache = LookupCache::new(Duration::from_secs(60));
+        let clock = ManualClock::starting_now();
+        let cache = LookupCache::new(Liveness {
+            clock: clock.clone().into(),
+            ttl: Duration::from_secs(60),
+        });
         let mut fresh = record("192.0.2.1:4000", "2026-11-24T11:00:00.000Z");
-        fresh.last_seen = Some(format_ms(now_ms() - 1_000));
+        fresh.last_seen = Some(format_ms(clock.now_ms() - 1_000));
         cache
             .entries
             .insert(fresh.uuid, Entry::new(&fresh).unwrap());
         let (found, remaining) = cache.lookup(fresh.uuid).unwrap();
         assert_eq!(found, fresh);
-        assert!((58.0..=59.5).contains(&remaining), "{remaining}");
-        let mut stale = fresh.clone();
-        stale.uuid = Uuid::from_u128(8);
-        stale.last_seen = Some(format_ms(now_ms() - 61_000));
-        cache
-            .entries
-            .insert(stale.uuid, Entry::new(&stale).unwrap());
-        assert!(cache.lookup(stale.uuid).is_none());
+        assert_eq!(remaining, 59.0);
+        clock.advance(Duration::from_millis(58_750));
+        assert_eq!(cache.lookup(fresh.uuid).unwrap().1, 0.25);
+        clock.advance(Duration::from_millis(250));
+        assert!(cache.lookup(fresh.uuid).is_none(), "expired");
     }
 }

@@ -1,124 +1,176 @@
 //! Timestamps as the database stores them: RFC 3339 text with milliseconds in UTC
 //! (`2026-11-24T12:00:00.000Z`, the format of SQLite's `strftime('%Y-%m-%dT%H:%M:%fZ')`), so
 //! `sqlite3` shows them readably and text order is time order. In memory they are Unix
-//! milliseconds.
+//! milliseconds; the `time` crate converts between the two.
+//!
+//! Every liveness decision (is a record live, how long until it expires, what to purge, when a
+//! used signature may be forgotten) reads the index's [`Clock`]: the system's in production, a
+//! [`ManualClock`] in tests, which move time on past a TTL instead of sleeping through it.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
+use time::OffsetDateTime;
+use time::format_description::BorrowedFormatItem;
+use time::format_description::well_known::Rfc3339;
+
+/// The stored form: always three fraction digits and a `Z`, so every timestamp has the same
+/// length and text order is time order (RFC 3339 alone allows other fractions and offsets).
+static STORED: LazyLock<Vec<BorrowedFormatItem<'static>>> = LazyLock::new(|| {
+    time::format_description::parse_borrowed::<2>(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z",
+    )
+    .expect("a valid format description")
+});
+
+/// `0000-01-01T00:00:00.000Z` and `9999-12-31T23:59:59.999Z`: the instants with a four-digit
+/// year, the range SQLite's date functions cover.
+const FIRST_MS: i64 = -62_167_219_200_000;
+const LAST_MS: i64 = 253_402_300_799_999;
+
+/// Where the index reads the time; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub enum Clock {
+    /// The system's wall clock.
+    #[default]
+    System,
+    /// A clock a test sets (see [`ManualClock`]).
+    Manual(ManualClock),
+}
+
+impl Clock {
+    /// Milliseconds since the Unix epoch, now.
+    pub fn now_ms(&self) -> i64 {
+        match self {
+            Clock::System => system_now_ms(),
+            Clock::Manual(clock) => clock.now_ms(),
+        }
+    }
+}
+
+/// What decides whether a record is live: the clock, and the TTL after a record's last
+/// refresh. The lookup cache, the writer and the read queries share one.
+#[derive(Debug, Clone)]
+pub struct Liveness {
+    /// Where the time comes from.
+    pub clock: Clock,
+    /// How long a record lives after its last refresh.
+    pub ttl: Duration,
+}
+
+impl Liveness {
+    /// The clock read now.
+    pub fn now(&self) -> Now {
+        Now::at(self.clock.now_ms(), self.ttl)
+    }
+}
+
+/// A clock that stands still until told to move, shared by its clones: a test hands one to
+/// the index ([`crate::Service::open_with_clock`]) and advances it past a TTL instead of
+/// sleeping in real time.
+#[derive(Debug, Clone)]
+pub struct ManualClock(Arc<AtomicI64>);
+
+impl ManualClock {
+    /// A clock showing the system's time now (so signed requests, which are checked against
+    /// the system clock, stay valid while it has not moved far).
+    pub fn starting_now() -> ManualClock {
+        ManualClock(Arc::new(AtomicI64::new(system_now_ms())))
+    }
+
+    /// Milliseconds since the Unix epoch, as the clock shows them.
+    pub fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Moves the clock `by` forward.
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(duration_ms(by), Ordering::SeqCst);
+    }
+}
+
+impl From<ManualClock> for Clock {
+    fn from(clock: ManualClock) -> Clock {
+        Clock::Manual(clock)
+    }
+}
+
+/// One reading of the clock as queries use it: the time, and the oldest `last_seen` that is
+/// still live, both as stored text (so `last_seen >= live_since` compares times).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Now {
+    /// Milliseconds since the Unix epoch.
+    pub ms: i64,
+    /// [`Now::ms`] as stored: what `registered_at`, `last_seen` and `joined_at` are set to.
+    pub text: String,
+    /// The oldest `last_seen` of a live record, as stored.
+    pub live_since: String,
+}
+
+impl Now {
+    /// `ms` for records that live `ttl` after their last refresh.
+    pub fn at(ms: i64, ttl: Duration) -> Now {
+        Now {
+            ms,
+            text: format_ms(ms),
+            live_since: format_ms(ms.saturating_sub(duration_ms(ttl))),
+        }
+    }
+
+    /// Whole Unix seconds, as `used_signatures.expires_at` counts them.
+    pub fn unix_secs(&self) -> i64 {
+        self.ms.div_euclid(1000)
+    }
+}
+
+/// `duration` in milliseconds, saturating.
+pub fn duration_ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Milliseconds since the Unix epoch, now, by the system's clock.
+fn system_now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .map(duration_ms)
         .unwrap_or(0)
 }
 
-/// `ms` as `YYYY-MM-DDTHH:MM:SS.mmmZ` (years 0 to 9999).
-///
-/// Written digit by digit rather than with `format!`: every lookup formats two of these.
+/// `ms` as `YYYY-MM-DDTHH:MM:SS.mmmZ`; instants outside years 0 to 9999 are clamped to them.
 pub fn format_ms(ms: i64) -> String {
-    let (secs, milli) = (ms.div_euclid(1000), ms.rem_euclid(1000));
-    let (days, second_of_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (year, month, day) = civil_from_days(days);
-    let mut text = *b"0000-00-00T00:00:00.000Z";
-    let mut put = |at: usize, width: usize, mut value: i64| {
-        for i in (at..at + width).rev() {
-            text[i] = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
-    };
-    put(0, 4, year.clamp(0, 9999));
-    put(5, 2, month);
-    put(8, 2, day);
-    put(11, 2, second_of_day / 3600);
-    put(14, 2, second_of_day / 60 % 60);
-    put(17, 2, second_of_day % 60);
-    put(20, 3, milli);
-    text.iter().map(|&b| char::from(b)).collect()
+    let nanos = i128::from(ms.clamp(FIRST_MS, LAST_MS)) * 1_000_000;
+    OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|at| at.format(&STORED).ok())
+        .expect("instants of years 0 to 9999 are representable and formattable")
 }
 
-/// Parses `YYYY-MM-DDTHH:MM:SS[.fff]Z` (what [`format_ms`] and SQLite write).
+/// Parses an RFC 3339 timestamp such as `YYYY-MM-DDTHH:MM:SS[.fff]Z` (what [`format_ms`] and
+/// SQLite write), to the millisecond (finer fractions are cut off).
 pub fn parse_ms(text: &str) -> Option<i64> {
-    let b = text.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b'T'
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let num = |range: std::ops::Range<usize>| -> Option<i64> {
-        let digits = text.get(range)?;
-        digits
-            .bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| digits.parse().ok())?
-    };
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let rest = &text[19..];
-    let milli = match rest.strip_suffix('Z')? {
-        "" => 0,
-        fraction => {
-            let digits = fraction.strip_prefix('.')?;
-            if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
-                return None;
-            }
-            let padded = format!("{:0<3}", &digits[..digits.len().min(3)]);
-            padded.parse::<i64>().ok()?
-        }
-    };
-    let days = days_from_civil(year, month, day);
-    Some(((days * 86_400 + hour * 3600 + minute * 60 + second) * 1000) + milli)
-}
-
-/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (year, month, day).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// The inverse of [`civil_from_days`].
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let yoe = year - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let at = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+    i64::try_from(at.unix_timestamp_nanos().div_euclid(1_000_000)).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    use sqlx::Connection;
 
     #[test]
     fn known_instants() {
         assert_eq!(format_ms(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(format_ms(951_782_400_123), "2000-02-29T00:00:00.123Z");
         assert_eq!(format_ms(1_795_000_000_007), "2026-11-18T11:06:40.007Z");
+        assert_eq!(format_ms(FIRST_MS - 1), "0000-01-01T00:00:00.000Z");
+        assert_eq!(format_ms(i64::MAX), "9999-12-31T23:59:59.999Z");
         assert_eq!(parse_ms("2000-02-29T00:00:00.123Z"), Some(951_782_400_123));
         assert_eq!(parse_ms("2000-02-29T00:00:00Z"), Some(951_782_400_000));
         assert_eq!(parse_ms("2000-02-29T00:00:00.1Z"), Some(951_782_400_100));
+        assert_eq!(parse_ms("1969-12-31T23:59:59.9999Z"), Some(-1));
         for bad in [
             "",
             "2000-02-29",
@@ -132,15 +184,57 @@ mod tests {
     }
 
     #[test]
-    fn round_trips_and_sorts_like_time() {
-        let mut previous = String::new();
-        for ms in (-86_400_000i64..4_102_444_800_000).step_by(7_777_777_777) {
+    fn a_manual_clock_moves_only_when_told() {
+        let manual = ManualClock::starting_now();
+        let liveness = Liveness {
+            clock: manual.clone().into(),
+            ttl: Duration::from_secs(60),
+        };
+        let start = liveness.clock.now_ms();
+        assert!((start - system_now_ms()).abs() < 60_000);
+        assert_eq!(liveness.clock.now_ms(), start);
+        manual.advance(Duration::from_millis(7_250));
+        assert_eq!(liveness.clock.now_ms(), start + 7_250);
+        let now = liveness.now();
+        assert_eq!(now.text, format_ms(start + 7_250));
+        assert_eq!(now.live_since, format_ms(start + 7_250 - 60_000));
+        assert_eq!(now.unix_secs(), (start + 7_250).div_euclid(1000));
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips(ms in FIRST_MS..=LAST_MS) {
             let text = format_ms(ms);
-            assert_eq!(parse_ms(&text), Some(ms), "{text}");
-            if ms >= 0 {
-                assert!(text > previous, "{text} <= {previous}");
-                previous = text;
-            }
+            prop_assert_eq!(text.len(), 24);
+            prop_assert_eq!(parse_ms(&text), Some(ms));
+        }
+
+        #[test]
+        fn text_order_is_time_order(a in FIRST_MS..=LAST_MS, b in FIRST_MS..=LAST_MS) {
+            prop_assert_eq!(format_ms(a).cmp(&format_ms(b)), a.cmp(&b));
+        }
+    }
+
+    /// The text is byte for byte what SQLite's `strftime` writes for the same instant, so rows
+    /// written before (by SQL) and after (by the index) compare as times.
+    #[tokio::test]
+    async fn writes_what_sqlite_writes() {
+        let mut db = sqlx::SqliteConnection::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        for _ in 0..2_000 {
+            let ms = (FIRST_MS..=LAST_MS)
+                .new_tree(&mut runner)
+                .unwrap()
+                .current();
+            let sqlite: String =
+                sqlx::query_scalar("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', ?1, 'unixepoch')")
+                    .bind(ms as f64 / 1000.0)
+                    .fetch_one(&mut db)
+                    .await
+                    .unwrap();
+            assert_eq!(format_ms(ms), sqlite, "{ms}");
         }
     }
 }

@@ -23,14 +23,16 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
+use super::apply::apply;
 use super::batch;
 use super::cache::LookupCache;
-use super::health::{DbFile, Fault, WriteHealth};
+use super::change::{Done, Op, WriteError};
+use super::clock::Liveness;
+use super::health::{self, DbFile, Fault, WriteHealth};
 use super::names;
-use super::ops::{Done, Op, apply};
 use super::quota::{self, Quotas};
-use super::writer::{Job, WriteError};
 use crate::metrics::Metrics;
 
 /// Most changes committed in one transaction.
@@ -55,6 +57,12 @@ impl From<sqlx::Error> for Failed {
     }
 }
 
+/// A change and where its answer goes.
+pub(super) struct Job {
+    pub(super) op: Op,
+    pub(super) reply: oneshot::Sender<Result<Done, WriteError>>,
+}
+
 /// What the task owns.
 pub(super) struct Committer {
     /// `None` after a failure left the connection unusable; reopened for the next write.
@@ -62,7 +70,8 @@ pub(super) struct Committer {
     /// How to reopen it (never creating the file).
     pub(super) options: SqliteConnectOptions,
     pub(super) file: Arc<DbFile>,
-    pub(super) ttl_mod: String,
+    /// What is live: read once per change, as SQLite read its own `'now'` once per statement.
+    pub(super) liveness: Liveness,
     /// Per-address quotas and the global cap, checked inside each transaction.
     pub(super) quotas: Quotas,
     pub(super) cache: Arc<LookupCache>,
@@ -70,11 +79,11 @@ pub(super) struct Committer {
     pub(super) health: watch::Sender<WriteHealth>,
 }
 
-/// Runs until `stopped` fires and the queue is drained (or every sender is gone).
+/// Runs until `stop` is cancelled and the queue is drained (or every sender is gone).
 pub(super) async fn run(
     mut committer: Committer,
     mut queue: mpsc::Receiver<Job>,
-    mut stopped: oneshot::Receiver<()>,
+    stop: CancellationToken,
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     let mut stopping = false;
@@ -87,7 +96,7 @@ pub(super) async fn run(
                     break;
                 }
             }
-            _ = &mut stopped, if !stopping => {
+            () = stop.cancelled(), if !stopping => {
                 // Closing refuses new sends but keeps what is queued, which the loop drains.
                 queue.close();
                 stopping = true;
@@ -166,21 +175,21 @@ impl Committer {
     /// is ready for the next transaction.
     async fn transaction(&mut self, jobs: &[Job]) -> Result<Vec<Result<Done, WriteError>>, Failed> {
         let connection = open(&mut self.connection, &self.options, &self.file).await?;
-        let result = apply_all(connection, &self.file, jobs, &self.ttl_mod, &self.quotas).await;
+        let result = apply_all(connection, &self.file, jobs, &self.liveness, &self.quotas).await;
         if result.is_err() {
             self.roll_back().await;
         }
         result
     }
 
-    /// A one-page write ([`super::check_writable`]): whether the database takes writes again.
+    /// A one-page write ([`health::check_writable`]): whether the database takes writes again.
     async fn probe(&mut self) {
         let result = async {
             let connection = open(&mut self.connection, &self.options, &self.file).await?;
             if !self.file.unchanged() {
                 return Err(replaced(&self.file));
             }
-            super::check_writable(connection).await?;
+            health::check_writable(connection).await?;
             Ok(())
         }
         .await;
@@ -289,7 +298,7 @@ async fn apply_all(
     connection: &mut SqliteConnection,
     file: &DbFile,
     jobs: &[Job],
-    ttl_mod: &str,
+    liveness: &Liveness,
     quotas: &Quotas,
 ) -> Result<Vec<Result<Done, WriteError>>, Failed> {
     // IMMEDIATE takes the write lock up front, so a concurrent writer (another process, the
@@ -300,29 +309,17 @@ async fn apply_all(
     let mut results = Vec::with_capacity(jobs.len());
     let mut rest = jobs;
     while let Some(job) = rest.first() {
-        let run = rest
-            .iter()
-            .take_while(|job| batch::batchable(&job.op))
-            .count();
-        let chunk = batch::CHUNKS.iter().copied().find(|&size| size <= run);
-        let ops: Vec<&Op> = rest[..chunk.unwrap_or(0)]
-            .iter()
-            .map(|job| &job.op)
-            .collect();
+        let now = liveness.now();
+        let chunk = batch::leading_chunk(rest.iter().map(|job| &job.op));
+        let origins: Vec<_> = chunk.iter().map(|op| &op.origin).collect();
         // A run of keyless registrations is one multi-row INSERT only when all of it fits the
         // quotas; otherwise each is checked on its own, so the limits stay exact.
-        if let Some(chunk) = chunk
-            && quota::batch_fits(&mut *connection, quotas, &ops, ttl_mod).await?
-        {
-            results.extend(
-                batch::insert_keyless(&mut *connection, &ops)
-                    .await?
-                    .into_iter()
-                    .map(Ok),
-            );
-            rest = &rest[chunk..];
+        if !chunk.is_empty() && quota::batch_fits(&mut *connection, quotas, &origins, &now).await? {
+            let done = batch::insert_keyless(&mut *connection, &chunk, &now).await?;
+            results.extend(done.into_iter().map(Ok));
+            rest = &rest[chunk.len()..];
         } else {
-            results.push(apply(&mut *connection, &job.op, ttl_mod, quotas).await?);
+            results.push(apply(&mut *connection, &job.op, &now, quotas).await?);
             rest = &rest[1..];
         }
     }

@@ -1,6 +1,7 @@
-//! Whether the database can be written: why a write failed ([`Fault`]), which file the index
-//! opened at start-up ([`DbFile`]), and the writer's last outcome ([`WriteHealth`]), which
-//! `/readyz` reports.
+//! Whether the database can be written: the one-page write that proves it
+//! ([`check_writable`]), why a write failed ([`Fault`]), which file the index opened at
+//! start-up ([`DbFile`]), and the writer's last outcome ([`WriteHealth`]), which `/readyz`
+//! reports.
 //!
 //! A database failure is either the change's own (a constraint it breaks: the writer retries
 //! the rest of its group without it) or the environment's (a full disk, an I/O error, a lock
@@ -10,6 +11,40 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+
+use sqlx::sqlite::SqliteConnection;
+
+/// Proves the database takes writes with one real one (the header's `user_version`, rewritten
+/// unchanged, one page): a read-only file, directory or file system, or a full disk, is found
+/// at start-up rather than by the first client; while writes fail, the writer probes with it.
+pub async fn check_writable(connection: &mut SqliteConnection) -> sqlx::Result<()> {
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *connection)
+        .await?;
+    let written = async {
+        rewrite_header(connection).await?;
+        sqlx::query("COMMIT").execute(&mut *connection).await
+    }
+    .await;
+    if written.is_err() {
+        let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
+    }
+    written.map(drop)
+}
+
+/// Rewrites the database header's `user_version` unchanged, in the open transaction: the
+/// smallest real write (one page), for probing whether writes work.
+async fn rewrite_header(connection: &mut SqliteConnection) -> sqlx::Result<()> {
+    let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+        .fetch_one(&mut *connection)
+        .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "PRAGMA user_version = {version}"
+    )))
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
 
 /// Why the database cannot be written at the moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

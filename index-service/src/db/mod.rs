@@ -1,21 +1,29 @@
 //! The SQLite store: connection settings that make acknowledged writes durable, the embedded
-//! migrations (and the start-up [`backfill`] of what they cannot compute), the read queries,
-//! and the single writer that commits changes in groups ([`writer`], applying the operations
-//! of [`ops`] in [`commit`]'s transactions, and reporting whether the database can be written
-//! through [`health`]); names ([`names`]), quotas ([`quota`]) and room membership ([`rooms`])
-//! have their own modules.
+//! migrations (and the start-up [`backfill`] of what they cannot compute), the records and
+//! their read queries ([`peers`]), and the single writer that commits changes in groups.
+//!
+//! The write path, each module depending only on those listed before it: the changes
+//! themselves and their errors (`change`); the SQL of each operation (`apply`, and `batch` for
+//! runs of keyless registrations); the in-memory copy the writer keeps current ([`cache`]); the
+//! transaction loop (`commit`); and the queue handlers submit to ([`writer`]). Whether the
+//! database can be written is [`health`]'s; names ([`names`]), quotas ([`quota`]) and room
+//! membership ([`rooms`]) have their own modules.
 //!
 //! Liveness is computed, not stored: a record is live while `last_seen` is younger than the
-//! TTL, so an expired record disappears from lookups at once, before the purge removes it.
+//! TTL by the index's [`Clock`] ([`clock`]), so an expired record disappears from lookups at
+//! once, before the purge removes it. Queries never read SQLite's own `'now'`: the time is a
+//! bound parameter ([`Now`]), so one clock decides everywhere and tests can set it.
 
+mod apply;
 pub mod backfill;
 mod batch;
 pub mod cache;
+mod change;
 pub mod clock;
 mod commit;
 pub mod health;
 pub mod names;
-mod ops;
+mod peers;
 pub mod quota;
 pub mod rooms;
 pub mod writer;
@@ -23,43 +31,14 @@ pub mod writer;
 use std::str::FromStr;
 use std::time::Duration;
 
-use proto::api::PeerRecord;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
-use sqlx::{Row, SqlitePool};
-use uuid::Uuid;
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-pub use writer::{UsedSignature, WriteError, Writer};
-
-/// The current time as stored in `registered_at` and `last_seen`: RFC 3339 with milliseconds,
-/// UTC, so text order is time order.
-macro_rules! sql_now {
-    () => {
-        "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
-    };
-}
-/// The oldest `last_seen` that is still live; the bound parameter is [`ttl_modifier`]'s text.
-macro_rules! sql_cutoff {
-    ($param:literal) => {
-        concat!("strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ", $param, ")")
-    };
-}
-/// The columns [`record_from_row`] reads.
-macro_rules! record_columns {
-    () => {
-        "addr, name, public_key, registered_at, last_seen"
-    };
-}
-/// The columns [`stored_from_row`] reads: a whole record with its owner and age.
-macro_rules! stored_columns {
-    () => {
-        "uuid, addr, name, public_key, registered_at, last_seen, token_hash,
-         (julianday('now') - julianday(last_seen)) * 86400.0 AS age"
-    };
-}
-pub(crate) use {record_columns, sql_cutoff, sql_now, stored_columns};
+pub use change::{UsedSignature, WriteError};
+pub use clock::{Clock, Liveness, ManualClock, Now};
+pub use health::check_writable;
+pub use peers::{Owner, StoredPeer, count_live, find_peer};
+pub use writer::Writer;
 
 /// The connection settings shared by the pool and the writer.
 ///
@@ -95,144 +74,4 @@ pub async fn connect(url: &str) -> anyhow::Result<SqlitePool> {
         tracing::info!(?backfilled, "filled in record origins and name keys");
     }
     Ok(pool)
-}
-
-/// Proves the database takes writes with one real one (the header's `user_version`, rewritten
-/// unchanged, one page): a read-only file, directory or file system, or a full disk, is found
-/// at start-up rather than by the first client; while writes fail, the writer probes with it.
-pub async fn check_writable(connection: &mut SqliteConnection) -> sqlx::Result<()> {
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut *connection)
-        .await?;
-    let written = async {
-        rewrite_header(connection).await?;
-        sqlx::query("COMMIT").execute(&mut *connection).await
-    }
-    .await;
-    if written.is_err() {
-        let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
-    }
-    written.map(drop)
-}
-
-/// Rewrites the database header's `user_version` unchanged, in the open transaction: the
-/// smallest real write (one page), for probing whether writes work.
-async fn rewrite_header(connection: &mut SqliteConnection) -> sqlx::Result<()> {
-    let version: i64 = sqlx::query_scalar("PRAGMA user_version")
-        .fetch_one(&mut *connection)
-        .await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "PRAGMA user_version = {version}"
-    )))
-    .execute(&mut *connection)
-    .await?;
-    Ok(())
-}
-
-/// Who may change a record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Owner {
-    /// A keyed record: whoever signs with this Ed25519 key (64 lowercase hex digits).
-    Key(String),
-    /// A keyless record: whoever presents the token with this SHA-256 (64 hex digits).
-    Token(String),
-    /// Registered before owners existed: nobody; the record can only expire.
-    Nobody,
-}
-
-impl Owner {
-    /// The `public_key` and `token_hash` columns for this owner.
-    pub fn columns(&self) -> (Option<&str>, Option<&str>) {
-        match self {
-            Owner::Key(key) => (Some(key), None),
-            Owner::Token(hash) => (None, Some(hash)),
-            Owner::Nobody => (None, None),
-        }
-    }
-}
-
-/// A live record with what the handlers need beyond the public fields.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredPeer {
-    /// The public record (`ttl_secs` and `token` unset).
-    pub record: PeerRecord,
-    /// Who may change it.
-    pub owner: Owner,
-    /// Seconds since `last_seen`.
-    pub age_secs: f64,
-}
-
-impl StoredPeer {
-    /// Seconds the record stays live, given the TTL.
-    pub fn remaining_secs(&self, ttl: Duration) -> f64 {
-        (ttl.as_secs_f64() - self.age_secs).max(0.0)
-    }
-}
-
-/// The SQLite date modifier that goes back `ttl` from now, e.g. `-7200.000 seconds`.
-pub fn ttl_modifier(ttl: Duration) -> String {
-    format!("-{:.3} seconds", ttl.as_secs_f64())
-}
-
-/// Looks a live peer up by UUID; an expired record is `None` even before it is purged.
-pub async fn find_peer(
-    pool: &SqlitePool,
-    uuid: Uuid,
-    ttl: Duration,
-) -> sqlx::Result<Option<StoredPeer>> {
-    sqlx::query(concat!(
-        "SELECT ",
-        stored_columns!(),
-        " FROM peers WHERE uuid = ?1 AND last_seen >= ",
-        sql_cutoff!("?2")
-    ))
-    .bind(uuid.to_string())
-    .bind(ttl_modifier(ttl))
-    .fetch_optional(pool)
-    .await?
-    .map(|row| stored_from_row(&row))
-    .transpose()
-}
-
-/// Builds a [`StoredPeer`] from a row holding [`stored_columns`].
-pub(crate) fn stored_from_row(row: &SqliteRow) -> sqlx::Result<StoredPeer> {
-    let raw: String = row.try_get("uuid")?;
-    let uuid = Uuid::parse_str(&raw).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-    let record = record_from_row(uuid, row)?;
-    let token_hash: Option<String> = row.try_get("token_hash")?;
-    let owner = match (&record.public_key, token_hash) {
-        (Some(key), _) => Owner::Key(key.clone()),
-        (None, Some(hash)) => Owner::Token(hash),
-        (None, None) => Owner::Nobody,
-    };
-    Ok(StoredPeer {
-        record,
-        owner,
-        age_secs: row.try_get::<f64, _>("age")?.max(0.0),
-    })
-}
-
-/// How many records are live.
-pub async fn count_live(pool: &SqlitePool, ttl: Duration) -> sqlx::Result<i64> {
-    sqlx::query_scalar(concat!(
-        "SELECT count(*) FROM peers WHERE last_seen >= ",
-        sql_cutoff!("?1")
-    ))
-    .bind(ttl_modifier(ttl))
-    .fetch_one(pool)
-    .await
-}
-
-/// Builds the public record from a row holding [`record_columns`].
-pub(crate) fn record_from_row(uuid: Uuid, row: &SqliteRow) -> sqlx::Result<PeerRecord> {
-    Ok(PeerRecord {
-        uuid,
-        addr: row.try_get("addr")?,
-        name: row.try_get("name")?,
-        public_key: row.try_get("public_key")?,
-        registered_at: row.try_get("registered_at")?,
-        last_seen: row.try_get("last_seen")?,
-        ttl_secs: None,
-        token: None,
-    })
 }

@@ -6,50 +6,47 @@
 //! unique index is the backstop, and a write it refuses is a conflict too
 //! ([`is_name_conflict`]), never a server error.
 
-use std::time::Duration;
-
 use sqlx::SqlitePool;
 use sqlx::sqlite::SqliteConnection;
 
-use super::{StoredPeer, sql_cutoff, stored_columns, stored_from_row, ttl_modifier};
+use super::clock::Now;
+use super::peers::{StoredPeer, StoredRow};
 
 /// Looks up the live record whose name has the key `key`.
 pub async fn find_peer_by_name(
     pool: &SqlitePool,
     key: &str,
-    ttl: Duration,
+    now: &Now,
 ) -> sqlx::Result<Option<StoredPeer>> {
-    sqlx::query(concat!(
-        "SELECT ",
-        stored_columns!(),
-        " FROM peers WHERE name_key = ?1 AND last_seen >= ",
-        sql_cutoff!("?2")
-    ))
+    let row = sqlx::query_as::<_, StoredRow>(
+        "SELECT uuid, addr, name, public_key, registered_at, last_seen, token_hash,
+                (julianday(?3) - julianday(last_seen)) * 86400.0 AS age
+         FROM peers WHERE name_key = ?1 AND last_seen >= ?2",
+    )
     .bind(key)
-    .bind(ttl_modifier(ttl))
+    .bind(&now.live_since)
+    .bind(&now.text)
     .fetch_optional(pool)
-    .await?
-    .map(|row| stored_from_row(&row))
-    .transpose()
+    .await?;
+    Ok(row.map(StoredPeer::from))
 }
 
 /// Whether record `uuid` may take the name whose key is `key`: no other live record holds it.
 /// Expired records holding it lose it first, so a name is free again as soon as its holder's TTL ran out,
-/// before the purge removes the record. `ttl_mod` is [`ttl_modifier`]'s text.
+/// before the purge removes the record.
 pub(crate) async fn free_for(
     tx: &mut SqliteConnection,
     key: &str,
     uuid: &str,
-    ttl_mod: &str,
+    now: &Now,
 ) -> sqlx::Result<bool> {
-    sqlx::query(concat!(
+    sqlx::query(
         "UPDATE peers SET name = NULL, name_key = NULL
-         WHERE name_key = ?1 AND uuid <> ?2 AND last_seen < ",
-        sql_cutoff!("?3")
-    ))
+         WHERE name_key = ?1 AND uuid <> ?2 AND last_seen < ?3",
+    )
     .bind(key)
     .bind(uuid)
-    .bind(ttl_mod)
+    .bind(&now.live_since)
     .execute(&mut *tx)
     .await?;
     let taken: bool = sqlx::query_scalar(

@@ -12,8 +12,7 @@ use std::net::IpAddr;
 
 use sqlx::sqlite::SqliteConnection;
 
-use super::ops::Op;
-use super::sql_cutoff;
+use super::clock::Now;
 use crate::Config;
 
 /// Expired rows deleted at most when the global cap is reached, before refusing.
@@ -129,7 +128,7 @@ pub(super) async fn check(
     uuid: &str,
     named: bool,
     new_row: NewRow,
-    ttl_mod: &str,
+    now: &Now,
 ) -> sqlx::Result<Result<(), Exceeded>> {
     let limits = [
         (quotas.records_per_ip, false, false),
@@ -146,7 +145,7 @@ pub(super) async fn check(
         } else {
             &origin.ip
         };
-        if count(tx, by_subnet, names, origin, uuid, ttl_mod).await? >= i64::from(max) {
+        if count(tx, by_subnet, names, origin, uuid, now).await? >= i64::from(max) {
             let key = key.clone();
             return Ok(Err(match (by_subnet, names) {
                 (false, false) => Exceeded::RecordsPerIp(key, max),
@@ -162,25 +161,24 @@ pub(super) async fn check(
         && !fits(stored_rows(tx).await?, 1, max)
         // Only at the cap does it matter whether an upsert adds a row.
         && (new_row == NewRow::Yes || !is_stored(tx, uuid).await?)
-        && !room_for(tx, 1, max, ttl_mod).await?
+        && !room_for(tx, 1, max, now).await?
     {
         return Ok(Err(Exceeded::Full(max)));
     }
     Ok(Ok(()))
 }
 
-/// Whether the keyless registrations `ops` (no names; each a new row) all fit, so they can be
-/// written in one statement; when they do not, the writer takes them one by one and
+/// Whether keyless registrations (no names; each a new row) from `origins` all fit, so they
+/// can be written in one statement; when they do not, the writer takes them one by one and
 /// [`check`] refuses exactly the ones that pass a limit.
 pub(super) async fn batch_fits(
     tx: &mut SqliteConnection,
     quotas: &Quotas,
-    ops: &[&Op],
-    ttl_mod: &str,
+    origins: &[&Origin],
+    now: &Now,
 ) -> sqlx::Result<bool> {
-    if quotas.max_records > 0
-        && !room_for(tx, ops.len() as u64, quotas.max_records, ttl_mod).await?
-    {
+    let adding = origins.len() as u64;
+    if quotas.max_records > 0 && !room_for(tx, adding, quotas.max_records, now).await? {
         return Ok(false);
     }
     for (max, by_subnet) in [
@@ -191,18 +189,16 @@ pub(super) async fn batch_fits(
             continue;
         }
         let mut adding: HashMap<&str, (&Origin, i64)> = HashMap::new();
-        for op in ops {
-            if let Op::InsertKeyless { origin, .. } = op {
-                let key = if by_subnet {
-                    &origin.subnet
-                } else {
-                    &origin.ip
-                };
-                adding.entry(key).or_insert((origin, 0)).1 += 1;
-            }
+        for origin in origins {
+            let key = if by_subnet {
+                &origin.subnet
+            } else {
+                &origin.ip
+            };
+            adding.entry(key).or_insert((origin, 0)).1 += 1;
         }
         for (origin, n) in adding.into_values() {
-            if count(tx, by_subnet, false, origin, "", ttl_mod).await? + n > i64::from(max) {
+            if count(tx, by_subnet, false, origin, "", now).await? + n > i64::from(max) {
                 return Ok(false);
             }
         }
@@ -218,36 +214,32 @@ async fn count(
     names: bool,
     origin: &Origin,
     uuid: &str,
-    ttl_mod: &str,
+    now: &Now,
 ) -> sqlx::Result<i64> {
     // Four fixed statements, so each is prepared once. One index, `(subnet, ip, last_seen)`
     // (and its partial copy over named rows), serves both the per-subnet and the per-IP
     // counts, so a registration updates one index for the quotas, not two.
     let sql = match (by_subnet, names) {
-        (false, false) => concat!(
+        (false, false) => {
             "SELECT count(*) FROM peers WHERE subnet = ?1 AND ip = ?4 AND uuid <> ?2 \
-             AND last_seen >= ",
-            sql_cutoff!("?3")
-        ),
-        (true, false) => concat!(
-            "SELECT count(*) FROM peers WHERE subnet = ?1 AND uuid <> ?2 AND last_seen >= ",
-            sql_cutoff!("?3")
-        ),
-        (false, true) => concat!(
+             AND last_seen >= ?3"
+        }
+        (true, false) => {
+            "SELECT count(*) FROM peers WHERE subnet = ?1 AND uuid <> ?2 AND last_seen >= ?3"
+        }
+        (false, true) => {
             "SELECT count(*) FROM peers WHERE subnet = ?1 AND ip = ?4 AND name IS NOT NULL \
-             AND uuid <> ?2 AND last_seen >= ",
-            sql_cutoff!("?3")
-        ),
-        (true, true) => concat!(
+             AND uuid <> ?2 AND last_seen >= ?3"
+        }
+        (true, true) => {
             "SELECT count(*) FROM peers WHERE subnet = ?1 AND name IS NOT NULL AND uuid <> ?2 \
-             AND last_seen >= ",
-            sql_cutoff!("?3")
-        ),
+             AND last_seen >= ?3"
+        }
     };
     let query = sqlx::query_scalar(sql)
         .bind(&origin.subnet)
         .bind(uuid)
-        .bind(ttl_mod);
+        .bind(&now.live_since);
     let query = if by_subnet {
         query
     } else {
@@ -262,17 +254,15 @@ async fn room_for(
     tx: &mut SqliteConnection,
     adding: u64,
     max: u64,
-    ttl_mod: &str,
+    now: &Now,
 ) -> sqlx::Result<bool> {
     if fits(stored_rows(tx).await?, adding, max) {
         return Ok(true);
     }
-    sqlx::query(concat!(
-        "DELETE FROM peers WHERE uuid IN (SELECT uuid FROM peers WHERE last_seen < ",
-        sql_cutoff!("?1"),
-        " LIMIT ?2)"
-    ))
-    .bind(ttl_mod)
+    sqlx::query(
+        "DELETE FROM peers WHERE uuid IN (SELECT uuid FROM peers WHERE last_seen < ?1 LIMIT ?2)",
+    )
+    .bind(&now.live_since)
     .bind(RECLAIM)
     .execute(&mut *tx)
     .await?;

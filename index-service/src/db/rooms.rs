@@ -5,34 +5,29 @@
 //! is live, so a member vanishes from its rooms the moment its TTL runs out. The writer applies
 //! [`join`] and [`leave`]; handlers read with [`members`] and [`list`].
 
-use std::time::Duration;
-
 use proto::api::RoomSummary;
 use sqlx::SqlitePool;
 use sqlx::sqlite::SqliteConnection;
 
-use super::{
-    Owner, StoredPeer, sql_cutoff, sql_now, stored_columns, stored_from_row, ttl_modifier,
-};
+use super::clock::Now;
+use super::peers::{Owner, StoredPeer, StoredRow};
 
 /// Whether `uuid` is a live record owned by `owner`.
 async fn owned_live(
     tx: &mut SqliteConnection,
     uuid: &str,
     owner: &Owner,
-    ttl_mod: &str,
+    now: &Now,
 ) -> sqlx::Result<bool> {
     let (key, token) = owner.columns();
-    sqlx::query_scalar(concat!(
+    sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM peers
-         WHERE uuid = ?1 AND public_key IS ?2 AND token_hash IS ?3 AND last_seen >= ",
-        sql_cutoff!("?4"),
-        ")"
-    ))
+         WHERE uuid = ?1 AND public_key IS ?2 AND token_hash IS ?3 AND last_seen >= ?4)",
+    )
     .bind(uuid)
     .bind(key)
     .bind(token)
-    .bind(ttl_mod)
+    .bind(&now.live_since)
     .fetch_one(&mut *tx)
     .await
 }
@@ -44,18 +39,18 @@ pub(crate) async fn join(
     room: &str,
     uuid: &str,
     owner: &Owner,
-    ttl_mod: &str,
+    now: &Now,
 ) -> sqlx::Result<bool> {
-    if !owned_live(tx, uuid, owner, ttl_mod).await? {
+    if !owned_live(tx, uuid, owner, now).await? {
         return Ok(false);
     }
-    sqlx::query(concat!(
-        "INSERT INTO room_members (room, uuid, joined_at) VALUES (?1, ?2, ",
-        sql_now!(),
-        ") ON CONFLICT DO NOTHING"
-    ))
+    sqlx::query(
+        "INSERT INTO room_members (room, uuid, joined_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT DO NOTHING",
+    )
     .bind(room)
     .bind(uuid)
+    .bind(&now.text)
     .execute(&mut *tx)
     .await?;
     Ok(true)
@@ -68,9 +63,9 @@ pub(crate) async fn leave(
     room: &str,
     uuid: &str,
     owner: &Owner,
-    ttl_mod: &str,
+    now: &Now,
 ) -> sqlx::Result<bool> {
-    if !owned_live(tx, uuid, owner, ttl_mod).await? {
+    if !owned_live(tx, uuid, owner, now).await? {
         return Ok(false);
     }
     sqlx::query("DELETE FROM room_members WHERE room = ?1 AND uuid = ?2")
@@ -86,53 +81,42 @@ pub(crate) async fn leave(
 pub(crate) async fn forget_if_expired(
     tx: &mut SqliteConnection,
     uuid: &str,
-    ttl_mod: &str,
+    now: &Now,
 ) -> sqlx::Result<()> {
-    sqlx::query(concat!(
+    sqlx::query(
         "DELETE FROM room_members WHERE uuid = ?1 AND EXISTS
-            (SELECT 1 FROM peers WHERE uuid = ?1 AND last_seen < ",
-        sql_cutoff!("?2"),
-        ")"
-    ))
+            (SELECT 1 FROM peers WHERE uuid = ?1 AND last_seen < ?2)",
+    )
     .bind(uuid)
-    .bind(ttl_mod)
+    .bind(&now.live_since)
     .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
 /// The live members of `room`, in the order they joined.
-pub async fn members(
-    pool: &SqlitePool,
-    room: &str,
-    ttl: Duration,
-) -> sqlx::Result<Vec<StoredPeer>> {
-    sqlx::query(concat!(
-        "SELECT ",
-        stored_columns!(),
-        " FROM room_members JOIN peers USING (uuid)
-         WHERE room = ?1 AND last_seen >= ",
-        sql_cutoff!("?2"),
-        " ORDER BY joined_at, uuid"
-    ))
+pub async fn members(pool: &SqlitePool, room: &str, now: &Now) -> sqlx::Result<Vec<StoredPeer>> {
+    let rows = sqlx::query_as::<_, StoredRow>(
+        "SELECT uuid, addr, name, public_key, registered_at, last_seen, token_hash,
+                (julianday(?3) - julianday(last_seen)) * 86400.0 AS age
+         FROM room_members JOIN peers USING (uuid)
+         WHERE room = ?1 AND last_seen >= ?2 ORDER BY joined_at, uuid",
+    )
     .bind(room)
-    .bind(ttl_modifier(ttl))
+    .bind(&now.live_since)
+    .bind(&now.text)
     .fetch_all(pool)
-    .await?
-    .iter()
-    .map(stored_from_row)
-    .collect()
+    .await?;
+    Ok(rows.into_iter().map(StoredPeer::from).collect())
 }
 
 /// Every room with at least one live member, by name, with its number of live members.
-pub async fn list(pool: &SqlitePool, ttl: Duration) -> sqlx::Result<Vec<RoomSummary>> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(concat!(
+pub async fn list(pool: &SqlitePool, now: &Now) -> sqlx::Result<Vec<RoomSummary>> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT room, count(*) FROM room_members JOIN peers USING (uuid)
-         WHERE last_seen >= ",
-        sql_cutoff!("?1"),
-        " GROUP BY room ORDER BY room"
-    ))
-    .bind(ttl_modifier(ttl))
+         WHERE last_seen >= ?1 GROUP BY room ORDER BY room",
+    )
+    .bind(&now.live_since)
     .fetch_all(pool)
     .await?;
     Ok(rows

@@ -12,68 +12,30 @@
 //! with the [`Fault`], and the task recovers by itself once the cause is gone ([`super::commit`]).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use proto::api::PeerRecord;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::metrics::Metrics;
 
 use super::cache::LookupCache;
-use super::commit::{self, Committer};
-use super::health::{DbFile, Fault, WriteHealth};
-use super::ops::{Done, Op};
-use super::quota::{Exceeded, Origin, Quotas};
-use super::{Owner, ttl_modifier};
+use super::change::{
+    Delete, Done, Heartbeat, InsertKeyless, Membership, Op, Purge, Update, UpsertKeyed,
+    UsedSignature, WriteError,
+};
+use super::clock::Liveness;
+use super::commit::{self, Committer, Job};
+use super::health::{DbFile, WriteHealth};
+use super::peers::Owner;
+use super::quota::{Origin, Quotas};
 use crate::naming::Name;
 
 /// Changes that may wait for the writer before senders wait too.
 const QUEUE: usize = 4096;
-
-/// A signature the index accepted, remembered until its timestamp could no longer pass the
-/// clock-skew check, so the same signed request cannot be replayed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsedSignature {
-    /// Hex SHA-256 of the signature bytes (not of its hex text, which has two cases).
-    pub hash: String,
-    /// Unix seconds after which the signature is refused anyway.
-    pub expires_at: i64,
-}
-
-/// Why a change was not made.
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    /// The signature was used before.
-    #[error("this signed request was already used")]
-    Replay,
-    /// No live record with that UUID and owner (it expired, was deleted, or changed hands).
-    #[error("no live record with that owner")]
-    Gone,
-    /// Another live record holds the name, or one that looks the same.
-    #[error("the name is taken")]
-    NameTaken,
-    /// The write would pass a per-address quota or the global cap on records.
-    #[error("{0}")]
-    Quota(Exceeded),
-    /// The change itself failed in the database (a constraint it breaks, a bug).
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    /// The database cannot be written at the moment (full disk, I/O error, …); nothing of the
-    /// change was stored.
-    #[error("{}", .0.problem())]
-    Unavailable(Fault),
-    /// The writer task has stopped (the service is shutting down).
-    #[error("the index is shutting down")]
-    Stopped,
-}
-
-pub(super) struct Job {
-    pub(super) op: Op,
-    pub(super) reply: oneshot::Sender<Result<Done, WriteError>>,
-}
 
 /// Sends changes to the writer task; cheap to clone.
 #[derive(Clone)]
@@ -83,59 +45,49 @@ pub struct Writer {
     file: Arc<DbFile>,
 }
 
-/// The running writer task.
-pub struct WriterTask {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
-}
-
-impl WriterTask {
-    /// Refuses new changes ([`WriteError::Stopped`]), commits every change already queued,
-    /// closes the connection and waits for the task to end.
-    pub async fn stop(self) {
-        let _ = self.stop.send(());
-        if let Err(error) = self.task.await {
-            tracing::warn!(%error, "writer task failed");
-        }
-    }
+/// What the writer task works on and with.
+pub struct WriterParts {
+    /// The writer's own connection, outside the pool.
+    pub connection: SqliteConnection,
+    /// How to reopen the connection if a failure leaves it unusable (never creating the file).
+    pub options: SqliteConnectOptions,
+    /// The database file as opened at start-up.
+    pub file: DbFile,
+    /// Which records are live (and which expired).
+    pub liveness: Liveness,
+    /// The quotas registrations are held to.
+    pub quotas: Quotas,
+    /// The lookup cache, to which every committed change is applied before it is acknowledged.
+    pub cache: Arc<LookupCache>,
+    /// Where commits and write failures are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Writer {
-    /// Starts the writer task on `connection` to the database `file`, which `options` reopen
-    /// if a failure leaves the connection unusable; records older than `ttl` count as expired,
-    /// and registrations are held to `quotas`. Every committed change is applied to `cache`
-    /// before it is acknowledged.
-    pub fn spawn(
-        connection: SqliteConnection,
-        options: SqliteConnectOptions,
-        file: DbFile,
-        ttl: Duration,
-        quotas: Quotas,
-        cache: Arc<LookupCache>,
-        metrics: Arc<Metrics>,
-    ) -> (Writer, WriterTask) {
+    /// Starts the writer task on `tasks`. Once `stop` is cancelled it refuses new changes
+    /// ([`WriteError::Stopped`]), commits every change already queued, closes its connection
+    /// and ends.
+    pub fn spawn(parts: WriterParts, stop: CancellationToken, tasks: &TaskTracker) -> Writer {
         let (jobs, queue) = mpsc::channel(QUEUE);
-        let (stop, stopped) = oneshot::channel();
         let (health, health_rx) = watch::channel(WriteHealth::Writable);
-        let file = Arc::new(file);
-        metrics.db_writable(true);
+        let file = Arc::new(parts.file);
+        parts.metrics.db_writable(true);
         let committer = Committer {
-            connection: Some(connection),
-            options: options.create_if_missing(false),
+            connection: Some(parts.connection),
+            options: parts.options.create_if_missing(false),
             file: file.clone(),
-            ttl_mod: ttl_modifier(ttl),
-            quotas,
-            cache,
-            metrics,
+            liveness: parts.liveness,
+            quotas: parts.quotas,
+            cache: parts.cache,
+            metrics: parts.metrics,
             health,
         };
-        let task = tokio::spawn(commit::run(committer, queue, stopped));
-        let writer = Writer {
+        tasks.spawn(commit::run(committer, queue, stop));
+        Writer {
             jobs,
             health: health_rx,
             file,
-        };
-        (writer, WriterTask { stop, task })
+        }
     }
 
     /// The outcome of the last write: [`WriteHealth::Failing`] from a failed write until one
@@ -173,12 +125,12 @@ impl Writer {
         origin: Origin,
         token_hash: String,
     ) -> Result<PeerRecord, WriteError> {
-        self.record(Op::InsertKeyless {
+        self.record(Op::InsertKeyless(InsertKeyless {
             uuid,
             addr,
             origin,
             token_hash,
-        })
+        }))
         .await
     }
 
@@ -193,14 +145,14 @@ impl Writer {
         public_key: String,
         signature: UsedSignature,
     ) -> Result<PeerRecord, WriteError> {
-        self.record(Op::UpsertKeyed {
+        self.record(Op::UpsertKeyed(UpsertKeyed {
             uuid,
             addr,
             origin,
             name,
             public_key,
             signature,
-        })
+        }))
         .await
     }
 
@@ -214,14 +166,14 @@ impl Writer {
         name: Option<Name>,
         signature: Option<UsedSignature>,
     ) -> Result<PeerRecord, WriteError> {
-        self.record(Op::Update {
+        self.record(Op::Update(Update {
             uuid,
             owner,
             addr,
             origin,
             name,
             signature,
-        })
+        }))
         .await
     }
 
@@ -232,11 +184,11 @@ impl Writer {
         owner: Owner,
         signature: Option<UsedSignature>,
     ) -> Result<PeerRecord, WriteError> {
-        self.record(Op::Heartbeat {
+        self.record(Op::Heartbeat(Heartbeat {
             uuid,
             owner,
             signature,
-        })
+        }))
         .await
     }
 
@@ -247,11 +199,11 @@ impl Writer {
         owner: Owner,
         signature: Option<UsedSignature>,
     ) -> Result<(), WriteError> {
-        self.submit(Op::Delete {
+        self.submit(Op::Delete(Delete {
             uuid,
             owner,
             signature,
-        })
+        }))
         .await
         .map(|_| ())
     }
@@ -265,13 +217,13 @@ impl Writer {
         owner: Owner,
         signature: Option<UsedSignature>,
     ) -> Result<(), WriteError> {
-        self.submit(Op::Membership {
+        self.submit(Op::Membership(Membership {
             room,
             join,
             uuid,
             owner,
             signature,
-        })
+        }))
         .await
         .map(|_| ())
     }
@@ -279,7 +231,7 @@ impl Writer {
     /// Deletes up to `limit` expired records (and forgets signatures that expired); returns how
     /// many records went.
     pub async fn purge(&self, limit: u32) -> Result<u64, WriteError> {
-        match self.submit(Op::Purge { limit }).await? {
+        match self.submit(Op::Purge(Purge { limit })).await? {
             Done::Purged(n) => Ok(n),
             _ => unreachable!("purge answers with a count"),
         }

@@ -84,7 +84,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     )
 )]
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let live = db::count_live(&state.pool, state.config.peer_ttl).await?;
+    let live = db::count_live(&state.pool, &state.now()).await?;
     state.metrics.live_peers.set(live as f64);
     Ok((
         [(

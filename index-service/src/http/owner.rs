@@ -83,7 +83,7 @@ async fn authorize(
 ) -> Result<(Uuid, db::Owner, Option<UsedSignature>), ApiError> {
     let uuid = parse_uuid(path_param(params, "uuid")?)?;
     let credentials = auth::credentials(&head.headers)?;
-    let peer = db::find_peer(&state.pool, uuid, state.config.peer_ttl)
+    let peer = db::find_peer(&state.pool, uuid, &state.now())
         .await?
         .ok_or_else(|| not_found(uuid))?;
     let request = SignedRequest {

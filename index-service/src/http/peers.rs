@@ -235,7 +235,7 @@ pub async fn get_peer(
         let max_age = format!("max-age={ttl_secs}");
         return Ok(([(header::CACHE_CONTROL, max_age)], Json(record)).into_response());
     }
-    let peer = db::find_peer(&state.pool, uuid, state.config.peer_ttl)
+    let peer = db::find_peer(&state.pool, uuid, &state.now())
         .await?
         .ok_or_else(|| not_found(uuid))?;
     Ok(lookup_answer(&state, peer))
@@ -292,7 +292,7 @@ pub async fn find_by_name(
             )));
         }
     };
-    let peer = db::names::find_peer_by_name(&state.pool, &key, state.config.peer_ttl)
+    let peer = db::names::find_peer_by_name(&state.pool, &key, &state.now())
         .await?
         .ok_or_else(|| {
             ApiError::NotFound(format!(

@@ -46,7 +46,7 @@ impl FromRequestParts<AppState> for Room {
 
 /// `room` with its live members, each with how long its record may be cached.
 async fn members(state: &AppState, room: &str) -> Result<RoomMembers, ApiError> {
-    let members = rooms::members(&state.pool, room, state.config.peer_ttl).await?;
+    let members = rooms::members(&state.pool, room, &state.now()).await?;
     Ok(RoomMembers {
         room: room.to_owned(),
         members: members
@@ -93,7 +93,7 @@ async fn change_membership(
     )
 )]
 pub async fn list_rooms(State(state): State<AppState>) -> Result<Json<RoomList>, ApiError> {
-    let rooms = rooms::list(&state.pool, state.config.peer_ttl).await?;
+    let rooms = rooms::list(&state.pool, &state.now()).await?;
     Ok(Json(RoomList { rooms }))
 }
 

@@ -21,7 +21,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use super::caps::Permit;
@@ -46,7 +46,7 @@ impl Connection {
     /// Serves `stream` until the client or a deadline closes it, or until a shutdown requested
     /// through `stop` has let the request in flight finish. `permit` holds its place under the
     /// caps meanwhile.
-    pub async fn serve(self, stream: TcpStream, permit: Permit, mut stop: watch::Receiver<bool>) {
+    pub async fn serve(self, stream: TcpStream, permit: Permit, stop: CancellationToken) {
         let open = self.metrics.connections.open.clone();
         open.increment(1.0);
         let activity = Arc::new(Activity::default());
@@ -76,7 +76,7 @@ impl Connection {
                     }
                     break;
                 }
-                _ = stop.wait_for(|stop| *stop), if !stopping => {
+                () = stop.cancelled(), if !stopping => {
                     stopping = true;
                     connection.as_mut().graceful_shutdown();
                 }

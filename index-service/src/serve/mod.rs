@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use caps::raise_fd_limit;
 
@@ -89,8 +90,11 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     metrics.connections.limit.set(limits.max_connections as f64);
     let caps = Arc::new(caps::Caps::new(&limits));
-    // Every connection task holds a receiver: `closed()` below waits for the last one.
-    let (stop, stopped) = watch::channel(false);
+    // Tells the connections to finish (also if this future is dropped); the tracker waits for
+    // the last of them.
+    let stop = CancellationToken::new();
+    let _stop_if_dropped = stop.drop_guard_ref();
+    let connections = TaskTracker::new();
     tokio::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -111,7 +115,7 @@ pub async fn serve(
                     limits,
                     metrics: metrics.clone(),
                 };
-                tokio::spawn(connection.serve(stream, permit, stopped.clone()));
+                connections.spawn(connection.serve(stream, permit, stop.clone()));
             }
             Err(refusal) => {
                 metrics.connections.refused(refusal);
@@ -120,9 +124,9 @@ pub async fn serve(
         }
     }
     drop(listener);
-    stop.send_replace(true);
-    drop(stopped);
-    stop.closed().await;
+    stop.cancel();
+    connections.close();
+    connections.wait().await;
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::BodyExt;
+use index_service::db::{Clock, ManualClock};
 use index_service::{Config, Service};
 use proto::identity::{self, Identity};
 use serde_json::Value;
@@ -45,10 +46,21 @@ pub async fn test_app() -> TestApp {
 }
 
 pub async fn test_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    test_app_on(Clock::System, tweak).await
+}
+
+/// A test app whose index reads the returned clock for every expiry: the test moves it past a
+/// TTL (`clock.advance(…)`) instead of sleeping.
+pub async fn test_app_with_clock(tweak: impl FnOnce(&mut Config)) -> (TestApp, ManualClock) {
+    let clock = ManualClock::starting_now();
+    (test_app_on(clock.clone().into(), tweak).await, clock)
+}
+
+async fn test_app_on(clock: Clock, tweak: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::for_database(database_url(&dir));
     tweak(&mut config);
-    let service = Service::open(config).await.unwrap();
+    let service = Service::open_with_clock(config, clock).await.unwrap();
     let client: SocketAddr = CLIENT.parse().unwrap();
     TestApp {
         router: service.app().layer(MockConnectInfo(client)),

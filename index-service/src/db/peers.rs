@@ -1,0 +1,132 @@
+//! Peer records as the handlers see them: who owns one ([`Owner`]), a live record with its
+//! owner and age ([`StoredPeer`]), the rows queries return ([`RecordRow`], [`StoredRow`]),
+//! and the reads by UUID ([`find_peer`]) and of the live count ([`count_live`]).
+
+use std::time::Duration;
+
+use proto::api::PeerRecord;
+use sqlx::SqlitePool;
+use uuid::Uuid;
+
+use super::clock::Now;
+
+/// Who may change a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// A keyed record: whoever signs with this Ed25519 key (64 lowercase hex digits).
+    Key(String),
+    /// A keyless record: whoever presents the token with this SHA-256 (64 hex digits).
+    Token(String),
+    /// Registered before owners existed: nobody; the record can only expire.
+    Nobody,
+}
+
+impl Owner {
+    /// The `public_key` and `token_hash` columns for this owner.
+    pub fn columns(&self) -> (Option<&str>, Option<&str>) {
+        match self {
+            Owner::Key(key) => (Some(key), None),
+            Owner::Token(hash) => (None, Some(hash)),
+            Owner::Nobody => (None, None),
+        }
+    }
+}
+
+/// A live record with what the handlers need beyond the public fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredPeer {
+    /// The public record (`ttl_secs` and `token` unset).
+    pub record: PeerRecord,
+    /// Who may change it.
+    pub owner: Owner,
+    /// Seconds since `last_seen`, at the time the record was read.
+    pub age_secs: f64,
+}
+
+impl StoredPeer {
+    /// Seconds the record stays live, given the TTL.
+    pub fn remaining_secs(&self, ttl: Duration) -> f64 {
+        (ttl.as_secs_f64() - self.age_secs).max(0.0)
+    }
+}
+
+/// A record's public columns as queries return them (`uuid, addr, name, public_key,
+/// registered_at, last_seen`).
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct RecordRow {
+    #[sqlx(try_from = "String")]
+    pub(super) uuid: Uuid,
+    addr: String,
+    name: Option<String>,
+    public_key: Option<String>,
+    registered_at: String,
+    last_seen: String,
+}
+
+impl From<RecordRow> for PeerRecord {
+    fn from(row: RecordRow) -> PeerRecord {
+        PeerRecord {
+            uuid: row.uuid,
+            addr: row.addr,
+            name: row.name,
+            public_key: row.public_key,
+            registered_at: row.registered_at,
+            last_seen: Some(row.last_seen),
+            ttl_secs: None,
+            token: None,
+        }
+    }
+}
+
+/// A whole record as the handlers need it: [`RecordRow`]'s columns, `token_hash`, and `age`
+/// (seconds since `last_seen`, computed by the query).
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct StoredRow {
+    #[sqlx(flatten)]
+    record: RecordRow,
+    token_hash: Option<String>,
+    age: f64,
+}
+
+impl From<StoredRow> for StoredPeer {
+    fn from(row: StoredRow) -> StoredPeer {
+        let record = PeerRecord::from(row.record);
+        let owner = match (&record.public_key, row.token_hash) {
+            (Some(key), _) => Owner::Key(key.clone()),
+            (None, Some(hash)) => Owner::Token(hash),
+            (None, None) => Owner::Nobody,
+        };
+        StoredPeer {
+            record,
+            owner,
+            age_secs: row.age.max(0.0),
+        }
+    }
+}
+
+/// Looks a live peer up by UUID; an expired record is `None` even before it is purged.
+pub async fn find_peer(
+    pool: &SqlitePool,
+    uuid: Uuid,
+    now: &Now,
+) -> sqlx::Result<Option<StoredPeer>> {
+    let row = sqlx::query_as::<_, StoredRow>(
+        "SELECT uuid, addr, name, public_key, registered_at, last_seen, token_hash,
+                (julianday(?3) - julianday(last_seen)) * 86400.0 AS age
+         FROM peers WHERE uuid = ?1 AND last_seen >= ?2",
+    )
+    .bind(uuid.to_string())
+    .bind(&now.live_since)
+    .bind(&now.text)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(StoredPeer::from))
+}
+
+/// How many records are live.
+pub async fn count_live(pool: &SqlitePool, now: &Now) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM peers WHERE last_seen >= ?1")
+        .bind(&now.live_since)
+        .fetch_one(pool)
+        .await
+}
