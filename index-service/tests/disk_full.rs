@@ -65,6 +65,10 @@ async fn open(db: &Path) -> TestApp {
     let mut config = Config::for_database(format!("sqlite://{}", db.display()));
     config.write_rate_per_sec = 0.0;
     config.read_rate_per_sec = 0.0;
+    // A write waits up to the 5 s busy timeout for a lock; on a loaded machine that wait plus
+    // scheduling delays can pass the default 10 s request timeout, whose 503 is not the one
+    // these tests look for.
+    config.request_timeout = Duration::from_secs(60);
     let service = Service::open(config).await.unwrap();
     let client: SocketAddr = common::CLIENT.parse().unwrap();
     TestApp {
