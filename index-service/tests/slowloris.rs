@@ -6,6 +6,9 @@
 //!
 //! Without the caps the index runs out of file descriptors and stops accepting; without the
 //! header timeout the slow connections stay open for good.
+//!
+//! One scenario end to end, so one file (past 400 lines): the slow clients, the normal client
+//! and the checks on the caps and timeouts belong together.
 
 mod common;
 
