@@ -187,11 +187,10 @@ impl Driver {
         }
     }
 
-    /// Sends the core's datagrams, then carries out its actions; returns whether to stop.
+    /// Follows the core's polling order: its datagrams (acknowledgements first), its actions,
+    /// then what the actions' events made it send; returns whether to stop.
     async fn flush(&mut self) -> bool {
-        let now = Instant::now();
-        let mut outgoing = std::mem::take(&mut self.outgoing);
-        outgoing.extend(std::iter::from_fn(|| self.core.poll_transmit(now)));
+        self.send().await;
         let mut quit = false;
         while let Some(action) = self.core.poll_action() {
             match action {
@@ -205,9 +204,18 @@ impl Driver {
                 Action::Quit => quit = true,
             }
         }
+        self.send().await;
+        quit
+    }
+
+    /// Sends every datagram the core has.
+    async fn send(&mut self) {
+        let now = Instant::now();
+        let mut outgoing = std::mem::take(&mut self.outgoing);
+        outgoing.extend(std::iter::from_fn(|| self.core.poll_transmit(now)));
         if !outgoing.is_empty() {
             let sending = self.udp.send_all(&outgoing);
-            if quit {
+            if self.core.quitting() {
                 // The goodbyes are best effort: nobody waits long for them.
                 let _ = tokio::time::timeout(GOODBYE_TIMEOUT, sending).await;
             } else {
@@ -216,7 +224,6 @@ impl Driver {
             outgoing.clear();
         }
         self.outgoing = outgoing;
-        quit
     }
 }
 

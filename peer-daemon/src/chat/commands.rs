@@ -186,6 +186,7 @@ impl ChatCore {
                 self.send_payload(peer, goodbye.encode(), Tag::Quiet);
             }
         }
+        self.quitting = true;
         self.actions.push_back(super::Action::Quit);
     }
 

@@ -8,13 +8,15 @@
 //! # Polling order
 //! After every input (`handle_datagram`, `handle_command`, `handle_index_reply`,
 //! `handle_timeout`) a driver
-//! 1. drains [`ChatCore::poll_transmit`] and puts the datagrams on the wire: acknowledgements
-//!    go out first, then whatever the messages that arrived make the chat send (a `poll_transmit`
-//!    that finds the endpoint idle handles its next event, see [`ChatCore::handle_event`]);
-//! 2. drains [`ChatCore::poll_action`]: requests for the index (answer each, exactly once, with
-//!    [`ChatCore::handle_index_reply`]), events for the user, the session list when it changed,
-//!    and the request to quit;
-//! 3. sleeps until [`ChatCore::poll_timeout`] (or the next input) and calls
+//! 1. drains [`ChatCore::poll_transmit`] and puts the datagrams on the wire: the endpoint's
+//!    acknowledgements leave before the chat even looks at what arrived;
+//! 2. drains [`ChatCore::poll_action`], which first handles the endpoint's events (messages
+//!    that arrived, deliveries, give-ups; see [`ChatCore::handle_event`]): requests for the
+//!    index (answer each, exactly once, with [`ChatCore::handle_index_reply`]), events for the
+//!    user, the session list when it changed, and the request to quit;
+//! 3. drains [`ChatCore::poll_transmit`] again: what handling the events made the chat send
+//!    (introductions, messages released by a lookup);
+//! 4. sleeps until [`ChatCore::poll_timeout`] (or the next input) and calls
 //!    [`ChatCore::handle_timeout`] when it passes.
 //!
 //! Several datagrams may be handed in before polling (a batch read from the socket): their
@@ -141,6 +143,7 @@ pub struct ChatCore {
     groups: HashMap<u64, Group>,
     next_id: u64,
     registered: bool,
+    quitting: bool,
     actions: VecDeque<Action>,
     /// The session list as last published.
     published: Vec<SessionLine>,
@@ -167,6 +170,7 @@ impl ChatCore {
             groups: HashMap::new(),
             next_id: 0,
             registered: false,
+            quitting: false,
             actions: VecDeque::new(),
             published: Vec::new(),
             now,
@@ -222,8 +226,8 @@ impl ChatCore {
     }
 
     /// One event of the endpoint: a message arrived, or one we sent was delivered or given up.
-    /// `poll_transmit` and `poll_action` call this for every event the endpoint has; it is
-    /// public so that a test can hand in an event of its own.
+    /// `poll_action` calls this for every event the endpoint has; it is public so that a test
+    /// can hand in an event of its own.
     pub fn handle_event(&mut self, event: Event) {
         match event {
             Event::Message { from, data } => self.on_payload(from, &data),
@@ -238,21 +242,19 @@ impl ChatCore {
         }
     }
 
-    /// The next datagram to send. When the endpoint has none, its next event is handled first
-    /// (which may make more): acknowledgements leave before the answers to what they confirm.
+    /// The next datagram to send.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         self.now = now;
-        loop {
-            if let Some(transmit) = self.endpoint.poll_transmit(now) {
-                return Some(transmit);
-            }
-            let event = self.endpoint.poll_event()?;
-            self.handle_event(event);
-            self.publish_sessions();
-        }
+        self.endpoint.poll_transmit(now)
     }
 
-    /// The next thing to do besides sending datagrams.
+    /// Whether the user asked to leave ([`Action::Quit`] is queued or was taken): what is left
+    /// to send is the goodbyes, which nobody should wait long for.
+    pub fn quitting(&self) -> bool {
+        self.quitting
+    }
+
+    /// The next thing to do besides sending datagrams; handles the endpoint's events first.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.events_and_sessions();
         self.actions.pop_front()

@@ -193,16 +193,10 @@ impl ChatNet {
         }
     }
 
-    /// Drains every core in the documented order: datagrams, then actions.
+    /// Drains every core in the documented order: datagrams, actions, datagrams again.
     fn flush(&mut self) {
-        let now = self.instant();
         for i in 0..self.nodes.len() {
-            let mut sent = 0;
-            while let Some(transmit) = self.nodes[i].core.poll_transmit(now) {
-                self.links[i].push(&mut self.rng, self.now, transmit.to, transmit.bytes);
-                sent += 1;
-                assert!(sent < 10_000, "node {i} does not stop sending");
-            }
+            self.transmit(i);
             while let Some(action) = self.nodes[i].core.poll_action() {
                 let node = &mut self.nodes[i];
                 match action {
@@ -215,6 +209,18 @@ impl ChatNet {
                     Action::Quit => node.quit = true,
                 }
             }
+            self.transmit(i);
+        }
+    }
+
+    /// Puts node `i`'s datagrams on its link.
+    fn transmit(&mut self, i: usize) {
+        let now = self.instant();
+        let mut sent = 0;
+        while let Some(transmit) = self.nodes[i].core.poll_transmit(now) {
+            self.links[i].push(&mut self.rng, self.now, transmit.to, transmit.bytes);
+            sent += 1;
+            assert!(sent < 10_000, "node {i} does not stop sending");
         }
     }
 
