@@ -158,7 +158,7 @@ impl ChatCore {
         let me = endpoint.id();
         let mut chat = Roster::new(me);
         chat.set_own_name(name);
-        let mut core = ChatCore {
+        ChatCore {
             endpoint,
             me,
             roster: chat,
@@ -174,9 +174,7 @@ impl ChatCore {
             actions: VecDeque::new(),
             published: Vec::new(),
             now,
-        };
-        core.publish_sessions();
-        core
+        }
     }
 
     /// Our UUID.
@@ -208,21 +206,18 @@ impl ChatCore {
         for peer in due {
             self.release(peer);
         }
-        self.events_and_sessions();
     }
 
     /// A command from a front-end (the terminal, stdin, the control API).
     pub fn handle_command(&mut self, now: Instant, command: Command) {
         self.now = now;
         self.command(command);
-        self.events_and_sessions();
     }
 
     /// The index's answer to an [`Action::Ask`], or news from the registration.
     pub fn handle_index_reply(&mut self, now: Instant, reply: IndexReply) {
         self.now = now;
         self.reply(reply);
-        self.events_and_sessions();
     }
 
     /// One event of the endpoint: a message arrived, or one we sent was delivered or given up.
@@ -256,7 +251,10 @@ impl ChatCore {
 
     /// The next thing to do besides sending datagrams; handles the endpoint's events first.
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.events_and_sessions();
+        while let Some(event) = self.endpoint.poll_event() {
+            self.handle_event(event);
+        }
+        self.publish_sessions();
         self.actions.pop_front()
     }
 
@@ -267,14 +265,6 @@ impl ChatCore {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
-    }
-
-    /// Handles every pending endpoint event, then publishes the session list if it changed.
-    fn events_and_sessions(&mut self) {
-        while let Some(event) = self.endpoint.poll_event() {
-            self.handle_event(event);
-        }
-        self.publish_sessions();
     }
 
     fn publish_sessions(&mut self) {

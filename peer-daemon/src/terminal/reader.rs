@@ -190,7 +190,7 @@ mod tests {
             styled,
             format!(
                 "\x1b[1m\x1b[{}m@bob\x1b[0m> ",
-                super::super::name_colour("bob")
+                crate::terminal::name_colour("bob")
             )
         );
         assert_eq!(
