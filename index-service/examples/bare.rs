@@ -31,6 +31,8 @@ async fn get_peer(
             last_seen: Some(NOW.into()),
             ttl_secs: Some(300),
             token: None,
+            candidates: Vec::new(),
+            ice_servers: Vec::new(),
         }),
     ))
 }
@@ -50,6 +52,8 @@ async fn register(
             last_seen: Some(NOW.into()),
             ttl_secs: Some(7200),
             token: Some("0".repeat(64)),
+            candidates: Vec::new(),
+            ice_servers: Vec::new(),
         }),
     )
 }

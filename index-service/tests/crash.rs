@@ -136,7 +136,7 @@ fn keyed(id: &Identity, port: u16) -> Value {
         .unwrap()
         .as_secs();
     let key = id.public_key();
-    let message = proto::identity::register_message(&key, port, None, timestamp);
+    let message = proto::identity::register_message(&key, port, None, &[], timestamp);
     json!({
         "udp_port": port,
         "public_key": hex::encode(key),

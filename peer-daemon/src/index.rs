@@ -81,13 +81,14 @@ impl IndexClient {
     ) -> anyhow::Result<PeerRecord> {
         let public_key = identity.public_key();
         let timestamp = unix_now();
-        let message = identity::register_message(&public_key, udp_port, name.as_deref(), timestamp);
+        let message = identity::register_message(&public_key, udp_port, name.as_deref(), &[], timestamp);
         let request = RegisterRequest {
             udp_port,
             name,
             public_key: Some(hex::encode(public_key)),
             timestamp: Some(timestamp),
             signature: Some(hex::encode(identity.sign(&message))),
+            candidates: Vec::new(),
         };
         let response = self
             .send(

@@ -1,8 +1,66 @@
 //! Types of the index's HTTP API, shared by the index and the daemon so both sides agree on
 //! field names by construction.
 
+use std::net::SocketAddr;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+/// Most candidates one registration may list.
+pub const MAX_CANDIDATES: usize = 8;
+
+/// How a candidate address reaches its peer (the ICE vocabulary of RFC 8445).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum CandidateKind {
+    /// An address of one of the peer's own interfaces (reachable on its LAN, or anywhere when
+    /// it has a public address).
+    Host,
+    /// Server-reflexive: the address a STUN server saw the peer's socket as, outside its NAT.
+    Srflx,
+    /// An address on a TURN server that relays to the peer.
+    Relay,
+}
+
+impl CandidateKind {
+    /// The name used on the wire and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CandidateKind::Host => "host",
+            CandidateKind::Srflx => "srflx",
+            CandidateKind::Relay => "relay",
+        }
+    }
+}
+
+/// One address where a peer may be reachable, all of them from its one chat socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Candidate {
+    /// What kind of address it is.
+    pub kind: CandidateKind,
+    /// `ip:port`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "198.51.100.7:50001"))]
+    pub addr: SocketAddr,
+}
+
+/// A STUN or TURN server the index hands its registered peers, in the shape of WebRTC's
+/// `RTCIceServer`. TURN credentials follow the TURN REST API convention (coturn's
+/// `use-auth-secret`): `username` is `<expiry unix time>:<uuid>`, `credential` is
+/// base64(HMAC-SHA1(shared secret, username)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct IceServer {
+    /// `turn:HOST:PORT` or `stun:HOST:PORT` URIs (RFC 7065 / RFC 7064), UDP only.
+    pub urls: Vec<String>,
+    /// TURN username; absent for STUN-only servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// TURN password; absent for STUN-only servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
 
 /// Body of `POST /register`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +100,11 @@ pub struct RegisterRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9a-fA-F]{128}$"))]
     pub signature: Option<String>,
+    /// Where the peer may be reached besides `addr` (at most [`MAX_CANDIDATES`], no
+    /// duplicates); only with a key, and covered by the signature.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 8))]
+    pub candidates: Vec<Candidate>,
 }
 
 /// Body of `PUT /peers/{uuid}`: the record's new UDP port (the IP is the one the index
@@ -99,6 +162,13 @@ pub struct PeerRecord {
     /// The index keeps only its hash; it cannot be shown again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// The candidates the owner registered, as it signed them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<Candidate>,
+    /// In the owner's own answers only (registration, heartbeat): the STUN and TURN servers
+    /// to gather candidates from, with fresh time-limited TURN credentials.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ice_servers: Vec<IceServer>,
 }
 
 /// A room and its live members (`GET /rooms/{room}`, `PUT /rooms/{room}/members/{uuid}`).

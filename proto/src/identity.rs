@@ -11,6 +11,8 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 use uuid::Uuid;
 
+use crate::api::Candidate;
+
 /// How far a signed timestamp may be from the verifier's clock, in seconds.
 pub const MAX_CLOCK_SKEW_SECS: u64 = 300;
 
@@ -104,14 +106,22 @@ pub fn register_message(
     public_key: &[u8; 32],
     udp_port: u16,
     name: Option<&str>,
+    candidates: &[Candidate],
     timestamp: u64,
 ) -> Vec<u8> {
-    format!(
+    let mut message = format!(
         "peerlink-register-v1\n{}\n{udp_port}\n{}\n{timestamp}",
         hex::encode(public_key),
         name.unwrap_or("")
-    )
-    .into_bytes()
+    );
+    // Without candidates the message is exactly v1's, so older clients keep verifying.
+    if !candidates.is_empty() {
+        message.push_str("\ncandidates");
+        for candidate in candidates {
+            message.push_str(&format!(" {} {}", candidate.kind.as_str(), candidate.addr));
+        }
+    }
+    message.into_bytes()
 }
 
 /// What an owner-only request on a keyed record signs (`method` is the HTTP method, `path`
@@ -165,10 +175,10 @@ mod tests {
     fn signatures_bind_every_field() {
         let id = Identity::from_secret([1; 32]);
         let key = id.public_key();
-        let message = register_message(&key, 4000, Some("alice"), 1_000);
+        let message = register_message(&key, 4000, Some("alice"), &[], 1_000);
         let sig = hex::encode(id.sign(&message));
         assert_eq!(verify(&key, &message, &sig, 1_000, 1_100), Ok(()));
-        let other = register_message(&key, 4001, Some("alice"), 1_000);
+        let other = register_message(&key, 4001, Some("alice"), &[], 1_000);
         assert_eq!(
             verify(&key, &other, &sig, 1_000, 1_100),
             Err(IdentityError::BadSignature)

@@ -62,6 +62,8 @@ impl Entry {
             last_seen: Some(format_ms(self.last_seen_ms)),
             ttl_secs: None,
             token: None,
+            candidates: Vec::new(),
+            ice_servers: Vec::new(),
         }
     }
 }
@@ -161,6 +163,8 @@ mod tests {
             last_seen: Some("2026-11-24T12:00:00.250Z".into()),
             ttl_secs: None,
             token: None,
+            candidates: Vec::new(),
+            ice_servers: Vec::new(),
         }
     }
 

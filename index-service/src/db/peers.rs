@@ -74,6 +74,8 @@ impl From<RecordRow> for PeerRecord {
             last_seen: Some(row.last_seen),
             ttl_secs: None,
             token: None,
+            candidates: Vec::new(),
+            ice_servers: Vec::new(),
         }
     }
 }

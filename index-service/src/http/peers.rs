@@ -112,6 +112,7 @@ pub async fn register(
                 &key,
                 request.udp_port,
                 request.name.as_deref(),
+                &request.candidates,
                 timestamp,
             );
             identity::verify(&key, &message, signature, timestamp, auth::unix_now())

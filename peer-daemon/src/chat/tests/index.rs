@@ -21,6 +21,8 @@ pub fn record(uuid: Uuid, addr: SocketAddr, name: Option<&str>) -> PeerRecord {
         last_seen: None,
         ttl_secs: Some(60),
         token: None,
+        candidates: Vec::new(),
+        ice_servers: Vec::new(),
     }
 }
 
