@@ -11,23 +11,35 @@
 //! Draining transmits after a batch of datagrams rather than after each one lets one ack
 //! cover the whole batch.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
+use crate::api::Candidate;
+use crate::path::{PathKind, Paths};
 use crate::recv::{Arrival, RecvStream};
 use crate::send::{MsgId, Outcome, SendStream, Timing};
-use crate::wire::{self, Ack, Data, Packet};
+use crate::wire::{self, Ack, Data, Packet, Probe, ProbeReply};
 
 mod types;
 
 pub use types::{Config, Event, SendError, Stats, Transmit};
 
+/// Relay addresses remembered at most (they come from peers' candidates and from datagrams
+/// our relay delivered).
+const MAX_RELAY_ADDRS: usize = 4096;
+/// Probes awaiting their reply, per peer, for measuring a path's round trip.
+const MAX_PROBES_OUT: usize = 32;
+
 #[derive(Debug)]
 struct Peer {
-    addr: Option<SocketAddr>,
+    paths: Paths,
+    /// Replies owed to the peer's probes: (where the probe came from, its nonce).
+    replies: VecDeque<(SocketAddr, u64)>,
+    /// Our probes not yet answered: (where, nonce, when sent).
+    probes_out: VecDeque<(SocketAddr, u64, Instant)>,
     /// The peer's incarnation, 0 until we hear from it.
     inc: u64,
     tx: SendStream,
@@ -39,7 +51,9 @@ struct Peer {
 impl Peer {
     fn new() -> Self {
         Peer {
-            addr: None,
+            paths: Paths::default(),
+            replies: VecDeque::new(),
+            probes_out: VecDeque::new(),
             inc: 0,
             tx: SendStream::default(),
             rx: None,
@@ -74,6 +88,11 @@ pub struct Endpoint {
     events: VecDeque<Event>,
     next_id: MsgId,
     stats: Stats,
+    /// Addresses that are relays: the peers' relay candidates and the sources of datagrams our
+    /// relay delivered. The driver sends to them through its relay allocation.
+    relay_addrs: HashSet<SocketAddr>,
+    /// Whether we have a relay allocation of our own.
+    own_relay: bool,
 }
 
 impl Endpoint {
@@ -98,7 +117,114 @@ impl Endpoint {
             events: VecDeque::new(),
             next_id: 0,
             stats: Stats::default(),
+            relay_addrs: HashSet::new(),
+            own_relay: false,
         }
+    }
+
+    fn remember_relay(&mut self, addr: SocketAddr) {
+        if self.relay_addrs.len() >= MAX_RELAY_ADDRS && !self.relay_addrs.contains(&addr) {
+            // Keep those some peer still uses; forget the rest.
+            let used: HashSet<SocketAddr> = self
+                .peers
+                .values()
+                .flat_map(|p| p.paths.addrs_of_kind(PathKind::Relay))
+                .collect();
+            self.relay_addrs.retain(|a| used.contains(a));
+            if self.relay_addrs.len() >= MAX_RELAY_ADDRS {
+                return;
+            }
+        }
+        self.relay_addrs.insert(addr);
+    }
+
+    fn kind_of(&self, addr: SocketAddr) -> PathKind {
+        if self.relay_addrs.contains(&addr) {
+            PathKind::Relay
+        } else {
+            PathKind::Direct
+        }
+    }
+
+    /// Whether `addr` is a relay address: datagrams to it go through our relay allocation.
+    pub fn is_relay_addr(&self, addr: &SocketAddr) -> bool {
+        self.relay_addrs.contains(addr)
+    }
+
+    /// The next datagram from `from` came through our relay (a TURN Data indication).
+    pub fn relayed_from(&mut self, from: SocketAddr) {
+        self.remember_relay(from);
+    }
+
+    /// We gained (`true`) or lost a relay allocation of our own; without one, the peers' relay
+    /// addresses cannot be reached.
+    pub fn set_own_relay(&mut self, now: Instant, have: bool) {
+        self.own_relay = have;
+        let ids: Vec<Uuid> = self.peers.keys().copied().collect();
+        for id in ids {
+            if let Some(peer) = self.peers.get_mut(&id) {
+                peer.paths.set_own_relay(now, have);
+            }
+            self.note_path(id);
+        }
+    }
+
+    /// Learns where `peer` may be reached, from an authenticated source: the index's record
+    /// (which the peer signed) or the peer itself, in its session. Probing starts at once.
+    pub fn learn_candidates(&mut self, now: Instant, peer: Uuid, candidates: &[Candidate]) {
+        if peer == self.me {
+            return;
+        }
+        for candidate in candidates {
+            if candidate.kind == crate::api::CandidateKind::Relay {
+                self.remember_relay(candidate.addr);
+            }
+        }
+        let (limit, own_relay) = (self.config.max_peers, self.own_relay);
+        let Some(entry) = peer_entry(&mut self.peers, peer, limit) else {
+            self.stats.peer_limit += 1;
+            return;
+        };
+        entry.paths.set_own_relay(now, own_relay);
+        for candidate in candidates.iter().take(crate::api::MAX_CANDIDATES) {
+            entry
+                .paths
+                .learn(now, candidate.addr, candidate.kind.into());
+        }
+        self.note_path(peer);
+    }
+
+    /// The path to `peer` now in use.
+    pub fn path(&self, peer: &Uuid) -> Option<(SocketAddr, PathKind)> {
+        self.peers.get(peer).and_then(|p| p.paths.current())
+    }
+
+    /// Every address known for `peer`: (address, kind, alive).
+    pub fn path_addrs(&self, now: Instant, peer: &Uuid) -> Vec<(SocketAddr, PathKind, bool)> {
+        self.peers
+            .get(peer)
+            .map(|p| p.paths.addrs(now).collect())
+            .unwrap_or_default()
+    }
+
+    /// Reports a change of `id`'s current path, and resends what is in flight on the new one.
+    fn note_path(&mut self, id: Uuid) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if !peer.paths.take_change() {
+            return;
+        }
+        let Some((addr, kind)) = peer.paths.current() else {
+            return;
+        };
+        peer.tx.path_changed();
+        self.stats.path_changes += 1;
+        self.events.push_back(Event::Path {
+            peer: id,
+            addr,
+            kind,
+        });
     }
 
     /// Our UUID.
@@ -113,16 +239,16 @@ impl Endpoint {
         stats
     }
 
-    /// Where a peer was last heard from or told to be.
+    /// The address of the path to a peer now in use.
     pub fn peer_addr(&self, peer: &Uuid) -> Option<SocketAddr> {
-        self.peers.get(peer).and_then(|p| p.addr)
+        self.path(peer).map(|(addr, _)| addr)
     }
 
     /// Peers we have an address for, with their smoothed RTT once measured.
     pub fn known_peers(&self) -> impl Iterator<Item = (Uuid, SocketAddr, Option<Duration>)> + '_ {
         self.peers
             .iter()
-            .filter_map(|(id, p)| p.addr.map(|a| (*id, a, p.tx.srtt())))
+            .filter_map(|(id, p)| p.paths.current().map(|(addr, _)| (*id, addr, p.tx.srtt())))
     }
 
     /// Queues `data` for reliable, ordered delivery to `to` at `addr`.
@@ -142,12 +268,16 @@ impl Endpoint {
         if to == self.me {
             return Err(SendError::ToSelf);
         }
-        let limit = self.config.max_peers;
+        let (limit, own_relay) = (self.config.max_peers, self.own_relay);
+        let kind = self.kind_of(addr);
         let peer = peer_entry(&mut self.peers, to, limit).ok_or(SendError::TooManyPeers(limit))?;
-        peer.addr = Some(addr);
+        peer.paths.set_own_relay(now, own_relay);
+        peer.paths.learn(now, addr, kind);
+        peer.paths.touch(now);
         let id = self.next_id;
         self.next_id += 1;
         peer.tx.push(id, data, now + self.config.deadline);
+        self.note_path(to);
         Ok(id)
     }
 
@@ -170,18 +300,64 @@ impl Endpoint {
     pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, packet: Packet) {
         self.stats.datagrams += 1;
         match packet {
-            Packet::Data(data) => self.on_data(from, data),
+            Packet::Data(data) => self.on_data(now, from, data),
             Packet::Ack(ack) => self.on_ack(now, from, ack),
+            Packet::Probe(probe) => self.on_probe(now, from, probe),
+            Packet::ProbeReply(reply) => self.on_probe_reply(now, from, reply),
         }
     }
 
-    fn on_data(&mut self, addr: SocketAddr, data: Data) {
+    fn on_probe(&mut self, now: Instant, from: SocketAddr, probe: Probe) {
+        if probe.to != self.me || probe.from == self.me {
+            self.stats.misaddressed += 1;
+            return;
+        }
+        let kind = self.kind_of(from);
+        let Some(peer) = peer_entry(&mut self.peers, probe.from, self.config.max_peers) else {
+            self.stats.peer_limit += 1;
+            return;
+        };
+        self.stats.probes_in += 1;
+        if peer.replies.len() < MAX_PROBES_OUT {
+            peer.replies.push_back((from, probe.nonce));
+        }
+        peer.paths.heard(now, from, kind);
+        self.note_path(probe.from);
+    }
+
+    fn on_probe_reply(&mut self, now: Instant, from: SocketAddr, reply: ProbeReply) {
+        if reply.to != self.me || reply.from == self.me {
+            self.stats.misaddressed += 1;
+            return;
+        }
+        let kind = self.kind_of(from);
+        let Some(peer) = self.peers.get_mut(&reply.from) else {
+            self.stats.stale += 1;
+            return;
+        };
+        let Some(i) = peer
+            .probes_out
+            .iter()
+            .position(|&(addr, nonce, _)| nonce == reply.nonce && addr == from)
+        else {
+            // Not an answer to a probe of ours (or a late one): still proof of the path.
+            peer.paths.heard(now, from, kind);
+            self.note_path(reply.from);
+            return;
+        };
+        let (_, _, sent) = peer.probes_out.remove(i).expect("found above");
+        peer.paths.heard(now, from, kind);
+        peer.paths
+            .rtt_sample(from, now.saturating_duration_since(sent));
+        self.stats.probe_replies_in += 1;
+        self.note_path(reply.from);
+    }
+
+    fn on_data(&mut self, now: Instant, addr: SocketAddr, data: Data) {
         if data.to != self.me || data.from == self.me {
             self.stats.misaddressed += 1;
             return;
         }
-        let (my_inc, window, max_message) =
-            (self.inc, self.config.recv_window, self.config.max_message);
         let Some(peer) = peer_entry(&mut self.peers, data.from, self.config.max_peers) else {
             self.stats.peer_limit += 1;
             return;
@@ -190,7 +366,24 @@ impl Endpoint {
             self.stats.stale += 1;
             return;
         }
-        peer.addr = Some(addr);
+        let kind = if self.relay_addrs.contains(&addr) {
+            PathKind::Relay
+        } else {
+            PathKind::Direct
+        };
+        peer.paths.heard(now, addr, kind);
+        peer.paths.touch(now);
+        let from = data.from;
+        self.on_stream_data(from, data);
+        self.note_path(from);
+    }
+
+    fn on_stream_data(&mut self, from: Uuid, data: Data) {
+        let (my_inc, window, max_message) =
+            (self.inc, self.config.recv_window, self.config.max_message);
+        let Some(peer) = self.peers.get_mut(&from) else {
+            return;
+        };
         if data.to_inc != 0 && data.to_inc != my_inc {
             // Meant for an earlier run of ours: say who we are now so the sender starts over.
             peer.nudge = Some((data.from_inc, data.stream));
@@ -238,7 +431,21 @@ impl Endpoint {
             self.stats.stale += 1;
             return;
         }
-        peer.addr = Some(addr);
+        let kind = if self.relay_addrs.contains(&addr) {
+            PathKind::Relay
+        } else {
+            PathKind::Direct
+        };
+        peer.paths.heard(now, addr, kind);
+        let from = ack.from;
+        self.on_stream_ack(now, ack);
+        self.note_path(from);
+    }
+
+    fn on_stream_ack(&mut self, now: Instant, ack: Ack) {
+        let Some(peer) = self.peers.get_mut(&ack.from) else {
+            return;
+        };
         if peer.inc != 0 && ack.from_inc > peer.inc {
             peer.inc = ack.from_inc;
             peer.tx.restart();
@@ -267,16 +474,20 @@ impl Endpoint {
         }));
     }
 
-    /// Runs retransmission and deadline timers that are due.
+    /// Runs retransmission, deadline and path timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut outcomes = Vec::new();
         let ids: Vec<Uuid> = self.peers.keys().copied().collect();
         for id in ids {
             let peer = self.peers.get_mut(&id).expect("listed above");
+            if peer.paths.poll_timeout().is_some_and(|t| t <= now) {
+                peer.paths.handle_timeout(now);
+            }
             if peer.tx.next_timeout(&self.timing).is_some_and(|t| t <= now) {
                 peer.tx.on_timeout(now, &self.timing, &mut outcomes);
                 self.report(id, std::mem::take(&mut outcomes));
             }
+            self.note_path(id);
         }
     }
 
@@ -284,7 +495,8 @@ impl Endpoint {
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.peers
             .values()
-            .filter_map(|p| p.tx.next_timeout(&self.timing))
+            .flat_map(|p| [p.tx.next_timeout(&self.timing), p.paths.poll_timeout()])
+            .flatten()
             .min()
     }
 
@@ -294,7 +506,40 @@ impl Endpoint {
         let my_inc = self.inc;
         let window = self.config.max_in_flight;
         for (&id, peer) in self.peers.iter_mut() {
-            let Some(addr) = peer.addr else { continue };
+            if let Some((to, nonce)) = peer.replies.pop_front() {
+                self.stats.probes_out += 1;
+                let reply = Packet::ProbeReply(ProbeReply {
+                    from: me,
+                    to: id,
+                    nonce,
+                    observed: to,
+                });
+                return Some(Transmit {
+                    peer: id,
+                    to,
+                    bytes: wire::encode(&reply),
+                });
+            }
+            if let Some(probe) = peer.paths.pop_due() {
+                if peer.probes_out.len() == MAX_PROBES_OUT {
+                    peer.probes_out.pop_front();
+                }
+                peer.probes_out.push_back((probe.addr, probe.nonce, now));
+                self.stats.probes_out += 1;
+                let packet = Packet::Probe(Probe {
+                    from: me,
+                    to: id,
+                    nonce: probe.nonce,
+                });
+                return Some(Transmit {
+                    peer: id,
+                    to: probe.addr,
+                    bytes: wire::encode(&packet),
+                });
+            }
+            let Some((addr, _)) = peer.paths.current() else {
+                continue;
+            };
             let ack = |to_inc, stream, cumulative, ranges| {
                 Packet::Ack(Ack {
                     from: me,
@@ -325,6 +570,7 @@ impl Endpoint {
             }
             let stream = peer.tx.stream;
             if let Some(fragment) = peer.tx.next_fragment(now, window) {
+                peer.paths.expecting(now);
                 let packet = Packet::Data(Data {
                     from: me,
                     to: id,

@@ -6,6 +6,7 @@ pub mod chat;
 pub mod display;
 mod endpoint;
 pub mod identity;
+mod path;
 mod recv;
 mod replay;
 mod rtt;
@@ -16,5 +17,6 @@ pub mod sim;
 pub mod wire;
 
 pub use endpoint::{Config, Endpoint, Event, SendError, Stats, Transmit};
+pub use path::PathKind;
 pub use secure::{SecureConfig, SecureEndpoint, SecureStats};
 pub use send::MsgId;

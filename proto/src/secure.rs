@@ -15,8 +15,10 @@ use snow::params::NoiseParams;
 use snow::{HandshakeState, StatelessTransportState};
 use uuid::Uuid;
 
+use crate::api::Candidate;
 use crate::endpoint::{Config, Endpoint, Event, SendError, Stats, Transmit};
 use crate::identity::{Identity, noise_public_key, uuid_for_key};
+use crate::path::PathKind;
 use crate::replay::ReplayWindow;
 use crate::send::MsgId;
 use crate::wire::{self, MAX_DATAGRAM, Sealed};
@@ -87,6 +89,8 @@ pub struct SecureStats {
     pub rate_limited: u64,
     /// Answered handshakes forgotten to make room for new ones.
     pub half_open_evicted: u64,
+    /// Path probes not sent because no session with their peer existed yet.
+    pub probes_without_session: u64,
 }
 
 struct Session {
@@ -183,6 +187,38 @@ impl SecureEndpoint {
         self.inner.known_peers()
     }
 
+    /// See [`Endpoint::learn_candidates`].
+    pub fn learn_candidates(&mut self, now: Instant, peer: Uuid, candidates: &[Candidate]) {
+        self.inner.learn_candidates(now, peer, candidates);
+    }
+
+    /// See [`Endpoint::set_own_relay`].
+    pub fn set_own_relay(&mut self, now: Instant, have: bool) {
+        self.inner.set_own_relay(now, have);
+    }
+
+    /// See [`Endpoint::path`].
+    pub fn path(&self, peer: &Uuid) -> Option<(SocketAddr, PathKind)> {
+        self.inner.path(peer)
+    }
+
+    /// See [`Endpoint::path_addrs`].
+    pub fn path_addrs(&self, now: Instant, peer: &Uuid) -> Vec<(SocketAddr, PathKind, bool)> {
+        self.inner.path_addrs(now, peer)
+    }
+
+    /// See [`Endpoint::is_relay_addr`].
+    pub fn is_relay_addr(&self, addr: &SocketAddr) -> bool {
+        self.inner.is_relay_addr(addr)
+    }
+
+    /// Takes one datagram that our relay delivered from `from` (a TURN Data indication):
+    /// `from` is a relay address from now on, and answers to it go through the relay.
+    pub fn handle_relayed(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.inner.relayed_from(from);
+        self.handle_datagram(now, from, bytes);
+    }
+
     /// See [`Endpoint::send`]; the handshake, if one is needed, starts on the next poll.
     pub fn send(
         &mut self,
@@ -221,6 +257,12 @@ impl SecureEndpoint {
             }
             let frame = self.inner.poll_transmit(now)?;
             if self.seal(frame.peer, frame.to, &frame.bytes) {
+                continue;
+            }
+            if wire::is_probe(&frame.bytes) {
+                // Probes only travel in a session that exists: a handshake goes to the
+                // current path, never to an address being probed.
+                self.stats.probes_without_session += 1;
                 continue;
             }
             let queue = self.queued.entry(frame.peer).or_default();

@@ -306,6 +306,19 @@ impl SendStream {
         }
     }
 
+    /// The path to the peer changed: what is in flight may be lost on the old one, so it goes
+    /// out again at once on the new one, and the round-trip time is learnt afresh.
+    pub fn path_changed(&mut self) {
+        for (&seq, sent) in self.in_flight.iter_mut() {
+            if !sent.queued && !sent.sacked {
+                sent.queued = true;
+                self.retransmit.push_back(seq);
+            }
+        }
+        self.backoff = 0;
+        self.rtt = RttEstimator::default();
+    }
+
     /// Abandons the current stream and starts the next one, resending every unacknowledged
     /// message from its beginning (used when the peer restarted or a message was given up).
     pub fn restart(&mut self) {

@@ -12,7 +12,10 @@ mod sealed;
 use thiserror::Error;
 use uuid::Uuid;
 
-pub use frame::{Ack, DATA_HEADER_LEN, Data, MAX_ACK_RANGES, Packet, decode, encode};
+pub use frame::{
+    Ack, DATA_HEADER_LEN, Data, MAX_ACK_RANGES, PROBE_PADDING, Packet, Probe, ProbeReply, decode,
+    encode, is_probe,
+};
 pub use sealed::{
     COOKIE_LEN, COOKIE_NONCE_LEN, SEALED_COOKIE_LEN, Sealed, TRANSPORT_OVERHEAD, decode_sealed,
     encode_sealed,
@@ -33,6 +36,8 @@ pub const MAX_FRAGMENT: usize = MAX_DATAGRAM - TRANSPORT_OVERHEAD - DATA_HEADER_
 // One type-byte space for both layers, so a frame on its own is recognised and refused.
 const TYPE_DATA: u8 = 0x01;
 const TYPE_ACK: u8 = 0x02;
+const TYPE_PROBE: u8 = 0x03;
+const TYPE_PROBE_REPLY: u8 = 0x04;
 const TYPE_HS_INIT: u8 = 0x10;
 const TYPE_HS_RESP: u8 = 0x11;
 const TYPE_HS_FINAL: u8 = 0x12;

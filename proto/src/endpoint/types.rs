@@ -66,6 +66,15 @@ pub enum Event {
         /// From first transmission to the final acknowledgement.
         rtt: Duration,
     },
+    /// The path to a peer changed (see `docs/protocol.md`, "Paths").
+    Path {
+        /// The peer.
+        peer: Uuid,
+        /// Where its datagrams go now.
+        addr: SocketAddr,
+        /// How that address reaches it.
+        kind: crate::path::PathKind,
+    },
     /// A message was given up.
     Failed {
         /// Recipient.
@@ -129,4 +138,12 @@ pub struct Stats {
     pub oversized: u64,
     /// Fragments sent again.
     pub retransmits: u64,
+    /// Probes received (each was answered).
+    pub probes_in: u64,
+    /// Probes and probe replies sent.
+    pub probes_out: u64,
+    /// Replies to our own probes received.
+    pub probe_replies_in: u64,
+    /// Changes of the path to a peer.
+    pub path_changes: u64,
 }

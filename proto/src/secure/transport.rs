@@ -94,6 +94,8 @@ impl SecureEndpoint {
         let claimed = match &packet {
             wire::Packet::Data(d) => d.from,
             wire::Packet::Ack(a) => a.from,
+            wire::Packet::Probe(p) => p.from,
+            wire::Packet::ProbeReply(p) => p.from,
         };
         if claimed != peer {
             self.stats.spoofed += 1;

@@ -101,8 +101,11 @@ pub struct Node<E> {
     pub id: Uuid,
     /// Its address, which datagrams for it are sent to and its own come from.
     pub addr: SocketAddr,
-    /// Everything `poll_event` returned, with the virtual time it was drained.
+    /// Everything `poll_event` returned but path changes, with the virtual time it was
+    /// drained.
     pub events: Vec<(Duration, Event)>,
+    /// The [`Event::Path`] changes `poll_event` returned, with their virtual time.
+    pub paths: Vec<(Duration, Event)>,
     /// Everything `poll_transmit` returned, before the link saw it.
     pub sent: Vec<Sent>,
 }
@@ -115,6 +118,7 @@ impl<E> Node<E> {
             id,
             addr: SocketAddr::from(([10, 0, 0, 1 + i as u8], 7000)),
             events: Vec::new(),
+            paths: Vec::new(),
             sent: Vec::new(),
         }
     }
@@ -229,7 +233,10 @@ impl<E: Peer> Net<E> {
         }
         for node in &mut self.nodes {
             while let Some(e) = node.ep.poll_event() {
-                node.events.push((self.time, e));
+                match e {
+                    Event::Path { .. } => node.paths.push((self.time, e)),
+                    e => node.events.push((self.time, e)),
+                }
             }
             self.max_srtt = self.max_srtt.max(node.ep.max_srtt().unwrap_or_default());
         }

@@ -2,9 +2,11 @@
 //! fragments of a stream arrived. On the network they only ever travel inside
 //! [`super::Sealed::Transport`].
 
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+
 use uuid::Uuid;
 
-use super::{DecodeError, Reader, TYPE_ACK, TYPE_DATA, VERSION};
+use super::{DecodeError, Reader, TYPE_ACK, TYPE_DATA, TYPE_PROBE, TYPE_PROBE_REPLY, VERSION};
 
 /// Bytes a DATA datagram spends before its payload.
 pub const DATA_HEADER_LEN: usize = 2 + 16 + 16 + 8 + 8 + 4 + 8 + 1;
@@ -22,6 +24,40 @@ pub enum Packet {
     Data(Data),
     /// Which fragments of a stream arrived.
     Ack(Ack),
+    /// "Answer me from where this arrived": tests a path (and opens NAT mappings on it).
+    Probe(Probe),
+    /// The answer to a [`Probe`], sent back to the address the probe came from.
+    ProbeReply(ProbeReply),
+}
+
+/// Padding of a [`Probe`], so that its reply is never larger than the probe: answering one
+/// amplifies nothing.
+pub const PROBE_PADDING: usize = 24;
+
+/// A path probe between two peers; it only ever travels inside an established session, so
+/// its sender is authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// Sender's UUID.
+    pub from: Uuid,
+    /// Receiver's UUID.
+    pub to: Uuid,
+    /// Chosen by the sender; the reply echoes it.
+    pub nonce: u64,
+}
+
+/// The answer to a [`Probe`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeReply {
+    /// The probed peer.
+    pub from: Uuid,
+    /// The prober.
+    pub to: Uuid,
+    /// The probe's nonce.
+    pub nonce: u64,
+    /// The address the probe arrived from, as the probed peer saw it (what the prober's NAT
+    /// made of its socket towards this peer).
+    pub observed: SocketAddr,
 }
 
 /// A fragment of a message on the stream `from` → `to`.
@@ -69,6 +105,7 @@ pub fn encode(packet: &Packet) -> Vec<u8> {
     let mut out = Vec::with_capacity(match packet {
         Packet::Data(d) => DATA_HEADER_LEN + d.payload.len(),
         Packet::Ack(a) => 64 + a.ranges.len() * 16,
+        Packet::Probe(_) | Packet::ProbeReply(_) => 2 + 32 + 8 + PROBE_PADDING,
     });
     out.push(VERSION);
     match packet {
@@ -97,6 +134,27 @@ pub fn encode(packet: &Packet) -> Vec<u8> {
                 out.extend_from_slice(&start.to_be_bytes());
                 out.extend_from_slice(&end.to_be_bytes());
             }
+        }
+        Packet::Probe(p) => {
+            out.push(TYPE_PROBE);
+            out.extend_from_slice(p.from.as_bytes());
+            out.extend_from_slice(p.to.as_bytes());
+            out.extend_from_slice(&p.nonce.to_be_bytes());
+            out.extend_from_slice(&[0; PROBE_PADDING]);
+        }
+        Packet::ProbeReply(p) => {
+            out.push(TYPE_PROBE_REPLY);
+            out.extend_from_slice(p.from.as_bytes());
+            out.extend_from_slice(p.to.as_bytes());
+            out.extend_from_slice(&p.nonce.to_be_bytes());
+            // Always 16 address bytes (IPv4 mapped into IPv6), so the size is fixed.
+            let (family, ip) = match p.observed.ip() {
+                IpAddr::V4(v4) => (4, v4.to_ipv6_mapped()),
+                IpAddr::V6(v6) => (6, v6),
+            };
+            out.push(family);
+            out.extend_from_slice(&ip.octets());
+            out.extend_from_slice(&p.observed.port().to_be_bytes());
         }
     }
     out
@@ -167,6 +225,39 @@ pub fn decode(bytes: &[u8]) -> Result<Packet, DecodeError> {
                 ranges,
             }))
         }
+        TYPE_PROBE => {
+            let (from, to, nonce) = (r.uuid()?, r.uuid()?, r.u64()?);
+            if r.0 != [0; PROBE_PADDING] {
+                return Err(DecodeError::Malformed("probe padding"));
+            }
+            Ok(Packet::Probe(Probe { from, to, nonce }))
+        }
+        TYPE_PROBE_REPLY => {
+            let (from, to, nonce) = (r.uuid()?, r.uuid()?, r.u64()?);
+            let family = r.u8()?;
+            let ip = Ipv6Addr::from(r.take::<16>()?);
+            let port = u16::from_be_bytes(r.take()?);
+            let ip = match (family, ip.to_ipv4_mapped()) {
+                (4, Some(v4)) => IpAddr::V4(v4),
+                (6, _) => IpAddr::V6(ip),
+                _ => return Err(DecodeError::Malformed("probe reply address family")),
+            };
+            if !r.0.is_empty() {
+                return Err(DecodeError::Malformed("trailing bytes after probe reply"));
+            }
+            Ok(Packet::ProbeReply(ProbeReply {
+                from,
+                to,
+                nonce,
+                observed: SocketAddr::new(ip, port),
+            }))
+        }
         other => Err(DecodeError::UnknownType(other)),
     }
+}
+
+/// Whether an encoded frame is a probe or a probe reply: those are only sent inside a session
+/// that already exists, never a reason to start a handshake towards an unproven address.
+pub fn is_probe(frame: &[u8]) -> bool {
+    matches!(frame.get(1), Some(&(TYPE_PROBE | TYPE_PROBE_REPLY)))
 }

@@ -3,7 +3,8 @@
 
 use super::{
     DecodeError, MAX_DATAGRAM, Reader, TYPE_ACK, TYPE_COOKIE_REPLY, TYPE_DATA, TYPE_HS_FINAL,
-    TYPE_HS_INIT, TYPE_HS_INIT_COOKIE, TYPE_HS_RESP, TYPE_TRANSPORT, TYPE_UNKNOWN_SESSION, VERSION,
+    TYPE_HS_INIT, TYPE_HS_INIT_COOKIE, TYPE_HS_RESP, TYPE_PROBE, TYPE_PROBE_REPLY, TYPE_TRANSPORT,
+    TYPE_UNKNOWN_SESSION, VERSION,
 };
 
 /// Bytes the secure layer adds around an encrypted frame: version, type, receiver index,
@@ -210,7 +211,9 @@ pub fn decode_sealed(bytes: &[u8]) -> Result<Sealed, DecodeError> {
                 mac: *mac,
             }
         }
-        TYPE_DATA | TYPE_ACK => return Err(DecodeError::Malformed("unencrypted frame")),
+        TYPE_DATA | TYPE_ACK | TYPE_PROBE | TYPE_PROBE_REPLY => {
+            return Err(DecodeError::Malformed("unencrypted frame"));
+        }
         other => return Err(DecodeError::UnknownType(other)),
     };
     Ok(sealed)
