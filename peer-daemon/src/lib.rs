@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod driver;
 pub mod index;
+pub mod nat;
 pub mod output;
 pub mod presence;
 pub mod state;

@@ -1,0 +1,5 @@
+//! NAT traversal: the addresses a daemon can be reached at (host candidates, and the
+//! server-reflexive and relayed ones a STUN/TURN server tells it).
+
+pub mod host;
+pub mod turn;
