@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::nat::servers::IceUrl;
+
 /// Longest heartbeat interval or message deadline accepted, in seconds (one day): anything
 /// longer is a typo, and a huge value would overflow the clock arithmetic.
 pub const MAX_SECS: u64 = 86_400;
@@ -57,9 +59,49 @@ pub struct Config {
     /// `control` event. Requests need the bearer token from <state-dir>/control.token.
     #[arg(long, env = "PEER_CONTROL", value_parser = loopback_addr)]
     pub control: Option<SocketAddr>,
+
+    /// STUN/TURN servers to gather candidates from instead of the ones the index hands out:
+    /// `stun:HOST[:PORT]` or `turn:USER:PASSWORD@HOST[:PORT]` (repeatable; the environment
+    /// variable takes a comma-separated list). `none` turns NAT traversal off: no STUN, no
+    /// TURN, no candidates; peers reach this daemon only at the address the index observes.
+    #[arg(long = "ice-server", env = "PEER_ICE_SERVERS", value_delimiter = ',',
+          value_parser = ice_server)]
+    pub ice_servers: Vec<IceChoice>,
+}
+
+/// One `--ice-server`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IceChoice {
+    /// A server to use.
+    Server(IceUrl),
+    /// `none`: no NAT traversal.
+    None,
+}
+
+fn ice_server(text: &str) -> Result<IceChoice, String> {
+    if text == "none" {
+        return Ok(IceChoice::None);
+    }
+    crate::nat::servers::parse_override(text).map(IceChoice::Server)
 }
 
 impl Config {
+    /// The user's choice of ICE servers: `None` to take the index's, `Some(empty)` for no NAT
+    /// traversal at all.
+    pub fn ice_override(&self) -> Option<Vec<IceUrl>> {
+        if self.ice_servers.is_empty() {
+            return None;
+        }
+        if self.ice_servers.contains(&IceChoice::None) {
+            return Some(Vec::new());
+        }
+        let servers = self.ice_servers.iter().filter_map(|choice| match choice {
+            IceChoice::Server(url) => Some(url.clone()),
+            IceChoice::None => None,
+        });
+        Some(servers.collect())
+    }
+
     /// The state directory: `--state-dir`, or the per-name default.
     pub fn state_dir(&self) -> PathBuf {
         self.state_dir

@@ -15,6 +15,9 @@ use tokio::task::JoinSet;
 use crate::chat::{Action, ChatCore, IndexReply};
 use crate::command::Command;
 use crate::index::IndexClient;
+use crate::nat::agent::{Nat, NatChange};
+use crate::nat::servers::{self, IceUrl};
+use crate::nat::turn::{Incoming, ServerConfig};
 use crate::output::{Output, UiEvent};
 use crate::udp::Udp;
 
@@ -64,10 +67,16 @@ pub struct Driver {
     tasks: JoinSet<IndexReply>,
     /// Datagrams of the current turn, reused across turns.
     outgoing: Vec<Transmit>,
+    nat: Nat,
+    /// ICE server names being resolved.
+    resolving: JoinSet<(Vec<ServerConfig>, Vec<String>)>,
+    /// The last NAT trouble shown, so that a retrying server is reported once.
+    trouble: Option<String>,
 }
 
 impl Driver {
-    /// A driver speaking for `identity`, introducing itself as `name`.
+    /// A driver speaking for `identity`, introducing itself as `name`, reachable as `nat`
+    /// gathers.
     pub fn new(
         identity: Identity,
         name: Option<String>,
@@ -75,13 +84,14 @@ impl Driver {
         index: IndexClient,
         out: Output,
         config: proto::Config,
+        nat: Nat,
     ) -> Self {
         let secure = SecureConfig {
             endpoint: config,
             seed: rand::random(),
         };
         let endpoint = SecureEndpoint::new(identity.clone(), incarnation(), secure);
-        Driver {
+        let mut driver = Driver {
             core: ChatCore::new(endpoint, name, Instant::now()),
             identity,
             udp,
@@ -89,7 +99,51 @@ impl Driver {
             out,
             tasks: JoinSet::new(),
             outgoing: Vec::new(),
+            nat,
+            resolving: JoinSet::new(),
+            trouble: None,
+        };
+        if let Some(preset) = driver.nat.preset() {
+            driver.resolve(preset);
         }
+        driver.nat_changes();
+        driver
+    }
+
+    fn resolve(&mut self, urls: Vec<IceUrl>) {
+        self.resolving.spawn(servers::resolve(urls));
+    }
+
+    /// Hands what NAT traversal learned to the core and the user.
+    fn nat_changes(&mut self) {
+        while let Some(change) = self.nat.poll_change() {
+            match change {
+                NatChange::Candidates { candidates, relay } => {
+                    tracing::info!(?candidates, relay, "candidates");
+                    self.core
+                        .set_own_candidates(Instant::now(), candidates, relay);
+                }
+                NatChange::Trouble(message) => {
+                    if self.trouble.as_ref() != Some(&message) {
+                        tracing::warn!(%message, "NAT traversal");
+                        self.out.emit(UiEvent::Error {
+                            message: format!("NAT traversal: {message}"),
+                        });
+                        self.trouble = Some(message);
+                    }
+                }
+            }
+        }
+    }
+
+    /// News from the registration: the index's ICE servers are looked at on the way.
+    fn on_news(&mut self, reply: IndexReply) {
+        if let IndexReply::Registered(record) = &reply
+            && let Some(urls) = self.nat.index_servers(&record.ice_servers)
+        {
+            self.resolve(urls);
+        }
+        self.core.handle_index_reply(Instant::now(), reply);
     }
 
     /// Runs until `/quit`, the end of input on a terminal, or `shutdown`; `news` reports on
@@ -107,12 +161,24 @@ impl Driver {
         loop {
             // What the last turn reported, after its datagrams went out: one write per turn.
             self.out.flush();
-            let timeout = self.core.poll_timeout();
+            let timeout = match (self.core.poll_timeout(), self.nat.poll_timeout()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             tokio::select! {
                 () = &mut shutdown => self.core.handle_command(Instant::now(), Command::Quit),
                 ready = self.udp.readable() => self.on_readable(ready),
                 () = sleep_until(timeout), if timeout.is_some() => {
-                    self.core.handle_timeout(Instant::now());
+                    let now = Instant::now();
+                    self.nat.handle_timeout(now);
+                    if self.core.poll_timeout().is_some_and(|t| t <= now) {
+                        self.core.handle_timeout(now);
+                    }
+                }
+                Some(resolved) = self.resolving.join_next(), if !self.resolving.is_empty() => {
+                    if let Ok((servers, failed)) = resolved {
+                        self.nat.set_servers(Instant::now(), servers, failed);
+                    }
                 }
                 item = input.recv(), if input_open => match item {
                     Some(item) => self.on_input(item, &mut input),
@@ -120,20 +186,21 @@ impl Driver {
                     // request to leave: keep chatting until a signal.
                     None => input_open = false,
                 },
-                Some(reply) = news.recv() => self.core.handle_index_reply(Instant::now(), reply),
+                Some(reply) = news.recv() => self.on_news(reply),
                 Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => match joined {
                     Ok(reply) => self.core.handle_index_reply(Instant::now(), reply),
                     Err(error) => tracing::error!(%error, "index task failed"),
                 },
             }
+            self.nat_changes();
             if self.flush().await {
                 break;
             }
         }
         self.out.flush();
         let endpoint = self.core.endpoint();
-        let (stats, secure) = (endpoint.stats(), endpoint.secure_stats());
-        tracing::info!(?stats, ?secure, "daemon stopped");
+        let (stats, secure, nat) = (endpoint.stats(), endpoint.secure_stats(), self.nat.stats());
+        tracing::info!(?stats, ?secure, ?nat, "daemon stopped");
         Ok(())
     }
 
@@ -166,13 +233,17 @@ impl Driver {
             tracing::warn!(%error, "the UDP socket failed");
             return;
         }
-        let core = &mut self.core;
+        let (core, nat) = (&mut self.core, &mut self.nat);
         let mut read = 0;
         while read < RECV_BATCH {
-            match self
-                .udp
-                .try_recv(|from, bytes| core.handle_datagram(Instant::now(), from, bytes))
-            {
+            match self.udp.try_recv(|from, bytes| {
+                let now = Instant::now();
+                match nat.incoming(now, from, bytes) {
+                    Incoming::NotOurs => core.handle_datagram(now, from, bytes),
+                    Incoming::Relayed { peer, data } => core.handle_relayed(now, peer, &data),
+                    Incoming::Consumed => {}
+                }
+            }) {
                 // Acknowledge what came before asking the kernel again.
                 Ok((_, false)) => return,
                 Ok((count, true)) => read += count.max(1),
@@ -212,7 +283,11 @@ impl Driver {
     async fn send(&mut self) {
         let now = Instant::now();
         let mut outgoing = std::mem::take(&mut self.outgoing);
-        outgoing.extend(std::iter::from_fn(|| self.core.poll_transmit(now)));
+        while let Some(transmit) = self.core.poll_transmit(now) {
+            let relay = self.core.endpoint().is_relay_addr(&transmit.to);
+            outgoing.extend(self.nat.outgoing(now, transmit, relay));
+        }
+        outgoing.extend(std::iter::from_fn(|| self.nat.poll_transmit()));
         if !outgoing.is_empty() {
             let sending = self.udp.send_all(&outgoing);
             if self.core.quitting() {

@@ -9,7 +9,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use proto::api::{PeerRecord, RegisterRequest, RoomList, RoomMembers, RoomSummary};
+use proto::api::{Candidate, PeerRecord, RegisterRequest, RoomList, RoomMembers, RoomSummary};
 use proto::identity::{self, Identity};
 use reqwest::{StatusCode, header};
 use uuid::Uuid;
@@ -71,24 +71,32 @@ impl IndexClient {
         })
     }
 
-    /// Registers our key, UDP port and name, signed; the index fills in the IP it sees us from
-    /// and answers with the UUID derived from our key.
+    /// Registers our key, UDP port, name and candidates, signed; the index fills in the IP it
+    /// sees us from and answers with the UUID derived from our key (and the ICE servers to
+    /// gather candidates from).
     pub async fn register(
         &self,
         identity: &Identity,
         udp_port: u16,
         name: Option<String>,
+        candidates: Vec<Candidate>,
     ) -> anyhow::Result<PeerRecord> {
         let public_key = identity.public_key();
         let timestamp = unix_now();
-        let message = identity::register_message(&public_key, udp_port, name.as_deref(), &[], timestamp);
+        let message = identity::register_message(
+            &public_key,
+            udp_port,
+            name.as_deref(),
+            &candidates,
+            timestamp,
+        );
         let request = RegisterRequest {
             udp_port,
             name,
             public_key: Some(hex::encode(public_key)),
             timestamp: Some(timestamp),
             signature: Some(hex::encode(identity.sign(&message))),
-            candidates: Vec::new(),
+            candidates,
         };
         let response = self
             .send(

@@ -61,10 +61,18 @@ pub async fn run(
     }
     let bound = socket
         .local_addr()
-        .context("reading the UDP socket's address")?
-        .port();
-    let port = config.public_port.unwrap_or(bound);
+        .context("reading the UDP socket's address")?;
+    let port = config.public_port.unwrap_or(bound.port());
+    let host = nat::host::host_candidates(bound);
     let (news_tx, news) = mpsc::channel(16);
+    let (announce, candidates) = tokio::sync::watch::channel(Vec::new());
+    let nat = nat::agent::Nat::new(
+        std::time::Instant::now(),
+        rand::random(),
+        host,
+        config.ice_override(),
+        announce,
+    );
     let presence = tokio::spawn(presence::maintain(
         index.clone(),
         identity.clone(),
@@ -72,15 +80,23 @@ pub async fn run(
         config.name.clone(),
         Duration::from_secs(config.heartbeat_secs),
         news_tx,
+        candidates,
     ));
     let protocol = proto::Config {
         deadline: Duration::from_secs(config.deadline_secs),
         ..proto::Config::default()
     };
     let udp = udp::Udp::new(socket).context("setting up the UDP socket")?;
-    let result = driver::Driver::new(identity, config.name.clone(), udp, index, out, protocol)
-        .run(input, news, shutdown)
-        .await;
+    let driver = driver::Driver::new(
+        identity,
+        config.name.clone(),
+        udp,
+        index,
+        out,
+        protocol,
+        nat,
+    );
+    let result = driver.run(input, news, shutdown).await;
     presence.abort();
     result
 }

@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
+use proto::api::Candidate;
 use proto::identity::Identity;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::chat::IndexReply;
 use crate::index::{Heartbeat, IndexClient};
@@ -15,7 +16,8 @@ const FIRST_RETRY: Duration = Duration::from_millis(500);
 const LAST_RETRY: Duration = Duration::from_secs(60);
 
 /// Runs until the receiver of `news` is dropped; tells the chat core when the daemon is
-/// (again) registered ([`IndexReply::Registered`]) and when it is in trouble.
+/// (again) registered ([`IndexReply::Registered`]) and when it is in trouble. Registers again
+/// at once whenever `candidates` change.
 pub async fn maintain(
     index: IndexClient,
     identity: Identity,
@@ -23,10 +25,15 @@ pub async fn maintain(
     name: Option<String>,
     heartbeat_every: Duration,
     news: mpsc::Sender<IndexReply>,
+    mut candidates: watch::Receiver<Vec<Candidate>>,
 ) {
     let mut retry = FIRST_RETRY;
     loop {
-        let record = match index.register(&identity, udp_port, name.clone()).await {
+        let ours = candidates.borrow_and_update().clone();
+        let record = match index
+            .register(&identity, udp_port, name.clone(), ours)
+            .await
+        {
             Ok(record) => record,
             Err(error) => {
                 let wait = jittered(retry);
@@ -50,7 +57,14 @@ pub async fn maintain(
         }
         let mut wait = every;
         loop {
-            tokio::time::sleep(jittered(wait)).await;
+            tokio::select! {
+                () = tokio::time::sleep(jittered(wait)) => {}
+                changed = candidates.changed() => match changed {
+                    Ok(()) => break,
+                    // The daemon is stopping.
+                    Err(_) => return,
+                },
+            }
             match index.heartbeat(&identity).await {
                 Ok(Heartbeat::Refreshed) => {
                     wait = every;

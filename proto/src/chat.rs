@@ -5,6 +5,8 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::api::Candidate;
+
 /// One application message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -25,6 +27,16 @@ pub enum ChatMessage {
         /// Rooms the sender is a member of.
         #[serde(default)]
         rooms: Vec<String>,
+        /// Where the sender may be reached (see `docs/protocol.md`, "Paths"): the receiver
+        /// probes these at once, while the sender probes the receiver's, so both sides' NATs
+        /// open together. Only the first [`crate::api::MAX_CANDIDATES`] count.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        candidates: Vec<Candidate>,
+    },
+    /// The sender's candidates changed (a new reflexive address, a new relay allocation).
+    Candidates {
+        /// Where the sender may be reached now.
+        candidates: Vec<Candidate>,
     },
     /// The sender joined `room`.
     Joined {

@@ -272,7 +272,7 @@ impl Endpoint {
         let kind = self.kind_of(addr);
         let peer = peer_entry(&mut self.peers, to, limit).ok_or(SendError::TooManyPeers(limit))?;
         peer.paths.set_own_relay(now, own_relay);
-        peer.paths.learn(now, addr, kind);
+        peer.paths.learn_primary(now, addr, kind);
         peer.paths.touch(now);
         let id = self.next_id;
         self.next_id += 1;

@@ -16,8 +16,8 @@
 //!   alive, spaced out over ~1.5 s so both sides' probes cross; rounds start when addresses
 //!   are learned, when a path fails, and every [`ROUND_EVERY`] while the conversation is
 //!   active and not yet direct. An address that never answered in [`MAX_SILENT_ROUNDS`]
-//!   rounds is not probed again until it is learned anew. Nothing is ever sent to an address
-//!   that did not come from an authenticated source.
+//!   rounds is not probed again (learning it again does not change that; hearing from it
+//!   does). Nothing is ever sent to an address that did not come from an authenticated source.
 //! - Failure: when nothing comes back on the current path for [`FAILOVER_AFTER`] (at least
 //!   three round trips) after we sent something that expects an answer, the path is marked
 //!   failed, the next best takes over and a round starts.
@@ -100,6 +100,9 @@ struct Addr {
     next_probe: Option<Instant>,
     /// Rounds in a row without hearing from it.
     silent_rounds: u8,
+    /// The address the application sends to (the index's observed address): the first guess
+    /// while nothing is proven and there is no relay.
+    primary: bool,
 }
 
 /// A probe to send.
@@ -182,9 +185,10 @@ impl Paths {
         }
         match self.addrs.iter_mut().find(|a| a.addr == addr) {
             Some(a) => {
+                // Learning it again (every message names the index's address) neither resets
+                // its silence nor starts more rounds than the limit allows.
                 a.kind = a.kind.max(kind);
                 a.learned = now;
-                a.silent_rounds = 0;
             }
             None => {
                 if self.addrs.len() >= MAX_ADDRS {
@@ -211,6 +215,7 @@ impl Paths {
                     probes_left: 0,
                     next_probe: None,
                     silent_rounds: 0,
+                    primary: false,
                 });
             }
         }
@@ -219,6 +224,21 @@ impl Paths {
         if kind != PathKind::Relay && self.current != Some(addr) {
             self.start_round_for(now, addr);
         }
+    }
+
+    /// Learns the address the application sends to (see [`Paths::learn`]): while nothing is
+    /// proven and there is no relay, the first guess.
+    pub fn learn_primary(&mut self, now: Instant, addr: SocketAddr, kind: PathKind) {
+        for a in self.addrs.iter_mut() {
+            a.primary = a.addr == addr;
+        }
+        if !self.addrs.iter().any(|a| a.primary) {
+            self.learn(now, addr, kind);
+            if let Some(a) = self.addrs.iter_mut().find(|a| a.addr == addr) {
+                a.primary = true;
+            }
+        }
+        self.reselect(now);
     }
 
     /// An authenticated datagram came from `addr` (a probe's reply, an ack, data…), through
@@ -317,23 +337,26 @@ impl Paths {
             (_, Some(r)) => Some(r.addr),
             (Some(a), None) => Some(a.addr),
             (None, None) => {
-                // Nothing proven: the current path unless it failed, else the newest address
-                // not yet failed, else the current path all the same.
-                let current_failed = self
-                    .current
-                    .and_then(|c| self.addrs.iter().find(|a| a.addr == c))
-                    .is_none_or(|a| a.failed);
-                let untried = self
+                // Nothing proven: the application's address unless it failed, else the
+                // current path unless it failed, else the newest address not yet failed, else
+                // the current path all the same.
+                let usable =
+                    |addr: &SocketAddr| self.addrs.iter().any(|a| a.addr == *addr && !a.failed);
+                let primary = self
+                    .addrs
+                    .iter()
+                    .find(|a| a.primary && !a.failed)
+                    .map(|a| a.addr);
+                let newest = self
                     .addrs
                     .iter()
                     .filter(|a| !a.failed)
                     .max_by_key(|a| a.learned)
                     .map(|a| a.addr);
-                if current_failed {
-                    untried.or(self.current)
-                } else {
-                    self.current
-                }
+                primary
+                    .or(self.current.filter(usable))
+                    .or(newest)
+                    .or(self.current)
             }
         };
         if best != self.current && best.is_some() {

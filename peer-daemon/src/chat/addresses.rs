@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use proto::api::Candidate;
 use uuid::Uuid;
 
 /// Used when the index gives no lifetime.
@@ -17,6 +18,8 @@ pub const CAPACITY: usize = 100_000;
 #[derive(Debug, Default)]
 pub struct Addresses {
     entries: HashMap<Uuid, (SocketAddr, Instant)>,
+    /// The candidates of the same records (only those that listed some).
+    candidates: HashMap<Uuid, Vec<Candidate>>,
 }
 
 impl Addresses {
@@ -33,8 +36,27 @@ impl Addresses {
                 let soonest = *soonest.0;
                 self.entries.remove(&soonest);
             }
+            let entries = &self.entries;
+            self.candidates.retain(|peer, _| entries.contains_key(peer));
         }
         self.entries.insert(peer, (addr, now + ttl));
+    }
+
+    /// Remembers the candidates of `peer`'s record (kept while its address is).
+    pub fn set_candidates(&mut self, peer: Uuid, candidates: &[Candidate]) {
+        if candidates.is_empty() {
+            self.candidates.remove(&peer);
+        } else if self.entries.contains_key(&peer) {
+            self.candidates.insert(peer, candidates.to_vec());
+        }
+    }
+
+    /// The candidates of `peer`'s record, while its address holds.
+    pub fn candidates(&self, peer: &Uuid, now: Instant) -> &[Candidate] {
+        match self.get(peer, now) {
+            Some(_) => self.candidates.get(peer).map_or(&[], Vec::as_slice),
+            None => &[],
+        }
     }
 
     /// The address, while it holds.

@@ -212,6 +212,7 @@ impl ChatCore {
                     name: self.roster.name(&uuid),
                     claimed_name: self.roster.claimed(&uuid),
                     addr: self.addr_of(&uuid),
+                    via: self.endpoint.path(&uuid).map(|(_, kind)| kind.via()),
                     rtt_ms: rtt.map(millis),
                     reachable: rtt.is_some(),
                 }

@@ -59,6 +59,7 @@ impl ChatCore {
         ChatMessage::Hello {
             name: self.roster.own_name(),
             rooms: self.roster.my_rooms(),
+            candidates: self.candidates.clone(),
         }
     }
 
@@ -79,6 +80,12 @@ impl ChatCore {
     }
 
     fn transmit(&mut self, peer: Uuid, addr: std::net::SocketAddr, payload: Vec<u8>, tag: Tag) {
+        if self.endpoint.path(&peer).is_none() {
+            // First contact: every address the index vouched for, so that the relay carries
+            // this message at once while the direct ones are probed.
+            let candidates = self.addresses.candidates(&peer, self.now).to_vec();
+            self.endpoint.learn_candidates(self.now, peer, &candidates);
+        }
         match self.endpoint.send(self.now, peer, addr, payload) {
             Ok(id) => {
                 self.tags.insert(id, tag);
@@ -136,6 +143,7 @@ impl ChatCore {
                 rtt_ms: millis(rtt),
                 delivered: None,
                 total: None,
+                via: self.endpoint.path(&peer).map(|(_, kind)| kind.via()),
             }),
             (Tag::Direct(id), Err(reason)) => self.show(UiEvent::Failed {
                 to: Some(peer),
@@ -183,6 +191,7 @@ impl ChatCore {
                 rtt_ms: millis(group.rtt),
                 delivered: Some(group.delivered),
                 total: Some(group.total),
+                via: None,
             }
         };
         self.show(event);

@@ -34,7 +34,8 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use proto::api::{PeerRecord, RoomSummary};
+use proto::api::{Candidate, PeerRecord, RoomSummary};
+use proto::chat::ChatMessage;
 use proto::{Event, MsgId, SecureEndpoint, Transmit};
 use uuid::Uuid;
 
@@ -149,6 +150,8 @@ pub struct ChatCore {
     published: Vec<SessionLine>,
     /// The latest time handed in, for the work `poll_*` does on the way.
     now: Instant,
+    /// Where we may be reached, as we tell peers in our `hello`.
+    candidates: Vec<Candidate>,
 }
 
 impl ChatCore {
@@ -174,7 +177,41 @@ impl ChatCore {
             actions: VecDeque::new(),
             published: Vec::new(),
             now,
+            candidates: Vec::new(),
         }
+    }
+
+    /// Our own candidates changed (gathered anew: a new reflexive address, a relay allocation
+    /// made or lost): peers we have a path to hear of it, and `have_relay` says whether the
+    /// peers' relay addresses are reachable (through our own allocation).
+    pub fn set_own_candidates(
+        &mut self,
+        now: Instant,
+        candidates: Vec<Candidate>,
+        have_relay: bool,
+    ) {
+        self.now = now;
+        self.endpoint.set_own_relay(now, have_relay);
+        if candidates == self.candidates {
+            return;
+        }
+        self.candidates = candidates;
+        let peers: Vec<Uuid> = self.endpoint.known_peers().map(|(id, ..)| id).collect();
+        let message = ChatMessage::Candidates {
+            candidates: self.candidates.clone(),
+        }
+        .encode();
+        for peer in peers {
+            if !self.roster.needs_hello(peer) {
+                self.send_payload(peer, message.clone(), delivery::Tag::Quiet);
+            }
+        }
+    }
+
+    /// A datagram that our TURN relay delivered from the relay address `from`.
+    pub fn handle_relayed(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.now = now;
+        self.endpoint.handle_relayed(now, from, bytes);
     }
 
     /// Our UUID.
@@ -234,6 +271,12 @@ impl ChatCore {
                 let tag = self.tags.remove(&id).unwrap_or(Tag::Quiet);
                 self.settle(to, tag, Err(reason));
             }
+            Event::Path { peer, addr, kind } => self.show(UiEvent::Path {
+                peer,
+                name: self.roster.name(&peer),
+                via: kind.via(),
+                addr,
+            }),
         }
     }
 
@@ -309,6 +352,14 @@ impl ChatCore {
             .vouch(record.uuid, record.name.as_deref(), self.now, ttl);
         let addr = record.addr.parse().ok()?;
         self.addresses.insert(record.uuid, addr, ttl, self.now);
+        self.addresses
+            .set_candidates(record.uuid, &record.candidates);
+        // The index checked the peer's signature over them. Peers we do not talk to are not
+        // probed: their candidates wait until we send them something.
+        if self.endpoint.path(&record.uuid).is_some() {
+            self.endpoint
+                .learn_candidates(self.now, record.uuid, &record.candidates);
+        }
         Some(addr)
     }
 }

@@ -17,7 +17,16 @@ impl ChatCore {
             text: String::from_utf8_lossy(data).into_owned(),
         });
         match message {
-            ChatMessage::Hello { name, rooms } => {
+            ChatMessage::Candidates { candidates } => {
+                self.endpoint.learn_candidates(self.now, from, &candidates);
+            }
+            ChatMessage::Hello {
+                name,
+                rooms,
+                candidates,
+            } => {
+                // From the peer itself, inside its session: an authenticated source.
+                self.endpoint.learn_candidates(self.now, from, &candidates);
                 // Only a claim: the index says who this is (asked once in a while).
                 if self.roster.claim(from, name.as_deref(), self.now) {
                     // What the peer says is held back until the index has answered, so that

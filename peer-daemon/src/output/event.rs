@@ -71,6 +71,22 @@ pub enum UiEvent {
         /// Room messages: members it was sent to.
         #[serde(skip_serializing_if = "Option::is_none")]
         total: Option<usize>,
+        /// Private messages: `"direct"` or `"relay"`, the path the acknowledgement came by.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        via: Option<&'static str>,
+    },
+    /// The path to a peer changed: its datagrams now go `via` `addr`.
+    Path {
+        /// The peer.
+        peer: Uuid,
+        /// Its name as the index vouches for it, when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// `"direct"` (straight to the peer, through NATs if any) or `"relay"` (through a TURN
+        /// server).
+        via: &'static str,
+        /// Where the datagrams go: the peer's address, or its relay address.
+        addr: SocketAddr,
     },
     /// A message could not be delivered.
     Failed {
@@ -179,6 +195,9 @@ pub struct PeerLine {
     /// Where we reach it, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub addr: Option<SocketAddr>,
+    /// `"direct"` or `"relay"`: the path in use, once there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<&'static str>,
     /// Smoothed round-trip time, once measured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rtt_ms: Option<f64>,

@@ -36,6 +36,15 @@ fn who(id: &Uuid, name: &Option<String>, claimed: &Option<String>) -> String {
     peer_label(id, name.as_deref(), claimed.as_deref())
 }
 
+/// ", relayed" after a round-trip time that went through a relay.
+pub(crate) fn relayed(via: Option<&str>) -> &'static str {
+    if via == Some("relay") {
+        ", relayed"
+    } else {
+        ""
+    }
+}
+
 fn peer_list(peers: &[PeerLine]) -> String {
     if peers.is_empty() {
         return "nobody yet".into();
@@ -49,6 +58,9 @@ fn peer_list(peers: &[PeerLine]) -> String {
             };
             if let Some(addr) = p.addr {
                 line += &format!(" {addr}");
+            }
+            if let Some(via) = p.via {
+                line += &format!(" via {via}");
             }
             match p.rtt_ms {
                 Some(rtt) => line += &format!(" rtt {rtt:.2} ms"),
@@ -104,8 +116,15 @@ impl UiEvent {
             UiEvent::Delivered {
                 to: Some(to),
                 rtt_ms,
+                via,
                 ..
-            } => format!("✓ delivered to {to} ({rtt_ms:.2} ms)"),
+            } => format!("✓ delivered to {to} ({rtt_ms:.2} ms{})", relayed(*via)),
+            UiEvent::Path {
+                peer,
+                name,
+                via,
+                addr,
+            } => format!("· path to {}: {via} ({addr})", who(peer, name, &None)),
             UiEvent::Delivered {
                 room,
                 delivered,

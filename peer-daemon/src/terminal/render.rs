@@ -167,12 +167,28 @@ impl Renderer {
             UiEvent::Delivered {
                 to: Some(to),
                 rtt_ms,
+                via,
                 ..
             } => Some(format!(
                 "{} delivered to {} {}",
                 self.paint(TICK, "✓"),
                 self.peer(to, None, None),
-                self.rtt(*rtt_ms)
+                self.paint(
+                    DIM,
+                    &format!("({rtt_ms:.2} ms{})", crate::output::plain::relayed(*via))
+                )
+            )),
+            UiEvent::Path {
+                peer,
+                name,
+                via,
+                addr,
+            } => Some(self.paint(
+                DIM,
+                &format!(
+                    "· path to {}: {via} ({addr})",
+                    flat(&name.clone().unwrap_or_else(|| peer.to_string()))
+                ),
             )),
             UiEvent::Delivered {
                 room,

@@ -91,6 +91,7 @@ fn at_most_max_held_events_wait_for_the_index() {
     let hello = ChatMessage::Hello {
         name: Some("bob".into()),
         rooms: Vec::new(),
+        candidates: Vec::new(),
     };
     let now = net.instant();
     let core = &mut net.nodes[0].core;

@@ -75,8 +75,22 @@ fn messages_show_coloured_names_and_indent_further_lines() {
         rtt_ms: 1.5,
         delivered: None,
         total: None,
+        via: Some("direct"),
     };
     assert_eq!(renderer_text(&r, &receipt), "✓ delivered to bob (1.50 ms)");
+    let relayed = UiEvent::Delivered {
+        to: Some(bob),
+        room: None,
+        id: 0,
+        rtt_ms: 1.5,
+        delivered: None,
+        total: None,
+        via: Some("relay"),
+    };
+    assert_eq!(
+        renderer_text(&r, &relayed),
+        "✓ delivered to bob (1.50 ms, relayed)"
+    );
 }
 
 #[test]
