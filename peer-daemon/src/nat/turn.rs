@@ -15,6 +15,8 @@
 //! server nor a refusing one makes the gatherer spin.
 
 mod msg;
+#[cfg(test)]
+mod tests;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -97,7 +99,7 @@ pub struct GatherStats {
     pub requests: u64,
     /// Transactions given up after their last retransmission.
     pub timeouts: u64,
-    /// Error responses received.
+    /// Error responses received (not counting the 401 challenge to an unsigned Allocate).
     pub errors: u64,
     /// Allocations made.
     pub allocations: u64,
@@ -232,6 +234,9 @@ pub struct Gatherer {
     phase: Phase,
     /// REALM and NONCE the current server gave us.
     realm: Option<(Realm, Nonce)>,
+    /// The credentials the allocation (held, or lost but perhaps still on the server) was
+    /// made with.
+    session: Option<TurnCredentials>,
     stale_nonces: u32,
     lost_refreshes: u32,
     deleted_once: bool,
@@ -266,6 +271,7 @@ impl Gatherer {
             current: 0,
             phase: Phase::Idle,
             realm: None,
+            session: None,
             stale_nonces: 0,
             lost_refreshes: 0,
             deleted_once: false,
@@ -287,7 +293,10 @@ impl Gatherer {
     /// Replaces the server list (at most [`MAX_SERVERS`]; entries with port 0, an unspecified
     /// address or over-long credentials are dropped). The server in use stays in use when it
     /// is still listed: an allocation is kept and new credentials are used from the next
-    /// request on (at once when it was backing off). Otherwise the gatherer starts over with
+    /// request on (at once when it was backing off): the next allocation is made with them,
+    /// while the one held keeps being refreshed with the credentials it was made with (the
+    /// server binds an allocation to its USERNAME; coturn checks a TURN REST username's
+    /// expiry only when the allocation is made). Otherwise the gatherer starts over with
     /// the first server.
     pub fn set_servers(&mut self, now: Instant, servers: Vec<ServerConfig>) {
         let mut kept: Vec<ServerConfig> = Vec::new();
@@ -312,8 +321,14 @@ impl Gatherer {
         });
         match (self.phase, same) {
             (Phase::Trying | Phase::Working, Some(index)) => {
+                let renewed = kept[index].turn != self.servers[self.current].turn;
                 self.servers = kept;
                 self.current = index;
+                if renewed && self.phase == Phase::Trying {
+                    // An Allocate signed with the old credentials may be refused: start over.
+                    self.transactions.clear();
+                    self.start(now);
+                }
             }
             _ => {
                 self.servers = kept;
@@ -508,6 +523,7 @@ impl Gatherer {
         self.transactions.clear();
         self.timers = [None; TIMERS];
         self.realm = None;
+        self.session = None;
         self.stale_nonces = 0;
         self.lost_refreshes = 0;
         self.deleted_once = false;
@@ -571,8 +587,15 @@ impl Gatherer {
         }
     }
 
-    fn auth(&self) -> Option<Auth> {
-        let creds = self.current_server()?.turn.as_ref()?;
+    /// The credentials for a request of `kind`: a new allocation uses the configured ones;
+    /// everything about an allocation uses those it was made with, because the server ties
+    /// the allocation to its USERNAME (coturn answers 441 to any other).
+    fn auth(&self, kind: &Kind) -> Option<Auth> {
+        let configured = self.current_server()?.turn.as_ref()?;
+        let creds = match (kind, &self.session) {
+            (Kind::Allocate, _) | (_, None) => configured,
+            (_, Some(session)) => session,
+        };
         let (realm, nonce) = self.realm.clone()?;
         Some(Auth {
             username: Username::new(creds.username.clone()).ok()?,
@@ -623,7 +646,7 @@ impl Gatherer {
         // Binding is never authenticated; the rest is once the server gave us its realm.
         let auth = match kind {
             Kind::Binding => None,
-            _ => self.auth(),
+            _ => self.auth(&kind),
         };
         let id = self.transaction_id();
         let bytes = match msg::encode(
@@ -808,9 +831,18 @@ impl Gatherer {
         let transaction = self.transactions.swap_remove(index);
         if success {
             self.stale_nonces = 0;
+            if let (Kind::Allocate, Some(auth)) = (&transaction.kind, &transaction.auth) {
+                self.session = Some(TurnCredentials {
+                    username: auth.username.name().to_owned(),
+                    password: auth.password.clone(),
+                });
+            }
             self.on_success(now, transaction.kind, message);
         } else {
-            self.stats.errors += 1;
+            // The 401 that answers an unsigned request is the normal challenge, not an error.
+            if !(code == 401 && transaction.auth.is_none()) {
+                self.stats.errors += 1;
+            }
             self.on_error(now, transaction, code, message);
         }
     }
