@@ -322,3 +322,35 @@ async fn right_credentials_after_wrong_ones_allocate_at_once() {
         asked.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_peer_the_server_refuses_costs_one_request_not_one_per_datagram() {
+    // coturn refuses relaying to these addresses (nobody we know owns them).
+    let Some(coturn) = Coturn::start(&["--denied-peer-ip=192.0.2.0-192.0.2.255"]) else {
+        return;
+    };
+    let mut a = Node::start(vec![coturn.turn("alice")]).await;
+    let relayed = a.relayed().await;
+    let before = a.snapshot().await.stats;
+    let stranger: SocketAddr = "192.0.2.7:4000".parse().unwrap();
+    for _ in 0..20 {
+        a.send(stranger, b"anyone there?")
+            .await
+            .expect("wrapped all the same");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after = a.snapshot().await.stats;
+    eprintln!("refused peer: before {before:?}, after {after:?}");
+    assert_eq!(
+        after.errors,
+        before.errors + 1,
+        "one refused ChannelBind: {after:?}"
+    );
+    assert_eq!(after.requests, before.requests + 1, "{after:?}");
+    assert_eq!(after.malformed, 0, "coturn signs its refusals: {after:?}");
+    assert_eq!(
+        a.snapshot().await.relayed,
+        Some(relayed),
+        "the allocation is unharmed"
+    );
+}
