@@ -9,8 +9,10 @@
 //!
 //! Everything a server sends is hostile: only datagrams from the server in use are looked at,
 //! they are size-capped, must parse, must answer a request we sent (by transaction id, method
-//! and server), and a success answer to an authenticated request must carry a valid
-//! MESSAGE-INTEGRITY. Anything else is counted ([`GatherStats`]) and dropped. Every request
+//! and server), and an answer to a signed request must carry a valid MESSAGE-INTEGRITY (but
+//! for the 401 and 438 that cannot). Anything else is counted ([`GatherStats`]) and dropped.
+//! Data indications and ChannelData cannot be authenticated (TURN has no way to): they are
+//! only taken from the server in use, while we hold an allocation. Every request
 //! is retransmitted a bounded number of times and every failure backs off, so neither a dead
 //! server nor a refusing one makes the gatherer spin.
 
@@ -524,6 +526,10 @@ impl Gatherer {
 
     /// Builds, records and queues a request of `kind` to the current server.
     fn request(&mut self, now: Instant, kind: Kind) {
+        // Nothing goes out while idle or backing off, whatever asked.
+        if !matches!(self.phase, Phase::Trying | Phase::Working) {
+            return;
+        }
         let Some(server) = self.current_server().map(|s| s.addr) else {
             return;
         };
