@@ -396,3 +396,83 @@ fn garbage_servers_are_dropped_from_the_list() {
         "capped at {MAX_SERVERS}"
     );
 }
+
+#[test]
+fn a_keepalive_notices_a_new_reflexive_address() {
+    let now = Instant::now();
+    let mut g = allocated(now);
+    let at = g.poll_timeout().unwrap();
+    assert!(
+        at <= now + Duration::from_secs(20),
+        "a keepalive within 20 s"
+    );
+    g.handle_timeout(at);
+    let binding = take(&mut g);
+    assert_eq!(binding.method(), stun_codec::rfc5389::methods::BINDING);
+    let moved: SocketAddr = "198.51.100.7:4444".parse().unwrap();
+    let answer = answer(
+        &binding,
+        MessageClass::SuccessResponse,
+        vec![XorMappedAddress::new(moved).into()],
+        None,
+    );
+    g.handle_datagram(at, server(), &answer);
+    assert_eq!(events(&mut g), vec![GatherEvent::Reflexive(Some(moved))]);
+    assert_eq!(g.relayed(), Some(relayed()), "the allocation stays");
+}
+
+#[test]
+fn the_first_server_that_answers_is_used() {
+    let now = Instant::now();
+    let silent: SocketAddr = "203.0.113.1:3478".parse().unwrap();
+    let mut g = Gatherer::new(now, [5; 32]);
+    g.set_servers(
+        now,
+        vec![
+            ServerConfig {
+                addr: silent,
+                turn: None,
+            },
+            ServerConfig {
+                addr: server(),
+                turn: None,
+            },
+        ],
+    );
+    let mut at = now;
+    let request = loop {
+        let (to, bytes) = match g.poll_transmit() {
+            Some(sent) => sent,
+            None => {
+                at = g.poll_timeout().unwrap();
+                g.handle_timeout(at);
+                continue;
+            }
+        };
+        if to == server() {
+            break msg::decode(&bytes).unwrap();
+        }
+        assert_eq!(to, silent);
+    };
+    assert!(
+        at >= now + Duration::from_secs(1),
+        "after the first one gave up"
+    );
+    let answer = answer(
+        &request,
+        MessageClass::SuccessResponse,
+        vec![XorMappedAddress::new(mapped()).into()],
+        None,
+    );
+    g.handle_datagram(at, server(), &answer);
+    let seen = events(&mut g);
+    assert!(
+        matches!(&seen[..], [GatherEvent::Trouble(why), GatherEvent::Reflexive(Some(m))]
+            if why.contains("203.0.113.1:3478 did not answer") && *m == mapped()),
+        "{seen:?}"
+    );
+    assert_eq!(g.server(), Some(server()));
+    // The silent one's late answer is no longer looked at.
+    assert_eq!(g.handle_datagram(at, silent, &answer), Incoming::Consumed);
+    assert_eq!(g.stats().unexpected, 1);
+}
