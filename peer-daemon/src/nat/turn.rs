@@ -9,12 +9,18 @@
 //!
 //! Everything a server sends is hostile: only datagrams from the server in use are looked at,
 //! they are size-capped, must parse, must answer a request we sent (by transaction id, method
-//! and server), and a success answer to an authenticated request must carry a valid
-//! MESSAGE-INTEGRITY. Anything else is counted ([`GatherStats`]) and dropped. Every request
+//! and server), and an answer to a signed request must carry a valid MESSAGE-INTEGRITY (but
+//! for the 401 and 438 that cannot). Anything else is counted ([`GatherStats`]) and dropped.
+//! Data indications and ChannelData cannot be authenticated (TURN has no way to): they are
+//! only taken from the server in use, while we hold an allocation. Every request
 //! is retransmitted a bounded number of times and every failure backs off, so neither a dead
 //! server nor a refusing one makes the gatherer spin.
 
+mod answers;
 mod msg;
+#[cfg(test)]
+mod tests;
+mod types;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -26,13 +32,14 @@ use stun_codec::MessageClass;
 use stun_codec::rfc5389::attributes::{Nonce, Realm, Username};
 use stun_codec::rfc5389::methods::BINDING;
 use stun_codec::rfc5766::attributes::{
-    ChannelNumber, Data, Lifetime, RequestedTransport, XorPeerAddress, XorRelayAddress,
+    ChannelNumber, Data, Lifetime, RequestedTransport, XorPeerAddress,
 };
-use stun_codec::rfc5766::methods::{
-    ALLOCATE, CHANNEL_BIND, CREATE_PERMISSION, DATA, REFRESH, SEND,
-};
+use stun_codec::rfc5766::methods::{ALLOCATE, CHANNEL_BIND, CREATE_PERMISSION, REFRESH, SEND};
 
-use self::msg::{Attribute, Auth, Msg};
+use self::msg::{Attribute, Auth};
+pub use self::types::{
+    GatherConfig, GatherEvent, GatherStats, Incoming, ServerConfig, TurnCredentials,
+};
 
 /// The largest datagram from a server the gatherer looks at.
 pub const MAX_DATAGRAM: usize = 1500;
@@ -44,119 +51,6 @@ const MAX_CREDENTIAL: usize = 256;
 const MAX_STALE_NONCES: u32 = 3;
 /// Consecutive unanswered Refreshes after which the allocation counts as lost.
 const MAX_LOST_REFRESHES: u32 = 3;
-
-/// One STUN or TURN server, as the index hands it out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerConfig {
-    /// Where the server listens (UDP).
-    pub addr: SocketAddr,
-    /// Credentials for a TURN allocation; `None` uses the server for STUN Binding only.
-    pub turn: Option<TurnCredentials>,
-}
-
-/// Long-term TURN credentials (with coturn's `use-auth-secret`, time-limited ones made by the
-/// index: username `<expiry>:<id>`, password base64(HMAC-SHA1(secret, username))).
-#[derive(Clone, PartialEq, Eq)]
-pub struct TurnCredentials {
-    /// The USERNAME sent to the server.
-    pub username: String,
-    /// The password; only its MD5 key (with the realm) is ever used on the wire.
-    pub password: String,
-}
-
-impl std::fmt::Debug for TurnCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TurnCredentials")
-            .field("username", &self.username)
-            .finish_non_exhaustive()
-    }
-}
-
-/// What changed, for the daemon to re-publish its candidates or tell the user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GatherEvent {
-    /// The server-reflexive address changed (`None`: none known any more).
-    Reflexive(Option<SocketAddr>),
-    /// The relayed address changed (`None`: the allocation is gone; a new one is on its way).
-    Relayed(Option<SocketAddr>),
-    /// A server does not work (did not answer, refused the credentials, ...); the gatherer
-    /// retries on its own with backoff. Said once per distinct trouble.
-    Trouble(String),
-}
-
-/// Counters for the daemon's stats.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct GatherStats {
-    /// Datagrams from the server that did not parse, were too large, or failed their
-    /// MESSAGE-INTEGRITY.
-    pub malformed: u64,
-    /// Well-formed datagrams that answer nothing we asked (unknown transaction id, wrong
-    /// method or server, unknown channel, an indication we do not handle).
-    pub unexpected: u64,
-    /// Request datagrams sent, retransmissions included.
-    pub requests: u64,
-    /// Transactions given up after their last retransmission.
-    pub timeouts: u64,
-    /// Error responses received.
-    pub errors: u64,
-    /// Allocations made.
-    pub allocations: u64,
-    /// Peers' datagrams received through the relay.
-    pub relayed_in: u64,
-    /// Datagrams sent to peers through the relay.
-    pub relayed_out: u64,
-}
-
-/// Timings and limits; [`GatherConfig::default`] is what the daemon uses, tests shorten it.
-#[derive(Debug, Clone)]
-pub struct GatherConfig {
-    /// The first retransmission timeout of a request; it doubles with each retransmission.
-    pub rto: Duration,
-    /// Transmissions of one request before it is given up.
-    pub max_sends: u32,
-    /// Interval of the Binding keepalive that keeps the NAT mapping to the server open and
-    /// notices a changed reflexive address.
-    pub keepalive: Duration,
-    /// The first wait before trying the servers again after they all failed; it doubles.
-    pub min_backoff: Duration,
-    /// The longest wait between two rounds of tries.
-    pub max_backoff: Duration,
-    /// How often permissions and channels are renewed (they last 5 and 10 minutes).
-    pub permission_refresh: Duration,
-    /// Most peer IPs given a permission (and peers given a channel).
-    pub max_permissions: usize,
-}
-
-impl Default for GatherConfig {
-    fn default() -> Self {
-        GatherConfig {
-            rto: Duration::from_millis(250),
-            max_sends: 6,
-            keepalive: Duration::from_secs(15),
-            min_backoff: Duration::from_secs(2),
-            max_backoff: Duration::from_secs(60),
-            permission_refresh: Duration::from_secs(240),
-            max_permissions: 64,
-        }
-    }
-}
-
-/// What a datagram handed to [`Gatherer::handle_datagram`] was.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Incoming {
-    /// A message from our server for the gatherer (counted in the stats when it was bad).
-    Consumed,
-    /// A peer's datagram that came through our allocation.
-    Relayed {
-        /// The peer's address as the relay saw it (for a peer on the same TURN server, its
-        /// relayed address).
-        peer: SocketAddr,
-        /// The peer's datagram.
-        data: Vec<u8>,
-    },
-    /// Not from a server we use: the caller treats it as a peer's datagram.
-    NotOurs,
-}
 
 /// What a request was for.
 #[derive(Debug, Clone)]
@@ -211,11 +105,22 @@ enum Phase {
     BackingOff,
 }
 
-/// A peer with a bound channel (or one being bound).
+/// A peer given a channel number.
 struct Channel {
     peer: SocketAddr,
     number: u16,
-    bound: bool,
+    state: ChannelState,
+}
+
+/// Where a channel binding stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChannelState {
+    /// ChannelBind sent, no answer yet: Send indications meanwhile.
+    Binding,
+    /// Bound: ChannelData.
+    Bound,
+    /// Refused or unanswered: Send indications until the next allocation, no new tries.
+    Failed,
 }
 
 /// The STUN/TURN client state machine.
@@ -232,6 +137,9 @@ pub struct Gatherer {
     phase: Phase,
     /// REALM and NONCE the current server gave us.
     realm: Option<(Realm, Nonce)>,
+    /// The credentials the allocation (held, or lost but perhaps still on the server) was
+    /// made with.
+    session: Option<TurnCredentials>,
     stale_nonces: u32,
     lost_refreshes: u32,
     deleted_once: bool,
@@ -250,6 +158,19 @@ pub struct Gatherer {
     stats: GatherStats,
 }
 
+impl std::fmt::Debug for Gatherer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gatherer")
+            .field("server", &self.server())
+            .field("phase", &self.phase)
+            .field("reflexive", &self.reflexive)
+            .field("relayed", &self.relayed)
+            .field("pending", &self.transactions.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Gatherer {
     /// An idle gatherer (no servers yet) with the default timings.
     pub fn new(now: Instant, seed: [u8; 32]) -> Self {
@@ -266,6 +187,7 @@ impl Gatherer {
             current: 0,
             phase: Phase::Idle,
             realm: None,
+            session: None,
             stale_nonces: 0,
             lost_refreshes: 0,
             deleted_once: false,
@@ -287,7 +209,10 @@ impl Gatherer {
     /// Replaces the server list (at most [`MAX_SERVERS`]; entries with port 0, an unspecified
     /// address or over-long credentials are dropped). The server in use stays in use when it
     /// is still listed: an allocation is kept and new credentials are used from the next
-    /// request on (at once when it was backing off). Otherwise the gatherer starts over with
+    /// request on (at once when it was backing off): the next allocation is made with them,
+    /// while the one held keeps being refreshed with the credentials it was made with (the
+    /// server binds an allocation to its USERNAME; coturn checks a TURN REST username's
+    /// expiry only when the allocation is made). Otherwise the gatherer starts over with
     /// the first server.
     pub fn set_servers(&mut self, now: Instant, servers: Vec<ServerConfig>) {
         let mut kept: Vec<ServerConfig> = Vec::new();
@@ -312,8 +237,14 @@ impl Gatherer {
         });
         match (self.phase, same) {
             (Phase::Trying | Phase::Working, Some(index)) => {
+                let renewed = kept[index].turn != self.servers[self.current].turn;
                 self.servers = kept;
                 self.current = index;
+                if renewed && self.phase == Phase::Trying {
+                    // An Allocate signed with the old credentials may be refused: start over.
+                    self.transactions.clear();
+                    self.start(now);
+                }
             }
             _ => {
                 self.servers = kept;
@@ -394,16 +325,19 @@ impl Gatherer {
     ) -> Option<(SocketAddr, Vec<u8>)> {
         self.relayed?;
         let server = self.current_server()?.addr;
-        if let Some(channel) = self.channels.iter().find(|c| c.peer == peer && c.bound) {
-            let bytes = msg::channel_data(channel.number, data)?;
-            self.stats.relayed_out += 1;
-            return Some((server, bytes));
-        }
-        if !self.channels.iter().any(|c| c.peer == peer) {
-            // A channel binding installs the permission too.
-            self.bind_channel(now, peer);
-        } else if !self.permissions.contains(&peer.ip()) {
-            self.permit(now, peer.ip());
+        match self.channels.iter().find(|c| c.peer == peer) {
+            Some(channel) if channel.state == ChannelState::Bound => {
+                let bytes = msg::channel_data(channel.number, data)?;
+                self.stats.relayed_out += 1;
+                return Some((server, bytes));
+            }
+            Some(_) => {}
+            None => {
+                // A channel binding installs the permission too; without one, ask for it.
+                if !self.bind_channel(now, peer) {
+                    self.permit(now, peer.ip());
+                }
+            }
         }
         let id = self.transaction_id();
         let attributes = vec![
@@ -508,6 +442,7 @@ impl Gatherer {
         self.transactions.clear();
         self.timers = [None; TIMERS];
         self.realm = None;
+        self.session = None;
         self.stale_nonces = 0;
         self.lost_refreshes = 0;
         self.deleted_once = false;
@@ -571,8 +506,15 @@ impl Gatherer {
         }
     }
 
-    fn auth(&self) -> Option<Auth> {
-        let creds = self.current_server()?.turn.as_ref()?;
+    /// The credentials for a request of `kind`: a new allocation uses the configured ones;
+    /// everything about an allocation uses those it was made with, because the server ties
+    /// the allocation to its USERNAME (coturn answers 441 to any other).
+    fn auth(&self, kind: &Kind) -> Option<Auth> {
+        let configured = self.current_server()?.turn.as_ref()?;
+        let creds = match (kind, &self.session) {
+            (Kind::Allocate, _) | (_, None) => configured,
+            (_, Some(session)) => session,
+        };
         let (realm, nonce) = self.realm.clone()?;
         Some(Auth {
             username: Username::new(creds.username.clone()).ok()?,
@@ -584,6 +526,10 @@ impl Gatherer {
 
     /// Builds, records and queues a request of `kind` to the current server.
     fn request(&mut self, now: Instant, kind: Kind) {
+        // Nothing goes out while idle or backing off, whatever asked.
+        if !matches!(self.phase, Phase::Trying | Phase::Working) {
+            return;
+        }
         let Some(server) = self.current_server().map(|s| s.addr) else {
             return;
         };
@@ -623,7 +569,7 @@ impl Gatherer {
         // Binding is never authenticated; the rest is once the server gave us its realm.
         let auth = match kind {
             Kind::Binding => None,
-            _ => self.auth(),
+            _ => self.auth(&kind),
         };
         let id = self.transaction_id();
         let bytes = match msg::encode(
@@ -655,37 +601,6 @@ impl Gatherer {
         });
     }
 
-    fn on_timeout(&mut self, now: Instant, kind: Kind) {
-        match kind {
-            Kind::Binding | Kind::Allocate if self.phase == Phase::Trying => {
-                self.fail(now, "did not answer");
-            }
-            Kind::Binding => {
-                // On a STUN-only server the keepalive is all we have: it is gone. With an
-                // allocation, Refresh decides.
-                if self.relayed.is_none() {
-                    self.fail(now, "did not answer");
-                } else {
-                    self.timers[Timer::Keepalive as usize] = Some(now + self.config.keepalive);
-                }
-            }
-            Kind::Allocate => self.fail(now, "did not answer"),
-            Kind::Refresh => {
-                self.lost_refreshes += 1;
-                if self.lost_refreshes >= MAX_LOST_REFRESHES {
-                    self.lose_allocation(now);
-                } else {
-                    self.request(now, Kind::Refresh);
-                }
-            }
-            Kind::Delete => self.request(now, Kind::Allocate),
-            Kind::CreatePermission(_) => {
-                self.timers[Timer::Permissions as usize] = Some(now + Duration::from_secs(10));
-            }
-            Kind::ChannelBind(number) => self.channels.retain(|c| c.number != number),
-        }
-    }
-
     fn on_timer(&mut self, now: Instant, timer: Timer) {
         match timer {
             Timer::Retry => {
@@ -712,7 +627,7 @@ impl Gatherer {
                 let numbers: Vec<u16> = self
                     .channels
                     .iter()
-                    .filter(|c| c.bound)
+                    .filter(|c| c.state == ChannelState::Bound)
                     .map(|c| c.number)
                     .collect();
                 for number in numbers {
@@ -737,29 +652,35 @@ impl Gatherer {
         }
     }
 
-    fn bind_channel(&mut self, now: Instant, peer: SocketAddr) {
+    /// Starts binding a channel to `peer`; false when the channels are all taken.
+    fn bind_channel(&mut self, now: Instant, peer: SocketAddr) -> bool {
         if self.channels.len() >= self.config.max_permissions {
-            return;
+            return false;
         }
         let mut number = self.next_channel;
         while self.channels.iter().any(|c| c.number == number) {
-            number = if number >= msg::CHANNEL_MAX {
-                msg::CHANNEL_MIN
-            } else {
-                number + 1
-            };
+            number = next_channel(number);
         }
-        self.next_channel = if number >= msg::CHANNEL_MAX {
-            msg::CHANNEL_MIN
-        } else {
-            number + 1
-        };
+        self.next_channel = next_channel(number);
         self.channels.push(Channel {
             peer,
             number,
-            bound: false,
+            state: ChannelState::Binding,
         });
+        // Renewed with the others from now on (the ChannelBind installs it at once).
+        if !self.permissions.contains(&peer.ip())
+            && self.permissions.len() < self.config.max_permissions
+        {
+            self.permissions.push(peer.ip());
+        }
         self.request(now, Kind::ChannelBind(number));
+        true
+    }
+
+    fn channel_failed(&mut self, number: u16) {
+        if let Some(channel) = self.channels.iter_mut().find(|c| c.number == number) {
+            channel.state = ChannelState::Failed;
+        }
     }
 
     /// The allocation is gone: tell the daemon and allocate again.
@@ -771,211 +692,13 @@ impl Gatherer {
         self.set_relayed(None);
         self.start(now);
     }
+}
 
-    fn handle_response(&mut self, now: Instant, from: SocketAddr, message: &Msg) {
-        let id = *message.transaction_id().as_bytes();
-        let Some(index) = self
-            .transactions
-            .iter()
-            .position(|t| t.id == id && t.server == from)
-        else {
-            self.stats.unexpected += 1;
-            return;
-        };
-        let transaction = &self.transactions[index];
-        let method = match transaction.kind {
-            Kind::Binding => BINDING,
-            Kind::Allocate => ALLOCATE,
-            Kind::Refresh | Kind::Delete => REFRESH,
-            Kind::CreatePermission(_) => CREATE_PERMISSION,
-            Kind::ChannelBind(_) => CHANNEL_BIND,
-        };
-        if message.method() != method {
-            self.stats.unexpected += 1;
-            return;
-        }
-        let success = message.class() == MessageClass::SuccessResponse;
-        let code = msg::error_code(message);
-        if let Some(auth) = &transaction.auth {
-            // 401 and 438 cannot be signed (the server is telling us the key is wrong or
-            // stale); every other answer to a signed request must be signed too.
-            let unsigned_ok = !success && (code == 401 || code == 438);
-            if !unsigned_ok && !auth.verifies(message) {
-                self.stats.malformed += 1;
-                return;
-            }
-        }
-        let transaction = self.transactions.swap_remove(index);
-        if success {
-            self.stale_nonces = 0;
-            self.on_success(now, transaction.kind, message);
-        } else {
-            self.stats.errors += 1;
-            self.on_error(now, transaction, code, message);
-        }
-    }
-
-    fn on_success(&mut self, now: Instant, kind: Kind, message: &Msg) {
-        match kind {
-            Kind::Binding => {
-                let Some(mapped) = msg::mapped(message) else {
-                    self.stats.malformed += 1;
-                    return;
-                };
-                self.set_reflexive(Some(mapped));
-                if self.phase == Phase::Trying {
-                    self.working();
-                    self.timers[Timer::Keepalive as usize] = Some(now + self.config.keepalive);
-                }
-            }
-            Kind::Allocate => {
-                let Some(relayed) = message
-                    .get_attribute::<XorRelayAddress>()
-                    .map(|a| a.address())
-                else {
-                    self.stats.malformed += 1;
-                    self.fail(now, "gave an allocation without a relayed address");
-                    return;
-                };
-                self.stats.allocations += 1;
-                self.working();
-                self.deleted_once = false;
-                self.lost_refreshes = 0;
-                if let Some(mapped) = msg::mapped(message) {
-                    self.set_reflexive(Some(mapped));
-                }
-                self.set_relayed(Some(relayed));
-                self.set_lifetime(now, message);
-                self.timers[Timer::Keepalive as usize] = Some(now + self.config.keepalive);
-                // Peers on the same server send from their allocations, i.e. from our own
-                // relay IP: permit it first, then whoever the daemon asked for.
-                self.renew_permissions(now);
-                self.timers[Timer::Permissions as usize] =
-                    Some(now + self.config.permission_refresh);
-            }
-            Kind::Refresh => {
-                self.lost_refreshes = 0;
-                self.set_lifetime(now, message);
-            }
-            Kind::Delete => self.request(now, Kind::Allocate),
-            Kind::CreatePermission(_) => {}
-            Kind::ChannelBind(number) => {
-                if let Some(channel) = self.channels.iter_mut().find(|c| c.number == number) {
-                    channel.bound = true;
-                }
-            }
-        }
-    }
-
-    fn set_lifetime(&mut self, now: Instant, message: &Msg) {
-        let lifetime = message
-            .get_attribute::<Lifetime>()
-            .map_or(Duration::from_secs(600), |l| l.lifetime())
-            .clamp(Duration::from_secs(30), Duration::from_secs(3600));
-        self.lifetime = lifetime;
-        // Well before the end: a minute early, or at half time for short lifetimes, so three
-        // unanswered Refreshes still fit.
-        let early = (lifetime / 2).min(Duration::from_secs(60));
-        self.timers[Timer::Refresh as usize] = Some(now + lifetime - early);
-    }
-
-    fn on_error(&mut self, now: Instant, transaction: Transaction, code: u16, message: &Msg) {
-        let kind = transaction.kind;
-        if code == 401 || code == 438 {
-            let realm = message.get_attribute::<Realm>().cloned();
-            let nonce = message.get_attribute::<Nonce>().cloned();
-            let retry = match (code, transaction.auth.is_some(), realm, nonce) {
-                // The first, unauthenticated request: learn the realm and nonce.
-                (401, false, Some(realm), Some(nonce)) => {
-                    self.realm = Some((realm, nonce));
-                    true
-                }
-                // A stale nonce: the same credentials with the new nonce, a few times.
-                (438, _, realm, Some(nonce)) if self.stale_nonces < MAX_STALE_NONCES => {
-                    self.stale_nonces += 1;
-                    let realm = realm.or_else(|| self.realm.as_ref().map(|r| r.0.clone()));
-                    match realm {
-                        Some(realm) => {
-                            self.realm = Some((realm, nonce));
-                            true
-                        }
-                        None => false,
-                    }
-                }
-                _ => false,
-            };
-            if retry && self.current_server().is_some_and(|s| s.turn.is_some()) {
-                self.request(now, kind);
-            } else if code == 401 && transaction.auth.is_some() {
-                self.fail(now, "refused the credentials");
-            } else {
-                self.fail(now, &format!("answered {}", msg::error_text(message)));
-            }
-            return;
-        }
-        match kind {
-            Kind::Allocate if code == 437 && !self.deleted_once => {
-                // The server still holds an allocation for our address (we lost track of
-                // it, e.g. after a restart): free it and allocate again.
-                self.deleted_once = true;
-                self.request(now, Kind::Delete);
-            }
-            Kind::Refresh => self.lose_allocation(now),
-            Kind::Delete => self.request(now, Kind::Allocate),
-            Kind::CreatePermission(_) => {
-                tracing::debug!(error = %msg::error_text(message), "TURN permission refused");
-            }
-            Kind::ChannelBind(number) => self.channels.retain(|c| c.number != number),
-            Kind::Binding if self.relayed.is_some() => {}
-            Kind::Binding | Kind::Allocate => {
-                self.fail(now, &format!("answered {}", msg::error_text(message)));
-            }
-        }
-    }
-
-    fn handle_indication(&mut self, message: &Msg) -> Incoming {
-        if message.method() != DATA || self.relayed.is_none() {
-            self.stats.unexpected += 1;
-            return Incoming::Consumed;
-        }
-        let peer = message
-            .get_attribute::<XorPeerAddress>()
-            .map(|a| a.address());
-        let data = message.get_attribute::<Data>();
-        match (peer, data) {
-            (Some(peer), Some(data)) => {
-                self.stats.relayed_in += 1;
-                Incoming::Relayed {
-                    peer,
-                    data: data.data().to_vec(),
-                }
-            }
-            _ => {
-                self.stats.malformed += 1;
-                Incoming::Consumed
-            }
-        }
-    }
-
-    fn handle_channel_data(&mut self, bytes: &[u8]) -> Incoming {
-        let Some((number, data)) = msg::parse_channel_data(bytes) else {
-            self.stats.malformed += 1;
-            return Incoming::Consumed;
-        };
-        // A channel still being bound counts: the server may use it before its answer
-        // to the ChannelBind reaches us.
-        match self.channels.iter().find(|c| c.number == number) {
-            Some(channel) if self.relayed.is_some() => {
-                self.stats.relayed_in += 1;
-                Incoming::Relayed {
-                    peer: channel.peer,
-                    data: data.to_vec(),
-                }
-            }
-            _ => {
-                self.stats.unexpected += 1;
-                Incoming::Consumed
-            }
-        }
+/// The channel number after `number`, wrapping within the client range.
+fn next_channel(number: u16) -> u16 {
+    if number >= msg::CHANNEL_MAX {
+        msg::CHANNEL_MIN
+    } else {
+        number + 1
     }
 }
