@@ -6,7 +6,7 @@
 //! transaction loop ([`super::commit`]), the SQL ([`super::apply`], [`super::batch`]) and the
 //! lookup cache ([`super::cache`]) all depend on it rather than on each other.
 
-use proto::api::PeerRecord;
+use proto::api::{Candidate, PeerRecord};
 use uuid::Uuid;
 
 use super::health::Fault;
@@ -67,6 +67,8 @@ pub(super) struct UpsertKeyed {
     pub(super) name: Option<Name>,
     pub(super) public_key: String,
     pub(super) signature: UsedSignature,
+    /// The signed candidate list, replacing the stored one (checked by the caller).
+    pub(super) candidates: Vec<Candidate>,
 }
 
 /// A live record's new address and name, by its owner.

@@ -184,7 +184,13 @@ pub fn keyed_registration(
     timestamp: u64,
 ) -> Value {
     let key = id.public_key();
-    let signature = id.sign(&identity::register_message(&key, udp_port, name, &[], timestamp));
+    let signature = id.sign(&identity::register_message(
+        &key,
+        udp_port,
+        name,
+        &[],
+        timestamp,
+    ));
     let mut body = serde_json::json!({
         "udp_port": udp_port,
         "public_key": hex::encode(key),
