@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::ice::{IceServers, IceUrl, Scheme, TurnSecret, parse_ice_url, parse_secret};
+use crate::ice::{
+    IceServers, IceUrl, IceUrlList, Scheme, TurnSecret, parse_ice_urls, parse_secret,
+};
 
 /// peerlink index: an HTTP phone book where peers register and look each other up.
 #[derive(Debug, Clone, Parser)]
@@ -108,13 +110,8 @@ pub struct Config {
     /// A STUN or TURN server handed to every registered peer in `ice_servers`:
     /// `turn:HOST:PORT` or `stun:HOST:PORT` (UDP; the port defaults to 3478). Repeatable; the
     /// environment variable takes a comma-separated list. `turn:` URLs need --turn-secret.
-    #[arg(
-        long = "turn-url",
-        env = "INDEX_TURN_URLS",
-        value_delimiter = ',',
-        value_parser = parse_ice_url
-    )]
-    pub turn_urls: Vec<IceUrl>,
+    #[arg(long = "turn-url", env = "INDEX_TURN_URLS", value_parser = parse_ice_urls)]
+    pub turn_urls: Vec<IceUrlList>,
 
     /// coturn's `static-auth-secret` (its `use-auth-secret` mode): the index signs each peer's
     /// time-limited TURN credentials with it. It is never sent, logged or shown in `--help`.
@@ -198,9 +195,8 @@ impl Config {
             "every TURN credential would be expired when handed out",
             "24h",
         )?;
-        if self.turn_secret.is_none()
-            && let Some(url) = self.turn_urls.iter().find(|u| u.scheme == Scheme::Turn)
-        {
+        let no_secret = self.turn_secret.as_ref().is_none_or(TurnSecret::is_empty);
+        if no_secret && let Some(url) = self.ice_urls().find(|u| u.scheme == Scheme::Turn) {
             return Err(format!(
                 "--turn-url {url} needs --turn-secret (coturn's static-auth-secret) to hand out \
                  TURN credentials: give the secret, or only stun: URLs"
@@ -213,10 +209,15 @@ impl Config {
     /// `--turn-credential-ttl`.
     pub fn ice_servers(&self) -> IceServers {
         IceServers::new(
-            &self.turn_urls,
+            self.ice_urls(),
             self.turn_secret.clone(),
             self.turn_credential_ttl,
         )
+    }
+
+    /// Every `--turn-url`, in the order given.
+    pub fn ice_urls(&self) -> impl Iterator<Item = &IceUrl> {
+        self.turn_urls.iter().flat_map(|list| &list.0)
     }
 
     /// Defaults, as if started with no flags and no environment.
@@ -383,7 +384,7 @@ mod tests {
             "90m",
         ])
         .unwrap();
-        let urls: Vec<String> = config.turn_urls.iter().map(ToString::to_string).collect();
+        let urls: Vec<String> = config.ice_urls().map(ToString::to_string).collect();
         assert_eq!(
             urls,
             [
@@ -402,7 +403,7 @@ mod tests {
             (&["--turn-url", "turns:192.0.2.1:5349"][..], "TLS"),
             (&["--turn-url", "turn:192.0.2.1?transport=tcp"], "only UDP"),
             (&["--turn-url", "turn:192.0.2.1:99999"], "port"),
-            (&["--turn-secret", ""], "empty"),
+            (&["--turn-secret", " x"], "white space"),
             (&["--turn-credential-ttl", "soon"], "not a duration"),
         ] {
             let error = parse(args).unwrap_err().to_string();
@@ -432,7 +433,7 @@ mod tests {
             with(|c| c.turn_credential_ttl = Duration::ZERO).starts_with("--turn-credential-ttl 0")
         );
         assert!(
-            with(|c| c.turn_urls = vec![parse_ice_url("turn:192.0.2.1").unwrap()])
+            with(|c| c.turn_urls = vec![parse_ice_urls("turn:192.0.2.1").unwrap()])
                 .contains("--turn-url turn:192.0.2.1:3478 needs --turn-secret")
         );
         for url in [

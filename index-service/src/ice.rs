@@ -130,6 +130,21 @@ pub fn parse_ice_url(text: &str) -> Result<IceUrl, String> {
     Ok(IceUrl { scheme, host, port })
 }
 
+/// The URLs of one `--turn-url` value: one URL, or (as `INDEX_TURN_URLS` gives them) a
+/// comma-separated list. An empty value is an empty list, so `INDEX_TURN_URLS=` in a compose
+/// file means "no servers", as leaving it out does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceUrlList(pub Vec<IceUrl>);
+
+/// Parses one `--turn-url` value into its URLs ([`parse_ice_url`] each).
+pub fn parse_ice_urls(text: &str) -> Result<IceUrlList, String> {
+    text.split(',')
+        .filter(|url| !url.trim().is_empty())
+        .map(parse_ice_url)
+        .collect::<Result<_, _>>()
+        .map(IceUrlList)
+}
+
 /// A DNS name or dotted IPv4 address: labels of letters, digits and inner hyphens.
 fn valid_host(host: &str) -> bool {
     !host.is_empty()
@@ -155,6 +170,11 @@ impl TurnSecret {
     pub fn expose(&self) -> &[u8] {
         self.0.as_bytes()
     }
+
+    /// Whether it is empty: given as `INDEX_TURN_SECRET=`, which means no secret.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl fmt::Debug for TurnSecret {
@@ -163,12 +183,9 @@ impl fmt::Debug for TurnSecret {
     }
 }
 
-/// Parses `--turn-secret`: any non-empty text (without outer spaces, which an `.env` file
-/// adds by accident and coturn would not).
+/// Parses `--turn-secret`: any text without outer white space (which an `.env` file adds by
+/// accident and coturn would not). Empty text (`INDEX_TURN_SECRET=`) means no secret.
 pub fn parse_secret(text: &str) -> Result<TurnSecret, String> {
-    if text.is_empty() {
-        return Err("--turn-secret is empty: give coturn's static-auth-secret".into());
-    }
     if text.trim() != text {
         return Err(
             "--turn-secret starts or ends with white space, which coturn's static-auth-secret \
@@ -205,14 +222,21 @@ pub struct IceServers {
 impl IceServers {
     /// The servers of `urls`, with TURN credentials from `secret` valid for `ttl`. TURN URLs
     /// without a secret are dropped ([`crate::Config::validate`] refuses that configuration).
-    pub fn new(urls: &[IceUrl], secret: Option<TurnSecret>, ttl: Duration) -> IceServers {
+    pub fn new<'a>(
+        urls: impl IntoIterator<Item = &'a IceUrl>,
+        secret: Option<TurnSecret>,
+        ttl: Duration,
+    ) -> IceServers {
+        let urls: Vec<&IceUrl> = urls.into_iter().collect();
+        let secret = secret.filter(|secret| !secret.is_empty());
         let of = |scheme| {
             let mut urls: Vec<String> = urls
                 .iter()
                 .filter(|url| url.scheme == scheme)
-                .map(IceUrl::to_string)
+                .map(|url| url.to_string())
                 .collect();
-            urls.dedup();
+            let mut seen = std::collections::HashSet::new();
+            urls.retain(|url| seen.insert(url.clone()));
             urls
         };
         IceServers {
@@ -331,6 +355,22 @@ mod tests {
     }
 
     #[test]
+    fn a_value_may_list_urls() {
+        let list = parse_ice_urls("turn:192.0.2.1:3478, stun:192.0.2.1")
+            .unwrap()
+            .0;
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[1].to_string(), "stun:192.0.2.1:3478");
+        assert_eq!(parse_ice_urls("").unwrap().0, []);
+        assert_eq!(parse_ice_urls(" , ").unwrap().0, []);
+        assert!(
+            parse_ice_urls("turn:192.0.2.1,turns:x")
+                .unwrap_err()
+                .contains("TLS")
+        );
+    }
+
+    #[test]
     fn answers_carry_one_entry_per_kind() {
         let urls: Vec<IceUrl> = [
             "turn:192.0.2.1:3478",
@@ -371,7 +411,11 @@ mod tests {
         assert!(!format!("{secret:?}").contains("hunter2"));
         let ice = IceServers::new(&[], Some(secret), Duration::from_secs(1));
         assert!(!format!("{ice:?}").contains("hunter2"));
-        assert!(parse_secret("").is_err());
+        assert!(parse_secret("").unwrap().is_empty());
         assert!(parse_secret(" x").is_err());
+        // An empty secret is no secret: TURN URLs are then left out.
+        let turn = parse_ice_url("turn:192.0.2.1").unwrap();
+        let ice = IceServers::new([&turn], parse_secret("").ok(), Duration::from_secs(1));
+        assert!(ice.is_empty());
     }
 }

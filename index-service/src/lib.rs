@@ -99,7 +99,9 @@ impl Service {
     /// from `clock`: tests pass a [`db::ManualClock`] to move time on instead of sleeping.
     pub async fn open_with_clock(config: Config, clock: Clock) -> anyhow::Result<Service> {
         config.validate().map_err(anyhow::Error::msg)?;
-        if config.turn_secret.is_some() && config.turn_urls.is_empty() {
+        if config.turn_secret.as_ref().is_some_and(|s| !s.is_empty())
+            && config.ice_urls().next().is_none()
+        {
             tracing::warn!("--turn-secret is set but no --turn-url: peers get no ICE servers");
         }
         let url = config.database_url.clone();
@@ -213,7 +215,7 @@ pub async fn run(
     tracing::info!(
         addr = %listener.local_addr()?,
         ttl = ?service.state.config.peer_ttl,
-        ice_servers = service.state.config.turn_urls.len(),
+        ice_servers = service.state.config.ice_urls().count(),
         "index listening"
     );
     serve::serve(
