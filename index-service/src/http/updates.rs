@@ -32,10 +32,10 @@ fn owner_answer(state: &AppState, mut record: PeerRecord) -> Response {
 }
 
 /// Move a record to a new address (the IP this request came from and the given UDP port)
-/// and name, refreshing it. Owner only. Candidates are kept (a keyed registration replaces
-/// them). A name left out is removed; only a keyed record may
+/// and name, refreshing it. Owner only. A name left out is removed; only a keyed record may
 /// carry a name (a keyless one sending a name gets 400); a name another live record holds, or
 /// one that looks the same, is refused with 409. Quotas apply as on registration (429).
+/// Candidates are kept: a keyed registration replaces them.
 #[utoipa::path(
     put,
     path = "/peers/{uuid}",
