@@ -137,6 +137,7 @@ impl Writer {
     /// Creates or refreshes the record of `public_key` (whose UUID is `uuid`), replacing its
     /// candidates with `candidates` (already checked, see [`crate::candidates::check`]); an
     /// expired record comes back as new (fresh `registered_at`).
+    // One argument per column of the keyed row; a struct would only restate them.
     #[allow(clippy::too_many_arguments)]
     pub async fn upsert_keyed(
         &self,
