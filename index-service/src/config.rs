@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::ice::{
+    IceServers, IceUrl, IceUrlList, Scheme, TurnSecret, parse_ice_urls, parse_secret,
+};
+
 /// peerlink index: an HTTP phone book where peers register and look each other up.
 #[derive(Debug, Clone, Parser)]
 #[command(version, about)]
@@ -102,6 +106,27 @@ pub struct Config {
     /// 429 and closed.
     #[arg(long, env = "INDEX_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
     pub max_connections_per_ip: u32,
+
+    /// A STUN or TURN server handed to every registered peer in `ice_servers`:
+    /// `turn:HOST:PORT` or `stun:HOST:PORT` (UDP; the port defaults to 3478). Repeatable; the
+    /// environment variable takes a comma-separated list. `turn:` URLs need --turn-secret.
+    #[arg(long = "turn-url", env = "INDEX_TURN_URLS", value_parser = parse_ice_urls)]
+    pub turn_urls: Vec<IceUrlList>,
+
+    /// coturn's `static-auth-secret` (its `use-auth-secret` mode): the index signs each peer's
+    /// time-limited TURN credentials with it. It is never sent, logged or shown in `--help`.
+    #[arg(
+        long,
+        env = "INDEX_TURN_SECRET",
+        hide_env_values = true,
+        value_parser = parse_secret
+    )]
+    pub turn_secret: Option<TurnSecret>,
+
+    /// How long the TURN credentials in an owner's answer stay valid ("24h", "90m"); peers
+    /// get new ones with every registration and heartbeat.
+    #[arg(long, env = "INDEX_TURN_CREDENTIAL_TTL", default_value = "24h", value_parser = parse_duration)]
+    pub turn_credential_ttl: Duration,
 }
 
 /// Longest duration any setting accepts: ten years. Longer ones are mistakes (and overflow the
@@ -164,7 +189,35 @@ impl Config {
                 self.max_body_bytes
             ));
         }
+        positive(
+            "--turn-credential-ttl",
+            self.turn_credential_ttl,
+            "every TURN credential would be expired when handed out",
+            "24h",
+        )?;
+        let no_secret = self.turn_secret.as_ref().is_none_or(TurnSecret::is_empty);
+        if no_secret && let Some(url) = self.ice_urls().find(|u| u.scheme == Scheme::Turn) {
+            return Err(format!(
+                "--turn-url {url} needs --turn-secret (coturn's static-auth-secret) to hand out \
+                 TURN credentials: give the secret, or only stun: URLs"
+            ));
+        }
         check_database_url(&self.database_url)
+    }
+
+    /// The ICE servers owner answers carry, from `--turn-url`, `--turn-secret` and
+    /// `--turn-credential-ttl`.
+    pub fn ice_servers(&self) -> IceServers {
+        IceServers::new(
+            self.ice_urls(),
+            self.turn_secret.clone(),
+            self.turn_credential_ttl,
+        )
+    }
+
+    /// Every `--turn-url`, in the order given.
+    pub fn ice_urls(&self) -> impl Iterator<Item = &IceUrl> {
+        self.turn_urls.iter().flat_map(|list| &list.0)
     }
 
     /// Defaults, as if started with no flags and no environment.
@@ -313,6 +366,52 @@ mod tests {
     }
 
     #[test]
+    fn ice_flags() {
+        let parse = |args: &[&str]| {
+            Config::try_parse_from(std::iter::once("index-service").chain(args.iter().copied()))
+        };
+        let config = parse(&[]).unwrap();
+        assert!(config.turn_urls.is_empty() && config.turn_secret.is_none());
+        assert_eq!(config.turn_credential_ttl, Duration::from_secs(86_400));
+        assert!(config.ice_servers().is_empty());
+        let config = parse(&[
+            "--turn-url",
+            "turn:192.0.2.1:3478,stun:192.0.2.1",
+            "--turn-url=turn:[2001:db8::1]:3479?transport=udp",
+            "--turn-secret",
+            "s3cr3t",
+            "--turn-credential-ttl",
+            "90m",
+        ])
+        .unwrap();
+        let urls: Vec<String> = config.ice_urls().map(ToString::to_string).collect();
+        assert_eq!(
+            urls,
+            [
+                "turn:192.0.2.1:3478",
+                "stun:192.0.2.1:3478",
+                "turn:[2001:db8::1]:3479"
+            ]
+        );
+        assert_eq!(config.turn_credential_ttl, Duration::from_secs(5400));
+        assert_eq!(config.validate(), Ok(()));
+        assert!(
+            !format!("{config:?}").contains("s3cr3t"),
+            "the secret is redacted"
+        );
+        for (args, says) in [
+            (&["--turn-url", "turns:192.0.2.1:5349"][..], "TLS"),
+            (&["--turn-url", "turn:192.0.2.1?transport=tcp"], "only UDP"),
+            (&["--turn-url", "turn:192.0.2.1:99999"], "port"),
+            (&["--turn-secret", " x"], "white space"),
+            (&["--turn-credential-ttl", "soon"], "not a duration"),
+        ] {
+            let error = parse(args).unwrap_err().to_string();
+            assert!(error.contains(says), "{args:?}: {error}");
+        }
+    }
+
+    #[test]
     fn validation() {
         let config = Config::for_database("sqlite://index.db");
         assert_eq!(config.validate(), Ok(()));
@@ -330,6 +429,13 @@ mod tests {
         assert!(with(|c| c.idle_timeout = Duration::ZERO).starts_with("--idle-timeout 0"));
         assert!(with(|c| c.max_connections = 0).starts_with("--max-connections 0"));
         assert!(with(|c| c.max_connections_per_ip = 0).starts_with("--max-connections-per-ip 0"));
+        assert!(
+            with(|c| c.turn_credential_ttl = Duration::ZERO).starts_with("--turn-credential-ttl 0")
+        );
+        assert!(
+            with(|c| c.turn_urls = vec![parse_ice_urls("turn:192.0.2.1").unwrap()])
+                .contains("--turn-url turn:192.0.2.1:3478 needs --turn-secret")
+        );
         for url in [
             "sqlite::memory:",
             "sqlite://:memory:",

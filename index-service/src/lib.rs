@@ -1,9 +1,11 @@
 //! peerlink's index service: peers register their UDP address and look each other up.
 //! It is only a phone book; no chat message passes through it.
 
+pub mod candidates;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod ice;
 pub mod maintenance;
 pub mod metrics;
 pub mod naming;
@@ -60,6 +62,8 @@ pub struct Shared {
     pub limits: Arc<RateLimits>,
     /// The clock and TTL that decide which records are live.
     pub liveness: Liveness,
+    /// The STUN and TURN servers owner answers carry (none unless `--turn-url` is given).
+    pub ice: ice::IceServers,
 }
 
 impl Shared {
@@ -95,6 +99,11 @@ impl Service {
     /// from `clock`: tests pass a [`db::ManualClock`] to move time on instead of sleeping.
     pub async fn open_with_clock(config: Config, clock: Clock) -> anyhow::Result<Service> {
         config.validate().map_err(anyhow::Error::msg)?;
+        if config.turn_secret.as_ref().is_some_and(|s| !s.is_empty())
+            && config.ice_urls().next().is_none()
+        {
+            tracing::warn!("--turn-secret is set but no --turn-url: peers get no ICE servers");
+        }
         let url = config.database_url.clone();
         let options = db::connect_options(&url)?;
         let path = options.get_filename().to_owned();
@@ -147,6 +156,7 @@ impl Service {
             cache,
             writer,
             limits: Arc::new(RateLimits::new(&config)),
+            ice: config.ice_servers(),
             config: Arc::new(config),
             metrics,
             liveness,
@@ -205,6 +215,7 @@ pub async fn run(
     tracing::info!(
         addr = %listener.local_addr()?,
         ttl = ?service.state.config.peer_ttl,
+        ice_servers = service.state.config.ice_urls().count(),
         "index listening"
     );
     serve::serve(

@@ -113,6 +113,55 @@ fn bad_durations_and_limits_are_refused() {
 }
 
 #[test]
+fn ice_servers_the_index_cannot_hand_out_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("index.db").display());
+    let with_db = |args: &[&'static str]| {
+        let mut all = vec!["--database-url", db.as_str()];
+        all.extend_from_slice(args);
+        all
+    };
+    for (url, says) in [
+        ("turns:turn.example.org:5349", "TLS is not supported"),
+        ("turn:turn.example.org?transport=tcp", "only UDP"),
+        ("turn:turn.example.org:0", "port must be a number"),
+        (
+            "http://turn.example.org",
+            "the scheme must be turn: or stun:",
+        ),
+        ("stun:192.0.2.1,turn:bad_host", "not a host name"),
+    ] {
+        refused(
+            dir.path(),
+            &with_db(&["--turn-url", url, "--turn-secret", "s"]),
+            says,
+        );
+    }
+    // Credentials cannot be made without coturn's secret.
+    refused(
+        dir.path(),
+        &with_db(&["--turn-url", "stun:192.0.2.1,turn:192.0.2.1:3478"]),
+        "--turn-url turn:192.0.2.1:3478 needs --turn-secret",
+    );
+    refused(
+        dir.path(),
+        &with_db(&[
+            "--turn-url",
+            "turn:192.0.2.1",
+            "--turn-secret",
+            "s",
+            "--turn-credential-ttl",
+            "0s",
+        ]),
+        "--turn-credential-ttl 0",
+    );
+    assert!(
+        !dir.path().join("index.db").exists(),
+        "a refused configuration must not touch the database"
+    );
+}
+
+#[test]
 fn database_urls_the_index_cannot_keep_records_in_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     for memory in [

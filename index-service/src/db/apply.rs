@@ -110,7 +110,7 @@ async fn insert_keyless(
     let row = sqlx::query_as::<_, RecordRow>(
         "INSERT INTO peers (uuid, addr, registered_at, last_seen, token_hash, ip, subnet)
          VALUES (?1, ?2, ?6, ?6, ?3, ?4, ?5)
-         RETURNING uuid, addr, name, public_key, registered_at, last_seen",
+         RETURNING uuid, addr, name, public_key, registered_at, last_seen, candidates",
     )
     .bind(uuid)
     .bind(&op.addr)
@@ -140,11 +140,13 @@ async fn upsert_keyed(
     rooms::forget_if_expired(tx, &uuid, now).await?;
     let row = sqlx::query_as::<_, RecordRow>(
         "INSERT INTO peers
-            (uuid, addr, name, registered_at, last_seen, public_key, name_key, ip, subnet)
-         VALUES (?1, ?2, ?3, ?9, ?9, ?4, ?6, ?7, ?8)
+            (uuid, addr, name, registered_at, last_seen, public_key, name_key, ip, subnet,
+             candidates)
+         VALUES (?1, ?2, ?3, ?9, ?9, ?4, ?6, ?7, ?8, ?10)
          ON CONFLICT (uuid) DO UPDATE SET
             addr = excluded.addr,
             name = excluded.name,
+            candidates = excluded.candidates,
             name_key = excluded.name_key,
             ip = excluded.ip,
             subnet = excluded.subnet,
@@ -152,7 +154,7 @@ async fn upsert_keyed(
             registered_at = CASE WHEN peers.last_seen < ?5
                 THEN excluded.registered_at ELSE peers.registered_at END
          WHERE peers.public_key IS excluded.public_key
-         RETURNING uuid, addr, name, public_key, registered_at, last_seen",
+         RETURNING uuid, addr, name, public_key, registered_at, last_seen, candidates",
     )
     .bind(uuid)
     .bind(&op.addr)
@@ -163,6 +165,7 @@ async fn upsert_keyed(
     .bind(&op.origin.ip)
     .bind(&op.origin.subnet)
     .bind(&now.text)
+    .bind(crate::candidates::encode(&op.candidates))
     .fetch_optional(&mut *tx)
     .await?;
     Ok(record(row))
@@ -179,7 +182,7 @@ async fn update(tx: &mut SqliteConnection, op: &Update, now: &Now, quotas: &Quot
         "UPDATE peers SET addr = ?2, name = ?3, name_key = ?7, ip = ?8, subnet = ?9,
                           last_seen = ?10
          WHERE uuid = ?1 AND public_key IS ?4 AND token_hash IS ?5 AND last_seen >= ?6
-         RETURNING uuid, addr, name, public_key, registered_at, last_seen",
+         RETURNING uuid, addr, name, public_key, registered_at, last_seen, candidates",
     )
     .bind(uuid)
     .bind(&op.addr)
@@ -201,7 +204,7 @@ async fn heartbeat(tx: &mut SqliteConnection, op: &Heartbeat, now: &Now) -> Outc
     let row = sqlx::query_as::<_, RecordRow>(
         "UPDATE peers SET last_seen = ?5
          WHERE uuid = ?1 AND public_key IS ?2 AND token_hash IS ?3 AND last_seen >= ?4
-         RETURNING uuid, addr, name, public_key, registered_at, last_seen",
+         RETURNING uuid, addr, name, public_key, registered_at, last_seen, candidates",
     )
     .bind(op.uuid.to_string())
     .bind(key)

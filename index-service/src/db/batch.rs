@@ -52,7 +52,7 @@ pub(super) async fn insert_keyless(
             .push_bind(op.origin.ip.as_str())
             .push_bind(op.origin.subnet.as_str());
     });
-    insert.push(" RETURNING uuid, addr, name, public_key, registered_at, last_seen");
+    insert.push(" RETURNING uuid, addr, name, public_key, registered_at, last_seen, candidates");
     // RETURNING promises no order: match the rows to the operations by UUID.
     let mut records: HashMap<_, _> = insert
         .build_query_as::<RecordRow>()

@@ -11,13 +11,14 @@
 //!
 //! Entries are compact (binary address, key and times; text is rebuilt on each hit) because the
 //! cache holds every live record: see docs/index.md for the memory per record. They hold what
-//! lookups show, not who owns the record: ownership checks read SQLite.
+//! lookups show (candidates included), not who owns the record: ownership checks read SQLite.
+//! ICE servers are never cached: they belong to the owner's own answers, not to lookups.
 
 use std::net::SocketAddr;
 
 use dashmap::DashMap;
 use futures_util::TryStreamExt;
-use proto::api::PeerRecord;
+use proto::api::{Candidate, PeerRecord};
 use sqlx::{FromRow, SqlitePool};
 use uuid::Uuid;
 
@@ -33,6 +34,8 @@ struct Entry {
     public_key: Option<[u8; 32]>,
     registered_ms: i64,
     last_seen_ms: i64,
+    /// Usually empty (an empty box allocates nothing); at most `MAX_CANDIDATES`.
+    candidates: Box<[Candidate]>,
 }
 
 impl Entry {
@@ -47,6 +50,7 @@ impl Entry {
             },
             registered_ms: parse_ms(&record.registered_at)?,
             last_seen_ms: parse_ms(record.last_seen.as_deref()?)?,
+            candidates: record.candidates.as_slice().into(),
         };
         // Serve from memory only what is byte-for-byte what SQLite would answer.
         (entry.record(record.uuid) == *record).then_some(entry)
@@ -62,7 +66,7 @@ impl Entry {
             last_seen: Some(format_ms(self.last_seen_ms)),
             ttl_secs: None,
             token: None,
-            candidates: Vec::new(),
+            candidates: self.candidates.to_vec(),
             ice_servers: Vec::new(),
         }
     }
@@ -89,7 +93,7 @@ impl LookupCache {
     /// Loads every live record from the database; returns how many.
     pub async fn load(&self, pool: &SqlitePool) -> anyhow::Result<usize> {
         let mut rows = sqlx::query(
-            "SELECT uuid, addr, name, public_key, registered_at, last_seen
+            "SELECT uuid, addr, name, public_key, registered_at, last_seen, candidates
              FROM peers WHERE last_seen >= ?1",
         )
         .bind(self.liveness.now().live_since)
@@ -172,6 +176,29 @@ mod tests {
     fn only_exact_copies_are_kept() {
         let exact = record("[2001:db8::1]:4000", "2026-11-24T11:00:00.000Z");
         assert_eq!(Entry::new(&exact).unwrap().record(exact.uuid), exact);
+        let mut reachable = exact.clone();
+        reachable.candidates = vec![
+            Candidate {
+                kind: proto::api::CandidateKind::Host,
+                addr: "192.0.2.10:4000".parse().unwrap(),
+            },
+            Candidate {
+                kind: proto::api::CandidateKind::Relay,
+                addr: "[2001:db8::5]:49152".parse().unwrap(),
+            },
+        ];
+        assert_eq!(
+            Entry::new(&reachable).unwrap().record(reachable.uuid),
+            reachable
+        );
+        // An owner's answer (with its ICE servers) is never what a lookup may show.
+        let mut owners = exact.clone();
+        owners.ice_servers = vec![proto::api::IceServer {
+            urls: vec!["stun:192.0.2.1:3478".into()],
+            username: None,
+            credential: None,
+        }];
+        assert!(Entry::new(&owners).is_none());
         // Text that would not come back byte for byte is left to SQLite.
         for odd in [
             record("[2001:DB8::1]:4000", "2026-11-24T11:00:00.000Z"),

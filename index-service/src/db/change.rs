@@ -6,7 +6,7 @@
 //! transaction loop ([`super::commit`]), the SQL ([`super::apply`], [`super::batch`]) and the
 //! lookup cache ([`super::cache`]) all depend on it rather than on each other.
 
-use proto::api::PeerRecord;
+use proto::api::{Candidate, PeerRecord};
 use uuid::Uuid;
 
 use super::health::Fault;
@@ -67,6 +67,8 @@ pub(super) struct UpsertKeyed {
     pub(super) name: Option<Name>,
     pub(super) public_key: String,
     pub(super) signature: UsedSignature,
+    /// The signed candidate list, replacing the stored one (checked by the caller).
+    pub(super) candidates: Vec<Candidate>,
 }
 
 /// A live record's new address and name, by its owner.
@@ -133,6 +135,9 @@ impl Op {
 }
 
 /// What a change that went through answers.
+// Each answer is moved once, through a oneshot channel: boxing the record would add an
+// allocation per write and save nothing.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Done {
     /// The record as stored now.
     Record(PeerRecord),

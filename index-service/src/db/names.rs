@@ -19,7 +19,7 @@ pub async fn find_peer_by_name(
     now: &Now,
 ) -> sqlx::Result<Option<StoredPeer>> {
     let row = sqlx::query_as::<_, StoredRow>(
-        "SELECT uuid, addr, name, public_key, registered_at, last_seen, token_hash,
+        "SELECT uuid, addr, name, public_key, registered_at, last_seen, candidates, token_hash,
                 (julianday(?3) - julianday(last_seen)) * 86400.0 AS age
          FROM peers WHERE name_key = ?1 AND last_seen >= ?2",
     )

@@ -51,7 +51,7 @@ impl StoredPeer {
 }
 
 /// A record's public columns as queries return them (`uuid, addr, name, public_key,
-/// registered_at, last_seen`).
+/// registered_at, last_seen, candidates`).
 #[derive(Debug, sqlx::FromRow)]
 pub(super) struct RecordRow {
     #[sqlx(try_from = "String")]
@@ -61,6 +61,7 @@ pub(super) struct RecordRow {
     public_key: Option<String>,
     registered_at: String,
     last_seen: String,
+    candidates: Option<String>,
 }
 
 impl From<RecordRow> for PeerRecord {
@@ -74,7 +75,7 @@ impl From<RecordRow> for PeerRecord {
             last_seen: Some(row.last_seen),
             ttl_secs: None,
             token: None,
-            candidates: Vec::new(),
+            candidates: crate::candidates::decode(row.candidates.as_deref()),
             ice_servers: Vec::new(),
         }
     }
@@ -113,7 +114,7 @@ pub async fn find_peer(
     now: &Now,
 ) -> sqlx::Result<Option<StoredPeer>> {
     let row = sqlx::query_as::<_, StoredRow>(
-        "SELECT uuid, addr, name, public_key, registered_at, last_seen, token_hash,
+        "SELECT uuid, addr, name, public_key, registered_at, last_seen, candidates, token_hash,
                 (julianday(?3) - julianday(last_seen)) * 86400.0 AS age
          FROM peers WHERE uuid = ?1 AND last_seen >= ?2",
     )

@@ -97,7 +97,7 @@ pub(crate) async fn forget_if_expired(
 /// The live members of `room`, in the order they joined.
 pub async fn members(pool: &SqlitePool, room: &str, now: &Now) -> sqlx::Result<Vec<StoredPeer>> {
     let rows = sqlx::query_as::<_, StoredRow>(
-        "SELECT uuid, addr, name, public_key, registered_at, last_seen, token_hash,
+        "SELECT uuid, addr, name, public_key, registered_at, last_seen, candidates, token_hash,
                 (julianday(?3) - julianday(last_seen)) * 86400.0 AS age
          FROM room_members JOIN peers USING (uuid)
          WHERE room = ?1 AND last_seen >= ?2 ORDER BY joined_at, uuid",

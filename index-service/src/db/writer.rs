@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use proto::api::PeerRecord;
+use proto::api::{Candidate, PeerRecord};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -134,8 +134,11 @@ impl Writer {
         .await
     }
 
-    /// Creates or refreshes the record of `public_key` (whose UUID is `uuid`); an expired
-    /// record comes back as new (fresh `registered_at`).
+    /// Creates or refreshes the record of `public_key` (whose UUID is `uuid`), replacing its
+    /// candidates with `candidates` (already checked, see [`crate::candidates::check`]); an
+    /// expired record comes back as new (fresh `registered_at`).
+    // One argument per column of the keyed row; a struct would only restate them.
+    #[allow(clippy::too_many_arguments)]
     pub async fn upsert_keyed(
         &self,
         uuid: Uuid,
@@ -144,6 +147,7 @@ impl Writer {
         name: Option<Name>,
         public_key: String,
         signature: UsedSignature,
+        candidates: Vec<Candidate>,
     ) -> Result<PeerRecord, WriteError> {
         self.record(Op::UpsertKeyed(UpsertKeyed {
             uuid,
@@ -152,6 +156,7 @@ impl Writer {
             name,
             public_key,
             signature,
+            candidates,
         }))
         .await
     }

@@ -18,7 +18,7 @@ use super::json::ApiJson;
 use crate::db::quota::{Exceeded, Origin};
 use crate::db::{StoredPeer, WriteError};
 use crate::naming::{self, Name};
-use crate::{AppState, db};
+use crate::{AppState, candidates, db};
 
 pub use crate::naming::MAX_NAME_CHARS;
 
@@ -29,6 +29,16 @@ pub use crate::naming::MAX_NAME_CHARS;
 /// With `public_key`, `timestamp` and `signature` (over `proto::identity::register_message`)
 /// the UUID is derived from the key, and registering again with the same key updates the same
 /// record (address, name, `last_seen`). Both answer 201.
+///
+/// A keyed registration may list `candidates` (at most 8; each kind and address once; none at
+/// port 0 nor at an unspecified, multicast or broadcast address: 422), covered by its signature;
+/// they replace the stored list and lookups return them as signed. `addr` stays the observed IP
+/// and `udp_port`. A keyless registration with candidates is refused with 400.
+///
+/// When the index is configured with STUN/TURN servers (`--turn-url`), the answer carries
+/// `ice_servers`: TURN URLs with a time-limited `username` (`<expiry unix time>:<uuid>`) and
+/// `credential` (base64 of HMAC-SHA1 with coturn's `static-auth-secret`), and STUN URLs.
+/// Lookups never carry them.
 ///
 /// Only a keyed registration may carry a `name`. Names are unique among live records by their
 /// confusable skeleton (NFKC, case folding, UTS #39): a name another live record holds, or one
@@ -45,14 +55,14 @@ pub use crate::naming::MAX_NAME_CHARS;
     tag = "peers",
     request_body = RegisterRequest,
     responses(
-        (status = 201, description = "Registered (or, with a key already registered, updated); the record as stored, with `token` for keyless registrations", body = PeerRecord,
+        (status = 201, description = "Registered (or, with a key already registered, updated); the record as stored, with `token` for keyless registrations and `ice_servers` when the index has STUN/TURN servers", body = PeerRecord,
             headers(("Cache-Control" = String, description = "`no-store`: the answer may hold a token"))),
-        (status = 400, description = "The body is not valid JSON; a name with invisible characters (control, format, zero-width, bidi controls), outer spaces or only spaces; or a name in a keyless registration (names need public_key, timestamp and signature)", body = ErrorBody),
-        (status = 401, description = "A keyed registration whose signature is missing, malformed, stale, replayed or wrong", body = ErrorBody),
+        (status = 400, description = "The body is not valid JSON; a name with invisible characters (control, format, zero-width, bidi controls), outer spaces or only spaces; or a name or candidates in a keyless registration (names and candidates need public_key, timestamp and signature)", body = ErrorBody),
+        (status = 401, description = "A keyed registration whose signature is missing, malformed, stale, replayed or wrong (it covers udp_port, name and candidates)", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
         (status = 409, description = "Another live peer has this name, or one that looks the same (case, width, accents composed or not, look-alike letters of other scripts): choose another", body = ErrorBody),
-        (status = 422, description = "A field is missing or out of range", body = ErrorBody),
+        (status = 422, description = "A field is missing or out of range; more than 8 candidates, a candidate listed twice, or one that reaches nobody (port 0, an unspecified, multicast or broadcast address)", body = ErrorBody),
         (status = 429, description = "Too many writes from this address (with Retry-After), or this address or its subnet already holds as many live records or names as the index allows (delete some or wait until they expire)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying (rate limit only)"))),
         (status = 500, description = "The index failed; nothing was stored", body = ErrorBody),
@@ -88,6 +98,9 @@ pub async fn register(
             if validate(request.udp_port, request.name.as_deref())?.is_some() {
                 return Err(keyless_name());
             }
+            if !request.candidates.is_empty() {
+                return Err(keyless_candidates());
+            }
             let (token, token_hash) = auth::new_token();
             let mut record = state
                 .writer
@@ -104,7 +117,8 @@ pub async fn register(
                 return Err(ApiError::Unauthorized(
                     "a registration with public_key must also carry timestamp (Unix seconds) \
                      and signature (128 hex digits, Ed25519 over \
-                     proto::identity::register_message(public_key, udp_port, name, timestamp))"
+                     proto::identity::register_message(public_key, udp_port, name, candidates, \
+                     timestamp))"
                         .into(),
                 ));
             };
@@ -117,8 +131,11 @@ pub async fn register(
             );
             identity::verify(&key, &message, signature, timestamp, auth::unix_now())
                 .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
-            // The name is judged once the request is known to come from the key's holder.
+            // The name and candidates are judged once the request is known to come from the
+            // key's holder.
             let name = validate(request.udp_port, request.name.as_deref())?;
+            candidates::check(&request.candidates)
+                .map_err(|error| ApiError::Unprocessable(error.to_string()))?;
             let used = auth::used_signature(signature, timestamp)?;
             state
                 .writer
@@ -129,13 +146,21 @@ pub async fn register(
                     name,
                     hex::encode(key),
                     used,
+                    request.candidates.clone(),
                 )
                 .await
                 .map_err(refused)?
         }
     };
     record.ttl_secs = Some(state.config.peer_ttl.as_secs());
-    tracing::info!(peer = %record.uuid, addr = %record.addr, keyed = record.public_key.is_some(), "registered");
+    record.ice_servers = state.ice.for_peer(record.uuid, auth::unix_now());
+    tracing::info!(
+        peer = %record.uuid,
+        addr = %record.addr,
+        keyed = record.public_key.is_some(),
+        candidates = record.candidates.len(),
+        "registered"
+    );
     Ok((
         StatusCode::CREATED,
         [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
@@ -170,6 +195,16 @@ pub(super) fn keyless_name() -> ApiError {
     ApiError::BadRequest(
         "names need a keyed registration: register with public_key, timestamp and signature \
          (Ed25519 over proto::identity::register_message), or register without a name"
+            .into(),
+    )
+}
+
+/// The answer to candidates in a registration without a key.
+fn keyless_candidates() -> ApiError {
+    ApiError::BadRequest(
+        "candidates need a keyed registration: register with public_key, timestamp and \
+         signature (Ed25519 over proto::identity::register_message, which covers the \
+         candidates), or register without candidates"
             .into(),
     )
 }

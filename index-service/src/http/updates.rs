@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use proto::api::{ErrorBody, PeerRecord, PeerUpdate};
 
+use super::auth;
 use super::error::ApiError;
 use super::json::parse_body;
 use super::owner::{Owner, write_error};
@@ -18,10 +19,11 @@ use crate::AppState;
 use crate::db::quota::Origin;
 use crate::db::{self, WriteError};
 
-/// The answer to an owner's change: the record as stored, with the TTL it now has, and not
-/// to be cached (the owner changes it).
+/// The answer to an owner's change: the record as stored, with the TTL it now has and fresh
+/// ICE server credentials, and not to be cached (the owner changes it).
 fn owner_answer(state: &AppState, mut record: PeerRecord) -> Response {
     record.ttl_secs = Some(state.config.peer_ttl.as_secs());
+    record.ice_servers = state.ice.for_peer(record.uuid, auth::unix_now());
     (
         [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
         Json(record),
@@ -33,6 +35,7 @@ fn owner_answer(state: &AppState, mut record: PeerRecord) -> Response {
 /// and name, refreshing it. Owner only. A name left out is removed; only a keyed record may
 /// carry a name (a keyless one sending a name gets 400); a name another live record holds, or
 /// one that looks the same, is refused with 409. Quotas apply as on registration (429).
+/// Candidates are kept: a keyed registration replaces them.
 #[utoipa::path(
     put,
     path = "/peers/{uuid}",
@@ -43,7 +46,7 @@ fn owner_answer(state: &AppState, mut record: PeerRecord) -> Response {
     request_body = PeerUpdate,
     security(("bearer_token" = []), ("owner_signature" = [])),
     responses(
-        (status = 200, description = "Updated; the record as stored", body = PeerRecord),
+        (status = 200, description = "Updated; the record as stored (its candidates unchanged), with `ice_servers` when the index has STUN/TURN servers", body = PeerRecord),
         (status = 400, description = "Not a UUID, the body is not valid JSON, a name with invisible characters, outer spaces or only spaces, or a name for a keyless record (names need a keyed registration)", body = ErrorBody),
         (status = 401, description = "No credentials, or a signature that is malformed, stale or replayed", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "The accepted schemes: Bearer and Signature"))),
@@ -89,7 +92,8 @@ pub async fn update_peer(
 }
 
 /// Refresh a record's `last_seen` so it outlives another TTL. Owner only; the body, if any, is
-/// ignored (but covered by a signature).
+/// ignored (but covered by a signature). The answer carries fresh `ice_servers` credentials
+/// when the index has STUN/TURN servers.
 #[utoipa::path(
     post,
     path = "/peers/{uuid}/heartbeat",
@@ -99,7 +103,7 @@ pub async fn update_peer(
         pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$")),
     security(("bearer_token" = []), ("owner_signature" = [])),
     responses(
-        (status = 200, description = "Refreshed; the record as stored", body = PeerRecord),
+        (status = 200, description = "Refreshed; the record as stored, with fresh `ice_servers` credentials when the index has STUN/TURN servers", body = PeerRecord),
         (status = 400, description = "Not a UUID", body = ErrorBody),
         (status = 401, description = "No credentials, or a signature that is malformed, stale or replayed", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "The accepted schemes: Bearer and Signature"))),

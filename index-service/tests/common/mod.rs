@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use index_service::db::{Clock, ManualClock};
 use index_service::{Config, Service};
+use proto::api::Candidate;
 use proto::identity::{self, Identity};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -183,14 +184,20 @@ pub fn keyed_registration(
     name: Option<&str>,
     timestamp: u64,
 ) -> Value {
+    keyed_registration_with(id, udp_port, name, &[], timestamp)
+}
+
+/// The body of a keyed registration listing `candidates`, signed at `timestamp`.
+pub fn keyed_registration_with(
+    id: &Identity,
+    udp_port: u16,
+    name: Option<&str>,
+    candidates: &[Candidate],
+    timestamp: u64,
+) -> Value {
     let key = id.public_key();
-    let signature = id.sign(&identity::register_message(
-        &key,
-        udp_port,
-        name,
-        &[],
-        timestamp,
-    ));
+    let message = identity::register_message(&key, udp_port, name, candidates, timestamp);
+    let signature = id.sign(&message);
     let mut body = serde_json::json!({
         "udp_port": udp_port,
         "public_key": hex::encode(key),
@@ -199,6 +206,9 @@ pub fn keyed_registration(
     });
     if let Some(name) = name {
         body["name"] = name.into();
+    }
+    if !candidates.is_empty() {
+        body["candidates"] = serde_json::to_value(candidates).unwrap();
     }
     body
 }
