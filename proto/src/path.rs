@@ -302,10 +302,12 @@ impl Paths {
     /// Picks the best path; returns whether it changed.
     fn reselect(&mut self, now: Instant) {
         let rank = |a: &Addr| a.kind;
+        // A peer's relay address is reachable only through a relay of our own.
+        let reachable = |a: &Addr| a.kind != PathKind::Relay || self.own_relay;
         let alive = self
             .addrs
             .iter()
-            .filter(|a| self.alive(a, now))
+            .filter(|a| self.alive(a, now) && reachable(a))
             .max_by_key(|a| (rank(a), Some(a.addr) == self.current, a.heard));
         let relay = self
             .addrs
@@ -322,11 +324,11 @@ impl Paths {
                 let current_failed = self
                     .current
                     .and_then(|c| self.addrs.iter().find(|a| a.addr == c))
-                    .is_none_or(|a| a.failed);
+                    .is_none_or(|a| a.failed || !reachable(a));
                 let untried = self
                     .addrs
                     .iter()
-                    .filter(|a| !a.failed)
+                    .filter(|a| !a.failed && reachable(a))
                     .max_by_key(|a| a.learned)
                     .map(|a| a.addr);
                 if current_failed {
@@ -337,6 +339,10 @@ impl Paths {
             }
         };
         if best != self.current && best.is_some() {
+            // The address we leave was not probed while it was current: probe it now.
+            if let Some(old) = self.current {
+                self.start_round_for(now, old);
+            }
             self.current = best;
             self.awaiting = None;
             self.rtt = None;
