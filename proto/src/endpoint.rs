@@ -272,7 +272,11 @@ impl Endpoint {
         let kind = self.kind_of(addr);
         let peer = peer_entry(&mut self.peers, to, limit).ok_or(SendError::TooManyPeers(limit))?;
         peer.paths.set_own_relay(now, own_relay);
-        peer.paths.learn(now, addr, kind);
+        // Only a new address is learned: learning one anew restarts its probing, and the
+        // caller passes the same address with every message.
+        if !peer.paths.knows(addr) {
+            peer.paths.learn(now, addr, kind);
+        }
         peer.paths.touch(now);
         let id = self.next_id;
         self.next_id += 1;
@@ -312,11 +316,12 @@ impl Endpoint {
             self.stats.misaddressed += 1;
             return;
         }
-        let kind = self.kind_of(from);
+        let (kind, own_relay) = (self.kind_of(from), self.own_relay);
         let Some(peer) = peer_entry(&mut self.peers, probe.from, self.config.max_peers) else {
             self.stats.peer_limit += 1;
             return;
         };
+        peer.paths.set_own_relay(now, own_relay);
         self.stats.probes_in += 1;
         if peer.replies.len() < MAX_PROBES_OUT {
             peer.replies.push_back((from, probe.nonce));
@@ -358,10 +363,13 @@ impl Endpoint {
             self.stats.misaddressed += 1;
             return;
         }
+        let own_relay = self.own_relay;
         let Some(peer) = peer_entry(&mut self.peers, data.from, self.config.max_peers) else {
             self.stats.peer_limit += 1;
             return;
         };
+        // A peer first heard from (not learned nor sent to) must know it too.
+        peer.paths.set_own_relay(now, own_relay);
         if data.from_inc < peer.inc {
             self.stats.stale += 1;
             return;

@@ -221,6 +221,11 @@ impl Paths {
         }
     }
 
+    /// Whether `addr` is one of the peer's known addresses.
+    pub fn knows(&self, addr: SocketAddr) -> bool {
+        self.addrs.iter().any(|a| a.addr == addr)
+    }
+
     /// An authenticated datagram came from `addr` (a probe's reply, an ack, data…), through
     /// our relay when `kind` is [`PathKind::Relay`].
     pub fn heard(&mut self, now: Instant, addr: SocketAddr, kind: PathKind) {
