@@ -380,6 +380,13 @@ impl Endpoint {
             PathKind::Direct
         };
         peer.paths.heard(now, addr, kind);
+        if peer
+            .paths
+            .current()
+            .is_some_and(|(current, _)| current != addr)
+        {
+            peer.paths.check_current(now);
+        }
         peer.paths.touch(now);
         let from = data.from;
         self.on_stream_data(from, data);

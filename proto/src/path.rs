@@ -247,6 +247,22 @@ impl Paths {
         self.reselect(now);
     }
 
+    /// The peer sent data on another path than our current one: it may have given ours up
+    /// as dead, and what we send on it (acks) would be lost. A probe checks it; if nothing
+    /// comes back within the failover time, it fails like any silent path.
+    pub fn check_current(&mut self, now: Instant) {
+        if self.awaiting.is_some() {
+            return; // Already waiting to hear from it.
+        }
+        if let Some((addr, kind)) = self.current()
+            && kind != PathKind::Relay
+        {
+            let nonce = self.nonce();
+            self.due.push_back(ProbeTo { addr, nonce });
+            self.expecting(now);
+        }
+    }
+
     /// A round-trip time measured on `addr` by a probe.
     pub fn rtt_sample(&mut self, addr: SocketAddr, rtt: Duration) {
         if self.current == Some(addr) {

@@ -166,7 +166,10 @@ fn an_address_silent_for_three_rounds_is_never_probed_again() {
     let now = t0 + 600 * SEC;
     p.learn(now, addr(SRFLX), PathKind::Direct);
     let probes = drive(&mut p, t0, 600 * SEC, 602 * SEC, None);
-    assert_eq!(at(&probes, addr(SRFLX)).len(), usize::from(PROBES_PER_ROUND));
+    assert_eq!(
+        at(&probes, addr(SRFLX)).len(),
+        usize::from(PROBES_PER_ROUND)
+    );
     assert_eq!(at(&probes, addr(HOST)), vec![]);
 }
 
@@ -200,7 +203,10 @@ fn failover_after_silence_to_the_relay_and_back_when_direct_answers() {
     assert!(p.take_change());
     // A new round probes the failed direct path (and the never-heard host).
     let probes = drive(&mut p, t0, 4 * SEC, 6 * SEC, None);
-    assert_eq!(at(&probes, addr(SRFLX)).len(), usize::from(PROBES_PER_ROUND));
+    assert_eq!(
+        at(&probes, addr(SRFLX)).len(),
+        usize::from(PROBES_PER_ROUND)
+    );
     assert_eq!(at(&probes, addr(RELAY)), vec![]);
     // It answers again: direct once more.
     p.heard(t0 + 6 * SEC, addr(SRFLX), PathKind::Direct);
@@ -231,7 +237,11 @@ fn the_relay_is_never_marked_failed() {
         p.handle_timeout(t + FAILOVER_AFTER);
         assert_eq!(p.current(), Some((addr(RELAY), PathKind::Relay)));
     }
-    assert!(p.addrs.iter().all(|a| !a.failed || a.kind != PathKind::Relay));
+    assert!(
+        p.addrs
+            .iter()
+            .all(|a| !a.failed || a.kind != PathKind::Relay)
+    );
 }
 
 #[test]
@@ -321,4 +331,35 @@ fn nonces_are_unique() {
         }
     }
     assert_eq!(nonces.len(), 2 * usize::from(PROBES_PER_ROUND));
+}
+
+#[test]
+fn data_on_another_path_checks_the_current_one() {
+    let t0 = Instant::now();
+    let mut p = three(t0);
+    drive(&mut p, t0, Duration::ZERO, 2 * SEC, None);
+    p.heard(t0 + 2 * SEC, addr(SRFLX), PathKind::Direct);
+    p.take_change();
+    // The peer's data comes through the relay: one probe on the current path, no more
+    // while it is outstanding.
+    let now = t0 + 3 * SEC;
+    p.check_current(now);
+    p.check_current(now + MS);
+    let probe = p.pop_due().expect("a probe of the current path");
+    assert_eq!(probe.addr, addr(SRFLX));
+    assert_eq!(p.pop_due(), None);
+    // Unanswered: the path fails and the relay takes over.
+    p.handle_timeout(now + FAILOVER_AFTER);
+    assert_eq!(p.current(), Some((addr(RELAY), PathKind::Relay)));
+    // Answered instead: nothing changes.
+    let mut q = three(t0);
+    q.heard(t0, addr(SRFLX), PathKind::Direct);
+    q.check_current(now);
+    q.heard(now + 20 * MS, addr(SRFLX), PathKind::Direct);
+    q.handle_timeout(now + FAILOVER_AFTER);
+    assert_eq!(q.current().unwrap().0, addr(SRFLX));
+    // On the relay there is nothing to check.
+    let mut r = three(t0);
+    r.check_current(now);
+    assert_eq!(r.pop_due(), None);
 }
