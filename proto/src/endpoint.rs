@@ -272,11 +272,7 @@ impl Endpoint {
         let kind = self.kind_of(addr);
         let peer = peer_entry(&mut self.peers, to, limit).ok_or(SendError::TooManyPeers(limit))?;
         peer.paths.set_own_relay(now, own_relay);
-        // Only a new address is learned: learning one anew restarts its probing, and the
-        // caller passes the same address with every message.
-        if !peer.paths.knows(addr) {
-            peer.paths.learn(now, addr, kind);
-        }
+        peer.paths.sending_to(now, addr, kind);
         peer.paths.touch(now);
         let id = self.next_id;
         self.next_id += 1;
@@ -351,7 +347,7 @@ impl Endpoint {
             return;
         };
         let (_, _, sent) = peer.probes_out.remove(i).expect("found above");
-        peer.paths.heard(now, from, kind);
+        peer.paths.answered(now, from, kind);
         peer.paths
             .rtt_sample(from, now.saturating_duration_since(sent));
         self.stats.probe_replies_in += 1;

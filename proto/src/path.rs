@@ -8,7 +8,10 @@
 //!
 //! - A path is *alive* while authenticated datagrams arrive from it (answers to our probes,
 //!   acknowledgements, data). Receiving from an address means the way back is open too: the
-//!   NATs on it keep state for that exact pair of addresses.
+//!   NATs on it keep state for that exact pair of addresses. An address first seen as the
+//!   source of a datagram (peer-reflexive) only counts once it answered one of our probes:
+//!   whoever copies a peer's datagram and races it in from elsewhere must not move the
+//!   conversation there.
 //! - The current path is the best alive one: host over direct over relay. Until one is alive,
 //!   the relay (when both sides have one) or else the newest address learned. "Relay first":
 //!   nothing waits for hole punching.
@@ -96,6 +99,11 @@ struct Addr {
     learned: Instant,
     /// Marked failed and not heard from since.
     failed: bool,
+    /// Vouched for: learned from an authenticated source, or answered a probe of ours. An
+    /// address first seen as the source of a datagram (peer-reflexive) is not, until it
+    /// answers: a copy of the peer's datagram raced from elsewhere must not move the
+    /// conversation there.
+    proven: bool,
     probes_left: u8,
     next_probe: Option<Instant>,
     /// Rounds in a row without hearing from it.
@@ -157,7 +165,8 @@ impl Paths {
     }
 
     fn alive(&self, a: &Addr, now: Instant) -> bool {
-        !a.failed
+        a.proven
+            && !a.failed
             && a.heard
                 .is_some_and(|h| now.saturating_duration_since(h) < ALIVE_FOR)
     }
@@ -177,6 +186,20 @@ impl Paths {
     /// Learns an address from an authenticated source (the index's vouched record, the peer in
     /// its session); probes it unless it is a relay.
     pub fn learn(&mut self, now: Instant, addr: SocketAddr, kind: PathKind) {
+        self.add(now, addr, kind, true);
+    }
+
+    /// The caller sends to `addr` (the peer's record): it vouches for it, but only a new
+    /// address is learned, since learning one anew restarts its probing and the caller
+    /// passes the same address with every message.
+    pub fn sending_to(&mut self, now: Instant, addr: SocketAddr, kind: PathKind) {
+        match self.addrs.iter_mut().find(|a| a.addr == addr) {
+            Some(a) => a.proven = true,
+            None => self.learn(now, addr, kind),
+        }
+    }
+
+    fn add(&mut self, now: Instant, addr: SocketAddr, kind: PathKind, proven: bool) {
         if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_multicast() {
             return;
         }
@@ -185,17 +208,18 @@ impl Paths {
                 a.kind = a.kind.max(kind);
                 a.learned = now;
                 a.silent_rounds = 0;
+                a.proven |= proven;
             }
             None => {
                 if self.addrs.len() >= MAX_ADDRS {
-                    // Forget the stalest address that is not the current path.
+                    // Forget the stalest address that is not the current path, unproven first.
                     let current = self.current;
                     let Some(victim) = self
                         .addrs
                         .iter()
                         .enumerate()
                         .filter(|(_, a)| Some(a.addr) != current)
-                        .min_by_key(|(_, a)| a.heard.unwrap_or(a.learned))
+                        .min_by_key(|(_, a)| (a.proven, a.heard.unwrap_or(a.learned)))
                         .map(|(i, _)| i)
                     else {
                         return;
@@ -208,6 +232,7 @@ impl Paths {
                     heard: None,
                     learned: now,
                     failed: false,
+                    proven,
                     probes_left: 0,
                     next_probe: None,
                     silent_rounds: 0,
@@ -221,21 +246,30 @@ impl Paths {
         }
     }
 
-    /// Whether `addr` is one of the peer's known addresses.
-    pub fn knows(&self, addr: SocketAddr) -> bool {
-        self.addrs.iter().any(|a| a.addr == addr)
+    /// The reply to a probe of ours came back from `addr`, where the probe went: the address
+    /// is proven, and alive.
+    pub fn answered(&mut self, now: Instant, addr: SocketAddr, kind: PathKind) {
+        if let Some(a) = self.addrs.iter_mut().find(|a| a.addr == addr) {
+            a.proven = true;
+        }
+        self.heard(now, addr, kind);
     }
 
     /// An authenticated datagram came from `addr` (a probe's reply, an ack, data…), through
     /// our relay when `kind` is [`PathKind::Relay`].
     pub fn heard(&mut self, now: Instant, addr: SocketAddr, kind: PathKind) {
         if !self.addrs.iter().any(|a| a.addr == addr) {
-            // Peer-reflexive: the peer's NAT mapping towards us, seen for the first time.
-            self.learn(now, addr, kind);
+            // Peer-reflexive: the peer's NAT mapping towards us, seen for the first time; it
+            // is probed, and counts once it answers. What our own relay delivers is vouched
+            // for by the relay (only addresses we gave permission to reach us through it).
+            self.add(now, addr, kind, kind == PathKind::Relay);
         }
         let Some(a) = self.addrs.iter_mut().find(|a| a.addr == addr) else {
             return; // An address nothing can be sent to (port 0, unspecified).
         };
+        if !a.proven {
+            return;
+        }
         a.heard = Some(now);
         a.failed = false;
         a.silent_rounds = 0;
@@ -350,7 +384,7 @@ impl Paths {
                     .addrs
                     .iter()
                     .filter(|a| !a.failed && reachable(a))
-                    .max_by_key(|a| a.learned)
+                    .max_by_key(|a| (a.proven, a.learned))
                     .map(|a| a.addr);
                 if current_failed {
                     untried.or(self.current)

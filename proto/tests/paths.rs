@@ -9,7 +9,7 @@
 //! through which datagrams arrive as Data indications (`handle_relayed`). A test can cut any
 //! address (nothing passes to or from it) to kill a path.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -93,6 +93,11 @@ struct Host<E> {
     relay: Option<SocketAddr>,
     /// Remote addresses the NAT has seen traffic to: only they get in.
     opened: HashSet<SocketAddr>,
+    /// Endpoint-independent filtering: anyone may reach `nat` once it exists.
+    open: bool,
+    /// A symmetric NAT: a new public port per destination (not `nat`, which only the STUN
+    /// server saw).
+    symmetric: bool,
     /// Everything the endpoint sent: (virtual time, destination, bytes).
     sent: Vec<(Duration, SocketAddr, Vec<u8>)>,
     /// Every path change it reported: (virtual time, address, kind).
@@ -154,6 +159,8 @@ struct World<E> {
     filtered: u64,
     /// Datagrams sent to a relay address by a host without an allocation.
     relay_without_allocation: u64,
+    /// A symmetric NAT's mappings: public address → (host, the one remote it is for).
+    mapped: HashMap<SocketAddr, (usize, SocketAddr)>,
     steps: usize,
 }
 
@@ -203,6 +210,8 @@ impl<E: PathPeer> World<E> {
                     nat: nat_addr(i),
                     relay: relay.then(|| relay_addr(i)),
                     opened: HashSet::new(),
+                    open: false,
+                    symmetric: false,
                     sent: Vec::new(),
                     paths: Vec::new(),
                     events: Vec::new(),
@@ -220,6 +229,7 @@ impl<E: PathPeer> World<E> {
             cut: HashSet::new(),
             filtered: 0,
             relay_without_allocation: 0,
+            mapped: HashMap::new(),
             steps: 0,
         };
         let now = w.now();
@@ -258,17 +268,21 @@ impl<E: PathPeer> World<E> {
     }
 
     fn owner(&self, addr: SocketAddr) -> Option<(usize, PathKind)> {
-        self.hosts.iter().enumerate().find_map(|(j, h)| {
-            if h.host == addr {
-                Some((j, PathKind::Host))
-            } else if h.nat == addr {
-                Some((j, PathKind::Direct))
-            } else if h.relay == Some(addr) {
-                Some((j, PathKind::Relay))
-            } else {
-                None
-            }
-        })
+        self.hosts
+            .iter()
+            .enumerate()
+            .find_map(|(j, h)| {
+                if h.host == addr {
+                    Some((j, PathKind::Host))
+                } else if h.nat == addr {
+                    Some((j, PathKind::Direct))
+                } else if h.relay == Some(addr) {
+                    Some((j, PathKind::Relay))
+                } else {
+                    None
+                }
+            })
+            .or_else(|| self.mapped.get(&addr).map(|(j, _)| (*j, PathKind::Direct)))
     }
 
     /// Routes what host `i` sent to `dst`.
@@ -291,6 +305,19 @@ impl<E: PathPeer> World<E> {
             PathKind::Host if me.lan == self.hosts[j].lan => (me.host, LAN, false),
             PathKind::Host => return, // A private address on another LAN.
             PathKind::Direct if me.lan == self.hosts[j].lan => return, // No hairpinning.
+            PathKind::Direct if me.symmetric => {
+                let existing = self.mapped.iter().find(|(_, m)| **m == (i, dst));
+                let src = match existing {
+                    Some((src, _)) => *src,
+                    None => {
+                        let port = me.nat.port() + 1 + self.mapped.len() as u16;
+                        let src = SocketAddr::new(me.nat.ip(), port);
+                        self.mapped.insert(src, (i, dst));
+                        src
+                    }
+                };
+                (src, WAN, false)
+            }
             PathKind::Direct => {
                 let nat = me.nat;
                 self.hosts[i].opened.insert(dst);
@@ -324,7 +351,10 @@ impl<E: PathPeer> World<E> {
                 continue;
             }
             let h = &mut self.hosts[f.to_node];
-            if f.dst == h.nat && !h.opened.contains(&f.src) {
+            let mapping_refuses = self.mapped.get(&f.dst).is_some_and(|m| m.1 != f.src);
+            if (f.dst == h.nat && (h.symmetric || !(h.open || h.opened.contains(&f.src))))
+                || mapping_refuses
+            {
                 self.filtered += 1;
                 continue;
             }
@@ -1111,4 +1141,114 @@ proptest! {
         bytes.truncate(cut % (bytes.len() + 1));
         let _ = wire::decode(&bytes);
     }
+}
+
+#[test]
+fn a_datagram_raced_from_another_address_does_not_move_the_path() {
+    // An attacker who sees B's datagram to A and gets a copy to A first, from its own
+    // address: the copy decrypts (it is B's), the original is then a replay.
+    let mut w = World::new(secure, &[1, 2], &[true, true]);
+    w.introduce(A, B);
+    w.send(A, B, msg(b'a', 0));
+    w.run_for(5 * SEC);
+    let relay_b = w.hosts[B].relay.unwrap();
+    assert_eq!(w.path(A, B), Some((relay_b, PathKind::Relay)));
+    let stranger = SocketAddr::from(([198, 51, 100, 200], 666));
+    w.send(B, A, msg(b'b', 0));
+    let copies: Vec<Vec<u8>> = w
+        .flights
+        .iter()
+        .filter(|f| f.to_node == A)
+        .map(|f| f.bytes.clone())
+        .collect();
+    assert!(!copies.is_empty());
+    let now = w.now();
+    for bytes in &copies {
+        w.hosts[A].ep.handle_datagram(now, stranger, bytes);
+    }
+    w.flush();
+    assert_eq!(w.path(A, B), Some((relay_b, PathKind::Relay)), "moved");
+    w.run_for(60 * SEC);
+    assert!(w.hosts[A].paths.iter().all(|p| p.1 != stranger), "moved");
+    // The new address was probed (a symmetric NAT's mapping looks just like it), boundedly,
+    // and nothing else went there.
+    let sent_to_stranger = w.hosts[A].sent_to(stranger).len();
+    assert!(
+        sent_to_stranger <= 15,
+        "{sent_to_stranger} datagrams to the attacker"
+    );
+    assert_eq!(w.messages(A, B), vec![msg(b'b', 0)]);
+}
+
+#[test]
+fn open_cone_and_symmetric_go_direct_through_the_peer_reflexive_address() {
+    // B's NAT is symmetric: its server-reflexive address is useless to A, but B's probe to
+    // A's NAT (which filters nothing) arrives from a fresh mapping, which A learns, probes
+    // back and proves.
+    let mut w = World::new(secure, &[1, 2], &[true, true]);
+    w.hosts[A].open = true;
+    w.hosts[B].symmetric = true;
+    w.introduce(A, B);
+    w.introduce(B, A);
+    let mut sent = Vec::new();
+    for k in 0..20 {
+        sent.push(msg(b'a', k));
+        w.send(A, B, msg(b'a', k));
+        w.run_for(SEC);
+    }
+    let (addr, kind) = w.path(A, B).unwrap();
+    assert_eq!(kind, PathKind::Direct, "A → B via {addr}");
+    assert_ne!(addr, w.hosts[B].nat, "B's srflx cannot be the path");
+    assert!(w.mapped.contains_key(&addr), "not B's mapping: {addr}");
+    assert_eq!(w.path(B, A), Some((w.hosts[A].nat, PathKind::Direct)));
+    w.run_for(30 * SEC);
+    assert!(w.messages(B, A) == sent);
+    assert_eq!(w.failed(A), 0);
+}
+
+#[test]
+fn symmetric_and_symmetric_stay_on_the_relay() {
+    let mut w = World::new(plain, &[1, 2], &[true, true]);
+    w.hosts[A].symmetric = true;
+    w.hosts[B].symmetric = true;
+    w.introduce(A, B);
+    w.introduce(B, A);
+    let mut sent = Vec::new();
+    for k in 0..60 {
+        sent.push(msg(b'a', k));
+        w.send(A, B, msg(b'a', k));
+        w.run_for(10 * SEC);
+    }
+    w.run_for(30 * SEC);
+    assert!(w.messages(B, A) == sent);
+    assert_eq!(w.path(A, B).unwrap().1, PathKind::Relay);
+    assert_eq!(w.hosts[A].paths.len(), 1, "{:?}", w.hosts[A].paths);
+    // Bounded probing: B's two candidates and every mapping of A's that B heard from (none
+    // get through) at most three rounds each.
+    let probes = frames(&w.hosts[A]).into_iter();
+    let probes = probes
+        .filter(|(_, _, p)| matches!(p, Packet::Probe(_)))
+        .count();
+    assert!(probes <= 2 * 15, "{probes} probes");
+}
+
+#[test]
+fn filtering_cone_and_symmetric_stay_on_the_relay() {
+    // Without port prediction, a NAT that filters by address and port never lets a symmetric
+    // NAT's fresh mapping in: the relay carries everything, nothing flaps.
+    let mut w = World::new(secure, &[1, 2], &[true, true]);
+    w.hosts[B].symmetric = true;
+    w.introduce(A, B);
+    w.introduce(B, A);
+    let mut sent = Vec::new();
+    for k in 0..20 {
+        sent.push(msg(b'a', k));
+        w.send(A, B, msg(b'a', k));
+        w.run_for(SEC);
+    }
+    w.run_for(30 * SEC);
+    assert!(w.messages(B, A) == sent);
+    assert_eq!(w.path(A, B).unwrap().1, PathKind::Relay);
+    assert_eq!(w.hosts[A].paths.len(), 1);
+    assert_eq!(w.hosts[B].paths.len(), 1);
 }

@@ -363,3 +363,41 @@ fn data_on_another_path_checks_the_current_one() {
     r.check_current(now);
     assert_eq!(r.pop_due(), None);
 }
+
+#[test]
+fn a_peer_reflexive_address_counts_once_it_answers_a_probe() {
+    let t0 = Instant::now();
+    let mut p = three(t0);
+    let prflx = addr(50);
+    // Datagrams from it (a copy raced from elsewhere looks just the same) do not make it a
+    // path, however many.
+    for i in 0..10 {
+        p.heard(t0 + i * MS, prflx, PathKind::Direct);
+        assert_eq!(p.current(), Some((addr(RELAY), PathKind::Relay)));
+    }
+    assert!(p.addrs(t0).any(|(a, _, alive)| a == prflx && !alive));
+    // It is probed, one round (not restarted by every datagram).
+    let probes = drive(&mut p, t0, Duration::ZERO, 3 * SEC, None);
+    assert_eq!(at(&probes, prflx).len(), usize::from(PROBES_PER_ROUND));
+    // Its answer proves it.
+    p.answered(t0 + 3 * SEC, prflx, PathKind::Direct);
+    assert_eq!(p.current(), Some((prflx, PathKind::Direct)));
+}
+
+#[test]
+fn sending_again_to_an_address_does_not_restart_its_probing() {
+    let t0 = Instant::now();
+    let mut p = three(t0);
+    for i in 0..100 {
+        p.sending_to(t0 + i * 100 * MS, addr(SRFLX), PathKind::Direct);
+    }
+    let probes = drive(&mut p, t0, Duration::ZERO, 20 * SEC, None);
+    assert_eq!(
+        at(&probes, addr(SRFLX)).len(),
+        usize::from(PROBES_PER_ROUND)
+    );
+    // A new address is learned (and probed) as usual.
+    p.sending_to(t0 + 20 * SEC, addr(60), PathKind::Direct);
+    let probes = drive(&mut p, t0, 20 * SEC, 30 * SEC, None);
+    assert_eq!(at(&probes, addr(60)).len(), usize::from(PROBES_PER_ROUND));
+}
