@@ -909,17 +909,33 @@ fn forged_probe_replies_change_nothing() {
             observed: stranger,
         }))
     };
+    // C, a peer A talks to as well, answers A's probes to B in its own name (its own
+    // session, were it secure), from the address A probes for B.
+    w.introduce(C, A);
+    w.send(C, A, msg(b'c', 0));
+    w.run_for(SEC);
+    let path_c = w.path(A, C);
+    assert!(path_c.is_some());
     let now = w.now();
-    // From C's own address (its session, were it secure), claiming nonces of A's probes to B.
-    let nat_c = w.hosts[C].nat;
+    let nat_b = w.hosts[B].nat;
     for nonce in 0..100 {
         w.hosts[A]
             .ep
-            .handle_datagram(now, nat_c, &reply(id_c, nonce));
+            .handle_datagram(now, nat_b, &reply(id_c, nonce));
     }
     w.flush();
     assert_eq!(w.path(A, B), Some((relay_b, PathKind::Relay)));
-    assert!(w.hosts[A].ep.path(&id_c).is_none() || w.hosts[A].paths.len() == 1);
+    assert_eq!(w.path(A, C), path_c, "C's path moved to B's address");
+    // B's own session (were it secure), with nonces A never used, from a new address: not
+    // an answer, so not a path.
+    for nonce in 1_000..1_100 {
+        w.hosts[A]
+            .ep
+            .handle_datagram(now, stranger, &reply(id_b, nonce));
+    }
+    w.flush();
+    assert_eq!(w.path(A, B), Some((relay_b, PathKind::Relay)));
+    assert_eq!(w.hosts[A].ep.counters().probe_replies_in, 0);
     // Addressed to someone else.
     let other = wire::encode(&Packet::ProbeReply(ProbeReply {
         from: id_b,
@@ -948,14 +964,16 @@ fn forged_probe_replies_change_nothing() {
             .all(|(a, ..)| a.port() != 0 && !a.ip().is_multicast())
     );
     assert!(addrs.iter().all(|(a, ..)| !a.ip().is_unspecified()));
-    // The observed address in a reply is not a candidate.
-    assert!(addrs.iter().all(|(a, ..)| *a != stranger));
+    // The observed address in a reply is not a path (the stranger is only being probed).
+    assert!(addrs.iter().all(|(a, _, alive)| *a != stranger || !alive));
     w.run_for(60 * SEC);
-    let allowed: HashSet<_> = w.allowed(&[B]);
-    // C's address was heard from (in C's name): answering C there is fine, nothing else.
-    let mut allowed = allowed;
-    allowed.insert(w.hosts[C].nat);
-    w.sent_only_to(A, &allowed);
+    assert_eq!(w.path(A, B), Some((relay_b, PathKind::Relay)));
+    // Besides B's candidates and C's (which A talks to), only the unproven source gets a
+    // bounded number of probes.
+    let allowed: HashSet<_> = w.allowed(&[B, C]);
+    let unproven = w.hosts[A].sent.iter().filter(|s| !allowed.contains(&s.1));
+    assert!(unproven.clone().all(|s| s.1 == stranger));
+    assert!(unproven.count() <= 15);
 }
 
 #[test]
