@@ -23,7 +23,9 @@
 //!   that did not come from an authenticated source.
 //! - Failure: when nothing comes back on the current path for [`FAILOVER_AFTER`] (at least
 //!   three round trips) after we sent something that expects an answer, the path is marked
-//!   failed, the next best takes over and a round starts.
+//!   failed, the next best takes over and a round starts. Meanwhile a direct path chosen among
+//!   several is probed [`RECHECKS`] times, spread over that time, so that one lost datagram
+//!   (a keep-alive or its answer) does not move the conversation.
 //! - Keep-alive: while the conversation is active (traffic within [`ACTIVE_FOR`]) a probe
 //!   goes over a direct current path every [`KEEPALIVE_EVERY`], keeping the NAT mappings open.
 
@@ -49,6 +51,8 @@ pub const ROUND_EVERY: Duration = Duration::from_secs(15);
 /// Minimum silence on the current path, after sending something that expects an answer,
 /// before it counts as failed.
 pub const FAILOVER_AFTER: Duration = Duration::from_secs(1);
+/// Probes of a silent current path before it is declared failed.
+const RECHECKS: u32 = 3;
 /// Keep-alive interval of a direct path (NAT mappings commonly last 30 s or more).
 pub const KEEPALIVE_EVERY: Duration = Duration::from_secs(15);
 /// A conversation is active this long after its last message either way.
@@ -127,6 +131,8 @@ pub struct Paths {
     /// The first datagram expecting an answer that went out on the current path since we last
     /// heard from it.
     awaiting: Option<Instant>,
+    /// Probes of the current path sent since `awaiting` was set.
+    rechecks: u32,
     /// Last message sent or received (not probes, not acks).
     active: Option<Instant>,
     next_keepalive: Option<Instant>,
@@ -314,7 +320,10 @@ impl Paths {
 
     /// Something that expects an answer went out on the current path.
     pub fn expecting(&mut self, now: Instant) {
-        self.awaiting.get_or_insert(now);
+        if self.awaiting.is_none() {
+            self.awaiting = Some(now);
+            self.rechecks = 0;
+        }
     }
 
     fn failover_after(&self) -> Duration {
@@ -439,7 +448,19 @@ impl Paths {
             .next_round
             .filter(|_| self.wants_rounds())
             .filter(while_active);
-        probes.chain(failover).chain(keepalive).chain(round).min()
+        probes
+            .chain(failover)
+            .chain(self.next_recheck())
+            .chain(keepalive)
+            .chain(round)
+            .min()
+    }
+
+    /// When the silent current path gets its next probe before failing.
+    fn next_recheck(&self) -> Option<Instant> {
+        let since = self.awaiting?;
+        let step = self.failover_after() / (RECHECKS + 1);
+        (self.keeps_alive() && self.rechecks < RECHECKS).then(|| since + step * (self.rechecks + 1))
     }
 
     /// Whether the current path gets keep-alives: a direct path chosen among several (one
@@ -477,6 +498,13 @@ impl Paths {
             }
             self.reselect(now);
             self.start_round(now);
+        }
+        if let Some((addr, _)) = self.current()
+            && self.next_recheck().is_some_and(|t| t <= now)
+        {
+            self.rechecks += 1;
+            let nonce = self.nonce();
+            self.due.push_back(ProbeTo { addr, nonce });
         }
         let active = self.is_active(now);
         if active && self.wants_rounds() && self.next_round.is_some_and(|t| t <= now) {

@@ -195,6 +195,14 @@ fn failover_after_silence_to_the_relay_and_back_when_direct_answers() {
     // Data goes out and nothing comes back.
     let sent = t0 + 3 * SEC;
     p.expecting(sent);
+    // Probed three times over the failover time, so one loss does not move anything.
+    for k in 1..=3 {
+        let t = sent + FAILOVER_AFTER * k / 4;
+        assert_eq!(p.poll_timeout(), Some(t));
+        p.handle_timeout(t);
+        assert_eq!(p.pop_due().map(|probe| probe.addr), Some(addr(SRFLX)));
+        assert_eq!(p.pop_due(), None);
+    }
     assert_eq!(p.poll_timeout(), Some(sent + FAILOVER_AFTER));
     p.handle_timeout(sent + FAILOVER_AFTER - MS);
     assert_eq!(p.current().unwrap().0, addr(SRFLX), "failed over too early");
@@ -362,6 +370,27 @@ fn data_on_another_path_checks_the_current_one() {
     let mut r = three(t0);
     r.check_current(now);
     assert_eq!(r.pop_due(), None);
+}
+
+#[test]
+fn one_lost_answer_does_not_fail_a_path() {
+    let t0 = Instant::now();
+    let mut p = three(t0);
+    p.heard(t0, addr(SRFLX), PathKind::Direct);
+    p.take_change();
+    p.expecting(t0 + SEC);
+    p.handle_timeout(t0 + SEC + FAILOVER_AFTER / 4);
+    assert!(p.pop_due().is_some());
+    // The re-check is answered.
+    p.heard(t0 + SEC + FAILOVER_AFTER / 3, addr(SRFLX), PathKind::Direct);
+    p.handle_timeout(t0 + SEC + FAILOVER_AFTER);
+    assert_eq!(p.current().unwrap().0, addr(SRFLX));
+    assert!(!p.take_change());
+    // A peer known by one address gets no re-checks: there is nothing to fail over to.
+    let mut q = Paths::default();
+    q.learn(t0, addr(SRFLX), PathKind::Direct);
+    q.expecting(t0);
+    assert_eq!(q.poll_timeout(), Some(t0 + FAILOVER_AFTER));
 }
 
 #[test]
