@@ -23,8 +23,10 @@
 //!   that did not come from an authenticated source.
 //! - Failure: when nothing comes back on the current path for [`FAILOVER_AFTER`] (at least
 //!   three round trips) after we sent something that expects an answer, the path is marked
-//!   failed, the next best takes over and a round starts. Meanwhile a direct path chosen among
-//!   several is probed [`RECHECKS`] times, spread over that time, so that one lost datagram
+//!   failed, the next best takes over and a round starts. The peer's data arriving on another
+//!   path than ours counts as something that expects an answer on ours (a probe goes out): it
+//!   may have failed over already, and our acks must follow. Meanwhile a direct path chosen among
+//!   several is probed three more times, spread over that time, so that one lost datagram
 //!   (a keep-alive or its answer) does not move the conversation.
 //! - Keep-alive: while the conversation is active (traffic within [`ACTIVE_FOR`]) a probe
 //!   goes over a direct current path every [`KEEPALIVE_EVERY`], keeping the NAT mappings open.

@@ -91,8 +91,9 @@ struct Host<E> {
     nat: SocketAddr,
     /// The TURN allocation, if any (the relay candidate).
     relay: Option<SocketAddr>,
-    /// Remote addresses the NAT has seen traffic to: only they get in.
-    opened: HashSet<SocketAddr>,
+    /// Remote addresses the NAT has seen traffic to, and when it last saw traffic with them
+    /// either way: only they get in, until [`World::nat_timeout`] passes without traffic.
+    opened: HashMap<SocketAddr, Duration>,
     /// Endpoint-independent filtering: anyone may reach `nat` once it exists.
     open: bool,
     /// A symmetric NAT: a new public port per destination (not `nat`, which only the STUN
@@ -125,7 +126,7 @@ impl<E> Host<E> {
         c
     }
 
-    /// Destinations of what it sent in `[from, to)`, with their times.
+    /// When it sent something to `addr`.
     fn sent_to(&self, addr: SocketAddr) -> Vec<Duration> {
         let to_addr = self.sent.iter().filter(|(_, to, _)| *to == addr);
         to_addr.map(|(at, ..)| *at).collect()
@@ -159,6 +160,8 @@ struct World<E> {
     filtered: u64,
     /// Datagrams sent to a relay address by a host without an allocation.
     relay_without_allocation: u64,
+    /// How long a NAT keeps a mapping's filter open without traffic (conntrack's UDP timeout).
+    nat_timeout: Duration,
     /// A symmetric NAT's mappings: public address → (host, the one remote it is for).
     mapped: HashMap<SocketAddr, (usize, SocketAddr)>,
     steps: usize,
@@ -209,7 +212,7 @@ impl<E: PathPeer> World<E> {
                     host: host_addr(i, lan),
                     nat: nat_addr(i),
                     relay: relay.then(|| relay_addr(i)),
-                    opened: HashSet::new(),
+                    opened: HashMap::new(),
                     open: false,
                     symmetric: false,
                     sent: Vec::new(),
@@ -230,6 +233,7 @@ impl<E: PathPeer> World<E> {
             filtered: 0,
             relay_without_allocation: 0,
             mapped: HashMap::new(),
+            nat_timeout: Duration::from_secs(120),
             steps: 0,
         };
         let now = w.now();
@@ -320,7 +324,7 @@ impl<E: PathPeer> World<E> {
             }
             PathKind::Direct => {
                 let nat = me.nat;
-                self.hosts[i].opened.insert(dst);
+                self.hosts[i].opened.insert(dst, self.time);
                 (nat, WAN, false)
             }
         };
@@ -350,13 +354,17 @@ impl<E: PathPeer> World<E> {
             if self.cut.contains(&f.src) || self.cut.contains(&f.dst) {
                 continue;
             }
+            let (time, timeout) = (self.time, self.nat_timeout);
             let h = &mut self.hosts[f.to_node];
             let mapping_refuses = self.mapped.get(&f.dst).is_some_and(|m| m.1 != f.src);
-            if (f.dst == h.nat && (h.symmetric || !(h.open || h.opened.contains(&f.src))))
-                || mapping_refuses
-            {
+            let fresh = |last: &Duration| time.saturating_sub(*last) <= timeout;
+            let opened = h.opened.get(&f.src).is_some_and(fresh);
+            if (f.dst == h.nat && (h.symmetric || !(h.open || opened))) || mapping_refuses {
                 self.filtered += 1;
                 continue;
+            }
+            if f.dst == h.nat && opened {
+                h.opened.insert(f.src, time); // Traffic both ways keeps the mapping.
             }
             if f.relayed {
                 h.ep.relayed(now, f.src, &f.bytes);
@@ -660,8 +668,9 @@ fn a_peer_known_by_one_address_is_never_probed() {
     let mut w = World::new(plain, &[1, 2], &[false, false]);
     // Both NATs open towards each other (a port forward, say): plain old peerlink.
     let (nat_a, nat_b) = (w.hosts[A].nat, w.hosts[B].nat);
-    w.hosts[A].opened.insert(nat_b);
-    w.hosts[B].opened.insert(nat_a);
+    w.hosts[A].open = true;
+    w.hosts[B].open = true;
+    let _ = (nat_a, nat_b);
     for k in 0..30 {
         w.send(A, B, msg(b'a', k));
         w.run_for(10 * SEC);
@@ -1298,4 +1307,52 @@ fn lost_keepalives_do_not_give_up_a_direct_path() {
         w.hosts[A].paths,
         w.hosts[B].paths
     );
+}
+
+#[test]
+fn an_expired_mapping_falls_back_to_the_relay_and_punches_again() {
+    expired_mapping(5 * SEC, 40 * SEC);
+}
+
+#[test]
+fn a_mapping_expired_during_a_long_pause_falls_back_and_punches_again() {
+    expired_mapping(30 * SEC, 400 * SEC);
+}
+
+/// The NATs forget a mapping after `timeout` without traffic; the conversation pauses
+/// `pause` between messages.
+fn expired_mapping(timeout: Duration, pause: Duration) {
+    let mut w = pair(secure);
+    w.nat_timeout = timeout;
+    let mut sent = Vec::new();
+    let mut sent_at = Vec::new();
+    for k in 0..10 {
+        sent.push(msg(b'a', k));
+        sent_at.push(w.time);
+        w.send(A, B, msg(b'a', k));
+        w.run_for(pause);
+    }
+    w.run_for(30 * SEC);
+    assert!(w.messages(B, A) == sent, "lost, doubled or reordered");
+    // Every message arrived promptly, whatever the path.
+    let arrivals: Vec<Duration> = w.hosts[B]
+        .events
+        .iter()
+        .filter_map(|(at, e)| match e {
+            Event::Message { .. } => Some(*at),
+            _ => None,
+        })
+        .collect();
+    for (k, (sent, got)) in sent_at.iter().zip(&arrivals).enumerate() {
+        assert!(
+            *got - *sent < 2 * SEC,
+            "message {k} took {:?}",
+            *got - *sent
+        );
+    }
+    assert_eq!(w.failed(A), 0);
+    // The direct path was lost and found again.
+    assert!(w.hosts[A].paths.len() > 2, "{:?}", w.hosts[A].paths);
+    // And the conversation ends on a direct path again.
+    assert_eq!(w.path(A, B).unwrap().1, PathKind::Direct);
 }
