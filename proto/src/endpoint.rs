@@ -312,11 +312,12 @@ impl Endpoint {
             self.stats.misaddressed += 1;
             return;
         }
-        let kind = self.kind_of(from);
+        let (kind, own_relay) = (self.kind_of(from), self.own_relay);
         let Some(peer) = peer_entry(&mut self.peers, probe.from, self.config.max_peers) else {
             self.stats.peer_limit += 1;
             return;
         };
+        peer.paths.set_own_relay(now, own_relay);
         self.stats.probes_in += 1;
         if peer.replies.len() < MAX_PROBES_OUT {
             peer.replies.push_back((from, probe.nonce));
@@ -346,7 +347,7 @@ impl Endpoint {
             return;
         };
         let (_, _, sent) = peer.probes_out.remove(i).expect("found above");
-        peer.paths.heard(now, from, kind);
+        peer.paths.answered(now, from, kind);
         peer.paths
             .rtt_sample(from, now.saturating_duration_since(sent));
         self.stats.probe_replies_in += 1;
@@ -358,10 +359,13 @@ impl Endpoint {
             self.stats.misaddressed += 1;
             return;
         }
+        let own_relay = self.own_relay;
         let Some(peer) = peer_entry(&mut self.peers, data.from, self.config.max_peers) else {
             self.stats.peer_limit += 1;
             return;
         };
+        // A peer first heard from (not learned nor sent to) must know it too.
+        peer.paths.set_own_relay(now, own_relay);
         if data.from_inc < peer.inc {
             self.stats.stale += 1;
             return;
@@ -372,6 +376,13 @@ impl Endpoint {
             PathKind::Direct
         };
         peer.paths.heard(now, addr, kind);
+        if peer
+            .paths
+            .current()
+            .is_some_and(|(current, _)| current != addr)
+        {
+            peer.paths.check_current(now);
+        }
         peer.paths.touch(now);
         let from = data.from;
         self.on_stream_data(from, data);

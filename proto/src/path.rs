@@ -8,7 +8,10 @@
 //!
 //! - A path is *alive* while authenticated datagrams arrive from it (answers to our probes,
 //!   acknowledgements, data). Receiving from an address means the way back is open too: the
-//!   NATs on it keep state for that exact pair of addresses.
+//!   NATs on it keep state for that exact pair of addresses. An address first seen as the
+//!   source of a datagram (peer-reflexive) only counts once it answered one of our probes:
+//!   whoever copies a peer's datagram and races it in from elsewhere must not move the
+//!   conversation there.
 //! - The current path is the best alive one: host over direct over relay. Until one is alive,
 //!   the relay (when both sides have one) or else the newest address learned. "Relay first":
 //!   nothing waits for hole punching.
@@ -16,11 +19,16 @@
 //!   alive, spaced out over ~1.5 s so both sides' probes cross; rounds start when addresses
 //!   are learned, when a path fails, and every [`ROUND_EVERY`] while the conversation is
 //!   active and not yet direct. An address that never answered in [`MAX_SILENT_ROUNDS`]
-//!   rounds is not probed again (learning it again does not change that; hearing from it
-//!   does). Nothing is ever sent to an address that did not come from an authenticated source.
+//!   rounds is not probed again until it is learned anew (a fresh record from the index, new
+//!   candidates from the peer) or heard from. Nothing is ever sent to an address that did not
+//!   come from an authenticated source.
 //! - Failure: when nothing comes back on the current path for [`FAILOVER_AFTER`] (at least
 //!   three round trips) after we sent something that expects an answer, the path is marked
-//!   failed, the next best takes over and a round starts.
+//!   failed, the next best takes over and a round starts. The peer's data arriving on another
+//!   path than ours counts as something that expects an answer on ours (a probe goes out): it
+//!   may have failed over already, and our acks must follow. Meanwhile a direct path chosen among
+//!   several is probed three more times, spread over that time, so that one lost datagram
+//!   (a keep-alive or its answer) does not move the conversation.
 //! - Keep-alive: while the conversation is active (traffic within [`ACTIVE_FOR`]) a probe
 //!   goes over a direct current path every [`KEEPALIVE_EVERY`], keeping the NAT mappings open.
 
@@ -46,6 +54,8 @@ pub const ROUND_EVERY: Duration = Duration::from_secs(15);
 /// Minimum silence on the current path, after sending something that expects an answer,
 /// before it counts as failed.
 pub const FAILOVER_AFTER: Duration = Duration::from_secs(1);
+/// Probes of a silent current path before it is declared failed.
+const RECHECKS: u32 = 3;
 /// Keep-alive interval of a direct path (NAT mappings commonly last 30 s or more).
 pub const KEEPALIVE_EVERY: Duration = Duration::from_secs(15);
 /// A conversation is active this long after its last message either way.
@@ -96,6 +106,11 @@ struct Addr {
     learned: Instant,
     /// Marked failed and not heard from since.
     failed: bool,
+    /// Vouched for: learned from an authenticated source, or answered a probe of ours. An
+    /// address first seen as the source of a datagram (peer-reflexive) is not, until it
+    /// answers: a copy of the peer's datagram raced from elsewhere must not move the
+    /// conversation there.
+    proven: bool,
     probes_left: u8,
     next_probe: Option<Instant>,
     /// Rounds in a row without hearing from it.
@@ -122,6 +137,8 @@ pub struct Paths {
     /// The first datagram expecting an answer that went out on the current path since we last
     /// heard from it.
     awaiting: Option<Instant>,
+    /// Probes of the current path sent since `awaiting` was set.
+    rechecks: u32,
     /// Last message sent or received (not probes, not acks).
     active: Option<Instant>,
     next_keepalive: Option<Instant>,
@@ -160,7 +177,8 @@ impl Paths {
     }
 
     fn alive(&self, a: &Addr, now: Instant) -> bool {
-        !a.failed
+        a.proven
+            && !a.failed
             && a.heard
                 .is_some_and(|h| now.saturating_duration_since(h) < ALIVE_FOR)
     }
@@ -180,26 +198,42 @@ impl Paths {
     /// Learns an address from an authenticated source (the index's vouched record, the peer in
     /// its session); probes it unless it is a relay.
     pub fn learn(&mut self, now: Instant, addr: SocketAddr, kind: PathKind) {
+        self.add(now, addr, kind, true);
+    }
+
+    /// The caller sends to `addr` (the peer's record): it vouches for it, but only a new
+    /// address is learned, since learning one anew restarts its probing and the caller
+    /// passes the same address with every message.
+    pub fn sending_to(&mut self, now: Instant, addr: SocketAddr, kind: PathKind) {
+        match self.addrs.iter_mut().find(|a| a.addr == addr) {
+            Some(a) => a.proven = true,
+            None => self.learn(now, addr, kind),
+        }
+    }
+
+    fn add(&mut self, now: Instant, addr: SocketAddr, kind: PathKind, proven: bool) {
         if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_multicast() {
             return;
         }
         match self.addrs.iter_mut().find(|a| a.addr == addr) {
             Some(a) => {
-                // Learning it again (every message names the index's address) neither resets
-                // its silence nor starts more rounds than the limit allows.
+                // Learned anew (a fresh record, the peer's new candidates): one more chance.
+                // Sending does not come here for a known address (see `sending_to`).
                 a.kind = a.kind.max(kind);
                 a.learned = now;
+                a.silent_rounds = 0;
+                a.proven |= proven;
             }
             None => {
                 if self.addrs.len() >= MAX_ADDRS {
-                    // Forget the stalest address that is not the current path.
+                    // Forget the stalest address that is not the current path, unproven first.
                     let current = self.current;
                     let Some(victim) = self
                         .addrs
                         .iter()
                         .enumerate()
                         .filter(|(_, a)| Some(a.addr) != current)
-                        .min_by_key(|(_, a)| a.heard.unwrap_or(a.learned))
+                        .min_by_key(|(_, a)| (a.proven, a.heard.unwrap_or(a.learned)))
                         .map(|(i, _)| i)
                     else {
                         return;
@@ -212,6 +246,7 @@ impl Paths {
                     heard: None,
                     learned: now,
                     failed: false,
+                    proven,
                     probes_left: 0,
                     next_probe: None,
                     silent_rounds: 0,
@@ -226,17 +261,22 @@ impl Paths {
         }
     }
 
-    /// Learns the address the application sends to (see [`Paths::learn`]): while nothing is
-    /// proven and there is no relay, the first guess.
+    /// The reply to a probe of ours came back from `addr`, where the probe went: the address
+    /// is proven, and alive.
+    pub fn answered(&mut self, now: Instant, addr: SocketAddr, kind: PathKind) {
+        if let Some(a) = self.addrs.iter_mut().find(|a| a.addr == addr) {
+            a.proven = true;
+        }
+        self.heard(now, addr, kind);
+    }
+
+    /// The application sends to `addr` (the index's observed address): see
+    /// [`Paths::sending_to`]; while nothing is alive and there is no relay, it is also the
+    /// first guess.
     pub fn learn_primary(&mut self, now: Instant, addr: SocketAddr, kind: PathKind) {
+        self.sending_to(now, addr, kind);
         for a in self.addrs.iter_mut() {
             a.primary = a.addr == addr;
-        }
-        if !self.addrs.iter().any(|a| a.primary) {
-            self.learn(now, addr, kind);
-            if let Some(a) = self.addrs.iter_mut().find(|a| a.addr == addr) {
-                a.primary = true;
-            }
         }
         self.reselect(now);
     }
@@ -245,12 +285,17 @@ impl Paths {
     /// our relay when `kind` is [`PathKind::Relay`].
     pub fn heard(&mut self, now: Instant, addr: SocketAddr, kind: PathKind) {
         if !self.addrs.iter().any(|a| a.addr == addr) {
-            // Peer-reflexive: the peer's NAT mapping towards us, seen for the first time.
-            self.learn(now, addr, kind);
+            // Peer-reflexive: the peer's NAT mapping towards us, seen for the first time; it
+            // is probed, and counts once it answers. What our own relay delivers is vouched
+            // for by the relay (only addresses we gave permission to reach us through it).
+            self.add(now, addr, kind, kind == PathKind::Relay);
         }
         let Some(a) = self.addrs.iter_mut().find(|a| a.addr == addr) else {
             return; // An address nothing can be sent to (port 0, unspecified).
         };
+        if !a.proven {
+            return;
+        }
         a.heard = Some(now);
         a.failed = false;
         a.silent_rounds = 0;
@@ -260,6 +305,22 @@ impl Paths {
             self.awaiting = None;
         }
         self.reselect(now);
+    }
+
+    /// The peer sent data on another path than our current one: it may have given ours up
+    /// as dead, and what we send on it (acks) would be lost. A probe checks it; if nothing
+    /// comes back within the failover time, it fails like any silent path.
+    pub fn check_current(&mut self, now: Instant) {
+        if self.awaiting.is_some() {
+            return; // Already waiting to hear from it.
+        }
+        if let Some((addr, kind)) = self.current()
+            && kind != PathKind::Relay
+        {
+            let nonce = self.nonce();
+            self.due.push_back(ProbeTo { addr, nonce });
+            self.expecting(now);
+        }
     }
 
     /// A round-trip time measured on `addr` by a probe.
@@ -279,7 +340,10 @@ impl Paths {
 
     /// Something that expects an answer went out on the current path.
     pub fn expecting(&mut self, now: Instant) {
-        self.awaiting.get_or_insert(now);
+        if self.awaiting.is_none() {
+            self.awaiting = Some(now);
+            self.rechecks = 0;
+        }
     }
 
     fn failover_after(&self) -> Duration {
@@ -322,10 +386,12 @@ impl Paths {
     /// Picks the best path; returns whether it changed.
     fn reselect(&mut self, now: Instant) {
         let rank = |a: &Addr| a.kind;
+        // A peer's relay address is reachable only through a relay of our own.
+        let reachable = |a: &Addr| a.kind != PathKind::Relay || self.own_relay;
         let alive = self
             .addrs
             .iter()
-            .filter(|a| self.alive(a, now))
+            .filter(|a| self.alive(a, now) && reachable(a))
             .max_by_key(|a| (rank(a), Some(a.addr) == self.current, a.heard));
         let relay = self
             .addrs
@@ -337,21 +403,24 @@ impl Paths {
             (_, Some(r)) => Some(r.addr),
             (Some(a), None) => Some(a.addr),
             (None, None) => {
-                // Nothing proven: the application's address unless it failed, else the
-                // current path unless it failed, else the newest address not yet failed, else
-                // the current path all the same.
-                let usable =
-                    |addr: &SocketAddr| self.addrs.iter().any(|a| a.addr == *addr && !a.failed);
+                // Nothing alive: the application's address unless it failed, else the current
+                // path unless it failed, else the newest address not yet failed (proven
+                // first), else the current path all the same.
+                let usable = |addr: &SocketAddr| {
+                    self.addrs
+                        .iter()
+                        .any(|a| a.addr == *addr && !a.failed && reachable(a))
+                };
                 let primary = self
                     .addrs
                     .iter()
-                    .find(|a| a.primary && !a.failed)
+                    .find(|a| a.primary && !a.failed && reachable(a))
                     .map(|a| a.addr);
                 let newest = self
                     .addrs
                     .iter()
-                    .filter(|a| !a.failed)
-                    .max_by_key(|a| a.learned)
+                    .filter(|a| !a.failed && reachable(a))
+                    .max_by_key(|a| (a.proven, a.learned))
                     .map(|a| a.addr);
                 primary
                     .or(self.current.filter(usable))
@@ -360,6 +429,10 @@ impl Paths {
             }
         };
         if best != self.current && best.is_some() {
+            // The address we leave was not probed while it was current: probe it now.
+            if let Some(old) = self.current {
+                self.start_round_for(now, old);
+            }
             self.current = best;
             self.awaiting = None;
             self.rtt = None;
@@ -401,7 +474,19 @@ impl Paths {
             .next_round
             .filter(|_| self.wants_rounds())
             .filter(while_active);
-        probes.chain(failover).chain(keepalive).chain(round).min()
+        probes
+            .chain(failover)
+            .chain(self.next_recheck())
+            .chain(keepalive)
+            .chain(round)
+            .min()
+    }
+
+    /// When the silent current path gets its next probe before failing.
+    fn next_recheck(&self) -> Option<Instant> {
+        let since = self.awaiting?;
+        let step = self.failover_after() / (RECHECKS + 1);
+        (self.keeps_alive() && self.rechecks < RECHECKS).then(|| since + step * (self.rechecks + 1))
     }
 
     /// Whether the current path gets keep-alives: a direct path chosen among several (one
@@ -439,6 +524,13 @@ impl Paths {
             }
             self.reselect(now);
             self.start_round(now);
+        }
+        if let Some((addr, _)) = self.current()
+            && self.next_recheck().is_some_and(|t| t <= now)
+        {
+            self.rechecks += 1;
+            let nonce = self.nonce();
+            self.due.push_back(ProbeTo { addr, nonce });
         }
         let active = self.is_active(now);
         if active && self.wants_rounds() && self.next_round.is_some_and(|t| t <= now) {
