@@ -138,9 +138,12 @@ impl Driver {
 
     /// News from the registration: the index's ICE servers are looked at on the way.
     fn on_news(&mut self, reply: IndexReply) {
-        if let IndexReply::Registered(record) = &reply
-            && let Some(urls) = self.nat.index_servers(&record.ice_servers)
-        {
+        let servers = match &reply {
+            IndexReply::Registered(record) => Some(&record.ice_servers),
+            IndexReply::IceServers(servers) => Some(servers),
+            _ => None,
+        };
+        if let Some(urls) = servers.and_then(|servers| self.nat.index_servers(servers)) {
             self.resolve(urls);
         }
         self.core.handle_index_reply(Instant::now(), reply);
@@ -285,7 +288,11 @@ impl Driver {
         let mut outgoing = std::mem::take(&mut self.outgoing);
         while let Some(transmit) = self.core.poll_transmit(now) {
             let relay = self.core.endpoint().is_relay_addr(&transmit.to);
-            outgoing.extend(self.nat.outgoing(now, transmit, relay));
+            let wrapped = self.nat.outgoing(now, transmit, relay);
+            // A first datagram through the relay to a peer asks for a channel: that request
+            // goes out before the datagram.
+            outgoing.extend(std::iter::from_fn(|| self.nat.poll_transmit()));
+            outgoing.extend(wrapped);
         }
         outgoing.extend(std::iter::from_fn(|| self.nat.poll_transmit()));
         if !outgoing.is_empty() {

@@ -9,7 +9,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use proto::api::{Candidate, PeerRecord, RegisterRequest, RoomList, RoomMembers, RoomSummary};
+use proto::api::{Candidate, IceServer, PeerRecord, RegisterRequest, RoomList, RoomMembers, RoomSummary};
 use proto::identity::{self, Identity};
 use reqwest::{StatusCode, header};
 use uuid::Uuid;
@@ -42,8 +42,8 @@ use crate::chat::{Answer, IndexReply, IndexRequest};
 /// Answer to a heartbeat.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Heartbeat {
-    /// The index refreshed our record.
-    Refreshed,
+    /// The index refreshed our record; the ICE servers it handed out with fresh credentials.
+    Refreshed(Vec<IceServer>),
     /// The index does not know us (restarted empty, or our record expired).
     Forgotten,
 }
@@ -166,7 +166,15 @@ impl IndexClient {
             .send(self.signed(identity, reqwest::Method::POST, &path, Vec::new()))
             .await?;
         match response.status() {
-            status if status.is_success() => Ok(Heartbeat::Refreshed),
+            status if status.is_success() => {
+                // The record with fresh TURN credentials; an answer without them (an older
+                // index) is just as good a heartbeat.
+                let ice_servers = read_json::<PeerRecord>(response, MAX_ANSWER_BYTES)
+                    .await
+                    .map(|record| record.ice_servers)
+                    .unwrap_or_default();
+                Ok(Heartbeat::Refreshed(ice_servers))
+            }
             StatusCode::NOT_FOUND => Ok(Heartbeat::Forgotten),
             _ => Err(error_of(response).await).context("sending a heartbeat"),
         }

@@ -28,6 +28,9 @@ pub async fn maintain(
     mut candidates: watch::Receiver<Vec<Candidate>>,
 ) {
     let mut retry = FIRST_RETRY;
+    // Whether the index knows us: registering again only to update the candidates is not news
+    // for the chat (it would join its rooms again), only for NAT traversal.
+    let mut known = false;
     loop {
         let ours = candidates.borrow_and_update().clone();
         let record = match index
@@ -36,6 +39,8 @@ pub async fn maintain(
         {
             Ok(record) => record,
             Err(error) => {
+                // It may come back empty (restarted): the chat joins its rooms again then.
+                known = false;
                 let wait = jittered(retry);
                 let message = format!("{error:#}; retrying in {:.1} s", wait.as_secs_f32());
                 if news.send(IndexReply::Trouble(message)).await.is_err() {
@@ -52,7 +57,13 @@ pub async fn maintain(
             .ttl_secs
             .map(|ttl| Duration::from_secs(ttl / 3).max(Duration::from_secs(1)))
             .map_or(heartbeat_every, |ttl| ttl.min(heartbeat_every));
-        if news.send(IndexReply::Registered(record)).await.is_err() {
+        let reply = if known {
+            IndexReply::IceServers(record.ice_servers)
+        } else {
+            IndexReply::Registered(record)
+        };
+        known = true;
+        if news.send(reply).await.is_err() {
             return;
         }
         let mut wait = every;
@@ -66,11 +77,19 @@ pub async fn maintain(
                 },
             }
             match index.heartbeat(&identity).await {
-                Ok(Heartbeat::Refreshed) => {
+                Ok(Heartbeat::Refreshed(ice_servers)) => {
+                    if !ice_servers.is_empty()
+                        && news.send(IndexReply::IceServers(ice_servers)).await.is_err()
+                    {
+                        return;
+                    }
                     wait = every;
                     retry = FIRST_RETRY;
                 }
-                Ok(Heartbeat::Forgotten) => break,
+                Ok(Heartbeat::Forgotten) => {
+                    known = false;
+                    break;
+                }
                 Err(error) => {
                     wait = retry.min(every);
                     retry = (retry * 2).min(LAST_RETRY);

@@ -101,6 +101,9 @@ pub enum IndexReply {
     Registered(PeerRecord),
     /// The registration is in trouble (and keeps trying); the user should know.
     Trouble(String),
+    /// A heartbeat's answer carried the ICE servers with fresh credentials (for the driver's
+    /// NAT traversal; the chat has no use for them).
+    IceServers(Vec<proto::api::IceServer>),
 }
 
 /// Something the core wants done.

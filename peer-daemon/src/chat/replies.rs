@@ -72,6 +72,7 @@ impl ChatCore {
                 }
             }
             IndexReply::Trouble(message) => self.error(message),
+            IndexReply::IceServers(_) => {}
         }
     }
 
