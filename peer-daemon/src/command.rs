@@ -88,6 +88,8 @@ pub enum Command {
     Users,
     /// `/peers`: known peers with their addresses.
     Peers,
+    /// `/stats`: the daemon's counters.
+    Stats,
     /// `/help`.
     Help,
     /// `/quit`.
@@ -121,7 +123,8 @@ pub const HELP: &[(&str, &str)] = &[
     ("/rooms", "list the rooms on the index"),
     ("/who [room]", "list a room's members"),
     ("/users", "list known peers and whether they are reachable"),
-    ("/peers", "list known peers with addresses and RTT"),
+    ("/peers", "list known peers with addresses, path and RTT"),
+    ("/stats", "show the daemon's counters (datagrams, paths, NAT traversal)"),
     ("/help", "show this list"),
     ("/quit", "leave"),
     ("line ending in \\", "continue the message on the next line"),
@@ -177,6 +180,7 @@ pub fn parse(input: &str) -> Result<Command, String> {
         "who" => Ok(Command::Who { room: optional() }),
         "users" => Ok(Command::Users),
         "peers" => Ok(Command::Peers),
+        "stats" => Ok(Command::Stats),
         "help" | "h" | "?" => Ok(Command::Help),
         "quit" | "exit" | "q" => Ok(Command::Quit),
         other => Err(format!("unknown command /{other}; type /help for the list")),
@@ -247,6 +251,7 @@ mod tests {
         assert_eq!(parse("/sw 2"), Ok(Command::Switch { target: "2".into() }));
         assert_eq!(parse("/leave"), Ok(Command::Leave { room: None }));
         assert_eq!(parse("/peers"), Ok(Command::Peers));
+        assert_eq!(parse("/stats"), Ok(Command::Stats));
         assert_eq!(parse("/quit\r\n"), Ok(Command::Quit));
         assert_eq!(parse("   "), Ok(Command::Nothing));
         assert_eq!(

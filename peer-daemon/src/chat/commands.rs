@@ -59,6 +59,8 @@ impl ChatCore {
                 None => self.error("usage: /who <room> (the active session is not a room)".into()),
             },
             Command::Users | Command::Peers => self.list_peers(),
+            // The driver answers it: the counters of NAT traversal live there.
+            Command::Stats => {}
             Command::Help => self.show(UiEvent::help()),
             Command::Quit => self.quit(),
             Command::Nothing => {}

@@ -157,6 +157,11 @@ pub enum UiEvent {
         /// Its members.
         members: Vec<PeerLine>,
     },
+    /// The daemon's counters (`/stats`), by name; see docs/protocol.md for each.
+    Stats {
+        /// `layer.counter` → value.
+        counters: std::collections::BTreeMap<String, u64>,
+    },
     /// The command list.
     Help {
         /// `[usage, description]` pairs.

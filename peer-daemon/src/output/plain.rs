@@ -195,6 +195,11 @@ impl UiEvent {
                 .collect::<Vec<_>>()
                 .join("\n"),
             UiEvent::Peers { peers } => peer_list(peers),
+            UiEvent::Stats { counters } => counters
+                .iter()
+                .map(|(name, value)| format!("{name} {value}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
             UiEvent::Who { room, members } => {
                 format!("#{}:\n{}", clean(room), peer_list(members))
             }
