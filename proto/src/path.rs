@@ -13,8 +13,9 @@
 //!   whoever copies a peer's datagram and races it in from elsewhere must not move the
 //!   conversation there.
 //! - The current path is the best alive one: host over direct over relay. Until one is alive,
-//!   the relay (when both sides have one) or else the newest address learned. "Relay first":
-//!   nothing waits for hole punching.
+//!   the relay (when both sides have one), else the address the application sends to (the
+//!   index's observed address), else the newest address learned. "Relay first": nothing waits
+//!   for hole punching.
 //! - Probing: a round sends at most [`PROBES_PER_ROUND`] probes to each address that is not
 //!   alive, spaced out over ~1.5 s so both sides' probes cross; rounds start when addresses
 //!   are learned, when a path fails, and every [`ROUND_EVERY`] while the conversation is
