@@ -124,7 +124,10 @@ pub const HELP: &[(&str, &str)] = &[
     ("/who [room]", "list a room's members"),
     ("/users", "list known peers and whether they are reachable"),
     ("/peers", "list known peers with addresses, path and RTT"),
-    ("/stats", "show the daemon's counters (datagrams, paths, NAT traversal)"),
+    (
+        "/stats",
+        "show the daemon's counters (datagrams, paths, NAT traversal)",
+    ),
     ("/help", "show this list"),
     ("/quit", "leave"),
     ("line ending in \\", "continue the message on the next line"),

@@ -9,7 +9,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use proto::api::{Candidate, IceServer, PeerRecord, RegisterRequest, RoomList, RoomMembers, RoomSummary};
+use proto::api::{
+    Candidate, IceServer, PeerRecord, RegisterRequest, RoomList, RoomMembers, RoomSummary,
+};
 use proto::identity::{self, Identity};
 use reqwest::{StatusCode, header};
 use uuid::Uuid;

@@ -79,7 +79,10 @@ pub async fn maintain(
             match index.heartbeat(&identity).await {
                 Ok(Heartbeat::Refreshed(ice_servers)) => {
                     if !ice_servers.is_empty()
-                        && news.send(IndexReply::IceServers(ice_servers)).await.is_err()
+                        && news
+                            .send(IndexReply::IceServers(ice_servers))
+                            .await
+                            .is_err()
                     {
                         return;
                     }
