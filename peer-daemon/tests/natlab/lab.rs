@@ -1,0 +1,463 @@
+//! The lab's topology: network namespaces joined by veth pairs and bridges, built with `ip`,
+//! `iptables` and `sysctl`, and torn down when the [`Lab`] is dropped (also on panic).
+//!
+//! ```text
+//!   host ns ─┐                    ┌──────── internet ns ────────┐                  ┌─ host ns
+//!   host ns ─┤ br0 [router 1] wan ┤ br0 203.0.113.0/24          ├ wan [router 2] br0 ┤
+//!  192.0.2.0/24   203.0.113.101   │ index .10:8080, coturn .20  │  203.0.113.102    198.51.100.0/24
+//!                                 └─────────────────────────────┘
+//! ```
+//!
+//! Every name carries a prefix unique to this process and lab, so tests run in parallel.
+//! Interfaces are created directly inside their namespaces, where short fixed names (`wan`,
+//! `br0`, `eth0`) cannot collide with anything.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::servers::{Servers, TURN_IP};
+
+/// How a router translates and filters, as the issue's two kinds of NAT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatKind {
+    /// `MASQUERADE`: endpoint-independent mapping (the source port is kept when free),
+    /// address-and-port-dependent filtering; a typical home router.
+    Cone,
+    /// `MASQUERADE --random-fully`: a new random port per destination, like many CGNATs.
+    Symmetric,
+}
+
+/// Index of a router in its [`Lab`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouterId(pub usize);
+
+/// Index of a host in its [`Lab`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostId(pub usize);
+
+/// A router: its namespace, its address on the internet and its LAN.
+#[derive(Debug, Clone)]
+pub struct Router {
+    /// Namespace name.
+    pub ns: String,
+    /// What kind of NAT it is.
+    pub kind: NatKind,
+    /// Its address on the internet bridge (203.0.113.101, .102, …).
+    pub wan_ip: Ipv4Addr,
+    /// Its address on its LAN bridge, the hosts' default gateway.
+    pub lan_ip: Ipv4Addr,
+    /// The LAN's first three octets, e.g. `[192, 0, 2]` (a /24).
+    lan_net: [u8; 3],
+    /// Hosts behind it so far.
+    hosts: u8,
+}
+
+/// A host behind a router.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// Namespace name.
+    pub ns: String,
+    /// Its LAN address.
+    pub ip: Ipv4Addr,
+    /// The router it sits behind.
+    pub router: RouterId,
+}
+
+/// UDP packet counts a router's iptables rules have seen in its FORWARD chain. Bridged
+/// traffic between two hosts on its LAN passes FORWARD too (`bridge-nf-call-iptables` is on).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// UDP between two hosts on the router's LAN bridge (no hairpin through the wan).
+    pub lan_lan: u64,
+    /// UDP from the LAN out to the TURN server's address (relay, STUN, TURN refreshes).
+    pub to_turn: u64,
+    /// UDP from the LAN out to any other address: direct paths to other routers.
+    pub to_direct: u64,
+    /// UDP from the TURN server's address into the LAN.
+    pub from_turn: u64,
+    /// UDP from any other internet address into the LAN (accepted replies).
+    pub from_direct: u64,
+    /// Packets from the wan dropped by the "no unsolicited inbound" rules (FORWARD and INPUT).
+    pub dropped_inbound: u64,
+}
+
+impl Counters {
+    /// What was counted between `earlier` and `self`.
+    pub fn since(&self, earlier: &Counters) -> Counters {
+        Counters {
+            lan_lan: self.lan_lan.saturating_sub(earlier.lan_lan),
+            to_turn: self.to_turn.saturating_sub(earlier.to_turn),
+            to_direct: self.to_direct.saturating_sub(earlier.to_direct),
+            from_turn: self.from_turn.saturating_sub(earlier.from_turn),
+            from_direct: self.from_direct.saturating_sub(earlier.from_direct),
+            dropped_inbound: self.dropped_inbound.saturating_sub(earlier.dropped_inbound),
+        }
+    }
+}
+
+impl fmt::Display for Counters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "lan↔lan {}, →turn {}, →direct {}, turn→ {}, direct→ {}, dropped inbound {}",
+            self.lan_lan,
+            self.to_turn,
+            self.to_direct,
+            self.from_turn,
+            self.from_direct,
+            self.dropped_inbound
+        )
+    }
+}
+
+/// The chain counting a router's forwarded UDP, jumped to first from FORWARD.
+const COUNT_CHAIN: &str = "NLCOUNT";
+/// The comment marking a blackout's DROP rules.
+const BLACKOUT: &str = "natlab-blackout";
+
+/// A lab: the internet namespace, routers, hosts and the servers on the internet. Dropping it
+/// kills every process inside its namespaces and deletes them.
+pub struct Lab {
+    /// Prefix of every namespace name of this lab.
+    pub prefix: String,
+    /// The internet namespace.
+    pub inet: String,
+    routers: Vec<Router>,
+    hosts: Vec<Host>,
+    /// Namespaces created, deleted in reverse order on drop.
+    namespaces: Vec<String>,
+    /// coturn and the index, once started.
+    pub servers: Option<Servers>,
+    /// Scratch directory (index database, coturn log, daemon state).
+    pub dir: tempfile::TempDir,
+}
+
+static LABS: AtomicU32 = AtomicU32::new(0);
+
+impl Lab {
+    /// Builds the internet namespace with its bridge, or says SKIP (see [`crate::skip`]) and
+    /// returns `None` when this machine cannot run the lab: no `ip netns add` privilege, or
+    /// no `iptables` or `turnserver`.
+    pub fn new(test: &str) -> Option<Lab> {
+        for tool in ["ip", "iptables", "turnserver", "sysctl"] {
+            if !on_path(tool) {
+                crate::skip(&format!("natlab {test}: `{tool}` is not installed"));
+                return None;
+            }
+        }
+        let n = LABS.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!("nl{}x{n}", std::process::id());
+        let inet = format!("{prefix}-inet");
+        let added = Command::new("ip").args(["netns", "add", &inet]).output();
+        match added {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => {
+                crate::skip(&format!(
+                    "natlab {test}: `ip netns add` failed (no privilege?): {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+                return None;
+            }
+            Err(e) => {
+                crate::skip(&format!("natlab {test}: cannot run `ip`: {e}"));
+                return None;
+            }
+        }
+        let lab = Lab {
+            prefix,
+            inet: inet.clone(),
+            routers: Vec::new(),
+            hosts: Vec::new(),
+            namespaces: vec![inet.clone()],
+            servers: None,
+            dir: tempfile::tempdir().expect("lab scratch directory"),
+        };
+        lab.ns(&inet, &["ip", "link", "set", "lo", "up"]);
+        lab.ns(&inet, &["ip", "link", "add", "br0", "type", "bridge"]);
+        lab.ns(&inet, &["ip", "link", "set", "br0", "up"]);
+        // The servers' addresses live on the bridge itself.
+        for ip in ["203.0.113.10/24", &format!("{TURN_IP}/32"), "203.0.113.30/32"] {
+            lab.ns(&inet, &["ip", "addr", "add", ip, "dev", "br0"]);
+        }
+        Some(lab)
+    }
+
+    fn add_ns(&mut self, role: &str) -> String {
+        let name = format!("{}-{role}", self.prefix);
+        run(&["ip", "netns", "add", &name]);
+        self.namespaces.push(name.clone());
+        self.ns(&name, &["ip", "link", "set", "lo", "up"]);
+        name
+    }
+
+    /// Adds a router of `kind` on the internet (203.0.113.101 for the first, .102 for the
+    /// second, …) with its LAN (192.0.2.0/24 behind the first, 198.51.100.0/24 behind the
+    /// second; at most two). Its FORWARD chain counts UDP (see [`Lab::counters`]), accepts
+    /// from the wan only what answers something sent from inside, and drops the rest.
+    pub fn add_router(&mut self, kind: NatKind) -> RouterId {
+        let i = self.routers.len();
+        let lan_net = match i {
+            0 => [192, 0, 2],
+            1 => [198, 51, 100],
+            _ => panic!("the lab has two LAN ranges, hence at most two routers"),
+        };
+        let ns = self.add_ns(&format!("r{}", i + 1));
+        let wan_ip = Ipv4Addr::new(203, 0, 113, 101 + i as u8);
+        let lan_ip = Ipv4Addr::new(lan_net[0], lan_net[1], lan_net[2], 1);
+        let port = format!("r{}", i + 1);
+        self.ns(
+            &ns,
+            &[
+                "ip", "link", "add", "wan", "type", "veth", "peer", "name", &port, "netns",
+                &self.inet,
+            ],
+        );
+        self.ns(&self.inet, &["ip", "link", "set", &port, "master", "br0", "up"]);
+        self.ns(&ns, &["ip", "addr", "add", &format!("{wan_ip}/24"), "dev", "wan"]);
+        self.ns(&ns, &["ip", "link", "set", "wan", "up"]);
+        self.ns(&ns, &["ip", "link", "add", "br0", "type", "bridge"]);
+        self.ns(&ns, &["ip", "addr", "add", &format!("{lan_ip}/24"), "dev", "br0"]);
+        self.ns(&ns, &["ip", "link", "set", "br0", "up"]);
+        self.ns(&ns, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+        let ipt = |args: &[&str]| {
+            let mut full = vec!["iptables", "-w"];
+            full.extend_from_slice(args);
+            self.ns(&ns, &full);
+        };
+        let mut masquerade = vec!["-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE"];
+        if kind == NatKind::Symmetric {
+            masquerade.push("--random-fully");
+        }
+        ipt(&masquerade);
+        // Counting rules without a target: each counts and lets the packet go on.
+        ipt(&["-N", COUNT_CHAIN]);
+        let turn = TURN_IP.to_string();
+        for rule in [
+            &["-i", "br0", "-o", "br0", "-p", "udp", "-m", "comment", "--comment", "lan_lan"][..],
+            &["-i", "br0", "-o", "wan", "-p", "udp", "-d", &turn, "-m", "comment", "--comment", "to_turn"],
+            &["-i", "br0", "-o", "wan", "-p", "udp", "!", "-d", &turn, "-m", "comment", "--comment", "to_direct"],
+            &["-i", "wan", "-o", "br0", "-p", "udp", "-s", &turn, "-m", "comment", "--comment", "from_turn"],
+            &["-i", "wan", "-o", "br0", "-p", "udp", "!", "-s", &turn, "-m", "comment", "--comment", "from_direct"],
+        ] {
+            let mut args = vec!["-A", COUNT_CHAIN];
+            args.extend_from_slice(rule);
+            ipt(&args);
+        }
+        ipt(&["-A", "FORWARD", "-j", COUNT_CHAIN]);
+        ipt(&["-A", "FORWARD", "-i", "wan", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"]);
+        // Unsolicited packets to the wan address that match no mapping are the router's own
+        // (INPUT), not forwarded: dropped there too, counted under the same name.
+        for chain in ["FORWARD", "INPUT"] {
+            if chain == "INPUT" {
+                ipt(&["-A", chain, "-i", "wan", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"]);
+            }
+            ipt(&["-A", chain, "-i", "wan", "-m", "comment", "--comment", "dropped_inbound", "-j", "DROP"]);
+        }
+        self.routers.push(Router {
+            ns,
+            kind,
+            wan_ip,
+            lan_ip,
+            lan_net,
+            hosts: 0,
+        });
+        RouterId(i)
+    }
+
+    /// Adds a host behind `router` (LAN addresses .10, .11, … of its /24), its default route
+    /// through the router.
+    pub fn add_host(&mut self, router: RouterId) -> HostId {
+        let r = self.routers[router.0].clone();
+        let i = self.hosts.len();
+        let ns = self.add_ns(&format!("h{}", i + 1));
+        let ip = Ipv4Addr::new(r.lan_net[0], r.lan_net[1], r.lan_net[2], 10 + r.hosts);
+        let port = format!("h{}", i + 1);
+        self.ns(
+            &ns,
+            &[
+                "ip", "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns", &r.ns,
+            ],
+        );
+        self.ns(&r.ns, &["ip", "link", "set", &port, "master", "br0", "up"]);
+        self.ns(&ns, &["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
+        self.ns(&ns, &["ip", "link", "set", "eth0", "up"]);
+        self.ns(&ns, &["ip", "route", "add", "default", "via", &r.lan_ip.to_string()]);
+        self.routers[router.0].hosts += 1;
+        self.hosts.push(Host { ns, ip, router });
+        HostId(i)
+    }
+
+    /// The router `id`.
+    pub fn router(&self, id: RouterId) -> &Router {
+        &self.routers[id.0]
+    }
+
+    /// The host `id`.
+    pub fn host(&self, id: HostId) -> &Host {
+        &self.hosts[id.0]
+    }
+
+    /// Sets the conntrack UDP timeouts (`nf_conntrack_udp_timeout` and `_stream`) in the
+    /// router's namespace: its NAT mappings expire after `secs` without traffic.
+    pub fn set_udp_timeout(&self, router: RouterId, secs: u32) {
+        let ns = &self.routers[router.0].ns;
+        for key in ["nf_conntrack_udp_timeout", "nf_conntrack_udp_timeout_stream"] {
+            self.ns(ns, &["sysctl", "-q", "-w", &format!("net.netfilter.{key}={secs}")]);
+        }
+    }
+
+    /// Makes the router drop everything it would forward, both ways and between its LAN
+    /// hosts (`on`), or forward again (`!on`). Conntrack entries are kept, as a router whose
+    /// link went down for a moment keeps them.
+    pub fn blackout(&self, router: RouterId, on: bool) {
+        blackout_ns(&self.routers[router.0].ns, on);
+    }
+
+    /// Forwards UDP `port` on the router's wan to `host`'s same port (a manual port forward,
+    /// with which today's daemons reach each other across routers).
+    pub fn port_forward(&self, router: RouterId, host: HostId, port: u16) {
+        let ns = &self.routers[router.0].ns;
+        let to = format!("{}:{port}", self.hosts[host.0].ip);
+        let port = port.to_string();
+        self.ns(
+            ns,
+            &[
+                "iptables", "-w", "-t", "nat", "-A", "PREROUTING", "-i", "wan", "-p", "udp",
+                "--dport", &port, "-j", "DNAT", "--to-destination", &to,
+            ],
+        );
+        // Before the final DROP: the last rule of FORWARD.
+        self.ns(
+            ns,
+            &[
+                "iptables", "-w", "-I", "FORWARD", "2", "-i", "wan", "-m", "conntrack",
+                "--ctstate", "DNAT", "-j", "ACCEPT",
+            ],
+        );
+    }
+
+    /// The router's packet counters now.
+    pub fn counters(&self, router: RouterId) -> Counters {
+        let ns = &self.routers[router.0].ns;
+        let mut counters = Counters::default();
+        for chain in [COUNT_CHAIN, "FORWARD", "INPUT"] {
+            let listing =
+                self.ns(ns, &["iptables", "-w", "-L", chain, "-v", "-x", "-n"]);
+            for line in listing.lines() {
+                let Some(packets) = line.split_whitespace().next().and_then(|p| p.parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                let Some(comment) = line
+                    .split("/* ")
+                    .nth(1)
+                    .and_then(|rest| rest.split(" */").next())
+                else {
+                    continue;
+                };
+                let slot = match comment {
+                    "lan_lan" => &mut counters.lan_lan,
+                    "to_turn" => &mut counters.to_turn,
+                    "to_direct" => &mut counters.to_direct,
+                    "from_turn" => &mut counters.from_turn,
+                    "from_direct" => &mut counters.from_direct,
+                    "dropped_inbound" => &mut counters.dropped_inbound,
+                    _ => continue,
+                };
+                *slot += packets;
+            }
+        }
+        counters
+    }
+
+    /// Runs `args` inside namespace `ns` (`ip netns exec`), panicking with its stderr when it
+    /// fails; returns its stdout.
+    pub fn ns(&self, ns: &str, args: &[&str]) -> String {
+        let mut full = vec!["ip", "netns", "exec", ns];
+        full.extend_from_slice(args);
+        run(&full)
+    }
+
+    /// The servers, which [`Lab::start_servers`] must have started.
+    pub fn servers(&mut self) -> &mut Servers {
+        self.servers
+            .as_mut()
+            .expect("Lab::start_servers was not called")
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Servers first (they say goodbye), then whatever still runs in any namespace.
+        drop(self.servers.take());
+        for ns in self.namespaces.iter().rev() {
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    if let Ok(pid) = pid.parse::<i32>() {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+            }
+        }
+        for ns in self.namespaces.iter().rev() {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+/// [`Lab::blackout`] by the router's namespace name, for a task that cannot borrow the lab.
+pub fn blackout_ns(router_ns: &str, on: bool) {
+    let mut args = vec!["ip", "netns", "exec", router_ns, "iptables", "-w"];
+    if on {
+        args.extend_from_slice(&["-I", "FORWARD", "1"]);
+    } else {
+        args.extend_from_slice(&["-D", "FORWARD"]);
+    }
+    args.extend_from_slice(&["-m", "comment", "--comment", BLACKOUT, "-j", "DROP"]);
+    run(&args);
+}
+
+/// Runs a command, panicking with its stderr when it fails; returns its stdout.
+pub fn run(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("running {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether `tool` is an executable file in a `PATH` directory (or `/usr/sbin`, `/sbin`).
+fn on_path(tool: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .any(|dir| dir.join(tool).is_file())
+}
+
+/// Runs `f` on a thread that has entered namespace `ns`, so sockets it creates live there
+/// (they stay in it when handed back to other threads).
+pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let file = std::fs::File::open(format!("/run/netns/{ns}"))
+                    .unwrap_or_else(|e| panic!("opening namespace {ns}: {e}"));
+                nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .unwrap_or_else(|e| panic!("entering namespace {ns}: {e}"));
+                f()
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
