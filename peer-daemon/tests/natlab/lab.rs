@@ -65,34 +65,76 @@ pub struct Host {
     pub router: RouterId,
 }
 
-/// UDP packet counts a router's iptables rules have seen in its FORWARD chain. Bridged
-/// traffic between two hosts on its LAN passes FORWARD too (`bridge-nf-call-iptables` is on).
+/// Packets and bytes one counting rule has seen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Count {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes (IP packets, headers included).
+    pub bytes: u64,
+}
+
+impl Count {
+    fn since(self, earlier: Count) -> Count {
+        Count {
+            packets: self.packets.saturating_sub(earlier.packets),
+            bytes: self.bytes.saturating_sub(earlier.bytes),
+        }
+    }
+
+    fn plus(self, other: Count) -> Count {
+        Count {
+            packets: self.packets + other.packets,
+            bytes: self.bytes + other.bytes,
+        }
+    }
+}
+
+impl fmt::Display for Count {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} pkt/{} B", self.packets, self.bytes)
+    }
+}
+
+/// UDP traffic a router's iptables rules have counted in its FORWARD chain (and INPUT, for
+/// drops). Bridged traffic between two hosts on its LAN passes FORWARD too
+/// (`bridge-nf-call-iptables` is on). Daemons pack several messages into one datagram, so
+/// bytes say more about where a conversation went than packets.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
     /// UDP between two hosts on the router's LAN bridge (no hairpin through the wan).
-    pub lan_lan: u64,
+    pub lan_lan: Count,
     /// UDP from the LAN out to the TURN server's address (relay, STUN, TURN refreshes).
-    pub to_turn: u64,
+    pub to_turn: Count,
     /// UDP from the LAN out to any other address: direct paths to other routers.
-    pub to_direct: u64,
+    pub to_direct: Count,
     /// UDP from the TURN server's address into the LAN.
-    pub from_turn: u64,
-    /// UDP from any other internet address into the LAN (accepted replies).
-    pub from_direct: u64,
-    /// Packets from the wan dropped by the "no unsolicited inbound" rules (FORWARD and INPUT).
-    pub dropped_inbound: u64,
+    pub from_turn: Count,
+    /// UDP from any other internet address into the LAN (accepted answers).
+    pub from_direct: Count,
+    /// Anything from the wan dropped by the "no unsolicited inbound" rules (FORWARD, INPUT).
+    pub dropped_inbound: Count,
 }
 
 impl Counters {
     /// What was counted between `earlier` and `self`.
     pub fn since(&self, earlier: &Counters) -> Counters {
+        self.zip(earlier, Count::since)
+    }
+
+    /// Both routers' counters added up.
+    pub fn plus(&self, other: &Counters) -> Counters {
+        self.zip(other, Count::plus)
+    }
+
+    fn zip(&self, other: &Counters, f: impl Fn(Count, Count) -> Count) -> Counters {
         Counters {
-            lan_lan: self.lan_lan.saturating_sub(earlier.lan_lan),
-            to_turn: self.to_turn.saturating_sub(earlier.to_turn),
-            to_direct: self.to_direct.saturating_sub(earlier.to_direct),
-            from_turn: self.from_turn.saturating_sub(earlier.from_turn),
-            from_direct: self.from_direct.saturating_sub(earlier.from_direct),
-            dropped_inbound: self.dropped_inbound.saturating_sub(earlier.dropped_inbound),
+            lan_lan: f(self.lan_lan, other.lan_lan),
+            to_turn: f(self.to_turn, other.to_turn),
+            to_direct: f(self.to_direct, other.to_direct),
+            from_turn: f(self.from_turn, other.from_turn),
+            from_direct: f(self.from_direct, other.from_direct),
+            dropped_inbound: f(self.dropped_inbound, other.dropped_inbound),
         }
     }
 }
@@ -346,8 +388,11 @@ impl Lab {
             let listing =
                 self.ns(ns, &["iptables", "-w", "-L", chain, "-v", "-x", "-n"]);
             for line in listing.lines() {
-                let Some(packets) = line.split_whitespace().next().and_then(|p| p.parse::<u64>().ok())
-                else {
+                let mut fields = line.split_whitespace();
+                let (Some(Ok(packets)), Some(Ok(bytes))) = (
+                    fields.next().map(str::parse::<u64>),
+                    fields.next().map(str::parse::<u64>),
+                ) else {
                     continue;
                 };
                 let Some(comment) = line
@@ -366,7 +411,7 @@ impl Lab {
                     "dropped_inbound" => &mut counters.dropped_inbound,
                     _ => continue,
                 };
-                *slot += packets;
+                *slot = slot.plus(Count { packets, bytes });
             }
         }
         counters
