@@ -45,11 +45,7 @@ pub async fn first_message(a: &mut LabDaemon, b: &mut LabDaemon) -> Duration {
     a.send_line(&format!("/msg {} {text}", b.uuid)).await;
     let to = b.uuid.to_string();
     let outcome = a
-        .expect(
-            "delivered",
-            |v| v["to"] == to.as_str(),
-            MESSAGE_TIMEOUT,
-        )
+        .expect("delivered", |v| v["to"] == to.as_str(), MESSAGE_TIMEOUT)
         .await;
     let took = start.elapsed();
     let from = a.uuid.to_string();
@@ -59,7 +55,8 @@ pub async fn first_message(a: &mut LabDaemon, b: &mut LabDaemon) -> Duration {
         MESSAGE_TIMEOUT,
     )
     .await;
-    a.expect("sent", |v| v["to"] == to.as_str(), MESSAGE_TIMEOUT).await;
+    a.expect("sent", |v| v["to"] == to.as_str(), MESSAGE_TIMEOUT)
+        .await;
     eprintln!(
         "natlab: first message {} → {} delivered in {took:?} ({outcome})",
         a.name, b.name
@@ -93,8 +90,10 @@ pub async fn exchange(
     let (to_b, to_a) = (script(a, b), script(b, a));
     match pace {
         None => {
-            a.write_raw(format!("{}\n", to_b.join("\n")).as_bytes()).await;
-            b.write_raw(format!("{}\n", to_a.join("\n")).as_bytes()).await;
+            a.write_raw(format!("{}\n", to_b.join("\n")).as_bytes())
+                .await;
+            b.write_raw(format!("{}\n", to_a.join("\n")).as_bytes())
+                .await;
         }
         Some(pace) => {
             for (line_a, line_b) in to_b.iter().zip(&to_a) {
@@ -154,7 +153,8 @@ async fn sentinel(x: &mut LabDaemon, y: &mut LabDaemon, tag: &str, n: usize) {
         x.name
     );
     let to = y.uuid.to_string();
-    x.expect("sent", |v| v["to"] == to.as_str(), MESSAGE_TIMEOUT).await;
+    x.expect("sent", |v| v["to"] == to.as_str(), MESSAGE_TIMEOUT)
+        .await;
     x.expect("delivered", |v| v["to"] == to.as_str(), MESSAGE_TIMEOUT)
         .await;
 }
@@ -168,7 +168,8 @@ async fn receive_in_order(to: &mut LabDaemon, from: &LabDaemon, tag: &str, n: us
             .expect("message", |v| v["from"] == sender.as_str(), MESSAGE_TIMEOUT)
             .await;
         assert_eq!(
-            got["text"], want.as_str(),
+            got["text"],
+            want.as_str(),
             "{} received messages from {} out of order, twice or altered at #{i}: {got}{}",
             to.name,
             from.name,
@@ -190,7 +191,11 @@ async fn acknowledged(from: &mut LabDaemon, to: &LabDaemon, n: usize, result: &m
     assert_eq!(ids.len(), n, "{}: sent ids repeat", from.name);
     for i in 0..n {
         let delivered = from
-            .expect("delivered", |v| v["to"] == receiver.as_str(), MESSAGE_TIMEOUT)
+            .expect(
+                "delivered",
+                |v| v["to"] == receiver.as_str(),
+                MESSAGE_TIMEOUT,
+            )
             .await;
         let id = delivered["id"].as_u64().expect("delivered id");
         assert!(

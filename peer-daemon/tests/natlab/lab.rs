@@ -43,6 +43,10 @@ pub struct Router {
     /// Namespace name.
     pub ns: String,
     /// What kind of NAT it is.
+    #[allow(
+        dead_code,
+        reason = "harness API for cases that look a router's kind up"
+    )]
     pub kind: NatKind,
     /// Its address on the internet bridge (203.0.113.101, .102, …).
     pub wan_ip: Ipv4Addr,
@@ -62,6 +66,10 @@ pub struct Host {
     /// Its LAN address.
     pub ip: Ipv4Addr,
     /// The router it sits behind.
+    #[allow(
+        dead_code,
+        reason = "harness API for cases that look a host's router up"
+    )]
     pub router: RouterId,
 }
 
@@ -220,7 +228,11 @@ impl Lab {
         lab.ns(&inet, &["ip", "link", "add", "br0", "type", "bridge"]);
         lab.ns(&inet, &["ip", "link", "set", "br0", "up"]);
         // The servers' addresses live on the bridge itself.
-        for ip in ["203.0.113.10/24", &format!("{TURN_IP}/32"), "203.0.113.30/32"] {
+        for ip in [
+            "203.0.113.10/24",
+            &format!("{TURN_IP}/32"),
+            "203.0.113.30/32",
+        ] {
             lab.ns(&inet, &["ip", "addr", "add", ip, "dev", "br0"]);
         }
         Some(lab)
@@ -256,11 +268,20 @@ impl Lab {
                 &self.inet,
             ],
         );
-        self.ns(&self.inet, &["ip", "link", "set", &port, "master", "br0", "up"]);
-        self.ns(&ns, &["ip", "addr", "add", &format!("{wan_ip}/24"), "dev", "wan"]);
+        self.ns(
+            &self.inet,
+            &["ip", "link", "set", &port, "master", "br0", "up"],
+        );
+        self.ns(
+            &ns,
+            &["ip", "addr", "add", &format!("{wan_ip}/24"), "dev", "wan"],
+        );
         self.ns(&ns, &["ip", "link", "set", "wan", "up"]);
         self.ns(&ns, &["ip", "link", "add", "br0", "type", "bridge"]);
-        self.ns(&ns, &["ip", "addr", "add", &format!("{lan_ip}/24"), "dev", "br0"]);
+        self.ns(
+            &ns,
+            &["ip", "addr", "add", &format!("{lan_ip}/24"), "dev", "br0"],
+        );
         self.ns(&ns, &["ip", "link", "set", "br0", "up"]);
         self.ns(&ns, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
         let ipt = |args: &[&str]| {
@@ -268,7 +289,16 @@ impl Lab {
             full.extend_from_slice(args);
             self.ns(&ns, &full);
         };
-        let mut masquerade = vec!["-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE"];
+        let mut masquerade = vec![
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-o",
+            "wan",
+            "-j",
+            "MASQUERADE",
+        ];
         if kind == NatKind::Symmetric {
             masquerade.push("--random-fully");
         }
@@ -277,25 +307,123 @@ impl Lab {
         ipt(&["-N", COUNT_CHAIN]);
         let turn = TURN_IP.to_string();
         for rule in [
-            &["-i", "br0", "-o", "br0", "-p", "udp", "-m", "comment", "--comment", "lan_lan"][..],
-            &["-i", "br0", "-o", "wan", "-p", "udp", "-d", &turn, "-m", "comment", "--comment", "to_turn"],
-            &["-i", "br0", "-o", "wan", "-p", "udp", "!", "-d", &turn, "-m", "comment", "--comment", "to_direct"],
-            &["-i", "wan", "-o", "br0", "-p", "udp", "-s", &turn, "-m", "comment", "--comment", "from_turn"],
-            &["-i", "wan", "-o", "br0", "-p", "udp", "!", "-s", &turn, "-m", "comment", "--comment", "from_direct"],
+            &[
+                "-i",
+                "br0",
+                "-o",
+                "br0",
+                "-p",
+                "udp",
+                "-m",
+                "comment",
+                "--comment",
+                "lan_lan",
+            ][..],
+            &[
+                "-i",
+                "br0",
+                "-o",
+                "wan",
+                "-p",
+                "udp",
+                "-d",
+                &turn,
+                "-m",
+                "comment",
+                "--comment",
+                "to_turn",
+            ],
+            &[
+                "-i",
+                "br0",
+                "-o",
+                "wan",
+                "-p",
+                "udp",
+                "!",
+                "-d",
+                &turn,
+                "-m",
+                "comment",
+                "--comment",
+                "to_direct",
+            ],
+            &[
+                "-i",
+                "wan",
+                "-o",
+                "br0",
+                "-p",
+                "udp",
+                "-s",
+                &turn,
+                "-m",
+                "comment",
+                "--comment",
+                "from_turn",
+            ],
+            &[
+                "-i",
+                "wan",
+                "-o",
+                "br0",
+                "-p",
+                "udp",
+                "!",
+                "-s",
+                &turn,
+                "-m",
+                "comment",
+                "--comment",
+                "from_direct",
+            ],
         ] {
             let mut args = vec!["-A", COUNT_CHAIN];
             args.extend_from_slice(rule);
             ipt(&args);
         }
         ipt(&["-A", "FORWARD", "-j", COUNT_CHAIN]);
-        ipt(&["-A", "FORWARD", "-i", "wan", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"]);
+        ipt(&[
+            "-A",
+            "FORWARD",
+            "-i",
+            "wan",
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "ESTABLISHED,RELATED",
+            "-j",
+            "ACCEPT",
+        ]);
         // Unsolicited packets to the wan address that match no mapping are the router's own
         // (INPUT), not forwarded: dropped there too, counted under the same name.
         for chain in ["FORWARD", "INPUT"] {
             if chain == "INPUT" {
-                ipt(&["-A", chain, "-i", "wan", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"]);
+                ipt(&[
+                    "-A",
+                    chain,
+                    "-i",
+                    "wan",
+                    "-m",
+                    "conntrack",
+                    "--ctstate",
+                    "ESTABLISHED,RELATED",
+                    "-j",
+                    "ACCEPT",
+                ]);
             }
-            ipt(&["-A", chain, "-i", "wan", "-m", "comment", "--comment", "dropped_inbound", "-j", "DROP"]);
+            ipt(&[
+                "-A",
+                chain,
+                "-i",
+                "wan",
+                "-m",
+                "comment",
+                "--comment",
+                "dropped_inbound",
+                "-j",
+                "DROP",
+            ]);
         }
         self.routers.push(Router {
             ns,
@@ -323,9 +451,22 @@ impl Lab {
             ],
         );
         self.ns(&r.ns, &["ip", "link", "set", &port, "master", "br0", "up"]);
-        self.ns(&ns, &["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
+        self.ns(
+            &ns,
+            &["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"],
+        );
         self.ns(&ns, &["ip", "link", "set", "eth0", "up"]);
-        self.ns(&ns, &["ip", "route", "add", "default", "via", &r.lan_ip.to_string()]);
+        self.ns(
+            &ns,
+            &[
+                "ip",
+                "route",
+                "add",
+                "default",
+                "via",
+                &r.lan_ip.to_string(),
+            ],
+        );
         self.routers[router.0].hosts += 1;
         self.hosts.push(Host { ns, ip, router });
         HostId(i)
@@ -345,8 +486,14 @@ impl Lab {
     /// router's namespace: its NAT mappings expire after `secs` without traffic.
     pub fn set_udp_timeout(&self, router: RouterId, secs: u32) {
         let ns = &self.routers[router.0].ns;
-        for key in ["nf_conntrack_udp_timeout", "nf_conntrack_udp_timeout_stream"] {
-            self.ns(ns, &["sysctl", "-q", "-w", &format!("net.netfilter.{key}={secs}")]);
+        for key in [
+            "nf_conntrack_udp_timeout",
+            "nf_conntrack_udp_timeout_stream",
+        ] {
+            self.ns(
+                ns,
+                &["sysctl", "-q", "-w", &format!("net.netfilter.{key}={secs}")],
+            );
         }
     }
 
@@ -366,16 +513,41 @@ impl Lab {
         self.ns(
             ns,
             &[
-                "iptables", "-w", "-t", "nat", "-A", "PREROUTING", "-i", "wan", "-p", "udp",
-                "--dport", &port, "-j", "DNAT", "--to-destination", &to,
+                "iptables",
+                "-w",
+                "-t",
+                "nat",
+                "-A",
+                "PREROUTING",
+                "-i",
+                "wan",
+                "-p",
+                "udp",
+                "--dport",
+                &port,
+                "-j",
+                "DNAT",
+                "--to-destination",
+                &to,
             ],
         );
         // Before the final DROP: the last rule of FORWARD.
         self.ns(
             ns,
             &[
-                "iptables", "-w", "-I", "FORWARD", "2", "-i", "wan", "-m", "conntrack",
-                "--ctstate", "DNAT", "-j", "ACCEPT",
+                "iptables",
+                "-w",
+                "-I",
+                "FORWARD",
+                "2",
+                "-i",
+                "wan",
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "DNAT",
+                "-j",
+                "ACCEPT",
             ],
         );
     }
@@ -385,8 +557,7 @@ impl Lab {
         let ns = &self.routers[router.0].ns;
         let mut counters = Counters::default();
         for chain in [COUNT_CHAIN, "FORWARD", "INPUT"] {
-            let listing =
-                self.ns(ns, &["iptables", "-w", "-L", chain, "-v", "-x", "-n"]);
+            let listing = self.ns(ns, &["iptables", "-w", "-L", chain, "-v", "-x", "-n"]);
             for line in listing.lines() {
                 let mut fields = line.split_whitespace();
                 let (Some(Ok(packets)), Some(Ok(bytes))) = (

@@ -105,7 +105,9 @@ impl Lab {
             stderr,
             _state: state,
         };
-        let registered = daemon.expect("registered", |_| true, REGISTER_TIMEOUT).await;
+        let registered = daemon
+            .expect("registered", |_| true, REGISTER_TIMEOUT)
+            .await;
         daemon.uuid = registered["uuid"]
             .as_str()
             .and_then(|u| Uuid::parse_str(u).ok())
@@ -130,7 +132,10 @@ impl LabDaemon {
             .write_all(bytes)
             .await
             .unwrap_or_else(|e| panic!("{name}: writing to stdin: {e}"));
-        stdin.flush().await.unwrap_or_else(|e| panic!("{name}: flushing stdin: {e}"));
+        stdin
+            .flush()
+            .await
+            .unwrap_or_else(|e| panic!("{name}: flushing stdin: {e}"));
     }
 
     /// Waits for the first event of `kind` satisfying `predicate` (earlier untaken ones first),
@@ -206,14 +211,22 @@ impl LabDaemon {
     /// The untaken events of `kind` so far.
     pub fn seen_of(&mut self, kind: &str) -> Vec<Value> {
         self.drain();
-        self.backlog.iter().filter(|v| v["event"] == kind).cloned().collect()
+        self.backlog
+            .iter()
+            .filter(|v| v["event"] == kind)
+            .cloned()
+            .collect()
     }
 
     /// The latest `path` event for `peer`, if any.
     pub fn last_path(&mut self, peer: Uuid) -> Option<Value> {
         self.drain();
         let peer = peer.to_string();
-        self.paths.iter().rev().find(|v| v["peer"] == peer.as_str()).cloned()
+        self.paths
+            .iter()
+            .rev()
+            .find(|v| v["peer"] == peer.as_str())
+            .cloned()
     }
 
     /// Waits until the latest `path` event for `peer` says `via`; returns it.
@@ -239,6 +252,10 @@ impl LabDaemon {
     }
 
     /// Kills the daemon.
+    #[allow(
+        dead_code,
+        reason = "harness API: a peer that vanishes or changes network"
+    )]
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;
     }
@@ -251,7 +268,10 @@ impl LabDaemon {
             text.push_str(line);
         }
         let stderr = self.stderr.lock().unwrap_or_else(|e| e.into_inner());
-        text.push_str(&format!("\n--- stderr ({} lines, last 20) ---", stderr.len()));
+        text.push_str(&format!(
+            "\n--- stderr ({} lines, last 20) ---",
+            stderr.len()
+        ));
         for line in &stderr[stderr.len().saturating_sub(20)..] {
             text.push_str("\n  ");
             text.push_str(line);

@@ -47,6 +47,7 @@ impl Servers {
     }
 
     /// Starts the index again on the same address and database.
+    #[allow(dead_code, reason = "harness API: an index that comes back")]
     pub fn restart_index(&mut self) {
         assert!(self.index.is_none(), "the index is still running");
         self.index = Some(start_index(&self.inet, &self.dir, self.index_knows_turn));
@@ -75,15 +76,32 @@ impl Lab {
         let dir = self.dir.path().to_owned();
         let log = std::fs::File::create(dir.join("turn.log")).expect("coturn log file");
         let turn = Command::new("ip")
-            .args(["netns", "exec", &self.inet, "turnserver", "-n", "--no-cli", "--no-tls"])
+            .args([
+                "netns",
+                "exec",
+                &self.inet,
+                "turnserver",
+                "-n",
+                "--no-cli",
+                "--no-tls",
+            ])
             .args(["--no-dtls", "--listening-ip", &TURN_IP.to_string()])
             .args(["--relay-ip", &TURN_IP.to_string()])
             .args(["--listening-port", &TURN_PORT.to_string()])
             .args(["--aux-server", &format!("{TURN_IP}:{STUN_AUX_PORT}")])
-            .args(["--min-port", "49152", "--max-port", "49400", "--use-auth-secret"])
+            .args([
+                "--min-port",
+                "49152",
+                "--max-port",
+                "49400",
+                "--use-auth-secret",
+            ])
             .arg(format!("--static-auth-secret={TURN_SECRET}"))
             .args(["--realm", "natlab", "--fingerprint", "--log-file", "stdout"])
-            .args(["--simple-log", "--allowed-peer-ip=203.0.113.0-203.0.113.255"])
+            .args([
+                "--simple-log",
+                "--allowed-peer-ip=203.0.113.0-203.0.113.255",
+            ])
             .arg("--pidfile")
             .arg(dir.join("turn.pid"))
             .arg("--userdb")

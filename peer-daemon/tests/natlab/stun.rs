@@ -9,7 +9,11 @@ const MAGIC: u32 = 0x2112_A442;
 
 /// Sends a Binding request from `socket` to `server` and returns the mapped address the
 /// server saw, or an error after `timeout` (one retry halfway).
-pub fn binding(socket: &UdpSocket, server: SocketAddr, timeout: Duration) -> std::io::Result<SocketAddr> {
+pub fn binding(
+    socket: &UdpSocket,
+    server: SocketAddr,
+    timeout: Duration,
+) -> std::io::Result<SocketAddr> {
     let txid: [u8; 12] = rand_bytes();
     let mut request = Vec::with_capacity(20);
     request.extend_from_slice(&0x0001u16.to_be_bytes());
@@ -23,7 +27,14 @@ pub fn binding(socket: &UdpSocket, server: SocketAddr, timeout: Duration) -> std
         loop {
             let (len, from) = match socket.recv_from(&mut buf) {
                 Ok(got) => got,
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => break,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break;
+                }
                 Err(e) => return Err(e),
             };
             if from != server {
