@@ -197,6 +197,9 @@ impl Lab {
                 return None;
             }
         }
+        static SWEPT: std::sync::Once = std::sync::Once::new();
+        SWEPT.call_once(sweep_stale_namespaces);
+        let dir = tempfile::tempdir().expect("lab scratch directory");
         let n = LABS.fetch_add(1, Ordering::Relaxed);
         let prefix = format!("nl{}x{n}", std::process::id());
         let inet = format!("{prefix}-inet");
@@ -222,7 +225,7 @@ impl Lab {
             hosts: Vec::new(),
             namespaces: vec![inet.clone()],
             servers: None,
-            dir: tempfile::tempdir().expect("lab scratch directory"),
+            dir,
         };
         lab.ns(&inet, &["ip", "link", "set", "lo", "up"]);
         lab.ns(&inet, &["ip", "link", "add", "br0", "type", "bridge"]);
@@ -609,16 +612,7 @@ impl Drop for Lab {
         // Servers first (they say goodbye), then whatever still runs in any namespace.
         drop(self.servers.take());
         for ns in self.namespaces.iter().rev() {
-            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
-                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    if let Ok(pid) = pid.parse::<i32>() {
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(pid),
-                            nix::sys::signal::Signal::SIGKILL,
-                        );
-                    }
-                }
-            }
+            kill_all_in(ns);
         }
         for ns in self.namespaces.iter().rev() {
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
@@ -636,6 +630,45 @@ pub fn blackout_ns(router_ns: &str, on: bool) {
     }
     args.extend_from_slice(&["-m", "comment", "--comment", BLACKOUT, "-j", "DROP"]);
     run(&args);
+}
+
+/// Removes the namespaces of labs whose test process died without cleaning up (killed by a
+/// signal): names `nl<pid>x…` whose pid no longer runs.
+fn sweep_stale_namespaces() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some(pid) = name
+            .strip_prefix("nl")
+            .and_then(|rest| rest.split_once('x'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        kill_all_in(name);
+        let _ = Command::new("ip").args(["netns", "del", name]).output();
+    }
+}
+
+/// SIGKILLs every process in namespace `ns`.
+fn kill_all_in(ns: &str) {
+    if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            if let Ok(pid) = pid.parse::<i32>() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
 }
 
 /// Runs a command, panicking with its stderr when it fails; returns its stdout.

@@ -21,6 +21,11 @@ use lab::{Counters, HostId, Lab, NatKind, RouterId, in_netns};
 use peer::LabDaemon;
 use servers::{STUN_AUX_PORT, TURN_IP, TURN_PORT};
 
+/// Arguments every case's daemons get besides `--json --index … --name … --state-dir …`
+/// (e.g. a `--turn`/`--stun` override once the daemon has one; the index hands out coturn
+/// already when it knows `--turn-url`, see `servers::INDEX_TURN_FLAGS`).
+const DAEMON_ARGS: &[&str] = &[];
+
 /// Messages each way in a bulk phase.
 const BULK: usize = 200;
 
@@ -180,7 +185,7 @@ fn check_path(expect: Expect, delta: &Counters, result: &chat::Exchange) {
 
 /// One whole case: a pair on `topology`, the first messages, a bulk phase on `expect`.
 async fn case(test: &str, topology: Topology, expect: Expect) {
-    let Some(mut pair) = Pair::new(test, topology, &[]).await else {
+    let Some(mut pair) = Pair::new(test, topology, DAEMON_ARGS).await else {
         return;
     };
     pair.open(expect).await;
@@ -420,7 +425,7 @@ async fn symmetric_symmetric() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn index_killed() {
     let topology = Topology::TwoRouters(NatKind::Cone, NatKind::Cone);
-    let Some(mut pair) = Pair::new("index_killed", topology, &[]).await else {
+    let Some(mut pair) = Pair::new("index_killed", topology, DAEMON_ARGS).await else {
         return;
     };
     pair.open(Expect::Direct).await;
@@ -434,7 +439,7 @@ async fn index_killed() {
 #[ignore = "needs NAT traversal (issue 11)"]
 async fn mapping_expires() {
     let topology = Topology::TwoRouters(NatKind::Cone, NatKind::Cone);
-    let Some(mut pair) = Pair::new("mapping_expires", topology, &[]).await else {
+    let Some(mut pair) = Pair::new("mapping_expires", topology, DAEMON_ARGS).await else {
         return;
     };
     for &r in &pair.routers {
@@ -456,7 +461,7 @@ async fn mapping_expires() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn router_blackout() {
     let topology = Topology::TwoRouters(NatKind::Cone, NatKind::Cone);
-    let Some(mut pair) = Pair::new("router_blackout", topology, &[]).await else {
+    let Some(mut pair) = Pair::new("router_blackout", topology, DAEMON_ARGS).await else {
         return;
     };
     pair.open(Expect::Direct).await;
