@@ -40,30 +40,38 @@ pub struct Exchange {
 /// `delivered` event; checks that `b` got it. Fails if it takes longer than
 /// [`FIRST_DELIVERY`] ("relay first": a message never waits for hole punching).
 pub async fn first_message(a: &mut LabDaemon, b: &mut LabDaemon) -> Duration {
+    first_message_within(a, b, FIRST_DELIVERY).await
+}
+
+/// Like [`first_message`] with another limit (e.g. after a path died unnoticed). Gives up
+/// waiting after ten times the limit (at least 10 s).
+pub async fn first_message_within(
+    a: &mut LabDaemon,
+    b: &mut LabDaemon,
+    limit: Duration,
+) -> Duration {
+    let wait = (limit * 10).max(Duration::from_secs(10));
     let text = format!("first message from {}", a.name);
     let start = Instant::now();
     a.send_line(&format!("/msg {} {text}", b.uuid)).await;
     let to = b.uuid.to_string();
-    let outcome = a
-        .expect("delivered", |v| v["to"] == to.as_str(), MESSAGE_TIMEOUT)
-        .await;
+    let outcome = a.receipt(b.uuid, wait).await;
     let took = start.elapsed();
     let from = a.uuid.to_string();
     b.expect(
         "message",
         |v| v["from"] == from.as_str() && v["text"] == text.as_str(),
-        MESSAGE_TIMEOUT,
+        wait,
     )
     .await;
-    a.expect("sent", |v| v["to"] == to.as_str(), MESSAGE_TIMEOUT)
-        .await;
+    a.expect("sent", |v| v["to"] == to.as_str(), wait).await;
     eprintln!(
         "natlab: first message {} → {} delivered in {took:?} ({outcome})",
         a.name, b.name
     );
     assert!(
-        took <= FIRST_DELIVERY,
-        "the first message {} → {} took {took:?} to be delivered (at most {FIRST_DELIVERY:?}): {outcome}",
+        took <= limit,
+        "the first message {} → {} took {took:?} to be delivered (at most {limit:?}): {outcome}",
         a.name,
         b.name
     );
@@ -155,8 +163,7 @@ async fn sentinel(x: &mut LabDaemon, y: &mut LabDaemon, tag: &str, n: usize) {
     let to = y.uuid.to_string();
     x.expect("sent", |v| v["to"] == to.as_str(), MESSAGE_TIMEOUT)
         .await;
-    x.expect("delivered", |v| v["to"] == to.as_str(), MESSAGE_TIMEOUT)
-        .await;
+    x.receipt(y.uuid, MESSAGE_TIMEOUT).await;
 }
 
 /// `to` receives the `n` messages of `from` with the exchange's texts, in order.
@@ -190,13 +197,7 @@ async fn acknowledged(from: &mut LabDaemon, to: &LabDaemon, n: usize, result: &m
     }
     assert_eq!(ids.len(), n, "{}: sent ids repeat", from.name);
     for i in 0..n {
-        let delivered = from
-            .expect(
-                "delivered",
-                |v| v["to"] == receiver.as_str(),
-                MESSAGE_TIMEOUT,
-            )
-            .await;
+        let delivered = from.receipt(to.uuid, MESSAGE_TIMEOUT).await;
         let id = delivered["id"].as_u64().expect("delivered id");
         assert!(
             ids.remove(&id),

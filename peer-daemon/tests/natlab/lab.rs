@@ -503,8 +503,9 @@ impl Lab {
     /// Makes the router drop everything it would forward, both ways and between its LAN
     /// hosts (`on`), or forward again (`!on`). Conntrack entries are kept, as a router whose
     /// link went down for a moment keeps them.
-    pub fn blackout(&self, router: RouterId, on: bool) {
-        blackout_ns(&self.routers[router.0].ns, on);
+    /// Ending it returns how many packets it dropped.
+    pub fn blackout(&self, router: RouterId, on: bool) -> u64 {
+        blackout_ns(&self.routers[router.0].ns, on)
     }
 
     /// Forwards UDP `port` on the router's wan to `host`'s same port (a manual port forward,
@@ -621,15 +622,26 @@ impl Drop for Lab {
 }
 
 /// [`Lab::blackout`] by the router's namespace name, for a task that cannot borrow the lab.
-pub fn blackout_ns(router_ns: &str, on: bool) {
+pub fn blackout_ns(router_ns: &str, on: bool) -> u64 {
     let mut args = vec!["ip", "netns", "exec", router_ns, "iptables", "-w"];
+    let mut dropped = 0;
     if on {
         args.extend_from_slice(&["-I", "FORWARD", "1"]);
     } else {
+        // What the blackout rule dropped, read before the rule goes.
+        let listing = run(&[
+            "ip", "netns", "exec", router_ns, "iptables", "-w", "-L", "FORWARD", "-v", "-x", "-n",
+        ]);
+        dropped = listing
+            .lines()
+            .filter(|line| line.contains(BLACKOUT))
+            .filter_map(|line| line.split_whitespace().next()?.parse::<u64>().ok())
+            .sum();
         args.extend_from_slice(&["-D", "FORWARD"]);
     }
     args.extend_from_slice(&["-m", "comment", "--comment", BLACKOUT, "-j", "DROP"]);
     run(&args);
+    dropped
 }
 
 /// Removes the namespaces of labs whose test process died without cleaning up (killed by a

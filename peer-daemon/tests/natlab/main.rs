@@ -16,7 +16,9 @@ mod stun;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use chat::{assert_delivered_via, exchange, expect_path, first_message, path_checks};
+use chat::{
+    assert_delivered_via, exchange, expect_path, first_message, first_message_within, path_checks,
+};
 use lab::{Counters, HostId, Lab, NatKind, RouterId, in_netns};
 use peer::LabDaemon;
 use servers::{STUN_AUX_PORT, TURN_IP, TURN_PORT};
@@ -308,7 +310,11 @@ fn lab_selfcheck() {
         s3.recv_from(&mut buf).is_err(),
         "a LAN packet crossed a blackout"
     );
-    lab.blackout(cone, false);
+    assert_eq!(
+        lab.blackout(cone, false),
+        2,
+        "the blackout counts what it drops"
+    );
     s1.send_to(b"light", far.local_addr().unwrap())
         .expect("send");
     far.recv_from(&mut buf)
@@ -449,7 +455,8 @@ async fn mapping_expires() {
     exchange(&mut pair.alice, &mut pair.bob, "before-idle", 20, None).await;
     // Idle is the condition under test: there is no event to wait for.
     tokio::time::sleep(Duration::from_secs(10)).await;
-    first_message(&mut pair.alice, &mut pair.bob).await;
+    // The daemon may not know the direct path died: a few seconds to notice and fall back.
+    first_message_within(&mut pair.alice, &mut pair.bob, Duration::from_secs(5)).await;
     let (a, b) = (pair.alice.uuid, pair.bob.uuid);
     expect_path(&mut pair.alice, b, "direct").await;
     expect_path(&mut pair.bob, a, "direct").await;
@@ -472,7 +479,7 @@ async fn router_blackout() {
         tokio::time::sleep(Duration::from_secs(1)).await;
         lab::blackout_ns(&ns, true);
         tokio::time::sleep(Duration::from_secs(4)).await;
-        lab::blackout_ns(&ns, false);
+        lab::blackout_ns(&ns, false)
     });
     let result = exchange(
         &mut pair.alice,
@@ -482,7 +489,11 @@ async fn router_blackout() {
         Some(Duration::from_millis(30)),
     )
     .await;
-    dark.await.expect("blackout task");
+    let dropped = dark.await.expect("blackout task");
+    assert!(
+        dropped > 0,
+        "the blackout dropped nothing: it missed the stream"
+    );
     eprintln!("natlab blackout: receipts via {:?}", result.via);
     let (a, b) = (pair.alice.uuid, pair.bob.uuid);
     expect_path(&mut pair.alice, b, "direct").await;

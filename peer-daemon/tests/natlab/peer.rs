@@ -149,35 +149,78 @@ impl LabDaemon {
     ) -> impl std::future::Future<Output = Value> + 'a {
         let caller = std::panic::Location::caller();
         async move {
-            let mut matches = move |v: &Value| v["event"] == kind && predicate(v);
-            if let Some(i) = self.backlog.iter().position(&mut matches) {
-                return self.backlog.remove(i).expect("in range");
-            }
-            let deadline = tokio::time::Instant::now() + timeout;
-            loop {
-                match tokio::time::timeout_at(deadline, self.lines.recv()).await {
-                    Ok(Some(Ok(value))) => {
-                        if let Some(found) = self.take(value, &mut matches) {
-                            return found;
-                        }
+            let matches = move |v: &Value| v["event"] == kind && predicate(v);
+            self.expect_at(caller, kind, matches, timeout).await
+        }
+    }
+
+    async fn expect_at(
+        &mut self,
+        caller: &'static std::panic::Location<'static>,
+        what: &str,
+        mut matches: impl FnMut(&Value) -> bool,
+        timeout: Duration,
+    ) -> Value {
+        if let Some(i) = self.backlog.iter().position(&mut matches) {
+            return self.backlog.remove(i).expect("in range");
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(Ok(value))) => {
+                    if let Some(found) = self.take(value, &mut matches) {
+                        return found;
                     }
-                    Ok(Some(Err(line))) => panic!(
-                        "{} ({caller}): stdout carried a non-JSON line {line:?}{}",
-                        self.name,
-                        self.diagnostics()
-                    ),
-                    Ok(None) => panic!(
-                        "{} ({caller}): stdout closed while waiting for {kind}{}",
-                        self.name,
-                        self.diagnostics()
-                    ),
-                    Err(_) => panic!(
-                        "{} ({caller}): no {kind} within {timeout:?}{}",
-                        self.name,
-                        self.diagnostics()
-                    ),
                 }
+                Ok(Some(Err(line))) => panic!(
+                    "{} ({caller}): stdout carried a non-JSON line {line:?}{}",
+                    self.name,
+                    self.diagnostics()
+                ),
+                Ok(None) => panic!(
+                    "{} ({caller}): stdout closed while waiting for {what}{}",
+                    self.name,
+                    self.diagnostics()
+                ),
+                Err(_) => panic!(
+                    "{} ({caller}): no {what} within {timeout:?}{}",
+                    self.name,
+                    self.diagnostics()
+                ),
             }
+        }
+    }
+
+    /// Waits for the receipt of a message to `to`: returns the `delivered` event, fails at
+    /// once on a `failed` one (or after `timeout`).
+    #[track_caller]
+    pub fn receipt(
+        &mut self,
+        to: Uuid,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Value> + '_ {
+        let caller = std::panic::Location::caller();
+        async move {
+            let to = to.to_string();
+            let receipt = self
+                .expect_at(
+                    caller,
+                    "delivered or failed",
+                    |v| {
+                        (v["event"] == "delivered" || v["event"] == "failed")
+                            && v["to"] == to.as_str()
+                    },
+                    timeout,
+                )
+                .await;
+            assert_eq!(
+                receipt["event"],
+                "delivered",
+                "{} ({caller}): a message to {to} failed: {receipt}{}",
+                self.name,
+                self.diagnostics()
+            );
+            receipt
         }
     }
 
