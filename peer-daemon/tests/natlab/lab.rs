@@ -56,6 +56,9 @@ pub struct Router {
     lan_net: [u8; 3],
     /// Hosts behind it so far.
     hosts: u8,
+    /// Whether traffic bridged between its LAN hosts passes its iptables (`br_netfilter`):
+    /// without it, LAN↔LAN traffic is neither counted nor blacked out.
+    pub bridge_nf: bool,
 }
 
 /// A host behind a router.
@@ -287,6 +290,7 @@ impl Lab {
         );
         self.ns(&ns, &["ip", "link", "set", "br0", "up"]);
         self.ns(&ns, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+        let bridge_nf = enable_bridge_nf(&ns);
         let ipt = |args: &[&str]| {
             let mut full = vec!["iptables", "-w"];
             full.extend_from_slice(args);
@@ -435,6 +439,7 @@ impl Lab {
             lan_ip,
             lan_net,
             hosts: 0,
+            bridge_nf,
         });
         RouterId(i)
     }
@@ -642,6 +647,30 @@ pub fn blackout_ns(router_ns: &str, on: bool) -> u64 {
     args.extend_from_slice(&["-m", "comment", "--comment", BLACKOUT, "-j", "DROP"]);
     run(&args);
     dropped
+}
+
+/// Makes bridged traffic in namespace `ns` pass iptables (`bridge-nf-call-iptables`), loading
+/// `br_netfilter` if needed; says loudly and returns `false` when the kernel cannot.
+fn enable_bridge_nf(ns: &str) -> bool {
+    let set = || {
+        Command::new("ip")
+            .args(["netns", "exec", ns, "sysctl", "-q", "-w"])
+            .arg("net.bridge.bridge-nf-call-iptables=1")
+            .output()
+            .is_ok_and(|out| out.status.success())
+    };
+    if set() {
+        return true;
+    }
+    let _ = Command::new("modprobe").arg("br_netfilter").output();
+    if set() {
+        return true;
+    }
+    eprintln!(
+        "natlab: WARNING: br_netfilter is unavailable: traffic between hosts on one LAN is \
+         neither counted nor blacked out by the router"
+    );
+    false
 }
 
 /// Removes the namespaces of labs whose test process died without cleaning up (killed by a

@@ -85,6 +85,10 @@ impl Pair {
         let (routers, ha, hb) = match topology {
             Topology::SameRouter(kind) => {
                 let r = lab.add_router(kind);
+                assert!(
+                    lab.router(r).bridge_nf,
+                    "{test} needs br_netfilter (`modprobe br_netfilter`) to count LAN traffic"
+                );
                 (vec![r], lab.add_host(r), lab.add_host(r))
             }
             Topology::TwoRouters(ka, kb) => {
@@ -282,6 +286,10 @@ fn lab_selfcheck() {
     );
 
     // LAN to LAN is counted as such, not as wan traffic.
+    assert!(
+        lab.router(cone).bridge_nf,
+        "the lab needs br_netfilter (`modprobe br_netfilter`) to see traffic between LAN hosts"
+    );
     let before = lab.counters(cone);
     let s3 = bind(&lab, h3, 5000);
     s3.set_read_timeout(Some(Duration::from_millis(700)))
