@@ -247,6 +247,41 @@ fn lab_selfcheck() {
     );
     eprintln!("natlab selfcheck: cone {m1} = {m2}; symmetric {m3} ≠ {m4}");
 
+    // coturn relays, with TURN REST API credentials from the shared secret (as the index
+    // hands them out), for clients behind the symmetric router: two allocations sending to
+    // each other through the relay.
+    let before = lab.counters(symmetric);
+    let relayed = std::process::Command::new("timeout")
+        .args([
+            "20",
+            "ip",
+            "netns",
+            "exec",
+            &lab.host(h2).ns,
+            "turnutils_uclient",
+            "-y",
+        ])
+        .args(["-n", "5", "-z", "10", "-m", "1", "-u", "selfcheck"])
+        .args(["-W", servers::TURN_SECRET, &TURN_IP.to_string()])
+        .output()
+        .expect("running turnutils_uclient (package coturn)");
+    let report = String::from_utf8_lossy(&relayed.stdout).into_owned()
+        + &String::from_utf8_lossy(&relayed.stderr);
+    let received: u64 = report
+        .rsplit("tot_recv_msgs=")
+        .next()
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        relayed.status.success() && received > 0 && report.contains("Total lost packets 0 "),
+        "coturn did not relay for a client behind the symmetric router:\n{report}\n{}",
+        lab.servers().turn_log()
+    );
+    let delta = lab.counters(symmetric).since(&before);
+    assert!(delta.to_turn.packets >= received, "{delta}");
+    eprintln!("natlab selfcheck: coturn relayed {received} messages; {delta}");
+
     // Filtering: an answer from where h1 sent passes, the same port from elsewhere does not.
     let before = lab.counters(cone);
     let inet = lab.inet.clone();
