@@ -6,6 +6,16 @@
 //! and the index, [`peer`] runs a daemon on a host, [`chat`] runs and checks conversations,
 //! [`stun`] probes mappings. Needs root (namespaces, iptables) and coturn; without them each
 //! test says SKIP and writes a line to `target/tmp/SKIPPED`.
+//!
+//! A new case: `Pair::new(name, Topology::TwoRouters(NatKind::Cone, NatKind::Symmetric),
+//! DAEMON_ARGS)` builds the lab and starts alice and bob; `pair.open(Expect::…)` sends the
+//! first message each way (acknowledged within 1 s) and, with path checks on, waits for the
+//! path; `pair.bulk(tag, Expect::…, pace)` exchanges 200 messages each way and judges the path
+//! from the routers' counters. `pair.lab` changes the network meanwhile (`blackout`,
+//! `set_udp_timeout`, `servers().kill_index()`). Path events are checked once
+//! `chat::DAEMON_REPORTS_PATHS` is `true` (or with `NATLAB_PATH_EVENTS=1`).
+//!
+//! Run: `cargo test -p peer-daemon --test natlab -- --include-ignored --nocapture`.
 
 mod chat;
 mod lab;
@@ -74,6 +84,8 @@ struct Pair {
     alice: LabDaemon,
     bob: LabDaemon,
     routers: Vec<RouterId>,
+    /// alice's host, bob's host.
+    hosts: [HostId; 2],
     lab: Lab,
 }
 
@@ -107,6 +119,7 @@ impl Pair {
             alice,
             bob,
             routers,
+            hosts: [ha, hb],
             lab,
         })
     }
@@ -129,8 +142,24 @@ impl Pair {
             Expect::RelayOrDirect => return,
         };
         let (a, b) = (self.alice.uuid, self.bob.uuid);
-        expect_path(&mut self.alice, b, via).await;
-        expect_path(&mut self.bob, a, via).await;
+        let alice_path = expect_path(&mut self.alice, b, via).await;
+        let bob_path = expect_path(&mut self.bob, a, via).await;
+        // Where each path must lead: the peer's LAN address, its router, or coturn.
+        for (path, peer) in [(alice_path, self.hosts[1]), (bob_path, self.hosts[0])] {
+            let Some(path) = path else { continue };
+            let addr: SocketAddr = path["addr"]
+                .as_str()
+                .unwrap_or_default()
+                .parse()
+                .expect("ip:port");
+            let host = self.lab.host(peer);
+            let want = match expect {
+                Expect::Lan => host.ip,
+                Expect::Direct => self.lab.router(host.router).wan_ip,
+                Expect::Relay | Expect::RelayOrDirect => TURN_IP,
+            };
+            assert_eq!(addr.ip(), want, "{expect:?} path leads elsewhere: {path}");
+        }
     }
 
     /// A bulk exchange of [`BULK`] messages each way whose router counters must show the
