@@ -615,6 +615,21 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // A failing test gets the servers' last words.
+        if std::thread::panicking()
+            && let Some(servers) = &self.servers
+        {
+            for (name, log) in [
+                ("coturn", servers.turn_log()),
+                ("index", servers.index_log()),
+            ] {
+                let lines: Vec<&str> = log.lines().collect();
+                eprintln!("--- {name} log of {} (last 15 lines) ---", self.prefix);
+                for line in &lines[lines.len().saturating_sub(15)..] {
+                    eprintln!("  {line}");
+                }
+            }
+        }
         // Servers first (they say goodbye), then whatever still runs in any namespace.
         drop(self.servers.take());
         for ns in self.namespaces.iter().rev() {

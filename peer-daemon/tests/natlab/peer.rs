@@ -63,6 +63,7 @@ impl Lab {
             }
         }
         let mut child = command
+            .env("NO_COLOR", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -58,6 +58,11 @@ impl Servers {
     pub fn turn_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("turn.log")).unwrap_or_default()
     }
+
+    /// The index's log so far (for failure messages).
+    pub fn index_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("index.log")).unwrap_or_default()
+    }
 }
 
 impl Drop for Servers {
@@ -148,15 +153,30 @@ impl Lab {
     }
 }
 
-/// The `index-service` binary next to this test's `peer-daemon`, built once if missing.
+/// The `index-service` binary next to this test's `peer-daemon`, built (once per test
+/// process) when it is missing or older than its sources: `cargo test -p peer-daemon` does
+/// not build another package's binaries.
 fn index_binary() -> PathBuf {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_peer-daemon")).with_file_name("index-service");
     static BUILT: std::sync::Once = std::sync::Once::new();
     BUILT.call_once(|| {
-        if !bin.is_file() {
+        let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+        let sources = ["index-service", "proto", "migrations"]
+            .iter()
+            .filter_map(|dir| newest_mtime(&workspace.join(dir)))
+            .max();
+        let stale = match (built, sources) {
+            (None, _) => true,
+            (Some(built), Some(sources)) => sources > built,
+            (Some(_), None) => false,
+        };
+        if stale {
+            eprintln!("natlab: building index-service (missing or older than its sources)");
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let status = Command::new(cargo)
                 .args(["build", "-p", "index-service", "--bin", "index-service"])
+                .current_dir(&workspace)
                 .status()
                 .expect("running cargo build -p index-service");
             assert!(status.success(), "cargo build -p index-service failed");
@@ -164,6 +184,24 @@ fn index_binary() -> PathBuf {
     });
     assert!(bin.is_file(), "{} is missing", bin.display());
     bin
+}
+
+/// The latest modification time of any file under `dir` (skipping `target`).
+fn newest_mtime(dir: &std::path::Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let time = if path.is_dir() {
+            if path.file_name().is_some_and(|n| n == "target") {
+                continue;
+            }
+            newest_mtime(&path)
+        } else {
+            entry.metadata().and_then(|m| m.modified()).ok()
+        };
+        newest = newest.max(time);
+    }
+    newest
 }
 
 /// Whether this build's `index-service --help` lists the TURN flags.
@@ -188,6 +226,12 @@ fn start_index(inet: &str, dir: &std::path::Path, with_turn: bool) -> Child {
             .args([INDEX_TURN_FLAGS[0], &format!("turn:{TURN_IP}:{TURN_PORT}")])
             .args([INDEX_TURN_FLAGS[1], TURN_SECRET]);
     }
+    // Settings exported where the tests run must not change the lab's index.
+    for (var, _) in std::env::vars_os() {
+        if var.to_string_lossy().starts_with("INDEX_") {
+            command.env_remove(var);
+        }
+    }
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -195,6 +239,7 @@ fn start_index(inet: &str, dir: &std::path::Path, with_turn: bool) -> Child {
         .expect("index log file");
     command
         .env_remove("DATABASE_URL")
+        .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log file"))
         .stderr(log)
