@@ -12,9 +12,11 @@
 //! Interfaces are created directly inside their namespaces, where short fixed names (`wan`,
 //! `br0`, `eth0`) cannot collide with anything.
 
-use std::fmt;
 use std::net::Ipv4Addr;
 use std::process::Command;
+
+use crate::counters::{self, COUNT_CHAIN, Counters};
+use crate::netns::{enable_bridge_nf, kill_all_in, on_path, run, sweep_stale_namespaces};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::servers::{Servers, TURN_IP};
@@ -76,97 +78,6 @@ pub struct Host {
     pub router: RouterId,
 }
 
-/// Packets and bytes one counting rule has seen.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Count {
-    /// Packets.
-    pub packets: u64,
-    /// Bytes (IP packets, headers included).
-    pub bytes: u64,
-}
-
-impl Count {
-    fn since(self, earlier: Count) -> Count {
-        Count {
-            packets: self.packets.saturating_sub(earlier.packets),
-            bytes: self.bytes.saturating_sub(earlier.bytes),
-        }
-    }
-
-    fn plus(self, other: Count) -> Count {
-        Count {
-            packets: self.packets + other.packets,
-            bytes: self.bytes + other.bytes,
-        }
-    }
-}
-
-impl fmt::Display for Count {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} pkt/{} B", self.packets, self.bytes)
-    }
-}
-
-/// UDP traffic a router's iptables rules have counted in its FORWARD chain (and INPUT, for
-/// drops). Bridged traffic between two hosts on its LAN passes FORWARD too
-/// (`bridge-nf-call-iptables` is on). Daemons pack several messages into one datagram, so
-/// bytes say more about where a conversation went than packets.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// UDP between two hosts on the router's LAN bridge (no hairpin through the wan).
-    pub lan_lan: Count,
-    /// UDP from the LAN out to the TURN server's address (relay, STUN, TURN refreshes).
-    pub to_turn: Count,
-    /// UDP from the LAN out to any other address: direct paths to other routers.
-    pub to_direct: Count,
-    /// UDP from the TURN server's address into the LAN.
-    pub from_turn: Count,
-    /// UDP from any other internet address into the LAN (accepted answers).
-    pub from_direct: Count,
-    /// Anything from the wan dropped by the "no unsolicited inbound" rules (FORWARD, INPUT).
-    pub dropped_inbound: Count,
-}
-
-impl Counters {
-    /// What was counted between `earlier` and `self`.
-    pub fn since(&self, earlier: &Counters) -> Counters {
-        self.zip(earlier, Count::since)
-    }
-
-    /// Both routers' counters added up.
-    pub fn plus(&self, other: &Counters) -> Counters {
-        self.zip(other, Count::plus)
-    }
-
-    fn zip(&self, other: &Counters, f: impl Fn(Count, Count) -> Count) -> Counters {
-        Counters {
-            lan_lan: f(self.lan_lan, other.lan_lan),
-            to_turn: f(self.to_turn, other.to_turn),
-            to_direct: f(self.to_direct, other.to_direct),
-            from_turn: f(self.from_turn, other.from_turn),
-            from_direct: f(self.from_direct, other.from_direct),
-            dropped_inbound: f(self.dropped_inbound, other.dropped_inbound),
-        }
-    }
-}
-
-impl fmt::Display for Counters {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "lan↔lan {}, →turn {}, →direct {}, turn→ {}, direct→ {}, dropped inbound {}",
-            self.lan_lan,
-            self.to_turn,
-            self.to_direct,
-            self.from_turn,
-            self.from_direct,
-            self.dropped_inbound
-        )
-    }
-}
-
-/// The chain counting a router's forwarded UDP, jumped to first from FORWARD.
-const COUNT_CHAIN: &str = "NLCOUNT";
 /// The comment marking a blackout's DROP rules.
 const BLACKOUT: &str = "natlab-blackout";
 
@@ -563,38 +474,7 @@ impl Lab {
 
     /// The router's packet counters now.
     pub fn counters(&self, router: RouterId) -> Counters {
-        let ns = &self.routers[router.0].ns;
-        let mut counters = Counters::default();
-        for chain in [COUNT_CHAIN, "FORWARD", "INPUT"] {
-            let listing = self.ns(ns, &["iptables", "-w", "-L", chain, "-v", "-x", "-n"]);
-            for line in listing.lines() {
-                let mut fields = line.split_whitespace();
-                let (Some(Ok(packets)), Some(Ok(bytes))) = (
-                    fields.next().map(str::parse::<u64>),
-                    fields.next().map(str::parse::<u64>),
-                ) else {
-                    continue;
-                };
-                let Some(comment) = line
-                    .split("/* ")
-                    .nth(1)
-                    .and_then(|rest| rest.split(" */").next())
-                else {
-                    continue;
-                };
-                let slot = match comment {
-                    "lan_lan" => &mut counters.lan_lan,
-                    "to_turn" => &mut counters.to_turn,
-                    "to_direct" => &mut counters.to_direct,
-                    "from_turn" => &mut counters.from_turn,
-                    "from_direct" => &mut counters.from_direct,
-                    "dropped_inbound" => &mut counters.dropped_inbound,
-                    _ => continue,
-                };
-                *slot = slot.plus(Count { packets, bytes });
-            }
-        }
-        counters
+        counters::read(&self.routers[router.0].ns)
     }
 
     /// Runs `args` inside namespace `ns` (`ip netns exec`), panicking with its stderr when it
@@ -662,107 +542,4 @@ pub fn blackout_ns(router_ns: &str, on: bool) -> u64 {
     args.extend_from_slice(&["-m", "comment", "--comment", BLACKOUT, "-j", "DROP"]);
     run(&args);
     dropped
-}
-
-/// Makes bridged traffic in namespace `ns` pass iptables (`bridge-nf-call-iptables`), loading
-/// `br_netfilter` if needed; says loudly and returns `false` when the kernel cannot.
-fn enable_bridge_nf(ns: &str) -> bool {
-    let set = || {
-        Command::new("ip")
-            .args(["netns", "exec", ns, "sysctl", "-q", "-w"])
-            .arg("net.bridge.bridge-nf-call-iptables=1")
-            .output()
-            .is_ok_and(|out| out.status.success())
-    };
-    if set() {
-        return true;
-    }
-    let _ = Command::new("modprobe").arg("br_netfilter").output();
-    if set() {
-        return true;
-    }
-    eprintln!(
-        "natlab: WARNING: br_netfilter is unavailable: traffic between hosts on one LAN is \
-         neither counted nor blacked out by the router"
-    );
-    false
-}
-
-/// Removes the namespaces of labs whose test process died without cleaning up (killed by a
-/// signal): names `nl<pid>x…` whose pid no longer runs.
-fn sweep_stale_namespaces() {
-    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
-        return;
-    };
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Some(name) = line.split_whitespace().next() else {
-            continue;
-        };
-        let Some(pid) = name
-            .strip_prefix("nl")
-            .and_then(|rest| rest.split_once('x'))
-            .and_then(|(pid, _)| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            continue;
-        }
-        kill_all_in(name);
-        let _ = Command::new("ip").args(["netns", "del", name]).output();
-    }
-}
-
-/// SIGKILLs every process in namespace `ns`.
-fn kill_all_in(ns: &str) {
-    if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
-        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            if let Ok(pid) = pid.parse::<i32>() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-    }
-}
-
-/// Runs a command, panicking with its stderr when it fails; returns its stdout.
-pub fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("running {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Whether `tool` is an executable file in a `PATH` directory (or `/usr/sbin`, `/sbin`).
-fn on_path(tool: &str) -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .any(|dir| dir.join(tool).is_file())
-}
-
-/// Runs `f` on a thread that has entered namespace `ns`, so sockets it creates live there
-/// (they stay in it when handed back to other threads).
-pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let file = std::fs::File::open(format!("/run/netns/{ns}"))
-                    .unwrap_or_else(|e| panic!("opening namespace {ns}: {e}"));
-                nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-                    .unwrap_or_else(|e| panic!("entering namespace {ns}: {e}"));
-                f()
-            })
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
 }

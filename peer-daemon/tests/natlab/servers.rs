@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::lab::{Lab, in_netns};
+use crate::lab::Lab;
+use crate::netns::in_netns;
 use crate::stun;
 
 /// coturn's address (it relays from the same address).
