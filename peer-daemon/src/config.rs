@@ -61,7 +61,8 @@ pub struct Config {
     pub control: Option<SocketAddr>,
 
     /// STUN/TURN servers to gather candidates from instead of the ones the index hands out:
-    /// `stun:HOST[:PORT]` or `turn:USER:PASSWORD@HOST[:PORT]` (repeatable; the environment
+    /// `stun:HOST[:PORT]` or `turn:USER:PASSWORD@HOST[:PORT]` (USER may contain colons, as TURN
+    /// REST usernames do; PASSWORD may not) (repeatable; the environment
     /// variable takes a comma-separated list). `none` turns NAT traversal off: no STUN, no
     /// TURN, no candidates; peers reach this daemon only at the address the index observes.
     #[arg(long = "ice-server", env = "PEER_ICE_SERVERS", value_delimiter = ',',

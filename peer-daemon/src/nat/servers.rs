@@ -124,8 +124,9 @@ pub fn parse_override(value: &str) -> Result<IceUrl, String> {
     if let Some(rest) = value.strip_prefix("turn:")
         && let Some((credentials, address)) = rest.rsplit_once('@')
     {
+        // TURN REST usernames are `<expiry>:<name>`: the password is after the last colon.
         let (username, password) = credentials
-            .split_once(':')
+            .rsplit_once(':')
             .ok_or("a turn: server needs USER:PASSWORD@ before its address")?;
         let credentials = TurnCredentials {
             username: username.to_owned(),
@@ -222,5 +223,9 @@ mod tests {
         assert_eq!(turn.host, "198.51.100.1");
         assert!(parse_override("stun:198.51.100.1").unwrap().turn.is_none());
         assert!(parse_override("turn:198.51.100.1").is_err());
+        let rest = parse_override("turn:1767225600:alice:c2VjcmV0@turn.example:3478").unwrap();
+        let credentials = rest.turn.unwrap();
+        assert_eq!(credentials.username, "1767225600:alice");
+        assert_eq!(credentials.password, "c2VjcmV0");
     }
 }
