@@ -6,6 +6,7 @@
 mod delivery;
 mod index;
 mod names;
+mod paths;
 mod rooms;
 mod sessions;
 
