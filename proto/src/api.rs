@@ -40,8 +40,16 @@ impl CandidateKind {
 pub struct Candidate {
     /// What kind of address it is.
     pub kind: CandidateKind,
-    /// `ip:port`.
-    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "198.51.100.7:50001"))]
+    /// `ip:port`: a dotted IPv4 address, or an IPv6 address in brackets (the schema's pattern
+    /// spells out the full eight-group form; the shorter forms of RFC 5952 are accepted too).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            value_type = String,
+            example = "198.51.100.7:50001",
+            pattern = r"^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9]):([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$|^\[[0-9a-f]{1,4}(:[0-9a-f]{1,4}){7}\]:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$"
+        )
+    )]
     pub addr: SocketAddr,
 }
 
@@ -296,6 +304,12 @@ mod tests {
         assert_eq!(
             ts(r#"{"udp_port": 1, "timestamp": 8107452558.0}"#).unwrap(),
             Some(8107452558)
+        );
+        // Large integral floats parse exactly (serde_json's `float_roundtrip`), so they are
+        // judged as the integers they are rather than refused as fractions.
+        assert_eq!(
+            ts(r#"{"udp_port": 1, "timestamp": 3676982719518098.0}"#).unwrap(),
+            Some(3676982719518098)
         );
         for bad in [r#"1.5"#, r#"-1"#, r#""1""#] {
             assert!(

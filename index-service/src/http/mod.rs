@@ -96,9 +96,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// Says in the schema of `RegisterRequest` what the derive cannot: a `name` needs a keyed
-/// registration (`public_key`, `timestamp`, `signature`), so a client generating requests
-/// from the contract knows a keyless one with a name is refused.
+/// Says in the schema of `RegisterRequest` what the derive cannot: a `name` or `candidates`
+/// need a keyed registration (`public_key`, `timestamp`, `signature`), so a client generating
+/// requests from the contract knows a keyless one with either is refused.
 fn require_key_for_name(doc: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::{RefOr, Schema};
     let schema = doc
@@ -112,7 +112,12 @@ fn require_key_for_name(doc: &mut utoipa::openapi::OpenApi) {
             .insert(
                 "anyOf".into(),
                 serde_json::json!([
-                    { "properties": { "name": { "type": "null" } } },
+                    {
+                        "properties": {
+                            "name": { "type": "null" },
+                            "candidates": { "maxItems": 0 }
+                        }
+                    },
                     {
                         "required": ["public_key", "timestamp", "signature"],
                         "properties": {
