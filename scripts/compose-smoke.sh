@@ -10,10 +10,10 @@
 #   1. `up -d` the index and coturn and waits for their health checks (GET /healthz; a STUN
 #      Binding) to say healthy;
 #   2. registers a peer with curl through the published port and looks it up;
-#   3. starts the demo profile (alice, bob: tty, stdin_open, --json through DEMO_FLAGS), checks
-#      that bob is registered at his container IP on the compose network with UDP port 7000, and
-#      that both records list a relay candidate on coturn (their TURN allocations, made with the
-#      credentials the index handed out);
+#   3. starts the demo profile (bob, who leaves #lobby, then alice: tty, stdin_open, --json
+#      through DEMO_FLAGS), checks that bob is registered at his container IP on the compose
+#      network with UDP port 7000, and that both records list a relay candidate on coturn (their
+#      TURN allocations, made with the credentials the index handed out);
 #   4. types `/msg <bob> ...` into alice's terminal through `docker attach` (ctrl-p ctrl-q to
 #      detach), expects the message in bob's output and `delivered` in alice's, and back;
 #      relay first, then direct: alice's first `path` event for bob is via coturn, a later one
@@ -279,18 +279,27 @@ http GET /peers/00000000-0000-0000-0000-000000000000
 [ "$status" = 404 ] || fail "lookup of an unknown peer: $status"
 
 # --- 3. the demo peers -----------------------------------------------------------------------
-log "--profile demo up -d alice bob (DEMO_FLAGS=$DEMO_FLAGS)"
-dc up -d --no-build alice bob 2>&1 | sed 's/^/    /'
-alice=$(dc ps -q alice)
+# Bob first, then alice. Every daemon joins #lobby at start and contacts its members at once,
+# before its own TURN allocation exists: with bob in the lobby, alice's first contact with him
+# would go straight to his address (she has no relay yet to go through). So that her first
+# contact is the private message of step 4, made when both have a relay, bob leaves the lobby
+# before she starts.
+log "--profile demo up -d bob, then alice (DEMO_FLAGS=$DEMO_FLAGS)"
+dc up -d --no-build bob 2>&1 | sed 's/^/    /'
 bob=$(dc ps -q bob)
-[ -n "$alice" ] && [ -n "$bob" ] || fail "alice or bob did not start"
-alice_ev=$(wait_event "$alice" 30 'e["event"] == "registered"')
+[ -n "$bob" ] || fail "bob did not start"
 bob_ev=$(wait_event "$bob" 30 'e["event"] == "registered"')
-echo "    alice: $alice_ev"
 echo "    bob:   $bob_ev"
 export ALICE BOB
-ALICE=$(json_field "$alice_ev" uuid)
 BOB=$(json_field "$bob_ev" uuid)
+attach_type "$bob" "/leave lobby"
+wait_event "$bob" 10 'e["event"] == "left" and e["room"] == "lobby" and "peer" not in e' | sed 's/^/    bob:   /'
+dc up -d --no-build alice 2>&1 | sed 's/^/    /'
+alice=$(dc ps -q alice)
+[ -n "$alice" ] || fail "alice did not start"
+alice_ev=$(wait_event "$alice" 30 'e["event"] == "registered"')
+echo "    alice: $alice_ev"
+ALICE=$(json_field "$alice_ev" uuid)
 alice_addr=$(json_field "$alice_ev" addr)
 bob_addr=$(json_field "$bob_ev" addr)
 alice_ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$alice")
