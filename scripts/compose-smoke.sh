@@ -362,13 +362,14 @@ echo "    bob:   $ev"
 [ "$(json_field "$ev" via)" = direct ] || fail "bob's answer was not delivered on the direct path"
 
 # --- 5. restart: registrations survive on the volume -----------------------------------------
-log "down (keeping the volume), then up -d index again"
+log "down (keeping the volume), then up -d index coturn again"
 dc down 2>&1 | sed 's/^/    /'
 [ -z "$(docker ps -aq --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME")" ] \
   || fail "containers left after down"
 docker volume inspect "$volume" >/dev/null 2>&1 || fail "volume $volume gone after a plain down"
-dc up -d --no-build index 2>&1 | sed 's/^/    /'
-wait_healthy
+# coturn too, so that its health check runs while the index's does (the demo peers wait for both).
+dc up -d --no-build index coturn 2>&1 | sed 's/^/    /'
+wait_healthy index
 for pair in "$smoke_uuid=$smoke_addr" "$ALICE=$alice_addr" "$BOB=$bob_addr"; do
   http GET "/peers/${pair%%=*}"
   [ "$status" = 200 ] && [ "$(json_field "$body" addr)" = "${pair#*=}" ] \
