@@ -267,6 +267,9 @@ coturn_ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}
 docker logs "$coturn" 2>&1 | grep -F -e 'Relay address to use' -e 'Listener address to use' | sort -u | sed 's/^/    coturn: /'
 docker logs "$coturn" 2>&1 | grep -qF "Relay address to use: $coturn_ip" \
   || fail "coturn does not relay from its address on the compose network ($coturn_ip)"
+# A volume on coturn (the image declares one) would be left behind by every plain `down`.
+[ -z "$(docker inspect -f '{{range .Mounts}}{{if eq .Type "volume"}}{{.Destination}} {{end}}{{end}}' "$coturn")" ] \
+  || fail "coturn has a volume mounted: $(docker inspect -f '{{json .Mounts}}' "$coturn")"
 http GET /healthz
 [ "$status" = 200 ] || fail "GET /healthz: $status"
 http POST /register '{"udp_port":4242}'
