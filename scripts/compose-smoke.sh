@@ -5,13 +5,21 @@
 #
 # Without a usable Docker engine (`docker info` fails) or without Compose it prints "SKIP: ..."
 # and exits 0. Otherwise it builds the image, then, on a private compose project (its own name,
-# network, volume and a free published port, so it never touches a stack you run yourself):
-#   1. `up -d` the index and waits for its HEALTHCHECK (GET /healthz) to say healthy;
+# network, volume, a free published port and a random TURN_SECRET; no .env is read, so it never
+# touches a stack you run yourself):
+#   1. `up -d` the index and coturn and waits for their health checks (GET /healthz; a STUN
+#      Binding) to say healthy;
 #   2. registers a peer with curl through the published port and looks it up;
-#   3. starts the demo profile (alice, bob: tty, stdin_open, --json through DEMO_FLAGS), checks
-#      that bob is registered at his container IP on the compose network with UDP port 7000;
+#   3. starts the demo profile (bob, who leaves #lobby, then alice: tty, stdin_open, --json
+#      through DEMO_FLAGS), checks that bob is registered at his container IP on the compose
+#      network with UDP port 7000, and that both records list a relay candidate on coturn (their
+#      TURN allocations, made with the credentials the index handed out);
 #   4. types `/msg <bob> ...` into alice's terminal through `docker attach` (ctrl-p ctrl-q to
 #      detach), expects the message in bob's output and `delivered` in alice's, and back;
+#      relay first, then direct: alice's first `path` event for bob is via coturn, a later one
+#      is direct to bob's container address; coturn logged both allocations, alice's `/stats`
+#      counts an allocation and datagrams sent through the relay; bob's answer is delivered
+#      on the direct path;
 #   5. `down` (volumes kept), `up -d` again: every registration is still answered by the API and
 #      is in /data/index.db on the volume (sqlite3 via `exec`); the demo peers come back and
 #      alice reaches bob again;
@@ -66,12 +74,21 @@ export COMPOSE_PROJECT_NAME=peerlink-smoke-$$
 export INDEX_PORT
 INDEX_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export DEMO_FLAGS=--json
+export COTURN_IMAGE=${COTURN_IMAGE:-coturn/coturn:4.6}
+# A fresh secret for this project only (hex, as docs/docker.md recommends).
+export TURN_SECRET
+TURN_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+export TURN_MIN_PORT=49160 TURN_MAX_PORT=49200
+unset TURN_URLS
 volume=${COMPOSE_PROJECT_NAME}_index-data
 volumes=("$volume" "${COMPOSE_PROJECT_NAME}_alice-state" "${COMPOSE_PROJECT_NAME}_bob-state")
 base=http://127.0.0.1:$INDEX_PORT
 work=$(mktemp -d)
+# Only the variables above and the compose file's defaults: a .env next to the compose file
+# (a user's own settings) is not read.
+: >"$work/empty.env"
 
-dc() { "${compose[@]}" -f docker-compose.yml --profile demo "$@"; }
+dc() { "${compose[@]}" -f docker-compose.yml --env-file "$work/empty.env" --profile demo "$@"; }
 
 cleanup() {
   local rc=$?
@@ -143,17 +160,36 @@ http() {
   printf '    %s %s -> %s %s\n' "$1" "$2" "$status" "$body"
 }
 
+# wait_healthy [SERVICE]: waits for the service's (default: the index's) health check.
 wait_healthy() {
-  local cid state=none i
-  cid=$(dc ps -q index)
-  [ -n "$cid" ] || fail "no index container"
+  local service=${1:-index} cid state=none i
+  cid=$(dc ps -q "$service")
+  [ -n "$cid" ] || fail "no $service container"
   for ((i = 0; i < 90; i++)); do
     state=$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}no-healthcheck{{end}}' "$cid")
     [ "$state" = healthy ] && break
     sleep 1
   done
-  [ "$state" = healthy ] || fail "index not healthy after 90s (health: $state)"
-  echo "    index container ${cid:0:12}: healthy after $i s"
+  [ "$state" = healthy ] || fail "$service not healthy after 90s (health: $state)"
+  echo "    $service container ${cid:0:12}: healthy after $i s"
+}
+
+# relay_candidate UUID SECONDS: prints the relay candidate of the peer's record in the index once
+# it has one (the daemon registers again with its candidates after its TURN allocation).
+relay_candidate() {
+  local uuid=$1 seconds=$2 i addr
+  for ((i = 0; i < seconds * 4; i++)); do
+    if addr=$(curl -sS -m 5 "$base/peers/$uuid" | python3 -c '
+import json, sys
+relays = [c["addr"] for c in json.load(sys.stdin).get("candidates", []) if c.get("kind") == "relay"]
+print(relays[0]) if relays else sys.exit(1)' 2>/dev/null); then
+      echo "$addr"
+      return 0
+    fi
+    sleep 0.25
+  done
+  curl -sS -m 5 "$base/peers/$uuid" >&2 || true
+  fail "the index has no relay candidate for $uuid after ${seconds}s"
 }
 
 # attach_type CONTAINER LINE: types LINE and Enter (a carriage return, as a keyboard sends it)
@@ -181,15 +217,15 @@ fi
 log "image $PEERLINK_IMAGE, build mode: $mode"
 case $mode in
   conventional)
-    bash scripts/docker-standins.sh debian
+    bash scripts/docker-standins.sh debian coturn
     docker build -t "$PEERLINK_IMAGE" . 2>&1 | grep -v -e DEPRECATED -e 'legacy builder' -e 'buildx' | tail -n 5
     ;;
   toolchain)
-    bash scripts/docker-standins.sh debian rust
+    bash scripts/docker-standins.sh debian rust coturn
     docker build -t "$PEERLINK_IMAGE" . 2>&1 | grep -v -e DEPRECATED -e 'legacy builder' -e 'buildx' | tail -n 5
     ;;
   prebuilt)
-    bash scripts/docker-standins.sh debian
+    bash scripts/docker-standins.sh debian coturn
     profile=${SMOKE_PROFILE:-dev}
     case $profile in
       dev) profile_dir=debug ;;
@@ -220,10 +256,20 @@ echo "    $PEERLINK_IMAGE: $(docker image inspect -f '{{.Size}}' "$PEERLINK_IMAG
 docker run --rm --no-healthcheck "$PEERLINK_IMAGE" index-service --version | sed 's/^/    /'
 docker run --rm --no-healthcheck "$PEERLINK_IMAGE" peer-daemon --version | sed 's/^/    /'
 
-# --- 2. index up, healthy, register and look up through the published port -------------------
-log "up -d index"
-dc up -d --no-build index 2>&1 | sed 's/^/    /'
-wait_healthy
+# --- 2. index and coturn up, healthy; register and look up through the published port ---------
+echo "    $COTURN_IMAGE: $(docker image inspect -f '{{with .Config.Labels}}{{with index . "org.peerlink.standin"}}stand-in {{.}}{{else}}official{{end}}{{else}}official{{end}}' "$COTURN_IMAGE")"
+log "up -d index coturn"
+dc up -d --no-build index coturn 2>&1 | sed 's/^/    /'
+wait_healthy index
+wait_healthy coturn
+coturn=$(dc ps -q coturn)
+coturn_ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$coturn")
+docker logs "$coturn" 2>&1 | grep -F -e 'Relay address to use' -e 'Listener address to use' | sort -u | sed 's/^/    coturn: /'
+docker logs "$coturn" 2>&1 | grep -qF "Relay address to use: $coturn_ip" \
+  || fail "coturn does not relay from its address on the compose network ($coturn_ip)"
+# A volume on coturn (the image declares one) would be left behind by every plain `down`.
+[ -z "$(docker inspect -f '{{range .Mounts}}{{if eq .Type "volume"}}{{.Destination}} {{end}}{{end}}' "$coturn")" ] \
+  || fail "coturn has a volume mounted: $(docker inspect -f '{{json .Mounts}}' "$coturn")"
 http GET /healthz
 [ "$status" = 200 ] || fail "GET /healthz: $status"
 http POST /register '{"udp_port":4242}'
@@ -236,18 +282,27 @@ http GET /peers/00000000-0000-0000-0000-000000000000
 [ "$status" = 404 ] || fail "lookup of an unknown peer: $status"
 
 # --- 3. the demo peers -----------------------------------------------------------------------
-log "--profile demo up -d alice bob (DEMO_FLAGS=$DEMO_FLAGS)"
-dc up -d --no-build alice bob 2>&1 | sed 's/^/    /'
-alice=$(dc ps -q alice)
+# Bob first, then alice. Every daemon joins #lobby at start and contacts its members at once,
+# before its own TURN allocation exists: with bob in the lobby, alice's first contact with him
+# would go straight to his address (she has no relay yet to go through). So that her first
+# contact is the private message of step 4, made when both have a relay, bob leaves the lobby
+# before she starts.
+log "--profile demo up -d bob, then alice (DEMO_FLAGS=$DEMO_FLAGS)"
+dc up -d --no-build bob 2>&1 | sed 's/^/    /'
 bob=$(dc ps -q bob)
-[ -n "$alice" ] && [ -n "$bob" ] || fail "alice or bob did not start"
-alice_ev=$(wait_event "$alice" 30 'e["event"] == "registered"')
+[ -n "$bob" ] || fail "bob did not start"
 bob_ev=$(wait_event "$bob" 30 'e["event"] == "registered"')
-echo "    alice: $alice_ev"
 echo "    bob:   $bob_ev"
 export ALICE BOB
-ALICE=$(json_field "$alice_ev" uuid)
 BOB=$(json_field "$bob_ev" uuid)
+attach_type "$bob" "/leave lobby"
+wait_event "$bob" 10 'e["event"] == "left" and e["room"] == "lobby" and "peer" not in e' | sed 's/^/    bob:   /'
+dc up -d --no-build alice 2>&1 | sed 's/^/    /'
+alice=$(dc ps -q alice)
+[ -n "$alice" ] || fail "alice did not start"
+alice_ev=$(wait_event "$alice" 30 'e["event"] == "registered"')
+echo "    alice: $alice_ev"
+ALICE=$(json_field "$alice_ev" uuid)
 alice_addr=$(json_field "$alice_ev" addr)
 bob_addr=$(json_field "$bob_ev" addr)
 alice_ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$alice")
@@ -258,6 +313,15 @@ case $bob_addr in 127.*|localhost*|0.0.0.0*) fail "bob registered a loopback/uns
 [ "$alice_addr" = "$alice_ip:7000" ] || fail "alice registered $alice_addr, expected $alice_ip:7000"
 http GET "/peers/$BOB"
 [ "$status" = 200 ] && [ "$(json_field "$body" addr)" = "$bob_addr" ] || fail "index lookup of bob"
+log "TURN allocations: relay candidates on coturn ($coturn_ip) in the index"
+alice_relay=$(relay_candidate "$ALICE" 20)
+bob_relay=$(relay_candidate "$BOB" 20)
+echo "    alice: relay $alice_relay, bob: relay $bob_relay"
+for relay in "$alice_relay" "$bob_relay"; do
+  port=${relay##*:}
+  [ "${relay%:*}" = "$coturn_ip" ] && [ "$port" -ge "$TURN_MIN_PORT" ] && [ "$port" -le "$TURN_MAX_PORT" ] \
+    || fail "relay candidate $relay is not on coturn ($coturn_ip, ports $TURN_MIN_PORT-$TURN_MAX_PORT)"
+done
 
 # --- 4. chat across the compose network ------------------------------------------------------
 export TEXT1="hello bob, alice here (compose smoke $$)"
@@ -268,21 +332,47 @@ ev=$(wait_event "$bob" 30 'e["event"] == "message" and e["from"] == env["ALICE"]
 echo "    bob:   $ev"
 ev=$(wait_event "$alice" 30 'e["event"] == "delivered" and e["to"] == env["BOB"]')
 echo "    alice: $ev"
-log "bob -> alice"
+log "alice's path to bob: relay first, then direct"
+export COTURN_IP=$coturn_ip BOB_IP=$bob_ip
+ev=$(wait_event "$alice" 5 'e["event"] == "path" and e["peer"] == env["BOB"]')
+echo "    alice, first path event: $ev"
+[ "$(json_field "$ev" via)" = relay ] && [ "$(json_field "$ev" addr)" = "$bob_relay" ] \
+  || fail "alice's first path to bob is not bob's relay address $bob_relay"
+ev=$(wait_event "$alice" 20 'e["event"] == "path" and e["peer"] == env["BOB"] and e["via"] == "direct"')
+echo "    alice, then:             $ev"
+[ "$(json_field "$ev" addr)" = "$bob_ip:7000" ] || fail "alice's direct path to bob is not his container address $bob_ip:7000"
+# coturn's own account: an allocation for each peer, with credentials that the index signed.
+allocs=$(docker logs "$coturn" 2>&1 | grep -c 'ALLOCATE processed, success' || true)
+echo "    coturn: $allocs successful ALLOCATE requests"
+docker logs "$coturn" 2>&1 | grep -m 2 'ALLOCATE processed, success' | sed 's/^/    coturn: /'
+[ "$allocs" -ge 2 ] || fail "coturn logged $allocs successful allocations, expected one for alice and one for bob"
+# alice's own account: an allocation, and datagrams that went out through the relay.
+attach_type "$alice" "/stats"
+ev=$(wait_event "$alice" 10 'e["event"] == "stats"')
+python3 - "$ev" <<'EOF' || fail "alice's /stats: no allocation or nothing relayed"
+import json, sys
+c = json.loads(sys.argv[1])["counters"]
+shown = {k: c.get(k) for k in ("nat.allocations", "nat.relayed_out", "nat.relayed_in")}
+print("    alice /stats:", json.dumps(shown))
+sys.exit(0 if c.get("nat.allocations", 0) >= 1 and c.get("nat.relayed_out", 0) >= 1 else 1)
+EOF
+log "bob -> alice (on the direct path now)"
 attach_type "$bob" "/msg $ALICE $TEXT2"
 ev=$(wait_event "$alice" 30 'e["event"] == "message" and e["from"] == env["BOB"] and e["text"] == env["TEXT2"]')
 echo "    alice: $ev"
 ev=$(wait_event "$bob" 30 'e["event"] == "delivered" and e["to"] == env["ALICE"]')
 echo "    bob:   $ev"
+[ "$(json_field "$ev" via)" = direct ] || fail "bob's answer was not delivered on the direct path"
 
 # --- 5. restart: registrations survive on the volume -----------------------------------------
-log "down (keeping the volume), then up -d index again"
+log "down (keeping the volume), then up -d index coturn again"
 dc down 2>&1 | sed 's/^/    /'
 [ -z "$(docker ps -aq --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME")" ] \
   || fail "containers left after down"
 docker volume inspect "$volume" >/dev/null 2>&1 || fail "volume $volume gone after a plain down"
-dc up -d --no-build index 2>&1 | sed 's/^/    /'
-wait_healthy
+# coturn too, so that its health check runs while the index's does (the demo peers wait for both).
+dc up -d --no-build index coturn 2>&1 | sed 's/^/    /'
+wait_healthy index
 for pair in "$smoke_uuid=$smoke_addr" "$ALICE=$alice_addr" "$BOB=$bob_addr"; do
   http GET "/peers/${pair%%=*}"
   [ "$status" = 200 ] && [ "$(json_field "$body" addr)" = "${pair#*=}" ] \

@@ -12,8 +12,15 @@
 #              (/etc/ssl/certs/ca-certificates.crt) so that cargo reaches crates.io through the
 #              same HTTPS path as the host does. Heavy (~1 GB); only needed to run the
 #              Dockerfile's own cargo build stage without a registry.
+#   coturn  -> $COTURN_IMAGE (coturn/coturn:4.6): the debian stand-in plus Debian's `coturn`
+#              package (4.6.x in bookworm), laid out like the official image where compose
+#              relies on it: `turnserver` and `turnutils_stunclient` in /usr/bin, user
+#              nobody:nogroup, a volume at /var/lib/coturn, and the entrypoint
+#              `docker-entrypoint.sh`, which (as the official one does) puts `turnserver` in
+#              front of arguments that start with `-` and expands each argument once with the
+#              shell (`$(...)`, `$VAR`) before it execs them.
 #
-# Usage: scripts/docker-standins.sh [debian] [rust]      (no argument: debian)
+# Usage: scripts/docker-standins.sh [debian] [rust] [coturn]   (no argument: debian)
 #        FORCE=1 scripts/docker-standins.sh ...            rebuild stand-ins that already exist
 # Stand-ins carry the label org.peerlink.standin=<how>, so they can be told from the real thing:
 #   docker image inspect -f '{{index .Config.Labels "org.peerlink.standin"}}' debian:bookworm-slim
@@ -23,6 +30,7 @@ cd "$(dirname "$0")/.."
 
 RUNTIME_IMAGE=${RUNTIME_IMAGE:-debian:bookworm-slim}
 RUST_IMAGE=${RUST_IMAGE:-rust:1-slim-bookworm}
+COTURN_IMAGE=${COTURN_IMAGE:-coturn/coturn:4.6}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 STANDIN_CACHE=${STANDIN_CACHE:-target/docker-standins}
 SUITE=bookworm
@@ -151,11 +159,67 @@ EOF
   say "$RUST_IMAGE: stand-in built ($(docker image inspect -f '{{.Size}}' "$RUST_IMAGE" | awk '{printf "%.0f MB", $1/1e6}'))"
 }
 
+coturn_standin() {
+  have_or_pull "$COTURN_IMAGE" && return 0
+  debian_standin
+  local ctx
+  say "$COTURN_IMAGE: cannot be pulled; building a stand-in from $RUNTIME_IMAGE + Debian's coturn package"
+  ctx=$(mktemp -d)
+  # The official image's entrypoint contract: `docker run IMAGE --flag ...` runs turnserver with
+  # those flags, `docker run IMAGE turnserver ...` (what docker-compose.yml does) runs that argv,
+  # and each argument is expanded once by the shell, so the same compose `command:` behaves the
+  # same on both images.
+  cat >"$ctx/docker-entrypoint.sh" <<'EOF'
+#!/bin/bash
+# Stand-in for the entrypoint of the official coturn image (peerlink: scripts/docker-standins.sh).
+if [ "${1:0:1}" = '-' ]; then
+  set -- turnserver "$@"
+fi
+argv=()
+for arg in "$@"; do
+  argv+=("$(eval "echo $arg")")
+done
+exec "${argv[@]}"
+EOF
+  # policy-rc.d: the package must not try to start a service while it installs. Its own
+  # configuration file is not used: compose starts turnserver with -n (no configuration file).
+  # Debian's turnserver keeps its (optional) database in /var/lib/turn, the official image's in
+  # /var/lib/coturn: one directory, writable by nobody, under both names.
+  cat >"$ctx/Dockerfile" <<EOF
+FROM $RUNTIME_IMAGE
+RUN printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d \\
+ && chmod +x /usr/sbin/policy-rc.d \\
+ && apt-get update \\
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends coturn \\
+ && rm -f /usr/sbin/policy-rc.d \\
+ && rm -rf /var/lib/apt/lists/* \\
+ && mkdir -p /var/lib/coturn \\
+ && chown nobody:nogroup /var/lib/coturn \\
+ && rm -rf /var/lib/turn \\
+ && ln -s coturn /var/lib/turn
+COPY docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
+RUN chmod 0755 /usr/local/bin/docker-entrypoint.sh
+USER nobody:nogroup
+EXPOSE 3478 3478/udp 5349 5349/udp
+VOLUME ["/var/lib/coturn"]
+ENTRYPOINT ["docker-entrypoint.sh"]
+CMD ["--log-file=stdout"]
+LABEL org.peerlink.standin=debian-package-coturn
+EOF
+  # (The legacy builder's deprecation notice is dropped; errors still show.)
+  docker build -q -t "$COTURN_IMAGE" "$ctx" 2>&1 >/dev/null \
+    | grep -v -e DEPRECATED -e 'legacy builder' -e buildx -e '^ *$' >&2 || true
+  rm -rf "$ctx"
+  [ "$(standin_label "$COTURN_IMAGE")" = debian-package-coturn ] || { say "$COTURN_IMAGE: the stand-in did not build"; exit 1; }
+  say "$COTURN_IMAGE: stand-in built ($(docker run --rm --entrypoint dpkg-query "$COTURN_IMAGE" -W -f '${Package} ${Version}' coturn), $(docker image inspect -f '{{.Size}}' "$COTURN_IMAGE" | awk '{printf "%.0f MB", $1/1e6}'))"
+}
+
 [ $# -gt 0 ] || set -- debian
 for what in "$@"; do
   case $what in
     debian) debian_standin ;;
     rust) rust_standin ;;
-    *) echo "usage: $0 [debian] [rust]" >&2; exit 2 ;;
+    coturn) coturn_standin ;;
+    *) echo "usage: $0 [debian] [rust] [coturn]" >&2; exit 2 ;;
   esac
 done
