@@ -57,7 +57,10 @@ const RELAY_ONLY: &str = "natlab-bench-relay-only";
 /// The four cases of the issue, as named in the table.
 const CASES: [(&str, Topology); 4] = [
     ("same router", Topology::SameRouter(NatKind::Cone)),
-    ("cone × cone", Topology::TwoRouters(NatKind::Cone, NatKind::Cone)),
+    (
+        "cone × cone",
+        Topology::TwoRouters(NatKind::Cone, NatKind::Cone),
+    ),
     (
         "cone × symmetric",
         Topology::TwoRouters(NatKind::Cone, NatKind::Symmetric),
@@ -125,10 +128,7 @@ async fn bench_case(name: &'static str, topology: Topology) -> Option<Row> {
     }
     eprintln!("bench {name}: relay-forced pair done: {relay_first:?}");
 
-    let (client_ns, server_ns) = (
-        pair.lab.host(ha).ns.clone(),
-        pair.lab.host(hb).ns.clone(),
-    );
+    let (client_ns, server_ns) = (pair.lab.host(ha).ns.clone(), pair.lab.host(hb).ns.clone());
     let target = match topology {
         Topology::SameRouter(_) => SocketAddr::from((pair.lab.host(hb).ip, ECHO_PORT)),
         Topology::TwoRouters(..) => {
@@ -137,8 +137,7 @@ async fn bench_case(name: &'static str, topology: Topology) -> Option<Row> {
             SocketAddr::from((pair.lab.router(router).wan_ip, ECHO_PORT))
         }
     };
-    let raw_direct =
-        tokio::task::block_in_place(|| udp_echo(&client_ns, &server_ns, target));
+    let raw_direct = tokio::task::block_in_place(|| udp_echo(&client_ns, &server_ns, target));
     let raw_relay = tokio::task::block_in_place(|| relay_echo(&client_ns, &server_ns));
     eprintln!(
         "bench {name}: raw echoes done ({} and {} lost)",
@@ -167,23 +166,42 @@ struct Opening {
     via: String,
     /// The receipt's `rtt_ms`.
     rtt_ms: f64,
-    /// From writing the `/msg` to reading the `path` event that made the path direct, when
-    /// waited for and seen within [`DIRECT_WAIT`].
-    direct: Option<Duration>,
+    /// When the path became direct, if waited for.
+    direct: Option<Direct>,
+}
+
+/// When a pair's path became direct, as `a` reported it.
+#[derive(Debug, Clone, Copy)]
+enum Direct {
+    /// Before the first `/msg`: the `path` event had been emitted when it was written (the
+    /// daemons greet each other in the lobby when they register, and the greetings punch).
+    Before,
+    /// This long after the `/msg` was written, when its `path` event was read.
+    After(Duration),
+    /// Not within [`DIRECT_WAIT`].
+    Never,
 }
 
 /// `a`'s first message to `b`, timed; with `wait_direct`, then waits (bounded) for `a`'s path
 /// to `b` to become direct. Checks that `b` got the message.
 async fn open(a: &mut LabDaemon, b: &mut LabDaemon, wait_direct: bool) -> Opening {
     let text = format!("bench: first message from {}", a.name);
+    // Events already emitted are read (and time-stamped) before the clock starts.
+    a.drain();
     let start = Instant::now();
     a.send_line(&format!("/msg {} {text}", b.uuid)).await;
     let receipt = a.receipt(b.uuid, MESSAGE_TIMEOUT).await;
     let delivered = start.elapsed();
     let direct = if wait_direct {
-        a.try_wait_path(b.uuid, "direct", DIRECT_WAIT.saturating_sub(delivered))
-            .await
-            .map(|(_, at)| at.saturating_duration_since(start))
+        let seen = a
+            .try_wait_path(b.uuid, "direct", DIRECT_WAIT.saturating_sub(delivered))
+            .await;
+        Some(match seen {
+            Some((_, at)) => at
+                .checked_duration_since(start)
+                .map_or(Direct::Before, Direct::After),
+            None => Direct::Never,
+        })
     } else {
         None
     };
@@ -440,7 +458,10 @@ impl TurnEnd {
     fn step(&mut self, limit: Instant) -> Option<(SocketAddr, Vec<u8>)> {
         self.flush();
         let now = Instant::now();
-        let until = self.gatherer.poll_timeout().map_or(limit, |at| at.min(limit));
+        let until = self
+            .gatherer
+            .poll_timeout()
+            .map_or(limit, |at| at.min(limit));
         let wait = until
             .saturating_duration_since(now)
             .max(Duration::from_micros(100));
@@ -503,12 +524,8 @@ fn relay_echo(client_ns: &str, server_ns: &str) -> Echoes {
     let mut server = TurnEnd::new(server_ns, "bench-echo-server", 2);
     let client_relay = client.allocate();
     let server_relay = server.allocate();
-    server
-        .gatherer
-        .permit(Instant::now(), client_relay.ip());
-    client
-        .gatherer
-        .permit(Instant::now(), server_relay.ip());
+    server.gatherer.permit(Instant::now(), client_relay.ip());
+    client.gatherer.permit(Instant::now(), server_relay.ip());
     let stop = Arc::new(AtomicBool::new(false));
     let echo = {
         let stop = stop.clone();
@@ -608,9 +625,11 @@ fn print_tables(rows: &[Row]) {
             ms(row.first.delivered),
             row.first.via,
             row.first.rtt_ms,
-            row.first
-                .direct
-                .map_or_else(|| format!("never (≥ {} s)", DIRECT_WAIT.as_secs()), ms),
+            match row.first.direct {
+                Some(Direct::Before) => "before the /msg".to_owned(),
+                Some(Direct::After(after)) => ms(after),
+                Some(Direct::Never) | None => format!("never (≥ {} s)", DIRECT_WAIT.as_secs()),
+            },
             ms(row.relay_first.delivered),
             row.relay_first.via,
         );
