@@ -45,6 +45,8 @@ const SAMPLES: usize = 100;
 const WARMUP: usize = 10;
 /// How long alice's path may take to become direct before it counts as "never".
 const DIRECT_WAIT: Duration = Duration::from_secs(20);
+/// A first delivery slower than this prints the sender's events.
+const SLOW_FIRST: Duration = Duration::from_millis(100);
 /// How long a raw echo may take before it counts as lost.
 const ECHO_TIMEOUT: Duration = Duration::from_millis(500);
 /// The UDP port of the raw echo server (outside the ephemeral range the daemons bind in).
@@ -192,6 +194,15 @@ async fn open(a: &mut LabDaemon, b: &mut LabDaemon, wait_direct: bool) -> Openin
     a.send_line(&format!("/msg {} {text}", b.uuid)).await;
     let receipt = a.receipt(b.uuid, MESSAGE_TIMEOUT).await;
     let delivered = start.elapsed();
+    if delivered > SLOW_FIRST {
+        // What the sender saw meanwhile (its path events) is what explains a slow one.
+        eprintln!(
+            "bench: {} → {}: the first message took {delivered:?}: {receipt}{}",
+            a.name,
+            b.name,
+            a.diagnostics()
+        );
+    }
     let direct = if wait_direct {
         let seen = a
             .try_wait_path(b.uuid, "direct", DIRECT_WAIT.saturating_sub(delivered))
