@@ -5,8 +5,9 @@
 //! [`lab`] builds the topology, [`counters`] reads the routers' packet counters, [`netns`]
 //! runs things in namespaces and cleans up, [`servers`] runs coturn and the index, [`peer`]
 //! runs a daemon on a host, [`chat`] runs and checks conversations, [`pair`] sets up a case,
-//! [`stun`] probes mappings, [`selfcheck`] proves the lab itself. Needs root (namespaces, iptables) and coturn; without them each
-//! test says SKIP and writes a line to `target/tmp/SKIPPED`.
+//! [`stun`] probes mappings, [`selfcheck`] proves the lab itself, [`bench`] is the ignored
+//! benchmark `bench_nat` (`scripts/bench-nat.sh`). Needs root (namespaces, iptables) and
+//! coturn; without them each test says SKIP and writes a line to `target/tmp/SKIPPED`.
 //!
 //! A new case: `Pair::new(name, Topology::TwoRouters(NatKind::Cone, NatKind::Symmetric),
 //! DAEMON_ARGS)` builds the lab and starts alice and bob; `pair.open(Expect::…)` sends the
@@ -18,6 +19,7 @@
 //!
 //! Run: `cargo test -p peer-daemon --test natlab -- --include-ignored --nocapture`.
 
+mod bench;
 mod chat;
 mod counters;
 mod lab;

@@ -84,6 +84,11 @@ impl Pair {
         })
     }
 
+    /// alice's host and bob's host.
+    pub fn hosts(&self) -> [HostId; 2] {
+        self.hosts
+    }
+
     /// The counters of all the pair's routers, added up.
     pub fn counters(&self) -> Counters {
         self.routers.iter().fold(Counters::default(), |sum, &r| {

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -33,6 +33,8 @@ pub struct LabDaemon {
     backlog: VecDeque<Value>,
     /// Every `path` event so far, oldest first.
     pub paths: Vec<Value>,
+    /// When each of [`LabDaemon::paths`] was read from the daemon's stdout (same order).
+    pub path_times: Vec<Instant>,
     seen: Vec<String>,
     stderr: Arc<Mutex<Vec<String>>>,
     _state: tempfile::TempDir,
@@ -102,6 +104,7 @@ impl Lab {
             lines,
             backlog: VecDeque::new(),
             paths: Vec::new(),
+            path_times: Vec::new(),
             seen: Vec::new(),
             stderr,
             _state: state,
@@ -233,6 +236,7 @@ impl LabDaemon {
         self.seen.push(line);
         if value["event"] == "path" {
             self.paths.push(value.clone());
+            self.path_times.push(Instant::now());
         }
         if matches(&value) {
             return Some(value);
@@ -291,6 +295,39 @@ impl LabDaemon {
                     self.name,
                     self.diagnostics()
                 ),
+            }
+        }
+    }
+
+    /// Like [`LabDaemon::wait_path`], but `None` instead of a failure when the path does not
+    /// become `via` within `timeout` (a benchmark's bounded wait); `Some` with the event and
+    /// when it was read.
+    pub async fn try_wait_path(
+        &mut self,
+        peer: Uuid,
+        via: &str,
+        timeout: Duration,
+    ) -> Option<(Value, Instant)> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let wanted = peer.to_string();
+        loop {
+            self.drain();
+            let found = self
+                .paths
+                .iter()
+                .zip(&self.path_times)
+                .rev()
+                .find(|(v, _)| v["peer"] == wanted.as_str());
+            if let Some((path, &at)) = found
+                && path["via"] == via
+            {
+                return Some((path.clone(), at));
+            }
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(Ok(value))) => {
+                    self.take(value, &mut |_| false);
+                }
+                Ok(Some(Err(_))) | Ok(None) | Err(_) => return None,
             }
         }
     }
