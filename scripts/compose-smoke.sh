@@ -138,9 +138,12 @@ EOF
 
 # wait_event CONTAINER SECONDS PYTHON-EXPR: prints the matching event from the container's output.
 wait_event() {
-  local cid=$1 seconds=$2 expr=$3 i
+  local cid=$1 seconds=$2 expr=$3 i logs
   for ((i = 0; i < seconds * 4; i++)); do
-    if docker logs "$cid" 2>&1 | python3 "$work/event.py" "$expr"; then return 0; fi
+    # Read whole first: a reader that stops at the match would make `docker logs` die of
+    # SIGPIPE, which pipefail turns into a failed match.
+    logs=$(docker logs "$cid" 2>&1)
+    if python3 "$work/event.py" "$expr" <<<"$logs"; then return 0; fi
     sleep 0.25
   done
   echo "--- output of $cid:" >&2
@@ -264,8 +267,10 @@ wait_healthy index
 wait_healthy coturn
 coturn=$(dc ps -q coturn)
 coturn_ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$coturn")
-docker logs "$coturn" 2>&1 | grep -F -e 'Relay address to use' -e 'Listener address to use' | sort -u | sed 's/^/    coturn: /'
-docker logs "$coturn" 2>&1 | grep -qF "Relay address to use: $coturn_ip" \
+coturn_log=$(docker logs "$coturn" 2>&1)
+grep -F -e 'Relay address to use' -e 'Listener address to use' <<<"$coturn_log" | sort -u | sed 's/^/    coturn: /'
+# (From a variable: `docker logs | grep -q` fails under pipefail when grep stops reading early.)
+grep -qF "Relay address to use: $coturn_ip" <<<"$coturn_log" \
   || fail "coturn does not relay from its address on the compose network ($coturn_ip)"
 # A volume on coturn (the image declares one) would be left behind by every plain `down`.
 [ -z "$(docker inspect -f '{{range .Mounts}}{{if eq .Type "volume"}}{{.Destination}} {{end}}{{end}}' "$coturn")" ] \
@@ -342,9 +347,10 @@ ev=$(wait_event "$alice" 20 'e["event"] == "path" and e["peer"] == env["BOB"] an
 echo "    alice, then:             $ev"
 [ "$(json_field "$ev" addr)" = "$bob_ip:7000" ] || fail "alice's direct path to bob is not his container address $bob_ip:7000"
 # coturn's own account: an allocation for each peer, with credentials that the index signed.
-allocs=$(docker logs "$coturn" 2>&1 | grep -c 'ALLOCATE processed, success' || true)
+coturn_log=$(docker logs "$coturn" 2>&1)
+allocs=$(grep -c 'ALLOCATE processed, success' <<<"$coturn_log" || true)
 echo "    coturn: $allocs successful ALLOCATE requests"
-docker logs "$coturn" 2>&1 | grep -m 2 'ALLOCATE processed, success' | sed 's/^/    coturn: /'
+grep -m 2 'ALLOCATE processed, success' <<<"$coturn_log" | sed 's/^/    coturn: /'
 [ "$allocs" -ge 2 ] || fail "coturn logged $allocs successful allocations, expected one for alice and one for bob"
 # alice's own account: an allocation, and datagrams that went out through the relay.
 attach_type "$alice" "/stats"

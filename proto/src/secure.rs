@@ -251,6 +251,7 @@ impl SecureEndpoint {
 
     /// The next datagram to send.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        self.follow_paths();
         loop {
             if let Some(transmit) = self.out.pop_front() {
                 return Some(transmit);
@@ -272,6 +273,25 @@ impl SecureEndpoint {
             queue.push_back(frame.bytes);
             if !self.initiating.contains_key(&frame.peer) {
                 self.initiate(now, frame.peer, frame.to);
+            }
+        }
+    }
+
+    /// A handshake under way follows its peer's path: when the path changed since the HsInit
+    /// went out (our relay came up, a direct path answered), it goes out again at once on the
+    /// new path instead of at the next retry. Once per change, so it stays bounded.
+    fn follow_paths(&mut self) {
+        for (peer, initiation) in self.initiating.iter_mut() {
+            let Some(addr) = self.inner.peer_addr(peer) else {
+                continue;
+            };
+            if addr != initiation.addr {
+                initiation.addr = addr;
+                self.out.push_back(Transmit {
+                    peer: *peer,
+                    to: addr,
+                    bytes: initiation.message.clone(),
+                });
             }
         }
     }
@@ -321,6 +341,7 @@ impl SecureEndpoint {
                 continue;
             }
             let to = self.inner.peer_addr(peer).unwrap_or(initiation.addr);
+            initiation.addr = to;
             self.out.push_back(Transmit {
                 peer: *peer,
                 to,

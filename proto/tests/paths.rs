@@ -575,6 +575,31 @@ fn relay_first_then_direct_secure() {
 }
 
 #[test]
+fn a_handshake_follows_the_path_at_once_when_the_relay_comes_up() {
+    let mut w = pair(secure);
+    // A's allocation is not there yet: its first handshake goes to an address of B's that
+    // lets nothing in (B's NAT has seen nothing from B towards A).
+    let now = w.now();
+    w.hosts[A].ep.own_relay(now, false);
+    w.flush();
+    let first = w.send(A, B, msg(b'a', 0));
+    w.run_for(100 * MS);
+    assert!(w.messages(B, A).is_empty(), "B's NAT let the handshake in");
+    // The relay comes up: the handshake goes through it now, not at the 500 ms retry.
+    let now = w.now();
+    w.hosts[A].ep.own_relay(now, true);
+    w.flush();
+    w.run_for(2 * SEC);
+    assert_eq!(w.messages(B, A), vec![msg(b'a', 0)]);
+    let (at, _) = w.hosts[B].events[0].clone();
+    assert!(
+        at < 100 * MS + 200 * MS,
+        "delivered {at:?} after the start, not right after the relay came up"
+    );
+    assert_eq!(w.delivered(A), vec![first]);
+}
+
+#[test]
 fn the_same_lan_is_preferred_to_the_nat_and_the_relay() {
     let mut w = World::new(plain, &[1, 1], &[true, true]);
     w.introduce(A, B);
