@@ -213,10 +213,12 @@ impl Driver {
         loop {
             // What the last turn reported, after its datagrams went out: one write per turn.
             self.out.flush();
-            let timeout = match (self.core.poll_timeout(), self.nat.poll_timeout()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let timeout = self
+                .core
+                .poll_timeout()
+                .into_iter()
+                .chain(self.nat.poll_timeout())
+                .min();
             tokio::select! {
                 () = &mut shutdown => self.core.handle_command(Instant::now(), Command::Quit),
                 ready = self.udp.readable() => self.on_readable(ready),

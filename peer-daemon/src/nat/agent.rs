@@ -3,6 +3,7 @@
 //! registration, to peers through the chat core), and the wrapping of datagrams for relay
 //! addresses into TURN indications. Free of I/O like the gatherer; the driver moves the bytes.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -49,7 +50,7 @@ pub struct Nat {
     from_index: Vec<IceServer>,
     published: Vec<Candidate>,
     announce: watch::Sender<Vec<Candidate>>,
-    changes: Vec<NatChange>,
+    changes: VecDeque<NatChange>,
     stats: NatStats,
 }
 
@@ -76,7 +77,7 @@ impl Nat {
             from_index: Vec::new(),
             published: Vec::new(),
             announce,
-            changes: Vec::new(),
+            changes: VecDeque::new(),
             stats: NatStats::default(),
         };
         nat.republish();
@@ -117,7 +118,7 @@ impl Nat {
 
     fn refused(&mut self, reason: String) {
         self.stats.refused_servers += 1;
-        self.changes.push(NatChange::Trouble(reason));
+        self.changes.push_back(NatChange::Trouble(reason));
     }
 
     /// A datagram from the socket: the gatherer's, a peer's through our relay, or neither.
@@ -171,7 +172,7 @@ impl Nat {
 
     /// The next change for the driver.
     pub fn poll_change(&mut self) -> Option<NatChange> {
-        (!self.changes.is_empty()).then(|| self.changes.remove(0))
+        self.changes.pop_front()
     }
 
     /// The counters.
@@ -187,7 +188,9 @@ impl Nat {
         while let Some(event) = self.gatherer.poll_event() {
             match event {
                 GatherEvent::Reflexive(_) | GatherEvent::Relayed(_) => changed = true,
-                GatherEvent::Trouble(message) => self.changes.push(NatChange::Trouble(message)),
+                GatherEvent::Trouble(message) => {
+                    self.changes.push_back(NatChange::Trouble(message))
+                }
             }
         }
         if changed {
@@ -228,7 +231,7 @@ impl Nat {
         }
         self.published = candidates.clone();
         self.announce.send_replace(candidates.clone());
-        self.changes.push(NatChange::Candidates {
+        self.changes.push_back(NatChange::Candidates {
             candidates,
             relay: relay.is_some(),
         });
