@@ -6,6 +6,7 @@ pub mod command;
 pub mod config;
 pub mod control;
 pub mod driver;
+pub mod history;
 pub mod index;
 pub mod nat;
 pub mod output;
