@@ -90,6 +90,28 @@ pub enum Command {
     Peers,
     /// `/stats`: the daemon's counters.
     Stats,
+    /// `/me <action>`: an action in the active session (`* alice waves`).
+    Me {
+        /// The action, exactly as typed.
+        text: String,
+    },
+    /// `/nick <name>`: registers another name with the index and tells peers.
+    Nick {
+        /// The new name.
+        name: String,
+    },
+    /// `/close [n|name]`: closes a private session (the active one by default).
+    Close {
+        /// A session number or a peer name/UUID.
+        target: Option<String>,
+    },
+    /// `/whoami`: our name, UUID, addresses and whether the index is reachable.
+    WhoAmI,
+    /// `/history [n]`: earlier messages of the active session, further back each time.
+    History {
+        /// How many (default [`HISTORY_PAGE`]).
+        count: usize,
+    },
     /// `/help`.
     Help,
     /// `/quit`.
@@ -97,6 +119,11 @@ pub enum Command {
     /// A blank line.
     Nothing,
 }
+
+/// Messages `/history` shows when no count is given.
+pub const HISTORY_PAGE: usize = 20;
+/// Most messages one `/history` shows.
+pub const HISTORY_MAX: usize = 1000;
 
 /// The help text: `(usage, what it does)`.
 pub const HELP: &[(&str, &str)] = &[
@@ -117,13 +144,27 @@ pub const HELP: &[(&str, &str)] = &[
         "/switch <n|name>, /sw",
         "switch to a session by number, room or peer name",
     ),
-    ("/lobby", "switch back to the lobby"),
+    ("/me <action>", "an action in the active session: * you <action>"),
+    (
+        "/close [n|peer]",
+        "close a private session (the active one by default)",
+    ),
+    (
+        "/history [n]",
+        "show earlier messages of the active session (again: further back)",
+    ),
+    ("/lobby", "switch back to the lobby (joining it again if you left)"),
     ("/join <room>", "join (or create) a room and switch to it"),
     ("/leave [room]", "leave a room (the active one by default)"),
     ("/rooms", "list the rooms on the index"),
     ("/who [room]", "list a room's members"),
     ("/users", "list known peers and whether they are reachable"),
     ("/peers", "list known peers with addresses, path and RTT"),
+    ("/whoami", "your name, UUID, addresses and the index's status"),
+    (
+        "/nick <name>",
+        "change your name (registered with the index, peers are told)",
+    ),
     (
         "/stats",
         "show the daemon's counters (datagrams, paths, NAT traversal)",
@@ -184,6 +225,30 @@ pub fn parse(input: &str) -> Result<Command, String> {
         "users" => Ok(Command::Users),
         "peers" => Ok(Command::Peers),
         "stats" => Ok(Command::Stats),
+        "me" => {
+            let text = args.trim_start();
+            if text.trim().is_empty() {
+                return Err("usage: /me <action>".into());
+            }
+            Ok(Command::Me {
+                text: text.to_owned(),
+            })
+        }
+        "nick" | "name" => Ok(Command::Nick {
+            name: one_arg("/nick <name>")?,
+        }),
+        "close" => Ok(Command::Close { target: optional() }),
+        "whoami" => Ok(Command::WhoAmI),
+        "history" | "hist" => {
+            let count = match arg {
+                "" => HISTORY_PAGE,
+                n => match n.parse::<usize>() {
+                    Ok(n) if (1..=HISTORY_MAX).contains(&n) => n,
+                    _ => return Err(format!("usage: /history [n] with n from 1 to {HISTORY_MAX}")),
+                },
+            };
+            Ok(Command::History { count })
+        }
         "help" | "h" | "?" => Ok(Command::Help),
         "quit" | "exit" | "q" => Ok(Command::Quit),
         other => Err(format!("unknown command /{other}; type /help for the list")),
@@ -255,6 +320,32 @@ mod tests {
         assert_eq!(parse("/leave"), Ok(Command::Leave { room: None }));
         assert_eq!(parse("/peers"), Ok(Command::Peers));
         assert_eq!(parse("/stats"), Ok(Command::Stats));
+        assert_eq!(
+            parse("/me waves  at you"),
+            Ok(Command::Me {
+                text: "waves  at you".into()
+            })
+        );
+        assert!(parse("/me  ").unwrap_err().contains("usage"));
+        assert_eq!(
+            parse("/nick carol"),
+            Ok(Command::Nick {
+                name: "carol".into()
+            })
+        );
+        assert!(parse("/nick a b").unwrap_err().contains("usage"));
+        assert_eq!(parse("/close"), Ok(Command::Close { target: None }));
+        assert_eq!(
+            parse("/close 3"),
+            Ok(Command::Close {
+                target: Some("3".into())
+            })
+        );
+        assert_eq!(parse("/whoami"), Ok(Command::WhoAmI));
+        assert_eq!(parse("/history"), Ok(Command::History { count: HISTORY_PAGE }));
+        assert_eq!(parse("/history 5"), Ok(Command::History { count: 5 }));
+        assert!(parse("/history 0").unwrap_err().contains("usage"));
+        assert!(parse("/history lots").unwrap_err().contains("usage"));
         assert_eq!(parse("/quit\r\n"), Ok(Command::Quit));
         assert_eq!(parse("   "), Ok(Command::Nothing));
         assert_eq!(

@@ -1,5 +1,5 @@
 //! The local control API, for scripts and other front-ends: send to a peer or a room, list
-//! the sessions, and follow every event as server-sent events. Off unless `--control` names a
+//! the sessions, read the message history, and follow every event as server-sent events. Off unless `--control` names a
 //! loopback address. Every request carries `Authorization: Bearer <token>`; the token is made
 //! afresh at each start and written to `<state-dir>/control.token` (0600), so only whoever can
 //! read the daemon's state directory can drive it. The routes are described in docs/control.md.
@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Request, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -31,7 +31,9 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::{Stream, StreamExt};
 
-use crate::command::{Command, PeerRef};
+use crate::command::{Command, HISTORY_MAX, HISTORY_PAGE, PeerRef};
+use crate::history::{HistoryQuery, SessionKind};
+use crate::store::Store;
 use crate::driver::Input;
 use crate::output::{Output, UiEvent};
 
@@ -45,6 +47,7 @@ pub struct ControlState {
     out: Output,
     token: Arc<str>,
     token_file: Arc<Path>,
+    store: Option<Store>,
 }
 
 impl ControlState {
@@ -61,7 +64,14 @@ impl ControlState {
             out,
             token: token.into(),
             token_file: token_file.into(),
+            store: None,
         }
+    }
+
+    /// Serves `GET /history` from `store`.
+    pub fn with_store(mut self, store: Store) -> Self {
+        self.store = Some(store);
+        self
     }
 }
 
@@ -80,10 +90,12 @@ pub enum ControlError {
     #[error("{1}")]
     Body(StatusCode, String),
     /// No such route.
-    #[error("no such route; the API has POST /send, GET /sessions and GET /events")]
+    #[error(
+        "no such route; the API has POST /send, GET /sessions, GET /history and GET /events"
+    )]
     NotFound,
     /// A route exists, with another method.
-    #[error("method not allowed: POST /send, GET /sessions, GET /events")]
+    #[error("method not allowed: POST /send, GET /sessions, GET /history, GET /events")]
     MethodNotAllowed,
     /// The daemon is shutting down.
     #[error("the daemon is stopping")]
@@ -125,6 +137,7 @@ pub fn app(state: ControlState) -> Router {
     Router::new()
         .route("/send", post(send))
         .route("/sessions", get(sessions))
+        .route("/history", get(history))
         .route("/events", get(events))
         .fallback(|| async { ControlError::NotFound })
         .method_not_allowed_fallback(|| async { ControlError::MethodNotAllowed })
@@ -209,6 +222,90 @@ async fn sessions(State(state): State<ControlState>) -> Json<Value> {
     Json(json!({ "sessions": sessions }))
 }
 
+/// `GET /history`: `room=<name>` or `peer=<uuid>` (neither: every session), `limit` (1 to
+/// [`HISTORY_MAX`], default [`HISTORY_PAGE`]), `before=<id>` to page back.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryParams {
+    /// A room (with or without its `#`).
+    pub room: Option<String>,
+    /// The other peer of a private session (UUID).
+    pub peer: Option<String>,
+    /// How many lines at most.
+    pub limit: Option<String>,
+    /// Only lines with a smaller id.
+    pub before: Option<String>,
+}
+
+impl HistoryParams {
+    /// The query, or what is wrong with the parameters.
+    pub fn query(self) -> Result<HistoryQuery, ControlError> {
+        let session = match (self.room, self.peer) {
+            (Some(_), Some(_)) => {
+                return Err(ControlError::BadRequest(
+                    "give at most one of `room` and `peer`".into(),
+                ));
+            }
+            (Some(room), None) => {
+                let room = room.trim().trim_start_matches('#');
+                if !valid_room(room) {
+                    return Err(ControlError::BadRequest(format!(
+                        "`{room}` is not a room name: use 1 to 32 of a-z, 0-9, - and _"
+                    )));
+                }
+                Some(SessionKind::Room(room.to_owned()))
+            }
+            (None, Some(peer)) => Some(SessionKind::Private(
+                uuid::Uuid::try_parse(peer.trim()).map_err(|_| {
+                    ControlError::BadRequest(format!("`peer` must be a UUID, not {peer:?}"))
+                })?,
+            )),
+            (None, None) => None,
+        };
+        let limit = match self.limit {
+            None => HISTORY_PAGE,
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if (1..=HISTORY_MAX).contains(&n) => n,
+                _ => {
+                    return Err(ControlError::BadRequest(format!(
+                        "`limit` must be a number from 1 to {HISTORY_MAX}"
+                    )));
+                }
+            },
+        };
+        let before = match self.before {
+            None => None,
+            Some(text) => Some(text.parse::<u64>().map_err(|_| {
+                ControlError::BadRequest("`before` must be a message id (a number)".into())
+            })?),
+        };
+        Ok(HistoryQuery {
+            session,
+            before,
+            limit,
+        })
+    }
+}
+
+async fn history(
+    State(state): State<ControlState>,
+    params: Result<Query<HistoryParams>, QueryRejection>,
+) -> Result<Json<Value>, ControlError> {
+    let Query(params) = params.map_err(|rejection| {
+        ControlError::BadRequest(format!(
+            "{}; the parameters are room, peer, limit and before",
+            rejection.body_text()
+        ))
+    })?;
+    let query = params.query()?;
+    let store = state.store.as_ref().ok_or(ControlError::Unavailable)?;
+    let lines = store.history(query).await.map_err(|error| {
+        tracing::warn!(error = %format!("{error:#}"), "reading the history for the control API");
+        ControlError::Unavailable
+    })?;
+    Ok(Json(json!({ "lines": lines })))
+}
+
 async fn events(
     State(state): State<ControlState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
@@ -270,6 +367,7 @@ pub async fn start(
     state_dir: &Path,
     input: mpsc::Sender<Input>,
     out: Output,
+    store: Store,
 ) -> anyhow::Result<ControlServer> {
     anyhow::ensure!(
         addr.ip().is_loopback(),
@@ -282,12 +380,7 @@ pub async fn start(
         .local_addr()
         .context("reading the control API's address")?;
     let (token, token_file) = write_token(state_dir)?;
-    let app = app(ControlState::new(
-        input,
-        out.clone(),
-        token,
-        token_file.clone(),
-    ));
+    let app = app(ControlState::new(input, out.clone(), token, token_file.clone()).with_store(store));
     let task = tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
             tracing::error!(%error, "the control API stopped");
@@ -338,6 +431,40 @@ mod tests {
         ] {
             let error = bad.command().unwrap_err();
             assert_eq!(error.status_code(), StatusCode::BAD_REQUEST, "{error}");
+        }
+    }
+
+    #[test]
+    fn history_parameters_are_checked() {
+        let params = |room: Option<&str>, peer: Option<&str>, limit: Option<&str>, before: Option<&str>| HistoryParams {
+            room: room.map(Into::into),
+            peer: peer.map(Into::into),
+            limit: limit.map(Into::into),
+            before: before.map(Into::into),
+        };
+        assert_eq!(
+            params(Some("#rust"), None, Some("5"), Some("10")).query().unwrap(),
+            HistoryQuery {
+                session: Some(SessionKind::Room("rust".into())),
+                before: Some(10),
+                limit: 5
+            }
+        );
+        let peer = uuid::Uuid::from_u128(7);
+        assert_eq!(
+            params(None, Some(&peer.simple().to_string()), None, None).query().unwrap().session,
+            Some(SessionKind::Private(peer))
+        );
+        assert_eq!(params(None, None, None, None).query().unwrap().limit, HISTORY_PAGE);
+        for bad in [
+            params(Some("a"), Some("b"), None, None),
+            params(Some("Not A Room"), None, None, None),
+            params(None, Some("bob"), None, None),
+            params(None, None, Some("0"), None),
+            params(None, None, Some("100000"), None),
+            params(None, None, None, Some("-1")),
+        ] {
+            assert_eq!(bad.query().unwrap_err().status_code(), StatusCode::BAD_REQUEST);
         }
     }
 

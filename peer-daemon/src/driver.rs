@@ -12,7 +12,9 @@ use proto::{SecureConfig, SecureEndpoint, Transmit};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::chat::{Action, ChatCore, IndexReply};
+use crate::chat::{Action, ChatCore, IndexReply, IndexStatus};
+use crate::history::{Change, Line, SessionKind};
+use crate::store::Store;
 use crate::command::Command;
 use crate::index::IndexClient;
 use crate::nat::agent::{Nat, NatChange};
@@ -27,6 +29,38 @@ const RECV_BATCH: usize = 64;
 const INPUT_BATCH: usize = 64;
 /// Longest wait for the goodbyes to leave when the daemon stops.
 const GOODBYE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// What the driver is told about its surroundings, for `/whoami`.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    /// The local UDP address.
+    pub listen: std::net::SocketAddr,
+    /// The index's base URL.
+    pub index_url: String,
+    /// The state directory.
+    pub state_dir: std::path::PathBuf,
+}
+
+/// How the driver stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// The user quit (or a signal came): `index_online` says whether the index answered
+    /// lately, so that taking our record offline there is worth a (bounded) try.
+    Quit {
+        /// Whether the index answered lately.
+        index_online: bool,
+    },
+}
+
+/// Longest wait for the message store to write what is left when the daemon stops.
+const STORE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Unix milliseconds now, for the history.
+pub fn unix_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
 
 /// What a front-end (the terminal, stdin, the control API) hands over: a parsed command, or
 /// why a line did not parse.
@@ -72,27 +106,32 @@ pub struct Driver {
     resolving: JoinSet<(Vec<ServerConfig>, Vec<String>)>,
     /// The last NAT trouble shown, so that a retrying server is reported once.
     trouble: Option<String>,
+    /// The local message store.
+    store: Store,
+    /// History reads under way: the session, why, and the lines.
+    reads: JoinSet<(SessionKind, &'static str, anyhow::Result<Vec<Line>>)>,
+    /// Requests for the registration (`/nick`, checking the index after a failure).
+    presence: mpsc::Sender<crate::presence::Request>,
+    facts: Facts,
 }
 
 impl Driver {
     /// A driver speaking for `identity`, introducing itself as `name`, reachable as `nat`
-    /// gathers.
+    /// gathers, remembering in `store` (whose saved state `core` was restored from).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
+        core: ChatCore,
         identity: Identity,
-        name: Option<String>,
         udp: Udp,
         index: IndexClient,
         out: Output,
-        config: proto::Config,
         nat: Nat,
+        store: Store,
+        presence: mpsc::Sender<crate::presence::Request>,
+        facts: Facts,
     ) -> Self {
-        let secure = SecureConfig {
-            endpoint: config,
-            seed: rand::random(),
-        };
-        let endpoint = SecureEndpoint::new(identity.clone(), incarnation(), secure);
         let mut driver = Driver {
-            core: ChatCore::new(endpoint, name, Instant::now()),
+            core,
             identity,
             udp,
             index,
@@ -102,12 +141,45 @@ impl Driver {
             nat,
             resolving: JoinSet::new(),
             trouble: None,
+            store,
+            reads: JoinSet::new(),
+            presence,
+            facts,
         };
         if let Some(preset) = driver.nat.preset() {
             driver.resolve(preset);
         }
         driver.nat_changes();
         driver
+    }
+
+    /// The chat core for `identity`, introducing itself as `name`.
+    pub fn core(identity: &Identity, name: Option<String>, config: proto::Config) -> ChatCore {
+        let secure = SecureConfig {
+            endpoint: config,
+            seed: rand::random(),
+        };
+        let endpoint = SecureEndpoint::new(identity.clone(), incarnation(), secure);
+        ChatCore::new(endpoint, name, Instant::now())
+    }
+
+    /// `/whoami`.
+    fn whoami(&self) -> UiEvent {
+        let status = self.core.index_status();
+        UiEvent::Whoami {
+            uuid: self.core.id(),
+            name: self.core.own_name(),
+            addr: self.core.registered_addr().map(str::to_owned),
+            listen: self.facts.listen,
+            candidates: self.core.candidates().to_vec(),
+            index: self.facts.index_url.clone(),
+            index_status: status.word(),
+            index_error: match status {
+                IndexStatus::Offline(reason) => Some(reason.clone()),
+                _ => None,
+            },
+            state_dir: self.facts.state_dir.clone(),
+        }
     }
 
     fn resolve(&mut self, urls: Vec<IceUrl>) {
@@ -205,12 +277,12 @@ impl Driver {
         mut input: mpsc::Receiver<Input>,
         mut news: mpsc::Receiver<IndexReply>,
         shutdown: impl Future<Output = ()>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Stopped> {
         tokio::pin!(shutdown);
         let mut input_open = true;
         // The first session list, for the prompt and `GET /sessions` before anything happens.
-        self.flush().await;
-        loop {
+        let mut turn = self.flush().await;
+        while turn == Turn::Go {
             // What the last turn reported, after its datagrams went out: one write per turn.
             self.out.flush();
             let timeout = self
@@ -245,17 +317,57 @@ impl Driver {
                     Ok(reply) => self.core.handle_index_reply(Instant::now(), reply),
                     Err(error) => tracing::error!(%error, "index task failed"),
                 },
+                Some(read) = self.reads.join_next(), if !self.reads.is_empty() => {
+                    if let Ok((session, reason, lines)) = read {
+                        self.on_history(session, reason, lines);
+                    }
+                }
             }
             self.nat_changes();
-            if self.flush().await {
-                break;
-            }
+            turn = self.flush().await;
         }
         self.out.flush();
+        if tokio::time::timeout(STORE_FLUSH_TIMEOUT, self.store.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the message store did not finish writing in time");
+        }
         let endpoint = self.core.endpoint();
         let (stats, secure, nat) = (endpoint.stats(), endpoint.secure_stats(), self.nat.stats());
         tracing::info!(?stats, ?secure, ?nat, "daemon stopped");
-        Ok(())
+        match turn {
+            Turn::Exit(message) => Err(anyhow::anyhow!(message)),
+            _ => Ok(Stopped::Quit {
+                index_online: *self.core.index_status() == IndexStatus::Online,
+            }),
+        }
+    }
+
+    /// Lines the store read back: shown as a `history` event (or said to be none).
+    fn on_history(
+        &mut self,
+        session: SessionKind,
+        reason: &'static str,
+        lines: anyhow::Result<Vec<Line>>,
+    ) {
+        match lines {
+            Ok(lines) => {
+                let oldest = lines.first().map(|line| line.id);
+                if !lines.is_empty() {
+                    self.out
+                        .emit(self.core.history_event(&session, reason, lines));
+                }
+                self.core.history_shown(session, oldest, reason);
+            }
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), "reading the history");
+                self.out.emit(UiEvent::Error {
+                    message: "could not read the message history (details at RUST_LOG=debug)"
+                        .into(),
+                });
+            }
+        }
     }
 
     /// Hands `first` and whatever else is queued (up to [`INPUT_BATCH`]) to the core: a pasted
@@ -271,6 +383,7 @@ impl Driver {
                     return self.core.handle_command(now, Command::Quit);
                 }
                 Input::Command(Command::Stats) => self.out.emit(self.stats()),
+                Input::Command(Command::WhoAmI) => self.out.emit(self.whoami()),
                 Input::Command(command) => self.core.handle_command(now, command),
                 Input::Invalid(message) => self.out.emit(UiEvent::Error { message }),
             }
@@ -314,10 +427,10 @@ impl Driver {
     }
 
     /// Follows the core's polling order: its datagrams (acknowledgements first), its actions,
-    /// then what the actions' events made it send; returns whether to stop.
-    async fn flush(&mut self) -> bool {
+    /// then what the actions' events made it send; returns whether to go on.
+    async fn flush(&mut self) -> Turn {
         self.send().await;
-        let mut quit = false;
+        let mut turn = Turn::Go;
         while let Some(action) = self.core.poll_action() {
             match action {
                 Action::Ask(request) => {
@@ -327,11 +440,54 @@ impl Driver {
                 }
                 Action::Show(event) => self.out.emit(event),
                 Action::Sessions(lines) => self.out.publish_sessions(lines),
-                Action::Quit => quit = true,
+                Action::Quit => {
+                    if turn == Turn::Go {
+                        turn = Turn::Quit;
+                    }
+                }
+                Action::Exit(message) => {
+                    self.out.emit(UiEvent::Error {
+                        message: message.clone(),
+                    });
+                    turn = Turn::Exit(message);
+                }
+                Action::Store(mut change) => {
+                    if let Change::Line(line) = &mut change {
+                        line.at_ms = unix_millis();
+                    }
+                    self.store.record(change);
+                }
+                Action::History { query, reason } => {
+                    let store = self.store.clone();
+                    let session = query
+                        .session
+                        .clone()
+                        .unwrap_or_else(|| SessionKind::Room(proto::chat::LOBBY.to_owned()));
+                    self.reads.spawn(async move {
+                        let lines = store.history(query).await;
+                        (session, reason, lines)
+                    });
+                }
+                Action::CheckIndex => {
+                    // One check at a time is enough.
+                    let _ = self.presence.try_send(crate::presence::Request::Check);
+                }
+                Action::Rename(name) => {
+                    if self
+                        .presence
+                        .try_send(crate::presence::Request::Rename(name))
+                        .is_err()
+                    {
+                        self.core.handle_index_reply(
+                            Instant::now(),
+                            IndexReply::Renamed(Err("a name change is already under way".into())),
+                        );
+                    }
+                }
             }
         }
         self.send().await;
-        quit
+        turn
     }
 
     /// Sends every datagram the core has.
@@ -359,6 +515,14 @@ impl Driver {
         }
         self.outgoing = outgoing;
     }
+}
+
+/// Whether the loop goes on after a turn.
+#[derive(Debug, PartialEq, Eq)]
+enum Turn {
+    Go,
+    Quit,
+    Exit(String),
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -12,6 +12,7 @@ pub mod nat;
 pub mod output;
 pub mod presence;
 pub mod state;
+pub mod store;
 pub mod terminal;
 pub mod udp;
 
@@ -37,13 +38,25 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let state_dir = config.state_dir();
-    let identity = state::load_or_create_identity(&state_dir)?;
+    // First: a second daemon on this directory stops here, before it touches anything.
+    let _lock = state::lock_state_dir(&state_dir)?;
+    let identity = state::load_or_create_identity(&state_dir).with_context(|| {
+        format!(
+            "loading the identity key from {} (to start afresh with a new identity, move that file away; peers will see a new UUID)",
+            state_dir.display()
+        )
+    })?;
+    let store = store::Store::open(&state_dir)
+        .await
+        .with_context(|| format!("opening the message history in {}", state_dir.display()))?;
+    let saved = store.load().await.context("reading the message history")?;
     tracing::info!(uuid = %identity.uuid(), state_dir = %state_dir.display(), "identity loaded");
     // The control API queues commands beside the user's input; the server stops with `run`.
     let (input, _control) = match config.control {
         Some(addr) => {
             let (tx, rx) = mpsc::channel(64);
-            let server = control::start(addr, &state_dir, tx.clone(), out.clone()).await?;
+            let server =
+                control::start(addr, &state_dir, tx.clone(), out.clone(), store.clone()).await?;
             tokio::spawn(forward(input, tx));
             (rx, Some(server))
         }
@@ -74,6 +87,7 @@ pub async fn run(
         config.ice_override(),
         announce,
     );
+    let (presence_tx, presence_rx) = mpsc::channel(1);
     let presence = tokio::spawn(presence::maintain(
         index.clone(),
         identity.clone(),
@@ -82,25 +96,48 @@ pub async fn run(
         Duration::from_secs(config.heartbeat_secs),
         news_tx,
         candidates,
+        presence_rx,
     ));
     let protocol = proto::Config {
         deadline: Duration::from_secs(config.deadline_secs),
         ..proto::Config::default()
     };
     let udp = udp::Udp::new(socket).context("setting up the UDP socket")?;
+    let mut core = driver::Driver::core(&identity, config.name.clone(), protocol);
+    core.restore(saved.sessions, saved.next_id);
+    let facts = driver::Facts {
+        listen: bound,
+        index_url: config.index.clone(),
+        state_dir,
+    };
     let driver = driver::Driver::new(
-        identity,
-        config.name.clone(),
+        core,
+        identity.clone(),
         udp,
-        index,
+        index.clone(),
         out,
-        protocol,
         nat,
+        store,
+        presence_tx,
+        facts,
     );
     let result = driver.run(input, news, shutdown).await;
     presence.abort();
-    result
+    let driver::Stopped::Quit { index_online } = result?;
+    if index_online {
+        // No ghosts: our record (and with it our room memberships) goes offline at once
+        // rather than when its TTL runs out; a slow index does not hold the quit up.
+        match tokio::time::timeout(QUIT_INDEX_WAIT, index.go_offline(&identity)).await {
+            Ok(Ok(())) => tracing::info!("record taken offline at the index"),
+            Ok(Err(error)) => tracing::debug!(%error, "could not take the record offline"),
+            Err(_) => tracing::debug!("the index did not answer in time; the record expires on its own"),
+        }
+    }
+    Ok(())
 }
+
+/// Longest wait at quit for the index to take our record offline.
+const QUIT_INDEX_WAIT: Duration = Duration::from_millis(1500);
 
 async fn forward(mut from: mpsc::Receiver<driver::Input>, to: mpsc::Sender<driver::Input>) {
     while let Some(item) = from.recv().await {

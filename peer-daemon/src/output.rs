@@ -9,6 +9,7 @@
 pub mod event;
 pub mod fanout;
 pub mod plain;
+pub mod stamp;
 
 pub use event::{PeerLine, RoomLine, SessionLine, UiEvent, millis};
 pub use fanout::{Output, Sink, WriteSink};

@@ -11,26 +11,45 @@ use tokio::sync::{mpsc, watch};
 use crate::chat::IndexReply;
 use crate::index::{Heartbeat, IndexClient};
 
+/// What the chat asks of the registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Register this name instead (`/nick`); answered with [`IndexReply::Renamed`].
+    Rename(String),
+    /// Send a heartbeat now: a request to the index just failed.
+    Check,
+}
+
 /// Backoff bounds while the index is unreachable.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const LAST_RETRY: Duration = Duration::from_secs(60);
 
 /// Runs until the receiver of `news` is dropped; tells the chat core when the daemon is
-/// (again) registered ([`IndexReply::Registered`]) and when it is in trouble. Registers again
-/// at once whenever `candidates` change.
+/// (again) registered ([`IndexReply::Registered`]), when the index answers again after trouble
+/// ([`IndexReply::Online`]) and when it is in trouble. Registers again at once whenever
+/// `candidates` change, under a new name when `requests` asks (answered with
+/// [`IndexReply::Renamed`]), and heartbeats at once when asked to check the index. A first registration that no retry can fix (a taken name, a
+/// refused request) ends it with [`IndexReply::Fatal`]: the daemon stops with that advice.
+#[allow(clippy::too_many_arguments)]
 pub async fn maintain(
     index: IndexClient,
     identity: Identity,
     udp_port: u16,
-    name: Option<String>,
+    mut name: Option<String>,
     heartbeat_every: Duration,
     news: mpsc::Sender<IndexReply>,
     mut candidates: watch::Receiver<Vec<Candidate>>,
+    mut requests: mpsc::Receiver<Request>,
 ) {
     let mut retry = FIRST_RETRY;
     // Whether the index knows us: registering again only to update the candidates is not news
     // for the chat (it would join its rooms again), only for NAT traversal.
     let mut known = false;
+    // Whether any registration went through in this run: before that, a permanent refusal
+    // is fatal (the user must change something); after it, it is trouble to report and retry.
+    let mut ever = false;
+    // Whether the last request failed (the next success is news: the index is back).
+    let mut troubled = false;
     loop {
         let ours = candidates.borrow_and_update().clone();
         let record = match index
@@ -39,10 +58,16 @@ pub async fn maintain(
         {
             Ok(record) => record,
             Err(error) => {
+                tracing::debug!(detail = %error.detail(), "registration failed");
+                if error.is_permanent() && !ever {
+                    let _ = news.send(IndexReply::Fatal(error.to_string())).await;
+                    return;
+                }
                 // It may come back empty (restarted): the chat joins its rooms again then.
                 known = false;
-                let wait = jittered(retry);
-                let message = format!("{error:#}; retrying in {:.1} s", wait.as_secs_f32());
+                troubled = true;
+                let wait = jittered(if error.is_permanent() { LAST_RETRY } else { retry });
+                let message = format!("{error}; retrying in {:.0} s", wait.as_secs_f32().ceil());
                 if news.send(IndexReply::Trouble(message)).await.is_err() {
                     return;
                 }
@@ -51,6 +76,8 @@ pub async fn maintain(
                 continue;
             }
         };
+        ever = true;
+        troubled = false;
         retry = FIRST_RETRY;
         // Heartbeat at a third of the record's TTL at most, so two may be lost before it expires.
         let every = record
@@ -75,9 +102,30 @@ pub async fn maintain(
                     // The daemon is stopping.
                     Err(_) => return,
                 },
+                Some(request) = requests.recv() => match request {
+                    Request::Rename(wanted) => {
+                        let answer =
+                            rename(&index, &identity, udp_port, &wanted, &candidates).await;
+                        if answer.is_ok() {
+                            name = Some(wanted);
+                        }
+                        if news.send(IndexReply::Renamed(answer)).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    // A request of the chat failed: find out now whether the index is away
+                    // (rather than at the next heartbeat, minutes later).
+                    Request::Check => {}
+                },
             }
             match index.heartbeat(&identity).await {
                 Ok(Heartbeat::Refreshed(ice_servers)) => {
+                    if std::mem::take(&mut troubled)
+                        && news.send(IndexReply::Online).await.is_err()
+                    {
+                        return;
+                    }
                     if !ice_servers.is_empty()
                         && news
                             .send(IndexReply::IceServers(ice_servers))
@@ -94,14 +142,39 @@ pub async fn maintain(
                     break;
                 }
                 Err(error) => {
+                    tracing::debug!(detail = %error.detail(), "heartbeat failed");
+                    troubled = true;
                     wait = retry.min(every);
                     retry = (retry * 2).min(LAST_RETRY);
-                    let message = format!("{error:#}; the chat goes on, retrying the index later");
+                    let message = format!("{error}; known peers can still reach you, retrying in the background");
                     if news.send(IndexReply::Trouble(message)).await.is_err() {
                         return;
                     }
                 }
             }
+        }
+    }
+}
+
+/// Registers `wanted` as our name (`/nick`); the index's refusal (a taken name: 409) or its
+/// silence, in one sentence.
+async fn rename(
+    index: &IndexClient,
+    identity: &Identity,
+    udp_port: u16,
+    wanted: &str,
+    candidates: &watch::Receiver<Vec<Candidate>>,
+) -> Result<String, String> {
+    let ours = candidates.borrow().clone();
+    match index
+        .register(identity, udp_port, Some(wanted.to_owned()), ours)
+        .await
+    {
+        Ok(record) if record.name.as_deref() == Some(wanted) => Ok(wanted.to_owned()),
+        Ok(record) => Ok(record.name.unwrap_or_else(|| wanted.to_owned())),
+        Err(error) => {
+            tracing::debug!(detail = %error.detail(), "renaming failed");
+            Err(format!("could not take the name {wanted}: {error}"))
         }
     }
 }

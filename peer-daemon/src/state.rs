@@ -47,6 +47,59 @@ pub fn create_private(path: &Path) -> anyhow::Result<fs::File> {
         .with_context(|| format!("creating {}", path.display()))
 }
 
+/// The lock file inside the state directory: held (an exclusive `flock`) while a daemon runs,
+/// and holding that daemon's pid for the message a second one gets.
+pub const LOCK_FILE: &str = "daemon.lock";
+
+/// Proof that this process is the only daemon on its state directory; the lock goes with it
+/// (the kernel releases it when the process ends, however it ends).
+#[derive(Debug)]
+pub struct StateLock {
+    _file: fs::File,
+}
+
+/// Takes the state directory for this process alone (creating it, 0700): a second daemon on the
+/// same directory would take the identity over (peers would follow it and the first one's
+/// messages would time out unexplained), so it stops at once, naming the running one.
+pub fn lock_state_dir(dir: &Path) -> anyhow::Result<StateLock> {
+    fs::create_dir_all(dir)
+        .with_context(|| format!("creating state directory {}", dir.display()))?;
+    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+    let path = dir.join(LOCK_FILE);
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let holder = fs::read_to_string(&path).unwrap_or_default();
+            let holder = holder.trim();
+            let who = if !holder.is_empty() && holder.len() <= 20 && holder.bytes().all(|b| b.is_ascii_digit()) {
+                format!("another peer-daemon (pid {holder})")
+            } else {
+                "another peer-daemon".to_owned()
+            };
+            bail!(
+                "{who} is already running with the state directory {}: one identity runs in one daemon at a time. \
+                 To run a second identity beside it, start this one with another --name (each name has its own state directory) or --state-dir DIR",
+                dir.display()
+            );
+        }
+        Err(fs::TryLockError::Error(error)) => {
+            return Err(error).with_context(|| format!("locking {}", path.display()));
+        }
+    }
+    // Ours now: say who holds it.
+    file.set_len(0)?;
+    writeln!(file, "{}", std::process::id())?;
+    Ok(StateLock { _file: file })
+}
+
 /// Loads the identity from `dir`, creating the directory (0700) and a fresh key (0600) when
 /// there is none yet.
 pub fn load_or_create_identity(dir: &Path) -> anyhow::Result<Identity> {
@@ -97,6 +150,22 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let other = load_or_create_identity(&dir.path().join("bob")).unwrap();
         assert_ne!(first.uuid(), other.uuid());
+    }
+
+    #[test]
+    fn a_second_lock_on_one_directory_is_refused_with_the_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("alice");
+        let held = lock_state_dir(&state).unwrap();
+        let error = format!("{:#}", lock_state_dir(&state).unwrap_err());
+        assert!(
+            error.contains(&format!("pid {}", std::process::id())),
+            "{error}"
+        );
+        assert!(error.contains("--name") && error.contains("--state-dir"), "{error}");
+        assert!(lock_state_dir(&dir.path().join("bob")).is_ok(), "another directory is free");
+        drop(held);
+        assert!(lock_state_dir(&state).is_ok(), "free again once released");
     }
 
     #[test]

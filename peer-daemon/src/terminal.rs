@@ -96,6 +96,7 @@ impl Terminal {
         if let Err(error) = editor.load_history(&history) {
             tracing::debug!(%error, path = %history.display(), "no history loaded");
         }
+        forget_what_was_said(&mut editor, &history);
         let printer = editor
             .create_external_printer()
             .context("this terminal cannot print above the prompt")?;
@@ -116,6 +117,7 @@ impl Terminal {
             input: input_tx,
             out: out.clone(),
             sessions: out.sessions(),
+            online: out.online(),
             runtime: Handle::current(),
             colour,
         };
@@ -183,6 +185,28 @@ impl Drop for LogLine {
     }
 }
 
+/// Rewrites a history file an older version filled with everything typed (private messages
+/// included) down to the commands, as [`reader::history_entry`] keeps them now.
+fn forget_what_was_said(editor: &mut Editor<Completion, FileHistory>, path: &Path) {
+    let entries: Vec<String> = editor.history().iter().cloned().collect();
+    let kept: Vec<String> = entries
+        .iter()
+        .filter_map(|entry| reader::history_entry(entry))
+        .collect();
+    if kept == entries {
+        return;
+    }
+    let _ = editor.clear_history();
+    for entry in kept {
+        let _ = editor.add_history_entry(entry);
+    }
+    if let Err(error) = editor.save_history(path) {
+        tracing::debug!(%error, path = %path.display(), "could not rewrite the history");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+}
+
 async fn forward_events(
     mut events: broadcast::Receiver<UiEvent>,
     print: std_mpsc::Sender<Printable>,
@@ -206,10 +230,11 @@ fn print_loop(
     printables: std_mpsc::Receiver<Printable>,
     renderer: Renderer,
 ) {
+    let mut stamper = crate::output::stamp::Stamper::default();
     for item in printables {
         let text = match item {
             Printable::Event(event) => match renderer.render(&event) {
-                Some(text) => text,
+                Some(text) => crate::output::fanout::stamp(&mut stamper, &event, &text),
                 None => continue,
             },
             // Log lines may quote what peers or the index sent.

@@ -146,6 +146,9 @@ async fn lobby_private_sessions_and_names() {
         refusal["message"].as_str().unwrap().contains("--name"),
         "{refusal}"
     );
+    // No retry can fix a taken name: the daemon stops instead of retrying behind a prompt.
+    let status = impostor.wait_exit(EVENT_TIMEOUT).await;
+    assert!(!status.success(), "a taken name must stop the daemon: {status}");
 }
 
 #[tokio::test]

@@ -141,31 +141,51 @@ fn message(event: &serde_json::Value) -> String {
         .to_owned()
 }
 
+/// The index status `/whoami` reports.
+async fn whoami_status(daemon: &mut Daemon) -> String {
+    daemon.send_line("/whoami").await;
+    let whoami = daemon.expect("whoami", |_| true, EVENT_TIMEOUT).await;
+    whoami["index_status"].as_str().unwrap_or_default().to_owned()
+}
+
 #[tokio::test]
 async fn a_hostile_index_cannot_exhaust_memory_or_hang_the_daemon() {
     let index = hostile_index().await;
     let mut daemon = Daemon::spawn_unregistered(&index.url, "victim").await;
-    // The index answers a plain 503 at first: the daemon is up and has tried to register.
+    // The index answers a plain 503 at first: the daemon is up, has tried to register, and
+    // says once that it is offline from the index.
     let first = daemon
-        .expect("error", |v| message(v).contains("503"), EVENT_TIMEOUT)
-        .await;
-    let (baseline, _) = memory_kb(daemon.pid());
-    eprintln!("baseline VmRSS {baseline} kB; first error: {first}");
-
-    index.armed.store(true, Ordering::SeqCst);
-    // The next registration gets 50 GB announced: refused up front, and the daemon says so.
-    let refused = daemon
         .expect(
-            "error",
-            |v| message(v).contains("registration") && !message(v).contains("503"),
-            Duration::from_secs(30),
+            "index",
+            |v| v["status"] == "offline" && message(v).contains("503"),
+            EVENT_TIMEOUT,
         )
         .await;
-    let refused = message(&refused);
+    let (baseline, _) = memory_kb(daemon.pid());
+    eprintln!("baseline VmRSS {baseline} kB; first trouble: {first}");
+
+    index.armed.store(true, Ordering::SeqCst);
+    // The next registration gets 50 GB announced: refused up front. The retries go on quietly;
+    // `/whoami` says what the latest one ran into.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let refused = loop {
+        daemon.send_line("/whoami").await;
+        let whoami = daemon.expect("whoami", |_| true, EVENT_TIMEOUT).await;
+        let error = whoami["index_error"].as_str().unwrap_or_default().to_owned();
+        if !error.contains("503") && !error.is_empty() {
+            break error;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon never tried again: {whoami}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert!(
         refused.contains("50000000000") && refused.contains("65536"),
         "the error should say the answer was too big: {refused}"
     );
+    assert_eq!(whoami_status(&mut daemon).await, "offline");
 
     // A lookup answered by an endless chunked stream: cut off at the cap.
     let stranger = Uuid::from_u128(0x5eed);

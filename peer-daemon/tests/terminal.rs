@@ -259,17 +259,149 @@ async fn terminal_client_shows_prompt_commands_and_incoming_messages() {
     .await;
     assert!(screen.text().contains("half-typed"));
 
-    // What was typed is kept for the next start, privately; the half line is not.
+    // The commands typed are kept for the next start, privately; what was said is not (the
+    // half line neither).
     let history = std::fs::read_to_string(state.path().join("history.txt")).expect("history file");
     assert!(
-        history.contains("/help") && history.contains("hi bob"),
+        history.contains("/help") && history.contains(&format!("/msg {bob_uuid} ")),
         "{history}"
     );
+    assert!(!history.contains("hi bob"), "message text in the history: {history}");
     assert!(!history.contains("half-typed"), "{history}");
+    // Every line shows its time; the day comes first.
+    let text = screen.text();
+    let line = text
+        .lines()
+        .find(|l| l.contains("[private] <bob> hello carol"))
+        .expect("the message line");
+    let clock = &line[..6];
+    assert!(
+        clock.as_bytes()[2] == b':' && clock[..2].parse::<u8>().is_ok_and(|h| h < 24)
+            && clock[3..5].parse::<u8>().is_ok_and(|m| m < 60) && clock.ends_with(' '),
+        "no HH:MM before {line:?}"
+    );
+    assert!(text.contains("── "), "no day line: {}", tail(&text));
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(state.path().join("history.txt"))
             .unwrap()
             .permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
+}
+
+/// Starts `name` on a pty against `index_url` with its state in `state`, in UTC; returns the
+/// screen once the prompt is there (and, when `registered`, after the registration).
+fn start_on_pty(index_url: &str, name: &str, state: &std::path::Path, registered: bool) -> Screen {
+    let mut command = daemon_command(index_url, name, state);
+    command
+        .env("TERM", "xterm-256color")
+        .env("TZ", "UTC")
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG");
+    let mut session = OsSession::spawn(command).expect("spawning peer-daemon on a pty");
+    session
+        .get_process_mut()
+        .set_window_size(160, 50)
+        .expect("sizing the pty");
+    let mut screen = Screen {
+        session,
+        raw: Vec::new(),
+        mark: 0,
+    };
+    if registered {
+        screen.wait_for("registered as ", Duration::from_secs(15));
+    }
+    screen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminal_client_basics_status_and_history() {
+    let mut index = Index::start().await;
+    let url = index.url();
+    let state = tempfile::tempdir().expect("state directory");
+    let path = state.path().to_owned();
+    let mut alice = Daemon::spawn(&index.url(), "alice").await;
+    let (mut screen, carol) = blocking(move || {
+        let mut screen = start_on_pty(&url, "carol", &path, true);
+        screen.wait_for("#lobby> ", EVENT_TIMEOUT);
+        screen.type_keys("/whoami\r");
+        let whoami = screen.wait_for("you are carol (", EVENT_TIMEOUT);
+        let uuid = whoami["you are carol (".len()..][..36].to_owned();
+        screen.wait_for("index:", EVENT_TIMEOUT);
+        screen.wait_for("(online)", EVENT_TIMEOUT);
+        screen.wait_for("state:", EVENT_TIMEOUT);
+        (screen, Uuid::parse_str(&uuid).expect("carol's UUID"))
+    })
+    .await;
+
+    // Two private messages while carol is in the lobby: switching shows them.
+    for text in ["first unread", "second unread"] {
+        alice.msg(carol, text).await;
+        alice.expect("delivered", |_| true, EVENT_TIMEOUT).await;
+    }
+    let mut screen = blocking(move || {
+        screen.wait_for("<alice> second unread", EVENT_TIMEOUT);
+        screen.type_keys("/sw alice\r");
+        let block = screen.wait_for("── 2 unread in @", EVENT_TIMEOUT);
+        let block = &block[..block.find("── end of history ──").expect("the block's end")];
+        assert!(
+            block.contains("<alice> first unread") && block.contains("<alice> second unread"),
+            "{block}"
+        );
+        screen.wait_for("@alice> ", EVENT_TIMEOUT);
+        screen.type_keys("/me waves\r");
+        screen
+    })
+    .await;
+    let action = alice
+        .expect("message", |v| v["text"] == "waves", EVENT_TIMEOUT)
+        .await;
+    assert_eq!(action["action"], true, "{action}");
+
+    let mut screen = blocking(move || {
+        screen.type_keys("/close\r");
+        screen.wait_for("closed @alice; now talking in #lobby", EVENT_TIMEOUT);
+        screen.type_keys("/join empty\r");
+        screen.wait_for("joined #empty (nobody else here yet)", EVENT_TIMEOUT);
+        screen.type_keys("anyone?\r");
+        screen.wait_for("nobody else is in #empty to receive it", EVENT_TIMEOUT);
+        screen.type_keys("/who\r");
+        screen.wait_for("you carol (", EVENT_TIMEOUT);
+        screen
+    })
+    .await;
+
+    // The index goes away: a failing request makes carol look, and the prompt says so.
+    index.stop().await;
+    let mut screen = blocking(move || {
+        screen.type_keys("/join other\r");
+        screen.wait_for("offline from the index: ", EVENT_TIMEOUT);
+        screen.wait_for("(offline)> ", EVENT_TIMEOUT);
+        screen
+    })
+    .await;
+    index.restart().await;
+    let url = index.url();
+    let path = state.path().to_owned();
+    blocking(move || {
+        screen.wait_for("the index answers again", Duration::from_secs(30));
+        screen.type_keys("/sw empty\r");
+        screen.wait_for("#empty> ", EVENT_TIMEOUT);
+        let prompt_online = screen.text();
+        assert!(
+            prompt_online.trim_end().ends_with("#empty>"),
+            "{}",
+            tail(&prompt_online)
+        );
+        screen.type_keys("/quit\r");
+        screen.wait_closed(EVENT_TIMEOUT);
+        // A restart shows where carol was, with what was said there.
+        let mut again = start_on_pty(&url, "carol", &path, false);
+        let block = again.wait_for("── last messages in #empty ──", Duration::from_secs(15));
+        assert!(block.contains("<you> anyone?"), "{block}");
+        again.wait_for("#empty> ", EVENT_TIMEOUT);
+        again.type_keys("/quit\r");
+        again.wait_closed(EVENT_TIMEOUT);
+    })
+    .await;
 }

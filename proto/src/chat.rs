@@ -18,6 +18,9 @@ pub enum ChatMessage {
         room: Option<String>,
         /// The text, exactly as typed (may span lines).
         text: String,
+        /// An action (`/me waves`) rather than something said.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        action: bool,
     },
     /// Who the sender is and which rooms it is in; sent on first contact.
     Hello {
@@ -48,6 +51,11 @@ pub enum ChatMessage {
         /// The room.
         room: String,
     },
+    /// The sender is going offline (it quit); it has left its rooms too.
+    Bye,
+    /// A kind this version does not know (a newer peer's): ignored, never shown as text.
+    #[serde(other)]
+    Unknown,
 }
 
 /// A payload that is not a chat message.
@@ -88,9 +96,30 @@ mod tests {
         let message = ChatMessage::Text {
             room: Some(LOBBY.into()),
             text,
+            action: false,
         };
         assert_eq!(ChatMessage::decode(&message.encode()).unwrap(), message);
         assert!(ChatMessage::decode(b"\xff junk").is_err());
+        let action = ChatMessage::Text {
+            room: None,
+            text: "waves".into(),
+            action: true,
+        };
+        assert_eq!(ChatMessage::decode(&action.encode()).unwrap(), action);
+        assert_eq!(
+            ChatMessage::decode(br#"{"kind":"text","text":"old peers send no action"}"#).unwrap(),
+            ChatMessage::Text {
+                room: None,
+                text: "old peers send no action".into(),
+                action: false
+            }
+        );
+        assert_eq!(ChatMessage::decode(&ChatMessage::Bye.encode()).unwrap(), ChatMessage::Bye);
+        assert_eq!(
+            ChatMessage::decode(br#"{"kind":"from_the_future","x":1}"#).unwrap(),
+            ChatMessage::Unknown,
+            "a newer peer's kind is not text to show"
+        );
     }
 
     #[test]

@@ -25,12 +25,10 @@ impl ChatCore {
     pub(super) fn command(&mut self, command: Command) {
         match command {
             Command::Msg { to, text } => self.with_peer(to, NameAction::Msg(text)),
-            Command::Say { text } => match self.roster.active() {
-                SessionKind::Private(peer) => self.send_private(peer, text),
-                SessionKind::Room(room) => self.send_room(room, text),
-            },
+            Command::Say { text } => self.say(text, false),
+            Command::Me { text } => self.say(text, true),
             Command::RoomMsg { room, text } if self.roster.in_room(&room) => {
-                self.send_room(room, text)
+                self.send_room(room, text, false)
             }
             Command::RoomMsg { room, .. } => {
                 self.error(format!("you are not in #{room}; /join {room} first"))
@@ -44,10 +42,14 @@ impl ChatCore {
                 Some(n) => self.switch(n),
                 None => self.error(format!("no session `{target}`; /sessions lists them")),
             },
-            Command::Lobby => {
-                let n = self.roster.find_session(LOBBY).unwrap_or(0);
-                self.switch(n);
-            }
+            Command::Lobby => match self.roster.find_session(LOBBY) {
+                Some(n) => self.switch(n),
+                // Left earlier: `/lobby` takes us back in.
+                None => self.join(LOBBY.to_owned()),
+            },
+            Command::Close { target } => self.close(target),
+            Command::Nick { name } => self.nick(name),
+            Command::History { count } => self.page_back(count),
             Command::Join { room } => self.join(room),
             Command::Leave { room } => match room.or_else(|| self.active_room()) {
                 Some(room) => self.leave(room),
@@ -59,8 +61,9 @@ impl ChatCore {
                 None => self.error("usage: /who <room> (the active session is not a room)".into()),
             },
             Command::Users | Command::Peers => self.list_peers(),
-            // The driver answers it: the counters of NAT traversal live there.
-            Command::Stats => {}
+            // The driver answers these: the counters of NAT traversal and the local addresses
+            // live there.
+            Command::Stats | Command::WhoAmI => {}
             Command::Help => self.show(UiEvent::help()),
             Command::Quit => self.quit(),
             Command::Nothing => {}
@@ -74,11 +77,103 @@ impl ChatCore {
         }
     }
 
+    fn say(&mut self, text: String, action: bool) {
+        match self.roster.active() {
+            SessionKind::Private(peer) => self.send_private(peer, text, action),
+            SessionKind::Room(room) => self.send_room(room, text, action),
+        }
+    }
+
     fn switch(&mut self, n: usize) {
-        if let Some(label) = self.roster.activate(n) {
-            self.show(UiEvent::Info {
-                message: format!("now talking in {label}"),
+        let Some((label, unread)) = self.roster.activate(n) else {
+            return;
+        };
+        self.history_cursor = None;
+        self.show(UiEvent::Info {
+            message: format!("now talking in {label}"),
+        });
+        if unread > 0 {
+            // What arrived while the session was in the background, instead of just a count.
+            let session = self.roster.active();
+            self.actions.push_back(super::Action::History {
+                query: crate::history::HistoryQuery {
+                    session: Some(session),
+                    before: None,
+                    limit: unread.min(super::UNREAD_LINES),
+                },
+                reason: "unread",
             });
+        }
+    }
+
+    /// `/close [n|peer]`: closes a private session; rooms are left with `/leave`.
+    fn close(&mut self, target: Option<String>) {
+        let n = match &target {
+            Some(target) => match self.roster.find_session(target) {
+                Some(n) => n,
+                None => {
+                    return self.error(format!("no session `{target}`; /sessions lists them"));
+                }
+            },
+            None => match self.roster.session_number(&self.roster.active()) {
+                Some(n) => n,
+                None => return,
+            },
+        };
+        match self.roster.session_kind(n) {
+            Some(SessionKind::Private(peer)) => {
+                let label = self.roster.kind_label(&SessionKind::Private(peer));
+                let was_active = self.roster.active() == SessionKind::Private(peer);
+                self.roster.close_private(peer);
+                self.history_cursor = None;
+                let mut message = format!("closed {label}");
+                if was_active {
+                    message += &format!(
+                        "; now talking in {}",
+                        self.roster.kind_label(&self.roster.active())
+                    );
+                }
+                self.show(UiEvent::Info { message });
+            }
+            Some(SessionKind::Room(room)) => self.error(format!(
+                "#{room} is a room: /leave {room} leaves it (/close closes private sessions)"
+            )),
+            None => {}
+        }
+    }
+
+    /// `/nick <name>`: the index vouches for names, so the new one must be registered there
+    /// first; peers hear of it once it is.
+    fn nick(&mut self, name: String) {
+        if self.roster.own_name().as_deref() == Some(name.as_str()) {
+            return self.show(UiEvent::Info {
+                message: format!("you are already called {name}"),
+            });
+        }
+        match &self.index {
+            super::IndexStatus::Online => self.actions.push_back(super::Action::Rename(name)),
+            _ => self.error(format!(
+                "cannot change your name while the index is unreachable (it vouches for names); try /nick {name} again once it is back"
+            )),
+        }
+    }
+
+    /// The index registered our new name: peers we know hear of it (their `hello` check asks
+    /// the index, which now vouches for it).
+    pub(super) fn renamed(&mut self, name: String) {
+        let old = self.roster.own_name();
+        self.roster.set_own_name(Some(name.clone()));
+        self.show(UiEvent::Renamed {
+            peer: None,
+            old,
+            name: Some(name),
+        });
+        let peers: Vec<Uuid> = self.endpoint.known_peers().map(|(id, ..)| id).collect();
+        let hello = self.hello().encode();
+        for peer in peers {
+            if !self.roster.needs_hello(peer) {
+                self.send_payload(peer, hello.clone(), Tag::Quiet);
+            }
         }
     }
 
@@ -108,7 +203,7 @@ impl ChatCore {
             return self.error("that is this peer's own UUID".into());
         }
         match action {
-            NameAction::Msg(text) => self.send_private(peer, text),
+            NameAction::Msg(text) => self.send_private(peer, text, false),
             NameAction::Fork => {
                 let n = self.roster.open_private(peer);
                 self.switch(n);
@@ -116,18 +211,23 @@ impl ChatCore {
         }
     }
 
-    fn send_private(&mut self, peer: Uuid, text: String) {
+    fn send_private(&mut self, peer: Uuid, text: String, action: bool) {
         let id = self.next_id();
         self.show(UiEvent::Sent {
             to: Some(peer),
             room: None,
             id,
         });
-        let message = ChatMessage::Text { room: None, text };
+        self.remember_sent(id, SessionKind::Private(peer), &text, action);
+        let message = ChatMessage::Text {
+            room: None,
+            text,
+            action,
+        };
         self.send_chat(peer, &message, Tag::Direct(id));
     }
 
-    fn send_room(&mut self, room: String, text: String) {
+    fn send_room(&mut self, room: String, text: String, action: bool) {
         let id = self.next_id();
         let members = self.roster.members(&room);
         self.show(UiEvent::Sent {
@@ -135,10 +235,12 @@ impl ChatCore {
             room: Some(room.clone()),
             id,
         });
+        self.remember_sent(id, SessionKind::Room(room.clone()), &text, action);
         self.start_group(id, room.clone(), members.len());
         let message = ChatMessage::Text {
             room: Some(room),
             text,
+            action,
         };
         for peer in members {
             self.send_chat(peer, &message, Tag::Group(id));
@@ -155,9 +257,11 @@ impl ChatCore {
         if let Some(n) = self.roster.find_session(&room) {
             self.switch(n);
         }
-        if self.registered {
+        self.unsynced_leaves.remove(&room);
+        if self.index == super::IndexStatus::Online {
             self.ask(IndexRequest::Join(room));
         } else {
+            self.joined_shown.insert(room.clone());
             self.show(UiEvent::Joined {
                 room,
                 peer: None,
@@ -176,16 +280,42 @@ impl ChatCore {
         for peer in members {
             self.send_chat(peer, &ChatMessage::Left { room: room.clone() }, Tag::Quiet);
         }
-        self.ask(IndexRequest::Leave(room));
+        self.index_rooms.remove(&room);
+        self.joined_shown.remove(&room);
+        if self.index == super::IndexStatus::Online {
+            self.ask(IndexRequest::Leave(room));
+        } else {
+            // Told to the index once it answers again.
+            self.unsynced_leaves.insert(room.clone());
+            self.show(UiEvent::Left {
+                room,
+                peer: None,
+                name: None,
+                claimed_name: None,
+            });
+        }
     }
 
-    /// Tells every room we are in that we are leaving (best effort: nobody waits for the
-    /// acknowledgements), then asks the driver to stop.
+    /// Tells every peer we talk to (room members, private sessions) that we are going offline
+    /// (best effort: nobody waits for the acknowledgements), then asks the driver to stop.
+    /// A `bye` means leaving every room too, so one goodbye per peer is enough.
     fn quit(&mut self) {
-        for room in self.roster.my_rooms() {
-            for peer in self.roster.members(&room) {
-                let goodbye = ChatMessage::Left { room: room.clone() };
-                self.send_payload(peer, goodbye.encode(), Tag::Quiet);
+        if self.quitting {
+            return;
+        }
+        let mut peers: Vec<Uuid> = self
+            .roster
+            .my_rooms()
+            .iter()
+            .flat_map(|room| self.roster.members(room))
+            .collect();
+        peers.extend(self.endpoint.known_peers().map(|(id, ..)| id));
+        peers.sort_unstable();
+        peers.dedup();
+        let goodbye = ChatMessage::Bye.encode();
+        for peer in peers {
+            if peer != self.me && self.addr_of(&peer).is_some() {
+                self.send_payload(peer, goodbye.clone(), Tag::Quiet);
             }
         }
         self.quitting = true;
@@ -209,9 +339,15 @@ impl ChatCore {
                     .binary_search_by_key(&uuid, |(id, _)| *id)
                     .ok()
                     .and_then(|i| rtts[i].1);
+                let you = uuid == self.me;
                 PeerLine {
                     uuid,
-                    name: self.roster.name(&uuid),
+                    you,
+                    name: if you {
+                        self.roster.own_name()
+                    } else {
+                        self.roster.name(&uuid)
+                    },
                     claimed_name: self.roster.claimed(&uuid),
                     addr: self.addr_of(&uuid),
                     via: self.endpoint.path(&uuid).map(|(_, kind)| kind.via()),

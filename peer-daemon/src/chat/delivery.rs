@@ -9,6 +9,7 @@ use proto::chat::ChatMessage;
 use uuid::Uuid;
 
 use super::{Answer, ChatCore, IndexRequest, Lookup};
+use crate::history::{Change, Delivery};
 use crate::output::{UiEvent, millis};
 
 /// What a message sent to one peer is part of.
@@ -136,21 +137,41 @@ impl ChatCore {
     pub(super) fn settle(&mut self, peer: Uuid, tag: Tag, outcome: Result<Duration, String>) {
         match (tag, outcome) {
             (Tag::Quiet, _) => {}
-            (Tag::Direct(id), Ok(rtt)) => self.show(UiEvent::Delivered {
-                to: Some(peer),
-                room: None,
-                id,
-                rtt_ms: millis(rtt),
-                delivered: None,
-                total: None,
-                via: self.endpoint.path(&peer).map(|(_, kind)| kind.via()),
-            }),
-            (Tag::Direct(id), Err(reason)) => self.show(UiEvent::Failed {
-                to: Some(peer),
-                room: None,
-                id: Some(id),
-                reason,
-            }),
+            (Tag::Direct(id), Ok(rtt)) => {
+                self.remember(Change::Outcome {
+                    id,
+                    delivery: Delivery::Delivered {
+                        rtt_ms: millis(rtt),
+                        delivered: None,
+                        total: None,
+                    },
+                });
+                self.show(UiEvent::Delivered {
+                    to: Some(peer),
+                    name: self.roster.name(&peer),
+                    room: None,
+                    id,
+                    rtt_ms: millis(rtt),
+                    delivered: None,
+                    total: None,
+                    via: self.endpoint.path(&peer).map(|(_, kind)| kind.via()),
+                })
+            }
+            (Tag::Direct(id), Err(reason)) => {
+                self.remember(Change::Outcome {
+                    id,
+                    delivery: Delivery::Failed {
+                        reason: reason.clone(),
+                    },
+                });
+                self.show(UiEvent::Failed {
+                    to: Some(peer),
+                    name: self.roster.name(&peer),
+                    room: None,
+                    id: Some(id),
+                    reason,
+                })
+            }
             (Tag::Group(id), outcome) => {
                 let label = outcome.is_err().then(|| self.roster.label(&peer));
                 let Some(group) = self.groups.get_mut(&id) else {
@@ -176,9 +197,22 @@ impl ChatCore {
     }
 
     fn report_group(&mut self, id: u64, group: Group) {
+        let delivery = if group.delivered == 0 && group.total > 0 {
+            Delivery::Failed {
+                reason: group.reason.clone().unwrap_or_default(),
+            }
+        } else {
+            Delivery::Delivered {
+                rtt_ms: millis(group.rtt),
+                delivered: Some(group.delivered),
+                total: Some(group.total),
+            }
+        };
+        self.remember(Change::Outcome { id, delivery });
         let event = if group.delivered == 0 && group.total > 0 {
             UiEvent::Failed {
                 to: None,
+                name: None,
                 room: Some(group.room),
                 id: Some(id),
                 reason: group.reason.unwrap_or_default(),
@@ -186,6 +220,7 @@ impl ChatCore {
         } else {
             UiEvent::Delivered {
                 to: None,
+                name: None,
                 room: Some(group.room),
                 id,
                 rtt_ms: millis(group.rtt),

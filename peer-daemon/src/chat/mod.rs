@@ -24,13 +24,14 @@
 
 mod addresses;
 mod commands;
+mod history;
 mod delivery;
 pub mod names;
 mod peers;
 mod replies;
 pub mod roster;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,7 @@ use proto::{Event, MsgId, SecureEndpoint, Transmit};
 use uuid::Uuid;
 
 use crate::command::Command;
+use crate::history::{Change, HistoryQuery, SavedSessions};
 use crate::output::{SessionLine, UiEvent};
 use addresses::Addresses;
 use delivery::{Group, Tag};
@@ -104,6 +106,35 @@ pub enum IndexReply {
     /// A heartbeat's answer carried the ICE servers with fresh credentials (for the driver's
     /// NAT traversal; the chat has no use for them).
     IceServers(Vec<proto::api::IceServer>),
+    /// The index answers again (a heartbeat went through after trouble).
+    Online,
+    /// The first registration failed in a way no retry can fix (a taken name, a refused
+    /// request): the daemon stops with this advice.
+    Fatal(String),
+    /// Answers [`Action::Rename`]: the name now registered, or why it was not.
+    Renamed(Answer<String>),
+}
+
+/// Whether the index answers, as far as the registration knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexStatus {
+    /// No answer yet.
+    Connecting,
+    /// Registered, heartbeats go through.
+    Online,
+    /// Unreachable or refusing; the reason, in one sentence.
+    Offline(String),
+}
+
+impl IndexStatus {
+    /// `"connecting"`, `"online"` or `"offline"`.
+    pub fn word(&self) -> &'static str {
+        match self {
+            IndexStatus::Connecting => "connecting",
+            IndexStatus::Online => "online",
+            IndexStatus::Offline(_) => "offline",
+        }
+    }
 }
 
 /// Something the core wants done.
@@ -115,9 +146,32 @@ pub enum Action {
     Show(UiEvent),
     /// The session list changed (for the prompt and the control API's `GET /sessions`).
     Sessions(Vec<SessionLine>),
-    /// The user asked to leave. The goodbyes to the rooms are among the datagrams to send.
+    /// The user asked to leave. The goodbyes to peers are among the datagrams to send; the
+    /// driver takes our record offline at the index (when it answers) and stops.
     Quit,
+    /// Stop at once with this error: something no retry can fix (the driver exits non-zero).
+    Exit(String),
+    /// Remember this (the local message store).
+    Store(Change),
+    /// Read these lines back from the store and show them as a `history` event (`reason`);
+    /// then tell [`ChatCore::history_shown`] the oldest id shown.
+    History {
+        /// Which lines.
+        query: HistoryQuery,
+        /// `"restored"`, `"unread"` or `"requested"`.
+        reason: &'static str,
+    },
+    /// Register this name instead (`/nick`); answer with [`IndexReply::Renamed`].
+    Rename(String),
+    /// A request to the index failed: check now whether it is away (its return then brings
+    /// [`IndexReply::Online`], and with it the rooms reconciled).
+    CheckIndex,
 }
+
+/// Lines of the active session shown after a restart.
+pub const RESTORED_LINES: usize = 10;
+/// Most unread lines shown when switching to a session.
+pub const UNREAD_LINES: usize = 100;
 
 /// Longest time events about a peer are held back while the index is asked who it is; the
 /// driver's own request timeout is shorter, so this only bounds a driver that never answers.
@@ -146,7 +200,6 @@ pub struct ChatCore {
     tags: HashMap<MsgId, Tag>,
     groups: HashMap<u64, Group>,
     next_id: u64,
-    registered: bool,
     quitting: bool,
     actions: VecDeque<Action>,
     /// The session list as last published.
@@ -155,6 +208,18 @@ pub struct ChatCore {
     now: Instant,
     /// Where we may be reached, as we tell peers in our `hello`.
     candidates: Vec<Candidate>,
+    /// Whether the index answers.
+    index: IndexStatus,
+    /// Our address as the index observed it at the last registration.
+    registered_addr: Option<String>,
+    /// Rooms the index has confirmed we are in (since it last registered us).
+    index_rooms: BTreeSet<String>,
+    /// Rooms whose `joined` the user has seen in this run (not repeated at re-registrations).
+    joined_shown: BTreeSet<String>,
+    /// Rooms we left that the index may still list us in (it was unreachable).
+    unsynced_leaves: BTreeSet<String>,
+    /// Where `/history` goes on: the session and the oldest line id shown.
+    history_cursor: Option<(roster::SessionKind, u64)>,
 }
 
 impl ChatCore {
@@ -175,13 +240,55 @@ impl ChatCore {
             tags: HashMap::new(),
             groups: HashMap::new(),
             next_id: 0,
-            registered: false,
             quitting: false,
             actions: VecDeque::new(),
             published: Vec::new(),
             now,
             candidates: Vec::new(),
+            index: IndexStatus::Connecting,
+            registered_addr: None,
+            index_rooms: BTreeSet::new(),
+            unsynced_leaves: BTreeSet::new(),
+            joined_shown: BTreeSet::new(),
+            history_cursor: None,
         }
+    }
+
+    /// Takes back what an earlier run saved: its sessions (rooms are joined again once the
+    /// index answers) and the next free message id; shows the active session's last lines.
+    pub fn restore(&mut self, sessions: Option<SavedSessions>, next_id: u64) {
+        self.next_id = self.next_id.max(next_id);
+        if let Some(sessions) = sessions {
+            self.roster.restore(sessions);
+            self.actions.push_back(Action::History {
+                query: HistoryQuery {
+                    session: Some(self.roster.active()),
+                    before: None,
+                    limit: RESTORED_LINES,
+                },
+                reason: "restored",
+            });
+        }
+    }
+
+    /// Whether the index answers, as far as we know.
+    pub fn index_status(&self) -> &IndexStatus {
+        &self.index
+    }
+
+    /// Our name, as we introduce ourselves.
+    pub fn own_name(&self) -> Option<String> {
+        self.roster.own_name()
+    }
+
+    /// Our address as the index observed it, once registered.
+    pub fn registered_addr(&self) -> Option<&str> {
+        self.registered_addr.as_deref()
+    }
+
+    /// Our candidates, as peers hear them.
+    pub fn candidates(&self) -> &[Candidate] {
+        &self.candidates
     }
 
     /// Our own candidates changed (gathered anew: a new reflexive address, a relay allocation
@@ -322,6 +429,9 @@ impl ChatCore {
             self.published = lines.clone();
             self.actions.push_back(Action::Sessions(lines));
         }
+        // Unread counts and the active session are saved too.
+        self.actions
+            .push_back(Action::Store(Change::Sessions(self.roster.saved())));
     }
 
     fn show(&mut self, event: UiEvent) {
@@ -351,8 +461,17 @@ impl ChatCore {
         max_age: Option<Duration>,
     ) -> Option<SocketAddr> {
         let ttl = max_age.unwrap_or(DEFAULT_TTL);
+        let old = self.roster.name(&record.uuid);
         self.roster
             .vouch(record.uuid, record.name.as_deref(), self.now, ttl);
+        let name = self.roster.name(&record.uuid);
+        if old.is_some() && name != old {
+            self.show(UiEvent::Renamed {
+                peer: Some(record.uuid),
+                old,
+                name,
+            });
+        }
         let addr = record.addr.parse().ok()?;
         self.addresses.insert(record.uuid, addr, ttl, self.now);
         self.addresses

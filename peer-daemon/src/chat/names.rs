@@ -19,6 +19,10 @@ use uuid::Uuid;
 pub const FRESH: Duration = Duration::from_secs(60);
 /// How long after checking a peer's claim with the index we do not check it again.
 pub const RECHECK: Duration = Duration::from_secs(60);
+/// How long after checking a claim we do not check a *different* claim of the same peer (a
+/// peer that renamed itself with `/nick`): short, but a peer changing its claim in a loop
+/// cannot make us ask the index more often than this.
+pub const RECHECK_CHANGED: Duration = Duration::from_secs(1);
 /// Longest claim kept, in characters; the rest is cut (a claim is only ever shown).
 pub const MAX_CLAIM_CHARS: usize = 64;
 
@@ -33,7 +37,8 @@ struct Vouched {
 pub struct NameBook {
     vouched: HashMap<Uuid, Vouched>,
     claims: HashMap<Uuid, String>,
-    checked: HashMap<Uuid, Instant>,
+    /// When each peer's claim was last checked, and what it claimed then.
+    checked: HashMap<Uuid, (Instant, String)>,
 }
 
 fn same_name(a: &str, b: &str) -> bool {
@@ -46,7 +51,8 @@ impl NameBook {
     /// Any other peer we thought held that name no longer does. Returns whether any peer's
     /// name changed.
     pub fn vouch(&mut self, peer: Uuid, name: Option<&str>, now: Instant, ttl: Duration) -> bool {
-        self.checked.insert(peer, now);
+        let claim = self.claims.get(&peer).cloned().unwrap_or_default();
+        self.checked.insert(peer, (now, claim));
         let Some(name) = name.filter(|n| !n.is_empty()) else {
             return self.vouched.remove(&peer).is_some();
         };
@@ -81,12 +87,15 @@ impl NameBook {
             .get(&peer)
             .zip(self.claims.get(&peer))
             .is_some_and(|(v, c)| same_name(&v.name, c) && v.until > now);
-        let recent = self
-            .checked
-            .get(&peer)
-            .is_some_and(|at| now.saturating_duration_since(*at) < RECHECK);
-        if self.claims.contains_key(&peer) && !vouched && !recent {
-            self.checked.insert(peer, now);
+        let Some(claim) = self.claims.get(&peer).cloned() else {
+            return false;
+        };
+        let recent = self.checked.get(&peer).is_some_and(|(at, before)| {
+            let since = now.saturating_duration_since(*at);
+            since < RECHECK_CHANGED || (since < RECHECK && same_name(before, &claim))
+        });
+        if !vouched && !recent {
+            self.checked.insert(peer, (now, claim));
             return true;
         }
         false

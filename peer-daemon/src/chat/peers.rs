@@ -15,6 +15,7 @@ impl ChatCore {
         let message = ChatMessage::decode(data).unwrap_or_else(|_| ChatMessage::Text {
             room: None,
             text: String::from_utf8_lossy(data).into_owned(),
+            action: false,
         });
         match message {
             ChatMessage::Candidates { candidates } => {
@@ -57,7 +58,23 @@ impl ChatCore {
                     self.about(from, event);
                 }
             }
-            ChatMessage::Text { room, text } => {
+            ChatMessage::Bye => {
+                let mut was_known = false;
+                for room in self.roster.my_rooms() {
+                    was_known |= self.roster.remove_member(&room, &from);
+                }
+                was_known |= self
+                    .roster
+                    .session_number(&SessionKind::Private(from))
+                    .is_some();
+                if was_known {
+                    let name = self.roster.name(&from);
+                    self.about(from, UiEvent::PeerOffline { peer: from, name });
+                }
+            }
+            // A newer peer's message this version does not know.
+            ChatMessage::Unknown => tracing::debug!(peer = %from, "ignoring an unknown chat message kind"),
+            ChatMessage::Text { room, text, action } => {
                 let kind = match &room {
                     Some(room) => {
                         self.roster.add_member(room, from);
@@ -71,6 +88,8 @@ impl ChatCore {
                 self.roster.note_message(&kind);
                 let session = room.is_none().then_some(from);
                 let event = UiEvent::Message {
+                    id: self.next_id(),
+                    action,
                     from,
                     name: None,
                     claimed_name: None,
@@ -122,8 +141,10 @@ impl ChatCore {
                 *name = known;
                 *claimed_name = claim;
             }
+            UiEvent::PeerOffline { name, .. } => *name = known,
             _ => {}
         }
+        self.remember_received(&event);
         self.show(event);
     }
 

@@ -7,7 +7,7 @@ use proto::chat::ChatMessage;
 use uuid::Uuid;
 
 use super::delivery::Tag;
-use super::{Answer, ChatCore, IndexReply, IndexRequest, Lookup};
+use super::{Answer, ChatCore, IndexReply, IndexRequest, IndexStatus, Lookup};
 use crate::output::{RoomLine, UiEvent};
 
 impl ChatCore {
@@ -27,13 +27,29 @@ impl ChatCore {
             }
             IndexReply::Joined(room, answer) => self.on_joined(room, answer),
             IndexReply::Left(room, answer) => match answer {
-                Ok(()) => self.show(UiEvent::Left {
-                    room,
-                    peer: None,
-                    name: None,
-                    claimed_name: None,
-                }),
-                Err(error) => self.error(error),
+                Ok(()) => {
+                    let quiet = self.unsynced_leaves.remove(&room);
+                    if !quiet {
+                        self.show(UiEvent::Left {
+                            room,
+                            peer: None,
+                            name: None,
+                            claimed_name: None,
+                        });
+                    }
+                }
+                Err(error) => {
+                    // Left here at once; the index hears of it when it answers again.
+                    self.unsynced_leaves.insert(room.clone());
+                    self.actions.push_back(super::Action::CheckIndex);
+                    tracing::debug!(%room, %error, "leaving on the index failed; retried when it answers");
+                    self.show(UiEvent::Left {
+                        room,
+                        peer: None,
+                        name: None,
+                        claimed_name: None,
+                    });
+                }
             },
             IndexReply::Who(room, answer) => self.on_who(room, answer),
             IndexReply::Rooms(answer) => match answer {
@@ -61,18 +77,73 @@ impl ChatCore {
             },
             IndexReply::Registered(record) => {
                 tracing::info!(uuid = %record.uuid, addr = %record.addr, "registered");
+                let again = matches!(self.index, IndexStatus::Offline(_));
+                self.registered_addr = Some(record.addr.clone());
                 self.show(UiEvent::Registered {
                     uuid: record.uuid,
                     addr: record.addr,
                 });
-                // (Re-)join our rooms on the index: it may have forgotten us.
-                self.registered = true;
-                for room in self.roster.my_rooms() {
-                    self.ask(IndexRequest::Join(room));
+                if again {
+                    self.show(UiEvent::Index {
+                        status: "online",
+                        reason: None,
+                    });
+                }
+                // A (new) registration: the index may have forgotten our rooms.
+                self.index_rooms.clear();
+                self.index = IndexStatus::Online;
+                self.reconcile_rooms();
+            }
+            IndexReply::Online => {
+                if self.index != IndexStatus::Online {
+                    self.index = IndexStatus::Online;
+                    self.show(UiEvent::Index {
+                        status: "online",
+                        reason: None,
+                    });
+                    self.reconcile_rooms();
                 }
             }
-            IndexReply::Trouble(message) => self.error(message),
+            IndexReply::Trouble(message) => {
+                tracing::debug!(%message, "index trouble");
+                // Shown once when it starts; the retries go on quietly.
+                if !matches!(self.index, IndexStatus::Offline(_)) {
+                    self.show(UiEvent::Index {
+                        status: "offline",
+                        reason: Some(message.clone()),
+                    });
+                }
+                self.index = IndexStatus::Offline(message);
+            }
+            IndexReply::Fatal(message) => {
+                self.quitting = true;
+                self.actions.push_back(super::Action::Exit(message));
+            }
+            IndexReply::Renamed(Ok(name)) => self.renamed(name),
+            IndexReply::Renamed(Err(error)) => {
+                let kept = self
+                    .roster
+                    .own_name()
+                    .map_or_else(|| "you keep no name".to_owned(), |n| format!("you stay {n}"));
+                self.error(format!("{error}; {kept}"));
+            }
             IndexReply::IceServers(_) => {}
+        }
+    }
+
+    /// The index answers (again): it hears of the rooms we joined and left meanwhile.
+    fn reconcile_rooms(&mut self) {
+        for room in self.roster.my_rooms() {
+            if !self.index_rooms.contains(&room) {
+                self.ask(IndexRequest::Join(room));
+            }
+        }
+        for room in std::mem::take(&mut self.unsynced_leaves) {
+            if !self.roster.in_room(&room) {
+                // Answered quietly: the user saw `left` when it happened.
+                self.unsynced_leaves.insert(room.clone());
+                self.ask(IndexRequest::Leave(room));
+            }
         }
     }
 
@@ -105,11 +176,20 @@ impl ChatCore {
         let members = match answer {
             Ok(members) => members,
             Err(error) => {
+                self.actions.push_back(super::Action::CheckIndex);
                 return self.error(format!(
-                    "{error}; #{room} works with the members already known"
+                    "{error}; #{room} works with the members already known, and the index hears of it once it answers"
                 ));
             }
         };
+        if !self.roster.in_room(&room) {
+            // Left again before the index answered: tell it so.
+            self.unsynced_leaves.insert(room.clone());
+            self.ask(IndexRequest::Leave(room));
+            return;
+        }
+        self.index_rooms.insert(room.clone());
+        let first = self.joined_shown.insert(room.clone());
         let me = self.me;
         let others: Vec<PeerRecord> = members.into_iter().filter(|r| r.uuid != me).collect();
         for peer in self.learn_members(&others) {
@@ -124,13 +204,15 @@ impl ChatCore {
                 Tag::Quiet,
             );
         }
-        self.show(UiEvent::Joined {
-            room,
-            peer: None,
-            name: None,
-            claimed_name: None,
-            members: Some(count),
-        });
+        if first {
+            self.show(UiEvent::Joined {
+                room,
+                peer: None,
+                name: None,
+                claimed_name: None,
+                members: Some(count),
+            });
+        }
     }
 
     fn on_who(&mut self, room: String, answer: Answer<Vec<PeerRecord>>) {
@@ -138,7 +220,11 @@ impl ChatCore {
             Ok(records) => self.learn_members(&records),
             Err(error) => {
                 self.error(format!("{error}; showing the members known here"));
-                self.roster.members(&room)
+                let mut known = self.roster.members(&room);
+                if self.roster.in_room(&room) {
+                    known.push(self.me);
+                }
+                known
             }
         };
         let members = self.peer_lines(members);

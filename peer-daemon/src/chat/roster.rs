@@ -12,14 +12,8 @@ use uuid::Uuid;
 use super::names::NameBook;
 use crate::output::SessionLine;
 
-/// What a session is about.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum SessionKind {
-    /// A room we are in.
-    Room(String),
-    /// A private conversation with one peer.
-    Private(Uuid),
-}
+pub use crate::history::SessionKind;
+use crate::history::{SavedSession, SavedSessions};
 
 #[derive(Debug)]
 struct Session {
@@ -34,8 +28,12 @@ pub struct Roster {
     own_name: Option<String>,
     names: NameBook,
     rooms: BTreeMap<String, BTreeSet<Uuid>>,
-    sessions: Vec<Session>,
+    /// Open sessions by their stable number: closing one does not renumber the others.
+    sessions: BTreeMap<usize, Session>,
+    /// The active session's number (always an open one).
     active: usize,
+    /// The number the next new session gets.
+    next_n: usize,
     introduced: HashSet<Uuid>,
     /// Something the session list shows may have changed since [`Roster::take_changed`].
     changed: bool,
@@ -49,8 +47,9 @@ impl Roster {
             own_name: None,
             names: NameBook::default(),
             rooms: BTreeMap::new(),
-            sessions: Vec::new(),
+            sessions: BTreeMap::new(),
             active: 0,
+            next_n: 0,
             introduced: HashSet::new(),
             changed: true,
         };
@@ -135,12 +134,102 @@ impl Roster {
             return false;
         }
         self.rooms.insert(room.to_owned(), BTreeSet::new());
-        self.changed = true;
-        self.sessions.push(Session {
-            kind: SessionKind::Room(room.to_owned()),
-            unread: 0,
-        });
+        self.open(SessionKind::Room(room.to_owned()));
         true
+    }
+
+    /// Opens a session for `kind` (or finds the open one); returns its number.
+    fn open(&mut self, kind: SessionKind) -> usize {
+        if let Some(n) = self.number_of(&kind) {
+            return n;
+        }
+        let n = self.next_n;
+        self.next_n += 1;
+        self.sessions.insert(n, Session { kind, unread: 0 });
+        self.changed = true;
+        n
+    }
+
+    fn number_of(&self, kind: &SessionKind) -> Option<usize> {
+        self.sessions
+            .iter()
+            .find(|(_, s)| &s.kind == kind)
+            .map(|(n, _)| *n)
+    }
+
+    /// Closes session `n`; when it was the active one, the lobby (or the lowest-numbered
+    /// session left) becomes active. The last session cannot be closed.
+    fn close(&mut self, n: usize) -> bool {
+        if self.sessions.len() <= 1 || self.sessions.remove(&n).is_none() {
+            return false;
+        }
+        self.changed = true;
+        if self.active == n {
+            self.active = self
+                .number_of(&SessionKind::Room(LOBBY.to_owned()))
+                .or_else(|| self.sessions.keys().next().copied())
+                .unwrap_or(0);
+        }
+        true
+    }
+
+    /// Closes the private session with `peer`; returns whether one was open.
+    pub fn close_private(&mut self, peer: Uuid) -> bool {
+        self.number_of(&SessionKind::Private(peer))
+            .is_some_and(|n| self.close(n))
+    }
+
+    /// The sessions to save, as they are now.
+    pub fn saved(&self) -> SavedSessions {
+        SavedSessions {
+            sessions: self
+                .sessions
+                .iter()
+                .map(|(n, s)| SavedSession {
+                    n: *n,
+                    kind: s.kind.clone(),
+                    unread: s.unread,
+                })
+                .collect(),
+            active: self.active,
+            next_n: self.next_n,
+        }
+    }
+
+    /// Takes back the sessions an earlier run saved: its rooms (members unknown until the
+    /// index or the members say), its private sessions, their numbers and the active one.
+    pub fn restore(&mut self, saved: SavedSessions) {
+        if saved.sessions.is_empty() {
+            return;
+        }
+        self.rooms.clear();
+        self.sessions.clear();
+        for session in saved.sessions {
+            if let SessionKind::Room(room) = &session.kind {
+                if !proto::chat::valid_room(room) {
+                    continue;
+                }
+                self.rooms.insert(room.clone(), BTreeSet::new());
+            }
+            self.sessions.insert(
+                session.n,
+                Session {
+                    kind: session.kind,
+                    unread: session.unread,
+                },
+            );
+        }
+        if self.sessions.is_empty() {
+            self.enter_room(LOBBY);
+        }
+        let last = self.sessions.keys().next_back().copied().unwrap_or(0);
+        self.next_n = saved.next_n.max(last + 1);
+        self.active = if self.sessions.contains_key(&saved.active) {
+            saved.active
+        } else {
+            *self.sessions.keys().next().expect("one session at least")
+        };
+        self.changed = true;
     }
 
     /// Leaves `room` and closes its session; the lobby session stays as the fallback.
@@ -149,15 +238,15 @@ impl Roster {
             return false;
         }
         self.changed = true;
-        let kind = SessionKind::Room(room.to_owned());
-        if let Some(i) = self.sessions.iter().position(|s| s.kind == kind) {
-            let active = self.sessions[self.active].kind.clone();
-            self.sessions.remove(i);
-            self.active = self
-                .sessions
-                .iter()
-                .position(|s| s.kind == active)
-                .unwrap_or(0);
+        if let Some(n) = self.number_of(&SessionKind::Room(room.to_owned())) {
+            if self.sessions.len() == 1 {
+                // The last session: nothing to fall back to, so it stays (as a room we left).
+                self.sessions.remove(&n);
+                self.enter_room(LOBBY);
+                self.active = self.number_of(&SessionKind::Room(LOBBY.to_owned())).unwrap_or(0);
+            } else {
+                self.close(n);
+            }
         }
         true
     }
@@ -174,54 +263,60 @@ impl Roster {
 
     /// Opens (or finds) the private session with `peer`; returns its number.
     pub fn open_private(&mut self, peer: Uuid) -> usize {
-        let kind = SessionKind::Private(peer);
-        match self.sessions.iter().position(|s| s.kind == kind) {
-            Some(i) => i,
-            None => {
-                self.changed = true;
-                self.sessions.push(Session { kind, unread: 0 });
-                self.sessions.len() - 1
-            }
-        }
+        self.open(SessionKind::Private(peer))
     }
 
     /// The active session.
     pub fn active(&self) -> SessionKind {
-        self.sessions[self.active].kind.clone()
+        self.sessions
+            .get(&self.active)
+            .map_or_else(|| SessionKind::Room(LOBBY.to_owned()), |s| s.kind.clone())
     }
 
-    /// Makes session `n` active; returns its label.
-    pub fn activate(&mut self, n: usize) -> Option<String> {
-        let session = self.sessions.get_mut(n)?;
-        session.unread = 0;
+    /// Makes session `n` active; returns its label and how many messages were unread there.
+    pub fn activate(&mut self, n: usize) -> Option<(String, usize)> {
+        let session = self.sessions.get_mut(&n)?;
+        let unread = std::mem::take(&mut session.unread);
         self.active = n;
         self.changed = true;
-        Some(self.session_label(n))
+        Some((self.session_label(n), unread))
+    }
+
+    /// The number of the session about `kind`, when it is open.
+    pub fn session_number(&self, kind: &SessionKind) -> Option<usize> {
+        self.number_of(kind)
+    }
+
+    /// What session `n` is about, when it is open.
+    pub fn session_kind(&self, n: usize) -> Option<SessionKind> {
+        self.sessions.get(&n).map(|s| s.kind.clone())
     }
 
     /// Finds a session by number, room (`lobby` or `#lobby`) or peer name/UUID.
     pub fn find_session(&self, target: &str) -> Option<usize> {
         if let Ok(n) = target.parse::<usize>() {
-            return (n < self.sessions.len()).then_some(n);
+            return self.sessions.contains_key(&n).then_some(n);
         }
         let target = target.trim_start_matches(['#', '@']);
-        self.sessions.iter().position(|s| match &s.kind {
-            SessionKind::Room(room) => room == target,
-            SessionKind::Private(peer) => {
-                self.names.name(peer).is_some_and(|n| n == target) || peer.to_string() == target
-            }
-        })
+        self.sessions
+            .iter()
+            .find(|(_, s)| match &s.kind {
+                SessionKind::Room(room) => room == target,
+                SessionKind::Private(peer) => {
+                    self.names.name(peer).is_some_and(|n| n == target)
+                        || peer.to_string() == target
+                }
+            })
+            .map(|(n, _)| *n)
     }
 
     /// Counts a message for `kind` as unread unless its session is active.
     pub fn note_message(&mut self, kind: &SessionKind) {
         let active = self.active;
-        if let Some((i, session)) = self
+        if let Some((_, session)) = self
             .sessions
             .iter_mut()
-            .enumerate()
-            .find(|(_, s)| &s.kind == kind)
-            && i != active
+            .find(|(n, s)| &s.kind == kind && **n != active)
         {
             session.unread += 1;
             self.changed = true;
@@ -234,7 +329,15 @@ impl Roster {
     }
 
     fn session_label(&self, n: usize) -> String {
-        match &self.sessions[n].kind {
+        self.sessions
+            .get(&n)
+            .map(|s| self.kind_label(&s.kind))
+            .unwrap_or_default()
+    }
+
+    /// `#room` or `@peer`.
+    pub fn kind_label(&self, kind: &SessionKind) -> String {
+        match kind {
             SessionKind::Room(room) => format!("#{room}"),
             SessionKind::Private(peer) => format!("@{}", self.label(peer)),
         }
@@ -242,12 +345,13 @@ impl Roster {
 
     /// The session list for `/sessions`.
     pub fn session_lines(&self) -> Vec<SessionLine> {
-        (0..self.sessions.len())
-            .map(|n| SessionLine {
-                n,
-                label: self.session_label(n),
-                active: n == self.active,
-                unread: self.sessions[n].unread,
+        self.sessions
+            .iter()
+            .map(|(n, s)| SessionLine {
+                n: *n,
+                label: self.session_label(*n),
+                active: *n == self.active,
+                unread: s.unread,
             })
             .collect()
     }
@@ -274,7 +378,7 @@ mod tests {
         assert_eq!(lines[0].unread, 0, "the active session has no unread");
         assert_eq!(chat.find_session("bob"), Some(dm));
         assert_eq!(chat.find_session("#rust"), Some(1));
-        assert_eq!(chat.activate(dm).as_deref(), Some("@bob"));
+        assert_eq!(chat.activate(dm), Some(("@bob".to_owned(), 1)));
         assert_eq!(chat.session_lines()[dm].unread, 0);
         assert!(chat.exit_room("rust"));
         assert_eq!(
@@ -285,5 +389,40 @@ mod tests {
         assert!(!chat.add_member("rust", bob), "not in that room any more");
         assert!(chat.add_member(LOBBY, bob) && !chat.add_member(LOBBY, me));
         assert_eq!(chat.members(LOBBY), vec![bob]);
+    }
+
+    #[test]
+    fn session_numbers_are_stable_and_survive_a_restart() {
+        let me = Uuid::from_u128(1);
+        let (bob, carol) = (Uuid::from_u128(2), Uuid::from_u128(3));
+        let mut chat = Roster::new(me);
+        let b = chat.open_private(bob);
+        let c = chat.open_private(carol);
+        assert_eq!((b, c), (1, 2));
+        chat.activate(b);
+        assert!(chat.close_private(bob));
+        assert_eq!(chat.active(), SessionKind::Room(LOBBY.into()), "back to the lobby");
+        assert_eq!(chat.find_session("2"), Some(c), "carol keeps her number");
+        assert_eq!(chat.find_session("1"), None);
+        assert_eq!(chat.open_private(bob), 3, "a number is never reused");
+        chat.note_message(&SessionKind::Private(carol));
+        chat.activate(3);
+        let saved = chat.saved();
+        let mut again = Roster::new(me);
+        again.restore(saved.clone());
+        assert_eq!(again.saved(), saved);
+        assert_eq!(again.active(), SessionKind::Private(bob));
+        assert_eq!(again.open_private(Uuid::from_u128(4)), 4);
+        assert!(again.in_room(LOBBY));
+        // A saved room with a name no index would take is not restored.
+        let mut odd = saved;
+        odd.sessions.push(SavedSession {
+            n: 9,
+            kind: SessionKind::Room("Bad Name".into()),
+            unread: 0,
+        });
+        let mut third = Roster::new(me);
+        third.restore(odd);
+        assert_eq!(third.find_session("9"), None);
     }
 }

@@ -24,6 +24,8 @@ pub enum UiEvent {
     },
     /// A message arrived.
     Message {
+        /// Its id in the local history (`/history`, `GET /history`).
+        id: u64,
         /// Sender.
         from: Uuid,
         /// Sender's name as the index vouches for it, when known.
@@ -35,6 +37,9 @@ pub enum UiEvent {
         claimed_name: Option<String>,
         /// The text (bytes that are not UTF-8 are replaced by U+FFFD).
         text: String,
+        /// An action (`/me waves`): shown as `* bob waves`.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        action: bool,
         /// The room it was said in; absent for private messages.
         #[serde(skip_serializing_if = "Option::is_none")]
         room: Option<String>,
@@ -58,6 +63,9 @@ pub enum UiEvent {
         /// Recipient of a private message.
         #[serde(skip_serializing_if = "Option::is_none")]
         to: Option<Uuid>,
+        /// The recipient's name as the index vouches for it, when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
         /// Room of a room message.
         #[serde(skip_serializing_if = "Option::is_none")]
         room: Option<String>,
@@ -93,6 +101,9 @@ pub enum UiEvent {
         /// Recipient.
         #[serde(skip_serializing_if = "Option::is_none")]
         to: Option<Uuid>,
+        /// The recipient's name as the index vouches for it, when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
         /// Room of a room message nobody acknowledged.
         #[serde(skip_serializing_if = "Option::is_none")]
         room: Option<String>,
@@ -134,6 +145,73 @@ pub enum UiEvent {
         /// never a reason to trust it. Absent when it matches `name` or there is none.
         #[serde(skip_serializing_if = "Option::is_none")]
         claimed_name: Option<String>,
+    },
+    /// A peer said it is going offline (it quit).
+    PeerOffline {
+        /// The peer.
+        peer: Uuid,
+        /// Its name as the index vouches for it, when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
+    /// A name changed: ours after `/nick` (`peer` absent), or a peer's as the index now vouches.
+    Renamed {
+        /// Whose; absent when it is ours.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        peer: Option<Uuid>,
+        /// The name before, when there was one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        old: Option<String>,
+        /// The name now.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
+    /// The index became reachable or unreachable (reported on each change, not on each retry).
+    Index {
+        /// `"online"`: registered and heartbeating; `"offline"`: unreachable, retrying in the
+        /// background while the chat goes on with the peers already known.
+        status: &'static str,
+        /// Why it is offline, in one sentence.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Messages from the local history: the tail of the active session after a restart,
+    /// the unread ones when switching to a session, or a page of `/history`.
+    History {
+        /// The room, for a room's history.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// The other peer, for a private session's history.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        peer: Option<Uuid>,
+        /// `"restored"`, `"unread"` or `"requested"`.
+        reason: &'static str,
+        /// Oldest first.
+        lines: Vec<crate::history::Line>,
+    },
+    /// Who this daemon is (`/whoami`).
+    Whoami {
+        /// Our UUID.
+        uuid: Uuid,
+        /// Our name, if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// Our address as the index observed it, once registered.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        addr: Option<String>,
+        /// The local UDP address.
+        listen: SocketAddr,
+        /// Where peers may reach us (host, reflexive, relayed).
+        candidates: Vec<proto::api::Candidate>,
+        /// The index's URL.
+        index: String,
+        /// `"online"`, `"offline"` or `"connecting"` (no answer yet).
+        index_status: &'static str,
+        /// Why the index is offline, when it is.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        index_error: Option<String>,
+        /// The state directory (identity key, history).
+        state_dir: PathBuf,
     },
     /// The sessions, as `/sessions` lists them.
     Sessions {
@@ -208,6 +286,9 @@ pub struct PeerLine {
     pub rtt_ms: Option<f64>,
     /// Whether it acknowledged anything recently.
     pub reachable: bool,
+    /// This daemon itself (in a room's member list).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub you: bool,
 }
 
 /// One entry of `/sessions`.
@@ -271,6 +352,8 @@ mod tests {
     #[test]
     fn json_escapes_controls_and_keeps_lines_whole() {
         let event = UiEvent::Message {
+            id: 0,
+            action: false,
             from: Uuid::from_u128(1),
             name: None,
             claimed_name: Some("\u{1b}]0;x\u{7}".into()),

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{broadcast, watch};
 
+use super::stamp::Stamper;
 use super::{SessionLine, UiEvent};
 
 /// Where a rendered line goes.
@@ -32,6 +33,17 @@ impl<W: Write + Send> Sink for WriteSink<W> {
     }
 }
 
+/// `text` (the rendering of `event`) with its time: a history block stamped its lines itself.
+pub fn stamp(stamper: &mut Stamper, event: &UiEvent, text: &str) -> String {
+    match event {
+        UiEvent::History { lines, .. } => {
+            stamper.stamped(lines.last().map(|line| super::stamp::day_of(line.at_ms)));
+            text.to_owned()
+        }
+        _ => stamper.now(text),
+    }
+}
+
 /// Where events go: a renderer (stdout, or the terminal's printer) and any subscribers.
 #[derive(Clone)]
 pub struct Output {
@@ -40,6 +52,11 @@ pub struct Output {
     subscribers: broadcast::Sender<UiEvent>,
     /// The current session list, for the terminal's prompt and the control API.
     sessions: watch::Sender<Vec<SessionLine>>,
+    /// Whether the index answers (`false` while it is known to be unreachable), for the
+    /// terminal's prompt.
+    online: watch::Sender<bool>,
+    /// Times and day lines on human output.
+    stamper: Arc<Mutex<Stamper>>,
 }
 
 impl Output {
@@ -58,12 +75,20 @@ impl Output {
     pub fn new(json: bool, sink: impl Sink + 'static) -> Self {
         let (subscribers, _) = broadcast::channel(1024);
         let (sessions, _) = watch::channel(Vec::new());
+        let (online, _) = watch::channel(true);
         Output {
             json,
             sink: Arc::new(Mutex::new(sink)),
             subscribers,
             sessions,
+            online,
+            stamper: Arc::default(),
         }
+    }
+
+    /// Whether the index answers, as the last `index` event said.
+    pub fn online(&self) -> watch::Receiver<bool> {
+        self.online.subscribe()
     }
 
     /// A stream of every event from now on.
@@ -106,10 +131,18 @@ impl Output {
         } else {
             // Every field from outside is cleaned where it is rendered; this catches anything
             // missed there, line by line.
-            event
-                .human()
-                .map(|text| proto::display::sanitize_lines(&text))
+            event.human().map(|text| {
+                let text = proto::display::sanitize_lines(&text);
+                let mut stamper = self.stamper.lock().unwrap_or_else(|e| e.into_inner());
+                stamp(&mut stamper, &event, &text)
+            })
         };
+        if let UiEvent::Index { status, .. } = &event {
+            self.online.send_if_modified(|online| {
+                let now = *status == "online";
+                std::mem::replace(online, now) != now
+            });
+        }
         if let Some(line) = line {
             let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
             if let Err(error) = sink.line(&line) {

@@ -53,6 +53,10 @@ fn peer_list(peers: &[PeerLine]) -> String {
         .iter()
         .map(|p| {
             let mut line = match (&p.name, &p.claimed_name) {
+                _ if p.you => {
+                    let name = p.name.as_deref().map(clean).unwrap_or_default();
+                    return format!("you {name} ({})", p.uuid).replace("you  (", "you (");
+                }
                 (Some(name), None) => format!("{} ({})", clean(name), p.uuid),
                 (name, claimed) => who(&p.uuid, name, claimed),
             };
@@ -71,6 +75,93 @@ fn peer_list(peers: &[PeerLine]) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// "1 other member", "3 other members", "nobody else here yet".
+pub fn others(count: usize) -> String {
+    match count {
+        0 => "nobody else here yet".to_owned(),
+        1 => "1 other member".to_owned(),
+        n => format!("{n} other members"),
+    }
+}
+
+/// A message as people read it: `[#room] <bob> text`, or `[#room] * bob waves` for an action.
+pub fn said(room: Option<&str>, sender: &str, text: &str, action: bool) -> String {
+    if action {
+        format!(
+            "{} * {sender} {}",
+            message_context(room),
+            indent_continuation(text)
+        )
+    } else {
+        format!(
+            "{} <{sender}> {}",
+            message_context(room),
+            indent_continuation(text)
+        )
+    }
+}
+
+/// A block of history lines, each with its own time (and a day line where the day changes).
+fn history(
+    room: Option<&str>,
+    peer: Option<&Uuid>,
+    reason: &str,
+    lines: &[crate::history::Line],
+) -> String {
+    use super::stamp;
+    let session = match (room, peer) {
+        (Some(room), _) => format!("#{}", clean(room)),
+        (None, Some(peer)) => format!("@{peer}"),
+        (None, None) => "?".to_owned(),
+    };
+    let title = match reason {
+        "unread" => format!("{} unread in {session}", lines.len()),
+        "restored" => format!("last messages in {session}"),
+        _ => format!("earlier in {session}"),
+    };
+    let mut out = format!("── {title} ──");
+    let mut day = None;
+    for line in lines {
+        let this_day = stamp::day_of(line.at_ms);
+        if day != Some(this_day) {
+            out += "\n";
+            out += &stamp::day_line(this_day);
+            day = Some(this_day);
+        }
+        let sender = match (&line.from, &line.name) {
+            (None, _) => "you".to_owned(),
+            (Some(_), Some(name)) => clean(name).into_owned(),
+            (Some(id), None) => id.to_string(),
+        };
+        let outcome = match &line.delivery {
+            crate::history::Delivery::Received => String::new(),
+            crate::history::Delivery::Queued => " (not acknowledged)".to_owned(),
+            crate::history::Delivery::Delivered {
+                delivered: Some(n),
+                total: Some(t),
+                ..
+            } if n < t => format!(" ✓ {n}/{t}"),
+            crate::history::Delivery::Delivered { .. } => " ✓".to_owned(),
+            crate::history::Delivery::Failed { reason } => {
+                format!(" ✗ not delivered: {}", clean(reason))
+            }
+        };
+        // A room's lines name the room already in the title.
+        let body = if line.action {
+            format!("* {sender} {}", indent_continuation(&line.text))
+        } else {
+            format!("<{sender}> {}", indent_continuation(&line.text))
+        };
+        out += &format!(
+            "\n{} {}{outcome}",
+            stamp::clock_of(line.at_ms),
+            body.replace('\n', "\n      ")
+        );
+    }
+    out += "\n── end of history ──";
+    out
 }
 
 /// A message's text made safe, its further lines indented under the first so that they cannot
@@ -103,28 +194,38 @@ impl UiEvent {
                 claimed_name,
                 text,
                 room,
+                action,
                 ..
-            } => {
-                format!(
-                    "{} <{}> {}",
-                    message_context(room.as_deref()),
-                    who(from, name, claimed_name),
-                    indent_continuation(text)
-                )
-            }
+            } => said(
+                room.as_deref(),
+                &who(from, name, claimed_name),
+                text,
+                *action,
+            ),
             UiEvent::Sent { .. } => return None,
             UiEvent::Delivered {
                 to: Some(to),
+                name,
                 rtt_ms,
                 via,
                 ..
-            } => format!("✓ delivered to {to} ({rtt_ms:.2} ms{})", relayed(*via)),
+            } => format!(
+                "✓ delivered to {} ({rtt_ms:.2} ms{})",
+                who(to, name, &None),
+                relayed(*via)
+            ),
             UiEvent::Path {
                 peer,
                 name,
                 via,
                 addr,
             } => format!("· path to {}: {via} ({addr})", who(peer, name, &None)),
+            UiEvent::Delivered {
+                room, total: Some(0), ..
+            } => format!(
+                "· nobody else is in #{} to receive it",
+                clean(room.as_deref().unwrap_or("?"))
+            ),
             UiEvent::Delivered {
                 room,
                 delivered,
@@ -138,11 +239,17 @@ impl UiEvent {
                 clean(room.as_deref().unwrap_or("?"))
             ),
             UiEvent::Failed {
-                to, room, reason, ..
+                to,
+                name,
+                room,
+                reason,
+                ..
             } => {
                 let reason = clean(reason);
                 match (to, room) {
-                    (Some(to), _) => format!("✗ not delivered to {to}: {reason}"),
+                    (Some(to), _) => {
+                        format!("✗ not delivered to {}: {reason}", who(to, name, &None))
+                    }
                     (None, Some(room)) => {
                         format!("✗ not delivered in #{}: {reason}", clean(room))
                     }
@@ -154,13 +261,7 @@ impl UiEvent {
                 peer: None,
                 members,
                 ..
-            } => {
-                format!(
-                    "joined #{} ({} other members)",
-                    clean(room),
-                    members.unwrap_or(0)
-                )
-            }
+            } => format!("joined #{} ({})", clean(room), others(members.unwrap_or(0))),
             UiEvent::Joined {
                 room,
                 peer: Some(peer),
@@ -181,6 +282,67 @@ impl UiEvent {
                 name,
                 claimed_name,
             } => format!("← {} left #{}", who(peer, name, claimed_name), clean(room)),
+            UiEvent::PeerOffline { peer, name } => {
+                format!("← {} went offline", who(peer, name, &None))
+            }
+            UiEvent::Renamed {
+                peer: None, name, ..
+            } => format!(
+                "· you are now {} (registered with the index; peers are told)",
+                clean(name.as_deref().unwrap_or("nameless"))
+            ),
+            UiEvent::Renamed {
+                peer: Some(peer),
+                old,
+                name,
+            } => format!(
+                "· {} is now known as {}",
+                clean(old.as_deref().unwrap_or("?")),
+                who(peer, name, &None)
+            ),
+            UiEvent::Index {
+                status: "online", ..
+            } => "· the index answers again".to_owned(),
+            UiEvent::Index { reason, .. } => format!(
+                "· offline from the index: {}; peers you know can still reach you",
+                clean(reason.as_deref().unwrap_or("no answer"))
+            ),
+            UiEvent::History {
+                room,
+                peer,
+                reason,
+                lines,
+            } => history(room.as_deref(), peer.as_ref(), reason, lines),
+            UiEvent::Whoami {
+                uuid,
+                name,
+                addr,
+                listen,
+                candidates,
+                index,
+                index_status,
+                index_error,
+                state_dir,
+            } => {
+                let mut out = format!(
+                    "you are {} ({uuid})\n  index:      {} ({index_status}{})",
+                    clean(name.as_deref().unwrap_or("nameless")),
+                    clean(index),
+                    index_error
+                        .as_deref()
+                        .map(|e| format!(": {}", clean(e)))
+                        .unwrap_or_default()
+                );
+                if let Some(addr) = addr {
+                    out += &format!("\n  seen as:    {}", clean(addr));
+                }
+                out += &format!("\n  listening:  {listen}");
+                for candidate in candidates {
+                    out += &format!("\n  candidate:  {} {}", candidate.kind.as_str(), candidate.addr);
+                }
+                out += &format!("\n  state:      {}", state_dir.display());
+                out
+            }
             UiEvent::Sessions { sessions } => sessions
                 .iter()
                 .map(|s| {
@@ -242,6 +404,8 @@ mod tests {
     fn claims_show_with_the_uuid_and_everything_from_outside_is_clean() {
         let peer = Uuid::from_u128(0x3f2a);
         let message = |name: Option<&str>, claimed: Option<&str>| UiEvent::Message {
+            id: 0,
+            action: false,
             from: peer,
             name: name.map(str::to_owned),
             claimed_name: claimed.map(str::to_owned),

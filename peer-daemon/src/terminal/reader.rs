@@ -33,6 +33,8 @@ pub(super) struct Reader {
     pub(super) input: mpsc::Sender<Input>,
     pub(super) out: Output,
     pub(super) sessions: watch::Receiver<Vec<SessionLine>>,
+    /// Whether the index answers: the prompt says `(offline)` while it does not.
+    pub(super) online: watch::Receiver<bool>,
     pub(super) runtime: Handle,
     pub(super) colour: bool,
 }
@@ -42,7 +44,8 @@ impl Reader {
         let mut joiner = LineJoiner::default();
         loop {
             let label = active_label(&self.sessions.borrow_and_update());
-            let prompt = prompt(&label, joiner.continuing(), self.colour);
+            let offline = !*self.online.borrow_and_update();
+            let prompt = prompt(&label, joiner.continuing(), self.colour, offline);
             let line = match self.editor.readline(&prompt) {
                 Ok(line) => line,
                 Err(ReadlineError::Eof | ReadlineError::Interrupted) => break,
@@ -51,11 +54,10 @@ impl Reader {
                     break;
                 }
             };
-            if !line.trim().is_empty()
-                && self
-                    .editor
-                    .add_history_entry(line.as_str())
-                    .unwrap_or(false)
+            // Commands only: what people say (message text, continued lines) never goes to
+            // the history file.
+            if let Some(entry) = history_entry(&line).filter(|_| !joiner.continuing())
+                && self.editor.add_history_entry(entry).unwrap_or(false)
             {
                 self.save_history();
             }
@@ -134,6 +136,24 @@ impl Reader {
     }
 }
 
+/// What of a typed line the line editor's history keeps: commands, but never what is said.
+/// `/msg bob hello` is kept as `/msg bob `, `/me waves` as `/me `, text for the active
+/// session not at all.
+pub(super) fn history_entry(line: &str) -> Option<String> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    let rest = line.strip_prefix('/')?;
+    let (command, args) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    match command {
+        "msg" | "m" => {
+            let peer = args.split_whitespace().next()?;
+            Some(format!("/{command} {peer} "))
+        }
+        "me" => Some("/me ".to_owned()),
+        _ if rest.trim().is_empty() => None,
+        _ => Some(line.trim_end_matches('\\').trim_end().to_owned()),
+    }
+}
+
 /// `#room` or `@peer` of the active session.
 fn active_label(sessions: &[SessionLine]) -> String {
     sessions
@@ -144,7 +164,7 @@ fn active_label(sessions: &[SessionLine]) -> String {
 
 /// The prompt as `(plain, styled)`: `#lobby> `, or a continuation mark under it. A peer
 /// whose name is not known yet shows as the start of its UUID.
-fn prompt(label: &str, continuing: bool, colour: bool) -> (String, String) {
+fn prompt(label: &str, continuing: bool, colour: bool, offline: bool) -> (String, String) {
     let short;
     let label = match label.strip_prefix('@').map(uuid::Uuid::try_parse) {
         Some(Ok(id)) => {
@@ -161,10 +181,21 @@ fn prompt(label: &str, continuing: bool, colour: bool) -> (String, String) {
     } else {
         format!("{label}> ")
     };
-    if !colour {
-        return (plain.clone(), plain);
+    let mut styled = if colour {
+        render::styled_prompt(label, &plain, continuing)
+    } else {
+        plain.clone()
+    };
+    let mut plain = plain;
+    if offline && !continuing {
+        plain = format!("{label} (offline)> ");
+        let mark = if colour {
+            render::paint(anstyle::Style::new().dimmed(), " (offline)")
+        } else {
+            " (offline)".to_owned()
+        };
+        styled = format!("{}{mark}> ", styled.trim_end_matches("> "));
     }
-    let styled = render::styled_prompt(label, &plain, continuing);
     (plain, styled)
 }
 
@@ -182,9 +213,9 @@ mod tests {
             ]),
             "@bob"
         );
-        assert_eq!(prompt("#lobby", false, false).0, "#lobby> ");
-        assert_eq!(prompt("#lobby", true, false).0, "      … ");
-        let (plain, styled) = prompt("@bob", false, true);
+        assert_eq!(prompt("#lobby", false, false, false).0, "#lobby> ");
+        assert_eq!(prompt("#lobby", true, false, false).0, "      … ");
+        let (plain, styled) = prompt("@bob", false, true, false);
         assert_eq!(plain, "@bob> ");
         assert_eq!(
             styled,
@@ -194,8 +225,22 @@ mod tests {
             )
         );
         assert_eq!(
-            prompt("@463c4b4f-bc1e-8c83-b21e-562437e0a7ef", false, false).0,
+            prompt("@463c4b4f-bc1e-8c83-b21e-562437e0a7ef", false, false, false).0,
             "@463c4b4f> "
         );
+        assert_eq!(prompt("#lobby", false, false, true).0, "#lobby (offline)> ");
+        assert!(prompt("#lobby", false, true, true).1.ends_with("(offline)\x1b[0m> "));
+    }
+
+    #[test]
+    fn the_history_keeps_commands_never_what_is_said() {
+        assert_eq!(history_entry("hello there"), None);
+        assert_eq!(history_entry("/msg bob my secret"), Some("/msg bob ".into()));
+        assert_eq!(history_entry("/m bob secret\\"), Some("/m bob ".into()));
+        assert_eq!(history_entry("/me waves"), Some("/me ".into()));
+        assert_eq!(history_entry("/join rust"), Some("/join rust".into()));
+        assert_eq!(history_entry("/sw 2\n"), Some("/sw 2".into()));
+        assert_eq!(history_entry("/msg"), None);
+        assert_eq!(history_entry("/"), None);
     }
 }

@@ -154,25 +154,37 @@ impl Renderer {
                 claimed_name,
                 text,
                 room,
+                action,
                 ..
             } => {
                 self.learn(*from, name);
-                Some(format!(
-                    "{} <{}> {}",
-                    self.paint(DIM, &message_context(room.as_deref())),
-                    self.peer(from, name.as_ref(), claimed_name.as_ref()),
-                    indent_continuation(text)
-                ))
+                let sender = self.peer(from, name.as_ref(), claimed_name.as_ref());
+                let context = self.paint(DIM, &message_context(room.as_deref()));
+                Some(if *action {
+                    format!("{context} * {sender} {}", indent_continuation(text))
+                } else {
+                    format!("{context} <{sender}> {}", indent_continuation(text))
+                })
             }
             UiEvent::Delivered {
+                room, total: Some(0), ..
+            } => Some(self.paint(
+                DIM,
+                &format!(
+                    "· nobody else is in #{} to receive it",
+                    clean(room.as_deref().unwrap_or("?"))
+                ),
+            )),
+            UiEvent::Delivered {
                 to: Some(to),
+                name,
                 rtt_ms,
                 via,
                 ..
             } => Some(format!(
                 "{} delivered to {} {}",
                 self.paint(TICK, "✓"),
-                self.peer(to, None, None),
+                self.peer(to, name.as_ref(), None),
                 self.paint(
                     DIM,
                     &format!("({rtt_ms:.2} ms{})", crate::output::plain::relayed(*via))
@@ -205,13 +217,18 @@ impl Renderer {
                 self.rtt(*rtt_ms)
             )),
             UiEvent::Failed {
-                to, room, reason, ..
+                to,
+                name,
+                room,
+                reason,
+                ..
             } => {
                 let reason = flat(reason);
                 Some(self.error_line(&match (to, room) {
-                    (Some(to), _) => {
-                        format!("✗ not delivered to {}: {reason}", self.peer(to, None, None))
-                    }
+                    (Some(to), _) => format!(
+                        "✗ not delivered to {}: {reason}",
+                        self.peer(to, name.as_ref(), None)
+                    ),
                     (None, Some(room)) => format!("✗ not delivered in #{}: {reason}", clean(room)),
                     (None, None) => format!("✗ not delivered: {reason}"),
                 }))

@@ -3,6 +3,7 @@
 //! deterministic; the process-level tests (tests/*.rs) run the same behaviour against the
 //! real index and real sockets.
 
+mod client;
 mod delivery;
 mod index;
 mod names;
@@ -43,6 +44,16 @@ pub struct Node {
     /// Every request the node asked the index.
     pub asked: Vec<IndexRequest>,
     pub quit: bool,
+    /// What the node gave the message store, in order.
+    pub stored: Vec<crate::history::Change>,
+    /// History reads the node asked for, with their reason.
+    pub reads: Vec<(crate::history::HistoryQuery, &'static str)>,
+    /// Names the node asked to register (`/nick`).
+    pub renames: Vec<String>,
+    /// Why the node stopped with an error, if it did.
+    pub exit: Option<String>,
+    /// How often the node asked to check whether the index is away.
+    pub checks: usize,
 }
 
 /// A few chat cores on one virtual network.
@@ -84,6 +95,11 @@ impl ChatNet {
                     published: Vec::new(),
                     asked: Vec::new(),
                     quit: false,
+                    stored: Vec::new(),
+                    reads: Vec::new(),
+                    renames: Vec::new(),
+                    exit: None,
+                    checks: 0,
                 }
             })
             .collect();
@@ -208,6 +224,11 @@ impl ChatNet {
                     Action::Show(event) => node.shown.push((self.now, event)),
                     Action::Sessions(lines) => node.published.push(lines),
                     Action::Quit => node.quit = true,
+                    Action::Exit(message) => node.exit = Some(message),
+                    Action::Store(change) => node.stored.push(change),
+                    Action::History { query, reason } => node.reads.push((query, reason)),
+                    Action::Rename(name) => node.renames.push(name),
+                    Action::CheckIndex => node.checks += 1,
                 }
             }
             self.transmit(i);

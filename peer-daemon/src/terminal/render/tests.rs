@@ -55,6 +55,8 @@ fn messages_show_coloured_names_and_indent_further_lines() {
     let bob = Uuid::from_u128(2);
     let r = renderer(true);
     let event = UiEvent::Message {
+        id: 0,
+        action: false,
         from: bob,
         name: Some("bob".into()),
         claimed_name: None,
@@ -69,6 +71,7 @@ fn messages_show_coloured_names_and_indent_further_lines() {
     );
     // The name learned from the message names the receipt.
     let receipt = UiEvent::Delivered {
+        name: None,
         to: Some(bob),
         room: None,
         id: 0,
@@ -79,6 +82,7 @@ fn messages_show_coloured_names_and_indent_further_lines() {
     };
     assert_eq!(renderer_text(&r, &receipt), "✓ delivered to bob (1.50 ms)");
     let relayed = UiEvent::Delivered {
+        name: None,
         to: Some(bob),
         room: None,
         id: 0,
@@ -105,6 +109,7 @@ fn errors_are_one_red_line_and_unknown_peers_are_short() {
     );
     let stranger = Uuid::from_u128(0xabcdef12_0000_0000_0000_000000000000);
     let failed = UiEvent::Failed {
+        name: None,
         to: Some(stranger),
         room: None,
         id: Some(1),
@@ -120,6 +125,8 @@ fn errors_are_one_red_line_and_unknown_peers_are_short() {
 fn text_from_outside_is_made_safe_before_it_is_coloured() {
     let stranger = Uuid::from_u128(0x3f2a);
     let event = UiEvent::Message {
+        id: 0,
+        action: false,
         from: stranger,
         name: None,
         claimed_name: Some("al\u{1b}[31mice".into()),
