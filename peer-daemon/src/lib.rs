@@ -12,6 +12,7 @@ pub mod nat;
 pub mod output;
 pub mod presence;
 pub mod state;
+pub mod store;
 pub mod terminal;
 pub mod udp;
 
