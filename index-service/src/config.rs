@@ -43,8 +43,8 @@ pub struct Config {
     #[arg(long, env = "INDEX_PURGE_INTERVAL", value_parser = parse_duration)]
     pub purge_interval: Option<Duration>,
 
-    /// Longest time a lookup answer may be cached (`Cache-Control: max-age` and `ttl_secs`),
-    /// in seconds; the record's remaining lifetime is used when shorter.
+    /// Longest time a lookup answer may be cached (`Cache-Control: max-age` and
+    /// `cache_ttl_secs`), in seconds; the record's remaining lifetime is used when shorter.
     #[arg(long, env = "INDEX_MAX_CACHE_AGE", default_value_t = 300)]
     pub max_cache_age: u64,
 

@@ -176,5 +176,6 @@ async fn the_default_ttl_is_two_hours() {
     let app = test_app().await;
     let (status, record) = app.register(r#"{"udp_port": 4000}"#).await;
     assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(record["record_ttl_secs"], 7200);
     assert_eq!(record["ttl_secs"], 7200);
 }

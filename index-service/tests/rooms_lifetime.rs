@@ -8,7 +8,8 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use common::rooms::{member_uuids, signed, uuids, with_token};
 use common::{
-    assert_client_error, keyed_registration, owner_request, test_app, test_app_with_clock, unix_now,
+    assert_client_error, keyed_registration, owner_request, signature_header, test_app,
+    test_app_with_clock, unix_now,
 };
 use proto::identity::{Identity, uuid_for_key};
 use serde_json::json;
@@ -64,6 +65,66 @@ async fn members_vanish_with_deleted_records() {
         StatusCode::NOT_FOUND,
         "no peer",
     );
+}
+
+/// What a daemon does when it quits: one signed `DELETE /peers/{uuid}` takes the record and
+/// every membership with it, with no leave per room.
+#[tokio::test]
+async fn a_signed_delete_takes_the_record_out_of_every_room() {
+    let app = test_app().await;
+    let bob = Identity::from_secret([2; 32]);
+    let bob_uuid = uuid_for_key(&bob.public_key()).to_string();
+    assert_eq!(
+        app.register_keyed(&bob, 5000, Some("bob")).await.status,
+        StatusCode::CREATED
+    );
+    let (ann, ann_token) = app.register_keyless(4000).await;
+    let now = unix_now();
+    for (room, timestamp) in [("rust", now), ("lobby", now + 1)] {
+        let answer = signed(&app, "PUT", room, &bob, timestamp).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    }
+    assert_eq!(
+        with_token(&app, "PUT", "rust", &ann, &ann_token)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get("/rooms").await.1,
+        json!({ "rooms": [{ "room": "lobby", "members": 1 }, { "room": "rust", "members": 2 }] })
+    );
+
+    // Somebody else's signature does not take bob offline.
+    let path = format!("/peers/{bob_uuid}");
+    let mallory = Identity::from_secret([9; 32]);
+    let forged = signature_header(&mallory, "DELETE", &path, b"", now);
+    let answer = app
+        .send(owner_request("DELETE", &path, "", Some(&forged)))
+        .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.body);
+    assert_eq!(app.lookup(&bob_uuid).await.0, StatusCode::OK);
+
+    let auth = signature_header(&bob, "DELETE", &path, b"", now + 2);
+    let answer = app
+        .send(owner_request("DELETE", &path, "", Some(&auth)))
+        .await;
+    assert_eq!(answer.status, StatusCode::NO_CONTENT, "{}", answer.body);
+    assert_eq!(app.lookup(&bob_uuid).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(app.get("/peers?name=bob").await.0, StatusCode::NOT_FOUND);
+    assert!(member_uuids(&app, "lobby").await.is_empty());
+    assert_eq!(member_uuids(&app, "rust").await, [ann.as_str()]);
+    assert_eq!(
+        app.get("/rooms").await.1,
+        json!({ "rooms": [{ "room": "rust", "members": 1 }] })
+    );
+
+    // Registering again starts in no room.
+    let again = keyed_registration(&bob, 5000, Some("bob"), now + 3);
+    let (status, body) = app.register(again.to_string()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(member_uuids(&app, "lobby").await.is_empty());
+    assert_eq!(member_uuids(&app, "rust").await, [ann.as_str()]);
 }
 
 #[tokio::test]

@@ -3,8 +3,11 @@
 //! The index is outside this daemon's trust: every answer is read chunk by chunk up to a cap
 //! ([`MAX_ANSWER_BYTES`], [`MAX_LIST_BYTES`] for member and room lists) and refused at once
 //! when its `Content-Length` announces more; every request (connecting, sending, reading the
-//! whole answer) ends after [`REQUEST_TIMEOUT`]. A record whose key does not hash to its UUID
-//! is refused wherever it appears.
+//! whole answer) ends after [`REQUEST_TIMEOUT`] (or the client's own, [`IndexClient::with_timeout`]).
+//! A record whose key does not hash to its UUID is refused wherever it appears.
+//!
+//! Every failure is an [`IndexError`]: permanent or transient, with one sentence for a person
+//! and the raw chain for `RUST_LOG=debug`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,12 +16,15 @@ use proto::api::{
     Candidate, IceServer, PeerRecord, RegisterRequest, RoomList, RoomMembers, RoomSummary,
 };
 use proto::identity::{self, Identity};
-use reqwest::{StatusCode, header};
+use reqwest::{Method, StatusCode, header};
 use uuid::Uuid;
 
+mod error;
 mod read;
 
-use read::{check_key, error_of, explained, parse_max_age, read_json, verified};
+use error::Doing;
+pub use error::{IndexError, IndexErrorKind};
+use read::{check_key, error_of, parse_max_age, read_json, verified};
 
 /// Largest answer read for one record, a registration or an error.
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -36,6 +42,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct IndexClient {
     http: reqwest::Client,
     base: String,
+    /// A per-request bound shorter than [`REQUEST_TIMEOUT`], when set.
+    timeout: Option<Duration>,
 }
 
 pub use crate::chat::Lookup;
@@ -70,19 +78,67 @@ impl IndexClient {
         Ok(IndexClient {
             http,
             base: base.trim_end_matches('/').to_owned(),
+            timeout: None,
         })
+    }
+
+    /// The same client (same connections) with every request bounded by `timeout`: for
+    /// quitting, which must stay quick when the index is down. A bound over
+    /// [`REQUEST_TIMEOUT`] still ends at it.
+    pub fn with_timeout(&self, timeout: Duration) -> IndexClient {
+        IndexClient {
+            timeout: Some(timeout.min(REQUEST_TIMEOUT)),
+            ..self.clone()
+        }
+    }
+
+    /// The index's base URL, as given.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// How long one request may take.
+    fn timeout(&self) -> Duration {
+        self.timeout.unwrap_or(REQUEST_TIMEOUT)
+    }
+
+    /// Words for the errors of `method path`: `prefix` starts the message ("could not join
+    /// #rust"), `answer` names a successful answer ("the room list").
+    fn doing(
+        &self,
+        method: &Method,
+        path: &str,
+        prefix: Option<String>,
+        answer: &'static str,
+    ) -> Doing<'_> {
+        Doing {
+            base: &self.base,
+            prefix,
+            request: format!("{method} {path}"),
+            timeout: self.timeout(),
+            registering: false,
+            answer,
+        }
     }
 
     /// Registers our key, UDP port, name and candidates, signed; the index fills in the IP it
     /// sees us from and answers with the UUID derived from our key (and the ICE servers to
-    /// gather candidates from).
+    /// gather candidates from). The record's `record_ttl_secs` and `ttl_secs` both say how
+    /// long it lives without a heartbeat, whichever of the two the index sent.
     pub async fn register(
         &self,
         identity: &Identity,
         udp_port: u16,
         name: Option<String>,
         candidates: Vec<Candidate>,
-    ) -> anyhow::Result<PeerRecord> {
+    ) -> Result<PeerRecord, IndexError> {
+        let mut doing = self.doing(
+            &Method::POST,
+            "/register",
+            Some("could not register".to_owned()),
+            "a registration answer",
+        );
+        doing.registering = true;
         let public_key = identity.public_key();
         let timestamp = unix_now();
         let message = identity::register_message(
@@ -100,34 +156,51 @@ impl IndexClient {
             signature: Some(hex::encode(identity.sign(&message))),
             candidates,
         };
-        let response = self
-            .send(
-                self.http
-                    .post(format!("{}/register", self.base))
-                    .json(&request),
-            )
-            .await?;
-        if !response.status().is_success() {
-            return Err(error_of(response).await).context("registering with the index");
+        let result = async {
+            let response = self
+                .send(
+                    self.request(Method::POST, "/register").json(&request),
+                    &doing,
+                )
+                .await?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(error_of(response, &doing).await);
+            }
+            let mut record: PeerRecord = read_json(response, MAX_ANSWER_BYTES, &doing).await?;
+            if record.uuid != identity.uuid() {
+                return Err(doing.unacceptable(
+                    status,
+                    &format!(
+                        "the index registered us as {} instead of our key's UUID {}; it may be \
+                         too old for keyed registrations",
+                        record.uuid,
+                        identity.uuid()
+                    ),
+                ));
+            }
+            if let Some(secs) = record.record_ttl() {
+                record.set_record_ttl(secs);
+            }
+            Ok(record)
+        };
+        result.await.map_err(IndexError::logged)
+    }
+
+    /// A request to `path` on the index, bounded by this client's timeout.
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match self.timeout {
+            Some(timeout) => request.timeout(timeout),
+            None => request,
         }
-        let record: PeerRecord = read_json(response, MAX_ANSWER_BYTES)
-            .await
-            .context("reading the index's registration answer")?;
-        if record.uuid != identity.uuid() {
-            anyhow::bail!(
-                "the index registered us as {} instead of our key's UUID {}; it may be too old for keyed registrations",
-                record.uuid,
-                identity.uuid()
-            );
-        }
-        Ok(record)
     }
 
     /// An owner-only request: signed over method, path, body and time.
     fn signed(
         &self,
         identity: &Identity,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
         body: Vec<u8>,
     ) -> reqwest::RequestBuilder {
@@ -138,13 +211,10 @@ impl IndexClient {
             &body,
             timestamp,
         ));
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header(
-                header::AUTHORIZATION,
-                format!("Signature {timestamp}.{}", hex::encode(signature)),
-            );
+        let mut request = self.request(method, path).header(
+            header::AUTHORIZATION,
+            format!("Signature {timestamp}.{}", hex::encode(signature)),
+        );
         if !body.is_empty() {
             request = request
                 .header(header::CONTENT_TYPE, "application/json")
@@ -153,54 +223,108 @@ impl IndexClient {
         request
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        doing: &Doing<'_>,
+    ) -> Result<reqwest::Response, IndexError> {
         request
             .send()
             .await
-            .map_err(explained)
-            .with_context(|| format!("reaching the index at {}", self.base))
+            .map_err(|error| doing.transport(&error))
     }
 
     /// Refreshes our record's `last_seen`, proving ownership with a signature.
-    pub async fn heartbeat(&self, identity: &Identity) -> anyhow::Result<Heartbeat> {
+    pub async fn heartbeat(&self, identity: &Identity) -> Result<Heartbeat, IndexError> {
         let path = format!("/peers/{}/heartbeat", identity.uuid());
-        let response = self
-            .send(self.signed(identity, reqwest::Method::POST, &path, Vec::new()))
-            .await?;
-        match response.status() {
-            status if status.is_success() => {
-                // The record with fresh TURN credentials; an answer without them (an older
-                // index) is just as good a heartbeat.
-                let ice_servers = read_json::<PeerRecord>(response, MAX_ANSWER_BYTES)
-                    .await
-                    .map(|record| record.ice_servers)
-                    .unwrap_or_default();
-                Ok(Heartbeat::Refreshed(ice_servers))
+        let doing = self.doing(
+            &Method::POST,
+            &path,
+            Some("could not send a heartbeat to the index".to_owned()),
+            "a heartbeat answer",
+        );
+        let result = async {
+            let response = self
+                .send(
+                    self.signed(identity, Method::POST, &path, Vec::new()),
+                    &doing,
+                )
+                .await?;
+            match response.status() {
+                status if status.is_success() => {
+                    // The record with fresh TURN credentials; an answer without them (an
+                    // older index) is just as good a heartbeat.
+                    let ice_servers = read_json::<PeerRecord>(response, MAX_ANSWER_BYTES, &doing)
+                        .await
+                        .map(|record| record.ice_servers)
+                        .unwrap_or_default();
+                    Ok(Heartbeat::Refreshed(ice_servers))
+                }
+                StatusCode::NOT_FOUND => Ok(Heartbeat::Forgotten),
+                _ => Err(error_of(response, &doing).await),
             }
-            StatusCode::NOT_FOUND => Ok(Heartbeat::Forgotten),
-            _ => Err(error_of(response).await).context("sending a heartbeat"),
-        }
+        };
+        result.await.map_err(IndexError::logged)
+    }
+
+    /// Takes our record offline at once (`DELETE /peers/{uuid}`, signed), which also takes
+    /// us out of every room: what quitting does, so peers do not see a ghost until the TTL
+    /// ends. A record the index does not know (any more) is offline already.
+    pub async fn go_offline(&self, identity: &Identity) -> Result<(), IndexError> {
+        let path = format!("/peers/{}", identity.uuid());
+        let doing = self.doing(
+            &Method::DELETE,
+            &path,
+            Some("could not take our record offline at the index".to_owned()),
+            "an answer",
+        );
+        let result = async {
+            let response = self
+                .send(
+                    self.signed(identity, Method::DELETE, &path, Vec::new()),
+                    &doing,
+                )
+                .await?;
+            let status = response.status();
+            if status.is_success() || status == StatusCode::NOT_FOUND {
+                return Ok(());
+            }
+            Err(error_of(response, &doing).await)
+        };
+        result.await.map_err(IndexError::logged)
     }
 
     /// The record of `uuid`, or `None` when the index does not know it. A record whose key
     /// does not hash to its UUID is refused: the index cannot vouch for someone else's key.
-    pub async fn lookup(&self, uuid: Uuid) -> anyhow::Result<Option<Lookup>> {
-        let found = self.get_record(&format!("/peers/{uuid}")).await?;
-        if let Some(found) = &found {
-            anyhow::ensure!(
-                found.record.uuid == uuid,
-                "the index answered with another peer than {uuid}"
-            );
-        }
-        Ok(found)
+    pub async fn lookup(&self, uuid: Uuid) -> Result<Option<Lookup>, IndexError> {
+        let path = format!("/peers/{uuid}");
+        let doing = self.doing(&Method::GET, &path, None, "a lookup answer");
+        let result = async {
+            let found = self.get_record(&path, &doing).await?;
+            if let Some(found) = &found
+                && found.record.uuid != uuid
+            {
+                return Err(doing.unacceptable(
+                    StatusCode::OK,
+                    &format!("the index answered with another peer than {uuid}"),
+                ));
+            }
+            Ok(found)
+        };
+        result.await.map_err(IndexError::logged)
     }
 
     /// The peer registered under `name`, or `None`.
-    pub async fn lookup_name(&self, name: &str) -> anyhow::Result<Option<Lookup>> {
-        let mut url = reqwest::Url::parse(&format!("{}/peers", self.base)).context("index URL")?;
-        url.query_pairs_mut().append_pair("name", name);
-        let query = url.query().unwrap_or_default().to_owned();
-        self.get_record(&format!("/peers?{query}")).await
+    pub async fn lookup_name(&self, name: &str) -> Result<Option<Lookup>, IndexError> {
+        let doing = self.doing(&Method::GET, "/peers?name=…", None, "a lookup answer");
+        let result = async {
+            let mut url = reqwest::Url::parse(&format!("{}/peers", self.base))
+                .map_err(|error| doing.bad_url(&error))?;
+            url.query_pairs_mut().append_pair("name", name);
+            let query = url.query().unwrap_or_default().to_owned();
+            self.get_record(&format!("/peers?{query}"), &doing).await
+        };
+        result.await.map_err(IndexError::logged)
     }
 
     /// Joins `room` on the index and returns its members (us included).
@@ -208,68 +332,101 @@ impl IndexClient {
         &self,
         identity: &Identity,
         room: &str,
-    ) -> anyhow::Result<Vec<PeerRecord>> {
+    ) -> Result<Vec<PeerRecord>, IndexError> {
         let path = format!("/rooms/{room}/members/{}", identity.uuid());
-        let response = self
-            .send(self.signed(identity, reqwest::Method::PUT, &path, Vec::new()))
-            .await?;
-        if !response.status().is_success() {
-            return Err(error_of(response).await)
-                .with_context(|| format!("joining #{room} on the index"));
-        }
-        let members = read_json::<RoomMembers>(response, MAX_LIST_BYTES)
-            .await
-            .context("reading the room's members")?
-            .members;
-        Ok(verified(members))
+        let doing = self.doing(
+            &Method::PUT,
+            &path,
+            Some(format!("could not join #{room} on the index")),
+            "the member list",
+        );
+        let result = async {
+            let response = self
+                .send(
+                    self.signed(identity, Method::PUT, &path, Vec::new()),
+                    &doing,
+                )
+                .await?;
+            if !response.status().is_success() {
+                return Err(error_of(response, &doing).await);
+            }
+            let room: RoomMembers = read_json(response, MAX_LIST_BYTES, &doing).await?;
+            Ok(verified(room.members))
+        };
+        result.await.map_err(IndexError::logged)
     }
 
     /// Leaves `room` on the index.
-    pub async fn leave_room(&self, identity: &Identity, room: &str) -> anyhow::Result<()> {
+    pub async fn leave_room(&self, identity: &Identity, room: &str) -> Result<(), IndexError> {
         let path = format!("/rooms/{room}/members/{}", identity.uuid());
-        let response = self
-            .send(self.signed(identity, reqwest::Method::DELETE, &path, Vec::new()))
-            .await?;
-        if response.status().is_success() || response.status() == StatusCode::NOT_FOUND {
-            return Ok(());
-        }
-        Err(error_of(response).await).with_context(|| format!("leaving #{room} on the index"))
+        let doing = self.doing(
+            &Method::DELETE,
+            &path,
+            Some(format!("could not leave #{room} on the index")),
+            "an answer",
+        );
+        let result = async {
+            let response = self
+                .send(
+                    self.signed(identity, Method::DELETE, &path, Vec::new()),
+                    &doing,
+                )
+                .await?;
+            let status = response.status();
+            if status.is_success() || status == StatusCode::NOT_FOUND {
+                return Ok(());
+            }
+            Err(error_of(response, &doing).await)
+        };
+        result.await.map_err(IndexError::logged)
     }
 
     /// Members of `room` according to the index.
-    pub async fn room_members(&self, room: &str) -> anyhow::Result<Vec<PeerRecord>> {
-        let response = self
-            .send(self.http.get(format!("{}/rooms/{room}", self.base)))
-            .await?;
-        if !response.status().is_success() {
-            return Err(error_of(response).await).with_context(|| format!("listing #{room}"));
-        }
-        let members = read_json::<RoomMembers>(response, MAX_LIST_BYTES)
-            .await
-            .context("reading the room's members")?
-            .members;
-        Ok(verified(members))
+    pub async fn room_members(&self, room: &str) -> Result<Vec<PeerRecord>, IndexError> {
+        let path = format!("/rooms/{room}");
+        let doing = self.doing(
+            &Method::GET,
+            &path,
+            Some(format!("could not get the member list of #{room}")),
+            "the member list",
+        );
+        let result = async {
+            let response = self.send(self.request(Method::GET, &path), &doing).await?;
+            if !response.status().is_success() {
+                return Err(error_of(response, &doing).await);
+            }
+            let room: RoomMembers = read_json(response, MAX_LIST_BYTES, &doing).await?;
+            Ok(verified(room.members))
+        };
+        result.await.map_err(IndexError::logged)
     }
 
     /// Rooms on the index with their member counts.
-    pub async fn rooms(&self) -> anyhow::Result<Vec<RoomSummary>> {
-        let response = self
-            .send(self.http.get(format!("{}/rooms", self.base)))
-            .await?;
-        if !response.status().is_success() {
-            return Err(error_of(response).await).context("listing rooms");
-        }
-        Ok(read_json::<RoomList>(response, MAX_LIST_BYTES)
-            .await
-            .context("reading the room list")?
-            .rooms)
+    pub async fn rooms(&self) -> Result<Vec<RoomSummary>, IndexError> {
+        let doing = self.doing(
+            &Method::GET,
+            "/rooms",
+            Some("could not get the room list".to_owned()),
+            "the room list",
+        );
+        let result = async {
+            let response = self
+                .send(self.request(Method::GET, "/rooms"), &doing)
+                .await?;
+            if !response.status().is_success() {
+                return Err(error_of(response, &doing).await);
+            }
+            let list: RoomList = read_json(response, MAX_LIST_BYTES, &doing).await?;
+            Ok(list.rooms)
+        };
+        result.await.map_err(IndexError::logged)
     }
 
-    /// Carries out one request of the chat core and puts the answer (or the error, for a
-    /// person) in the reply the core expects.
+    /// Carries out one request of the chat core and puts the answer (or the error, in one
+    /// sentence for a person; the detail went to the debug log) in the reply the core expects.
     pub async fn answer(&self, identity: &Identity, request: IndexRequest) -> IndexReply {
-        fn text<T>(result: anyhow::Result<T>) -> Answer<T> {
-            result.map_err(|error| format!("{error:#}"))
+        fn text<T>(result: Result<T, IndexError>) -> Answer<T> {
+            result.map_err(|error| error.to_string())
         }
         match request {
             IndexRequest::Lookup(peer) => IndexReply::Lookup(peer, text(self.lookup(peer).await)),
@@ -294,26 +451,31 @@ impl IndexClient {
         }
     }
 
-    async fn get_record(&self, path_and_query: &str) -> anyhow::Result<Option<Lookup>> {
+    /// A lookup: the record and how long it may be cached (`Cache-Control: max-age`, else
+    /// `cache_ttl_secs`, else the deprecated `ttl_secs`), or `None` on 404.
+    async fn get_record(
+        &self,
+        path_and_query: &str,
+        doing: &Doing<'_>,
+    ) -> Result<Option<Lookup>, IndexError> {
         let response = self
-            .send(self.http.get(format!("{}{path_and_query}", self.base)))
+            .send(self.request(Method::GET, path_and_query), doing)
             .await?;
         match response.status() {
-            StatusCode::OK => {
+            status if status.is_success() => {
                 let max_age = response
                     .headers()
                     .get(header::CACHE_CONTROL)
                     .and_then(|v| v.to_str().ok())
                     .and_then(parse_max_age);
-                let record: PeerRecord = read_json(response, MAX_ANSWER_BYTES)
-                    .await
-                    .context("reading a lookup answer")?;
-                check_key(&record)?;
-                let max_age = max_age.or(record.ttl_secs.map(Duration::from_secs));
+                let record: PeerRecord = read_json(response, MAX_ANSWER_BYTES, doing).await?;
+                check_key(&record)
+                    .map_err(|error| doing.unacceptable(status, &format!("{error:#}")))?;
+                let max_age = max_age.or(record.cache_ttl().map(Duration::from_secs));
                 Ok(Some(Lookup { record, max_age }))
             }
             StatusCode::NOT_FOUND => Ok(None),
-            _ => Err(error_of(response).await).context("looking a peer up"),
+            _ => Err(error_of(response, doing).await),
         }
     }
 }

@@ -159,12 +159,23 @@ pub struct PeerRecord {
     /// When the owner last registered, updated or heartbeated the record (RFC 3339, UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen: Option<String>,
-    /// Seconds this answer stays valid. On a lookup it equals the `Cache-Control: max-age`
-    /// header (the record's remaining lifetime, capped); on the owner's own answers
-    /// (registration, update, heartbeat) it is the full lifetime: refresh well before it ends.
+    /// Deprecated: the older name of `record_ttl_secs` on the owner's own answers
+    /// (registration, update, heartbeat) and of `cache_ttl_secs` on lookups and room member
+    /// lists, always with the same value. Read the field that says what it means.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(minimum = 0))]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, deprecated))]
     pub ttl_secs: Option<u64>,
+    /// On the owner's own answers only (registration, update, heartbeat): seconds the record
+    /// stays live without a heartbeat; heartbeat well within it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, example = 7200))]
+    pub record_ttl_secs: Option<u64>,
+    /// On lookups and room member lists only: seconds this answer may be cached (the record's
+    /// remaining lifetime, capped), the same as `Cache-Control: max-age` where that header is
+    /// sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, example = 300))]
+    pub cache_ttl_secs: Option<u64>,
     /// Keyless registrations only, in the registration answer only: the bearer token that
     /// authorises `PUT`, heartbeat and `DELETE` on this record (`Authorization: Bearer <token>`).
     /// The index keeps only its hash; it cannot be shown again.
@@ -177,6 +188,36 @@ pub struct PeerRecord {
     /// to gather candidates from, with fresh time-limited TURN credentials.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ice_servers: Vec<IceServer>,
+}
+
+impl PeerRecord {
+    /// Marks this as the owner's own answer: the record lives `secs` without a heartbeat.
+    /// Sets `record_ttl_secs` and, for older clients, `ttl_secs`.
+    pub fn set_record_ttl(&mut self, secs: u64) {
+        self.record_ttl_secs = Some(secs);
+        self.cache_ttl_secs = None;
+        self.ttl_secs = Some(secs);
+    }
+
+    /// Marks this as a lookup answer that may be cached `secs`. Sets `cache_ttl_secs` and, for
+    /// older clients, `ttl_secs`.
+    pub fn set_cache_ttl(&mut self, secs: u64) {
+        self.cache_ttl_secs = Some(secs);
+        self.record_ttl_secs = None;
+        self.ttl_secs = Some(secs);
+    }
+
+    /// How long the owner's record lives without a heartbeat, from an owner answer:
+    /// `record_ttl_secs`, or `ttl_secs` from an index that predates it.
+    pub fn record_ttl(&self) -> Option<u64> {
+        self.record_ttl_secs.or(self.ttl_secs)
+    }
+
+    /// How long a lookup answer may be cached: `cache_ttl_secs`, or `ttl_secs` from an index
+    /// that predates it.
+    pub fn cache_ttl(&self) -> Option<u64> {
+        self.cache_ttl_secs.or(self.ttl_secs)
+    }
 }
 
 /// A room and its live members (`GET /rooms/{room}`, `PUT /rooms/{room}/members/{uuid}`).

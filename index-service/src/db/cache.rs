@@ -65,6 +65,8 @@ impl Entry {
             registered_at: format_ms(self.registered_ms),
             last_seen: Some(format_ms(self.last_seen_ms)),
             ttl_secs: None,
+            record_ttl_secs: None,
+            cache_ttl_secs: None,
             token: None,
             candidates: self.candidates.to_vec(),
             ice_servers: Vec::new(),
@@ -111,7 +113,7 @@ impl LookupCache {
         Ok(self.entries.len())
     }
 
-    /// The public record of `uuid` (`ttl_secs` and `token` unset) and the seconds it stays
+    /// The public record of `uuid` (TTL fields and `token` unset) and the seconds it stays
     /// live, if cached and live: what a lookup needs, without the owner.
     pub fn lookup(&self, uuid: Uuid) -> Option<(PeerRecord, f64)> {
         let now = self.liveness.clock.now_ms();
@@ -166,6 +168,8 @@ mod tests {
             registered_at: registered_at.into(),
             last_seen: Some("2026-11-24T12:00:00.250Z".into()),
             ttl_secs: None,
+            record_ttl_secs: None,
+            cache_ttl_secs: None,
             token: None,
             candidates: Vec::new(),
             ice_servers: Vec::new(),

@@ -35,7 +35,7 @@ impl Owner {
 /// A live record with what the handlers need beyond the public fields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredPeer {
-    /// The public record (`ttl_secs` and `token` unset).
+    /// The public record (TTL fields and `token` unset).
     pub record: PeerRecord,
     /// Who may change it.
     pub owner: Owner,
@@ -74,6 +74,8 @@ impl From<RecordRow> for PeerRecord {
             registered_at: row.registered_at,
             last_seen: Some(row.last_seen),
             ttl_secs: None,
+            record_ttl_secs: None,
+            cache_ttl_secs: None,
             token: None,
             candidates: crate::candidates::decode(row.candidates.as_deref()),
             ice_servers: Vec::new(),

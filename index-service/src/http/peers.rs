@@ -152,7 +152,7 @@ pub async fn register(
                 .map_err(refused)?
         }
     };
-    record.ttl_secs = Some(state.config.peer_ttl.as_secs());
+    record.set_record_ttl(state.config.peer_ttl.as_secs());
     record.ice_servers = state.ice.for_peer(record.uuid, auth::unix_now());
     tracing::info!(
         peer = %record.uuid,
@@ -238,8 +238,8 @@ pub(super) fn internal(error: WriteError) -> ApiError {
     error.into()
 }
 
-/// Look a peer up by UUID. The answer may be cached for `ttl_secs` seconds (also sent as
-/// `Cache-Control: max-age`); records whose owner stopped refreshing them are not found.
+/// Look a peer up by UUID. The answer may be cached for `cache_ttl_secs` seconds (also sent
+/// as `Cache-Control: max-age`); records whose owner stopped refreshing them are not found.
 #[utoipa::path(
     get,
     path = "/peers/{uuid}",
@@ -249,7 +249,7 @@ pub(super) fn internal(error: WriteError) -> ApiError {
         pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$")),
     responses(
         (status = 200, description = "The peer's record", body = PeerRecord,
-            headers(("Cache-Control" = String, description = "`max-age=<ttl_secs>`: how long this answer may be cached"))),
+            headers(("Cache-Control" = String, description = "`max-age=<cache_ttl_secs>`: how long this answer may be cached"))),
         (status = 400, description = "Not a UUID", body = ErrorBody),
         (status = 404, description = "No live peer with that UUID", body = ErrorBody),
         (status = 429, description = "Too many reads from this address", body = ErrorBody,
@@ -264,11 +264,11 @@ pub async fn get_peer(
     let uuid = parse_uuid(&raw)?;
     // The hot path: the in-memory copy, without building the owner lookups do not show.
     if let Some((mut record, remaining_secs)) = state.cache.lookup(uuid) {
-        let ttl_secs = remaining_secs
+        let cache_secs = remaining_secs
             .min(state.config.max_cache_age as f64)
             .floor() as u64;
-        record.ttl_secs = Some(ttl_secs);
-        let max_age = format!("max-age={ttl_secs}");
+        record.set_cache_ttl(cache_secs);
+        let max_age = format!("max-age={cache_secs}");
         return Ok(([(header::CACHE_CONTROL, max_age)], Json(record)).into_response());
     }
     let peer = db::find_peer(&state.pool, uuid, &state.now())
@@ -295,7 +295,7 @@ pub struct NameQuery {
         min_length = 1, max_length = 64, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")),
     responses(
         (status = 200, description = "The record of the live peer with that name", body = PeerRecord,
-            headers(("Cache-Control" = String, description = "`max-age=<ttl_secs>`: how long this answer may be cached"))),
+            headers(("Cache-Control" = String, description = "`max-age=<cache_ttl_secs>`: how long this answer may be cached"))),
         (status = 400, description = "No `name` in the query, or a query that cannot be read", body = ErrorBody),
         (status = 404, description = "No live peer has that name, or no peer could (invisible characters, outer spaces, only spaces)", body = ErrorBody),
         (status = 422, description = "Not a possible name (empty or too long)", body = ErrorBody),
@@ -339,23 +339,24 @@ pub async fn find_by_name(
     Ok(lookup_answer(&state, peer))
 }
 
-/// A live record as a lookup returns it: `ttl_secs` is how long the answer may be cached (the
-/// record's remaining lifetime, capped by `--max-cache-age`).
+/// A live record as a lookup returns it: `cache_ttl_secs` (and the deprecated `ttl_secs`) is
+/// how long the answer may be cached (the record's remaining lifetime, capped by
+/// `--max-cache-age`).
 pub(super) fn cached_record(state: &AppState, peer: StoredPeer) -> PeerRecord {
-    let ttl_secs = peer
+    let cache_secs = peer
         .remaining_secs(state.config.peer_ttl)
         .min(state.config.max_cache_age as f64)
         .floor() as u64;
     let mut record = peer.record;
-    record.ttl_secs = Some(ttl_secs);
+    record.set_cache_ttl(cache_secs);
     record
 }
 
 /// The answer to a lookup: the record, and `Cache-Control: max-age` saying the same as its
-/// `ttl_secs`.
+/// `cache_ttl_secs`.
 fn lookup_answer(state: &AppState, peer: StoredPeer) -> Response {
     let record = cached_record(state, peer);
-    let max_age = format!("max-age={}", record.ttl_secs.unwrap_or(0));
+    let max_age = format!("max-age={}", record.cache_ttl_secs.unwrap_or(0));
     ([(header::CACHE_CONTROL, max_age)], Json(record)).into_response()
 }
 

@@ -98,7 +98,7 @@ pub async fn list_rooms(State(state): State<AppState>) -> Result<Json<RoomList>,
 }
 
 /// A room's live members, in the order they joined; a room nobody is in has no members.
-/// Each member's `ttl_secs` says how long its record may be cached.
+/// Each member's `cache_ttl_secs` says how long its record may be cached.
 #[utoipa::path(
     get,
     path = "/rooms/{room}",

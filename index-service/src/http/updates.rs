@@ -22,7 +22,7 @@ use crate::db::{self, WriteError};
 /// The answer to an owner's change: the record as stored, with the TTL it now has and fresh
 /// ICE server credentials, and not to be cached (the owner changes it).
 fn owner_answer(state: &AppState, mut record: PeerRecord) -> Response {
-    record.ttl_secs = Some(state.config.peer_ttl.as_secs());
+    record.set_record_ttl(state.config.peer_ttl.as_secs());
     record.ice_servers = state.ice.for_peer(record.uuid, auth::unix_now());
     (
         [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],

@@ -8,7 +8,8 @@ use proto::api::{ErrorBody, PeerRecord};
 use proto::identity;
 use serde::de::DeserializeOwned;
 
-use super::{CONNECT_TIMEOUT, MAX_ANSWER_BYTES, REQUEST_TIMEOUT};
+use super::MAX_ANSWER_BYTES;
+use super::error::{Doing, IndexError};
 
 /// `max-age=N` out of a `Cache-Control` value.
 pub(super) fn parse_max_age(value: &str) -> Option<Duration> {
@@ -33,7 +34,8 @@ pub(super) fn check_key(record: &PeerRecord) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The records of a list whose keys belong to their UUIDs; the others are dropped.
+/// The records of a list whose keys belong to their UUIDs; the others are dropped. Each
+/// one's TTL fields agree on how long it may be cached, whichever an older index sent.
 pub(super) fn verified(mut records: Vec<PeerRecord>) -> Vec<PeerRecord> {
     records.retain(|record| match check_key(record) {
         Ok(()) => true,
@@ -42,74 +44,87 @@ pub(super) fn verified(mut records: Vec<PeerRecord>) -> Vec<PeerRecord> {
             false
         }
     });
+    for record in &mut records {
+        if let Some(secs) = record.cache_ttl() {
+            record.set_cache_ttl(secs);
+        }
+    }
     records
 }
 
-/// `error` with what went wrong in words: timeouts and refused connections say so.
-pub(super) fn explained(error: reqwest::Error) -> anyhow::Error {
-    let words = describe(&error);
-    anyhow::Error::new(error).context(words)
-}
-
-pub(super) fn describe(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        format!(
-            "no complete answer within {} s (connect timeout {} s)",
-            REQUEST_TIMEOUT.as_secs(),
-            CONNECT_TIMEOUT.as_secs()
-        )
-    } else if error.is_connect() {
-        "could not connect".to_owned()
-    } else {
-        error.to_string()
-    }
+/// Why an answer's body could not be taken.
+enum BodyError {
+    /// The connection failed or timed out while reading.
+    Transport(reqwest::Error),
+    /// Over the cap: the reason, in words.
+    TooLarge(String),
 }
 
 /// The answer's body, at most `limit` bytes: refused up front when `Content-Length`
 /// announces more, and as soon as more arrives when it does not.
-pub(super) async fn read_capped(
+async fn read_capped(
     mut response: reqwest::Response,
     limit: usize,
-) -> anyhow::Result<Vec<u8>> {
+    answer: &str,
+) -> Result<Vec<u8>, BodyError> {
     if let Some(length) = response.content_length()
         && length > limit as u64
     {
-        anyhow::bail!(
-            "the index announced an answer of {length} bytes; refusing anything over {limit} bytes"
-        );
+        return Err(BodyError::TooLarge(format!(
+            "the index announced {answer} of {length} bytes; refusing anything over {limit} bytes"
+        )));
     }
     let mut body = Vec::new();
     loop {
-        let chunk = response
-            .chunk()
-            .await
-            .map_err(explained)
-            .context("reading the index's answer")?;
-        let Some(chunk) = chunk else {
+        let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? else {
             return Ok(body);
         };
         if body.len() + chunk.len() > limit {
-            anyhow::bail!("the index's answer went on past {limit} bytes; refused");
+            return Err(BodyError::TooLarge(format!(
+                "{answer} from the index went on past {limit} bytes; refused"
+            )));
         }
         body.extend_from_slice(&chunk);
     }
 }
 
-/// The answer's JSON body, read with [`read_capped`].
+/// The JSON body of a successful answer, read with [`read_capped`]: a transport failure
+/// while reading is transient, anything too large or malformed is not acceptable.
 pub(super) async fn read_json<T: DeserializeOwned>(
     response: reqwest::Response,
     limit: usize,
-) -> anyhow::Result<T> {
-    let body = read_capped(response, limit).await?;
-    serde_json::from_slice(&body).context("the index's answer is not the expected JSON")
+    doing: &Doing<'_>,
+) -> Result<T, IndexError> {
+    let status = response.status();
+    let body = match read_capped(response, limit, doing.answer).await {
+        Ok(body) => body,
+        Err(BodyError::Transport(error)) => return Err(doing.transport(&error)),
+        Err(BodyError::TooLarge(reason)) => return Err(doing.unacceptable(status, &reason)),
+    };
+    serde_json::from_slice(&body).map_err(|error| {
+        doing.unacceptable(
+            status,
+            &format!(
+                "{} from the index is not the expected JSON ({error})",
+                doing.answer
+            ),
+        )
+    })
 }
 
-pub(super) async fn error_of(response: reqwest::Response) -> anyhow::Error {
+/// The error for an answer that is not a success, with the index's own words when its body
+/// is the usual `{"error": …}`.
+pub(super) async fn error_of(response: reqwest::Response, doing: &Doing<'_>) -> IndexError {
     let status = response.status();
-    match read_json::<ErrorBody>(response, MAX_ANSWER_BYTES).await {
-        Ok(body) => anyhow::anyhow!("index answered {status}: {}", body.error),
-        Err(error) => anyhow::anyhow!("index answered {status} ({error:#})"),
-    }
+    let body = match read_capped(response, MAX_ANSWER_BYTES, "an error").await {
+        Ok(body) => String::from_utf8_lossy(&body).into_owned(),
+        Err(BodyError::TooLarge(reason)) => reason,
+        Err(BodyError::Transport(error)) => format!("(its body could not be read: {error})"),
+    };
+    let said = serde_json::from_str::<ErrorBody>(&body)
+        .ok()
+        .map(|body| body.error);
+    doing.refused(status, said.as_deref(), &body)
 }
 
 #[cfg(test)]

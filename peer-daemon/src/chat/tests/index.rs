@@ -20,6 +20,8 @@ pub fn record(uuid: Uuid, addr: SocketAddr, name: Option<&str>) -> PeerRecord {
         registered_at: "2026-01-01T00:00:00Z".into(),
         last_seen: None,
         ttl_secs: Some(60),
+        record_ttl_secs: None,
+        cache_ttl_secs: Some(60),
         token: None,
         candidates: Vec::new(),
         ice_servers: Vec::new(),
