@@ -48,8 +48,6 @@ pub async fn maintain(
     // Whether any registration went through in this run: before that, a permanent refusal
     // is fatal (the user must change something); after it, it is trouble to report and retry.
     let mut ever = false;
-    // Whether the last request failed (the next success is news: the index is back).
-    let mut troubled = false;
     loop {
         let ours = candidates.borrow_and_update().clone();
         let record = match index
@@ -65,7 +63,6 @@ pub async fn maintain(
                 }
                 // It may come back empty (restarted): the chat joins its rooms again then.
                 known = false;
-                troubled = true;
                 let wait = jittered(if error.is_permanent() { LAST_RETRY } else { retry });
                 let message = format!("{error}; retrying in {:.0} s", wait.as_secs_f32().ceil());
                 if news.send(IndexReply::Trouble(message)).await.is_err() {
@@ -77,11 +74,10 @@ pub async fn maintain(
             }
         };
         ever = true;
-        troubled = false;
         retry = FIRST_RETRY;
         // Heartbeat at a third of the record's TTL at most, so two may be lost before it expires.
         let every = record
-            .ttl_secs
+            .record_ttl()
             .map(|ttl| Duration::from_secs(ttl / 3).max(Duration::from_secs(1)))
             .map_or(heartbeat_every, |ttl| ttl.min(heartbeat_every));
         let reply = if known {
@@ -94,6 +90,8 @@ pub async fn maintain(
             return;
         }
         let mut wait = every;
+        // Whether the last heartbeat failed (the next success is news: the index is back).
+        let mut troubled = false;
         loop {
             tokio::select! {
                 () = tokio::time::sleep(jittered(wait)) => {}

@@ -166,7 +166,7 @@ impl ChatCore {
         records
             .iter()
             .map(|r| {
-                self.learn_record(r, r.ttl_secs.map(Duration::from_secs));
+                self.learn_record(r, r.cache_ttl().map(Duration::from_secs));
                 r.uuid
             })
             .collect()

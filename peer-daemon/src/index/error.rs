@@ -207,11 +207,23 @@ impl Doing<'_> {
         self.error(kind, Some(status), &reason, detail)
     }
 
-    /// A success whose content we cannot accept (too large, not the expected JSON, another
-    /// peer's record): permanent, the same index would answer the same.
+    /// A success whose content we cannot accept (another peer's record, a UUID that is not
+    /// our key's): permanent, the same index would answer the same.
     pub fn unacceptable(&self, status: StatusCode, reason: &str) -> IndexError {
         self.error(
             IndexErrorKind::Permanent,
+            Some(status),
+            reason,
+            format!("answered {status}, refused: {reason}"),
+        )
+    }
+
+    /// A success whose body we refused (too large, not the expected JSON): the index (or
+    /// something in front of it) misbehaves, which a restart or a fix on its side may cure,
+    /// so it is retried rather than fatal; the daemon goes on with the peers it knows.
+    pub fn malformed(&self, status: StatusCode, reason: &str) -> IndexError {
+        self.error(
+            IndexErrorKind::Transient,
             Some(status),
             reason,
             format!("answered {status}, refused: {reason}"),

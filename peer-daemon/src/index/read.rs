@@ -99,10 +99,10 @@ pub(super) async fn read_json<T: DeserializeOwned>(
     let body = match read_capped(response, limit, doing.answer).await {
         Ok(body) => body,
         Err(BodyError::Transport(error)) => return Err(doing.transport(&error)),
-        Err(BodyError::TooLarge(reason)) => return Err(doing.unacceptable(status, &reason)),
+        Err(BodyError::TooLarge(reason)) => return Err(doing.malformed(status, &reason)),
     };
     serde_json::from_slice(&body).map_err(|error| {
-        doing.unacceptable(
+        doing.malformed(
             status,
             &format!(
                 "{} from the index is not the expected JSON ({error})",

@@ -101,6 +101,7 @@ fn at_most_max_held_events_wait_for_the_index() {
     });
     for n in 0..MAX_HELD + 10 {
         let text = ChatMessage::Text {
+            action: false,
             room: None,
             text: format!("{n}"),
         };
