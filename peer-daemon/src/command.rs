@@ -144,7 +144,10 @@ pub const HELP: &[(&str, &str)] = &[
         "/switch <n|name>, /sw",
         "switch to a session by number, room or peer name",
     ),
-    ("/me <action>", "an action in the active session: * you <action>"),
+    (
+        "/me <action>",
+        "an action in the active session: * you <action>",
+    ),
     (
         "/close [n|peer]",
         "close a private session (the active one by default)",
@@ -153,14 +156,20 @@ pub const HELP: &[(&str, &str)] = &[
         "/history [n]",
         "show earlier messages of the active session (again: further back)",
     ),
-    ("/lobby", "switch back to the lobby (joining it again if you left)"),
+    (
+        "/lobby",
+        "switch back to the lobby (joining it again if you left)",
+    ),
     ("/join <room>", "join (or create) a room and switch to it"),
     ("/leave [room]", "leave a room (the active one by default)"),
     ("/rooms", "list the rooms on the index"),
     ("/who [room]", "list a room's members"),
     ("/users", "list known peers and whether they are reachable"),
     ("/peers", "list known peers with addresses, path and RTT"),
-    ("/whoami", "your name, UUID, addresses and the index's status"),
+    (
+        "/whoami",
+        "your name, UUID, addresses and the index's status",
+    ),
     (
         "/nick <name>",
         "change your name (registered with the index, peers are told)",
@@ -244,7 +253,11 @@ pub fn parse(input: &str) -> Result<Command, String> {
                 "" => HISTORY_PAGE,
                 n => match n.parse::<usize>() {
                     Ok(n) if (1..=HISTORY_MAX).contains(&n) => n,
-                    _ => return Err(format!("usage: /history [n] with n from 1 to {HISTORY_MAX}")),
+                    _ => {
+                        return Err(format!(
+                            "usage: /history [n] with n from 1 to {HISTORY_MAX}"
+                        ));
+                    }
                 },
             };
             Ok(Command::History { count })
@@ -342,7 +355,12 @@ mod tests {
             })
         );
         assert_eq!(parse("/whoami"), Ok(Command::WhoAmI));
-        assert_eq!(parse("/history"), Ok(Command::History { count: HISTORY_PAGE }));
+        assert_eq!(
+            parse("/history"),
+            Ok(Command::History {
+                count: HISTORY_PAGE
+            })
+        );
         assert_eq!(parse("/history 5"), Ok(Command::History { count: 5 }));
         assert!(parse("/history 0").unwrap_err().contains("usage"));
         assert!(parse("/history lots").unwrap_err().contains("usage"));

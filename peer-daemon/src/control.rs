@@ -32,10 +32,10 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::{Stream, StreamExt};
 
 use crate::command::{Command, HISTORY_MAX, HISTORY_PAGE, PeerRef};
-use crate::history::{HistoryQuery, SessionKind};
-use crate::store::Store;
 use crate::driver::Input;
+use crate::history::{HistoryQuery, SessionKind};
 use crate::output::{Output, UiEvent};
+use crate::store::Store;
 
 /// The token file inside the state directory.
 pub const TOKEN_FILE: &str = "control.token";
@@ -90,9 +90,7 @@ pub enum ControlError {
     #[error("{1}")]
     Body(StatusCode, String),
     /// No such route.
-    #[error(
-        "no such route; the API has POST /send, GET /sessions, GET /history and GET /events"
-    )]
+    #[error("no such route; the API has POST /send, GET /sessions, GET /history and GET /events")]
     NotFound,
     /// A route exists, with another method.
     #[error("method not allowed: POST /send, GET /sessions, GET /history, GET /events")]
@@ -380,7 +378,8 @@ pub async fn start(
         .local_addr()
         .context("reading the control API's address")?;
     let (token, token_file) = write_token(state_dir)?;
-    let app = app(ControlState::new(input, out.clone(), token, token_file.clone()).with_store(store));
+    let app =
+        app(ControlState::new(input, out.clone(), token, token_file.clone()).with_store(store));
     let task = tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
             tracing::error!(%error, "the control API stopped");
@@ -436,14 +435,19 @@ mod tests {
 
     #[test]
     fn history_parameters_are_checked() {
-        let params = |room: Option<&str>, peer: Option<&str>, limit: Option<&str>, before: Option<&str>| HistoryParams {
+        let params = |room: Option<&str>,
+                      peer: Option<&str>,
+                      limit: Option<&str>,
+                      before: Option<&str>| HistoryParams {
             room: room.map(Into::into),
             peer: peer.map(Into::into),
             limit: limit.map(Into::into),
             before: before.map(Into::into),
         };
         assert_eq!(
-            params(Some("#rust"), None, Some("5"), Some("10")).query().unwrap(),
+            params(Some("#rust"), None, Some("5"), Some("10"))
+                .query()
+                .unwrap(),
             HistoryQuery {
                 session: Some(SessionKind::Room("rust".into())),
                 before: Some(10),
@@ -452,10 +456,16 @@ mod tests {
         );
         let peer = uuid::Uuid::from_u128(7);
         assert_eq!(
-            params(None, Some(&peer.simple().to_string()), None, None).query().unwrap().session,
+            params(None, Some(&peer.simple().to_string()), None, None)
+                .query()
+                .unwrap()
+                .session,
             Some(SessionKind::Private(peer))
         );
-        assert_eq!(params(None, None, None, None).query().unwrap().limit, HISTORY_PAGE);
+        assert_eq!(
+            params(None, None, None, None).query().unwrap().limit,
+            HISTORY_PAGE
+        );
         for bad in [
             params(Some("a"), Some("b"), None, None),
             params(Some("Not A Room"), None, None, None),
@@ -464,7 +474,10 @@ mod tests {
             params(None, None, Some("100000"), None),
             params(None, None, None, Some("-1")),
         ] {
-            assert_eq!(bad.query().unwrap_err().status_code(), StatusCode::BAD_REQUEST);
+            assert_eq!(
+                bad.query().unwrap_err().status_code(),
+                StatusCode::BAD_REQUEST
+            );
         }
     }
 

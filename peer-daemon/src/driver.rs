@@ -13,14 +13,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::chat::{Action, ChatCore, IndexReply, IndexStatus};
-use crate::history::{Change, Line, SessionKind};
-use crate::store::Store;
 use crate::command::Command;
+use crate::history::{Change, Line, SessionKind};
 use crate::index::IndexClient;
 use crate::nat::agent::{Nat, NatChange};
 use crate::nat::servers::{self, IceUrl};
 use crate::nat::turn::{Incoming, ServerConfig};
 use crate::output::{Output, UiEvent};
+use crate::store::Store;
 use crate::udp::Udp;
 
 /// Datagrams read in one go before acknowledging them together.
@@ -226,6 +226,7 @@ impl Driver {
             ("nat.relayed_out", g.relayed_out),
             ("nat.relay_unavailable", n.relay_unavailable),
             ("nat.refused_servers", n.refused_servers),
+            ("store.write_errors", self.store.write_errors()),
         ];
         UiEvent::Stats {
             counters: counters

@@ -9,6 +9,7 @@
 //! Every failure is an [`IndexError`]: permanent or transient, with one sentence for a person
 //! and the raw chain for `RUST_LOG=debug`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -63,6 +64,25 @@ fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
+
+/// The last timestamp this process signed with.
+static LAST_SIGNED: AtomicU64 = AtomicU64::new(0);
+
+/// The timestamp for the next signature: now, or one past the last one when that is not in the
+/// past. The index accepts each signature once, and Ed25519 signatures are deterministic, so two
+/// identical requests in one second (join, leave, join) would otherwise carry the same one.
+fn signing_time() -> u64 {
+    let now = unix_now();
+    let previous = LAST_SIGNED
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(now.max(last + 1))
+        })
+        .unwrap_or(now);
+    now.max(previous + 1)
+}
+
+/// The index's words for a signature it has seen before (`index-service` `peers::replayed`).
+const REPLAYED: &str = "already used";
 
 impl IndexClient {
     /// A client for the index at `base` (e.g. `http://127.0.0.1:8080`).
@@ -140,29 +160,45 @@ impl IndexClient {
         );
         doing.registering = true;
         let public_key = identity.public_key();
-        let timestamp = unix_now();
-        let message = identity::register_message(
-            &public_key,
-            udp_port,
-            name.as_deref(),
-            &candidates,
-            timestamp,
-        );
-        let request = RegisterRequest {
-            udp_port,
-            name,
-            public_key: Some(hex::encode(public_key)),
-            timestamp: Some(timestamp),
-            signature: Some(hex::encode(identity.sign(&message))),
-            candidates,
+        let request = || {
+            let timestamp = signing_time();
+            let message = identity::register_message(
+                &public_key,
+                udp_port,
+                name.as_deref(),
+                &candidates,
+                timestamp,
+            );
+            RegisterRequest {
+                udp_port,
+                name: name.clone(),
+                public_key: Some(hex::encode(public_key)),
+                timestamp: Some(timestamp),
+                signature: Some(hex::encode(identity.sign(&message))),
+                candidates: candidates.clone(),
+            }
         };
         let result = async {
-            let response = self
+            let mut response = self
                 .send(
-                    self.request(Method::POST, "/register").json(&request),
+                    self.request(Method::POST, "/register").json(&request()),
                     &doing,
                 )
                 .await?;
+            if response.status() == StatusCode::UNAUTHORIZED {
+                // Seen before: a run of this daemon a moment ago registered the same way in
+                // the same second. Signed again, later.
+                let error = error_of(response, &doing).await;
+                if !error.detail().contains(REPLAYED) {
+                    return Err(error);
+                }
+                response = self
+                    .send(
+                        self.request(Method::POST, "/register").json(&request()),
+                        &doing,
+                    )
+                    .await?;
+            }
             let status = response.status();
             if !status.is_success() {
                 return Err(error_of(response, &doing).await);
@@ -204,7 +240,7 @@ impl IndexClient {
         path: &str,
         body: Vec<u8>,
     ) -> reqwest::RequestBuilder {
-        let timestamp = unix_now();
+        let timestamp = signing_time();
         let signature = identity.sign(&identity::owner_message(
             method.as_str(),
             path,
@@ -221,6 +257,34 @@ impl IndexClient {
                 .body(body);
         }
         request
+    }
+
+    /// Sends an owner-only request; signed again (with a later timestamp) and sent once more
+    /// when the index says it saw that signature already: an earlier run of this daemon may
+    /// have made the very same request in the same second.
+    async fn send_signed(
+        &self,
+        identity: &Identity,
+        method: Method,
+        path: &str,
+        doing: &Doing<'_>,
+    ) -> Result<reqwest::Response, IndexError> {
+        let response = self
+            .send(
+                self.signed(identity, method.clone(), path, Vec::new()),
+                doing,
+            )
+            .await?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        let error = error_of(response, doing).await;
+        if !error.detail().contains(REPLAYED) {
+            return Err(error);
+        }
+        tracing::debug!(%path, "signature seen before; signing again");
+        self.send(self.signed(identity, method, path, Vec::new()), doing)
+            .await
     }
 
     async fn send(
@@ -245,10 +309,7 @@ impl IndexClient {
         );
         let result = async {
             let response = self
-                .send(
-                    self.signed(identity, Method::POST, &path, Vec::new()),
-                    &doing,
-                )
+                .send_signed(identity, Method::POST, &path, &doing)
                 .await?;
             match response.status() {
                 status if status.is_success() => {
@@ -280,10 +341,7 @@ impl IndexClient {
         );
         let result = async {
             let response = self
-                .send(
-                    self.signed(identity, Method::DELETE, &path, Vec::new()),
-                    &doing,
-                )
+                .send_signed(identity, Method::DELETE, &path, &doing)
                 .await?;
             let status = response.status();
             if status.is_success() || status == StatusCode::NOT_FOUND {
@@ -342,10 +400,7 @@ impl IndexClient {
         );
         let result = async {
             let response = self
-                .send(
-                    self.signed(identity, Method::PUT, &path, Vec::new()),
-                    &doing,
-                )
+                .send_signed(identity, Method::PUT, &path, &doing)
                 .await?;
             if !response.status().is_success() {
                 return Err(error_of(response, &doing).await);
@@ -367,10 +422,7 @@ impl IndexClient {
         );
         let result = async {
             let response = self
-                .send(
-                    self.signed(identity, Method::DELETE, &path, Vec::new()),
-                    &doing,
-                )
+                .send_signed(identity, Method::DELETE, &path, &doing)
                 .await?;
             let status = response.status();
             if status.is_success() || status == StatusCode::NOT_FOUND {

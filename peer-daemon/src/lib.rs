@@ -130,7 +130,9 @@ pub async fn run(
         match tokio::time::timeout(QUIT_INDEX_WAIT, index.go_offline(&identity)).await {
             Ok(Ok(())) => tracing::info!("record taken offline at the index"),
             Ok(Err(error)) => tracing::debug!(%error, "could not take the record offline"),
-            Err(_) => tracing::debug!("the index did not answer in time; the record expires on its own"),
+            Err(_) => {
+                tracing::debug!("the index did not answer in time; the record expires on its own")
+            }
         }
     }
     Ok(())

@@ -63,7 +63,11 @@ pub async fn maintain(
                 }
                 // It may come back empty (restarted): the chat joins its rooms again then.
                 known = false;
-                let wait = jittered(if error.is_permanent() { LAST_RETRY } else { retry });
+                let wait = jittered(if error.is_permanent() {
+                    LAST_RETRY
+                } else {
+                    retry
+                });
                 let message = format!("{error}; retrying in {:.0} s", wait.as_secs_f32().ceil());
                 if news.send(IndexReply::Trouble(message)).await.is_err() {
                     return;
@@ -119,8 +123,7 @@ pub async fn maintain(
             }
             match index.heartbeat(&identity).await {
                 Ok(Heartbeat::Refreshed(ice_servers)) => {
-                    if std::mem::take(&mut troubled)
-                        && news.send(IndexReply::Online).await.is_err()
+                    if std::mem::take(&mut troubled) && news.send(IndexReply::Online).await.is_err()
                     {
                         return;
                     }
@@ -144,7 +147,7 @@ pub async fn maintain(
                     troubled = true;
                     wait = retry.min(every);
                     retry = (retry * 2).min(LAST_RETRY);
-                    let message = format!("{error}; known peers can still reach you, retrying in the background");
+                    let message = error.to_string();
                     if news.send(IndexReply::Trouble(message)).await.is_err() {
                         return;
                     }

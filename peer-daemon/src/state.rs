@@ -79,7 +79,10 @@ pub fn lock_state_dir(dir: &Path) -> anyhow::Result<StateLock> {
         Err(fs::TryLockError::WouldBlock) => {
             let holder = fs::read_to_string(&path).unwrap_or_default();
             let holder = holder.trim();
-            let who = if !holder.is_empty() && holder.len() <= 20 && holder.bytes().all(|b| b.is_ascii_digit()) {
+            let who = if !holder.is_empty()
+                && holder.len() <= 20
+                && holder.bytes().all(|b| b.is_ascii_digit())
+            {
                 format!("another peer-daemon (pid {holder})")
             } else {
                 "another peer-daemon".to_owned()
@@ -162,8 +165,14 @@ mod tests {
             error.contains(&format!("pid {}", std::process::id())),
             "{error}"
         );
-        assert!(error.contains("--name") && error.contains("--state-dir"), "{error}");
-        assert!(lock_state_dir(&dir.path().join("bob")).is_ok(), "another directory is free");
+        assert!(
+            error.contains("--name") && error.contains("--state-dir"),
+            "{error}"
+        );
+        assert!(
+            lock_state_dir(&dir.path().join("bob")).is_ok(),
+            "another directory is free"
+        );
         drop(held);
         assert!(lock_state_dir(&state).is_ok(), "free again once released");
     }

@@ -148,7 +148,10 @@ async fn lobby_private_sessions_and_names() {
     );
     // No retry can fix a taken name: the daemon stops instead of retrying behind a prompt.
     let status = impostor.wait_exit(EVENT_TIMEOUT).await;
-    assert!(!status.success(), "a taken name must stop the daemon: {status}");
+    assert!(
+        !status.success(),
+        "a taken name must stop the daemon: {status}"
+    );
 }
 
 #[tokio::test]

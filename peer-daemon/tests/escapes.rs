@@ -1,7 +1,10 @@
-//! Nothing a peer sends can drive the receiver's terminal: a peer whose name and message text
-//! carry a window-title sequence, a screen clear, a bell, a carriage return, backspaces and a
+//! Nothing a peer sends can drive the receiver's terminal: a peer whose message text carries a
+//! window-title sequence, a screen clear, a bell, a carriage return, backspaces and a
 //! right-to-left override writes to a daemon in plain (non-JSON) output; the bytes that daemon
 //! prints never contain ESC, BEL, CR, backspace, DEL or a bidi control, and show them visibly.
+//! (A daemon whose name the index refuses stops at start-up, so names full of escapes are
+//! checked where they are rendered: `output/plain.rs` and `terminal/render/tests.rs`. Here the
+//! peer's name is a claim from another index, shown unverified.)
 
 mod common;
 
@@ -10,7 +13,9 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, EVENT_TIMEOUT, Index, daemon_command};
+use common::{Daemon, EVENT_TIMEOUT, Index, daemon_command, http_client};
+use proto::api::RegisterRequest;
+use proto::identity;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 use uuid::Uuid;
@@ -71,6 +76,49 @@ impl Plain {
     }
 }
 
+/// The UDP port in `registered as <uuid> at <ip:port>`.
+fn bob_port(shown: &str) -> u16 {
+    shown
+        .split(" at ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse::<std::net::SocketAddr>().ok())
+        .map(|addr| addr.port())
+        .unwrap_or_else(|| panic!("no address in {shown:?}"))
+}
+
+/// Puts the daemon of `state` (UUID `uuid`, UDP `port`) on `index`, signed with its key, as it
+/// would itself.
+async fn list_at(index: &Index, uuid: Uuid, state: &Path, port: u16) {
+    let key = peer_daemon::state::load_or_create_identity(state).expect("bob's identity");
+    assert_eq!(key.uuid(), uuid);
+    let public_key = key.public_key();
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let message = identity::register_message(&public_key, port, None, &[], timestamp);
+    let request = RegisterRequest {
+        udp_port: port,
+        name: None,
+        public_key: Some(hex::encode(public_key)),
+        timestamp: Some(timestamp),
+        signature: Some(hex::encode(key.sign(&message))),
+        candidates: Vec::new(),
+    };
+    let response = http_client()
+        .post(format!("{}/register", index.url()))
+        .json(&request)
+        .send()
+        .await
+        .expect("registering at the other index");
+    assert!(
+        response.status().is_success(),
+        "{:?}",
+        response.text().await
+    );
+}
+
 #[tokio::test]
 async fn escape_sequences_from_a_peer_never_reach_plain_output() {
     let index = Index::start().await;
@@ -84,9 +132,10 @@ async fn escape_sequences_from_a_peer_never_reach_plain_output() {
         .and_then(|id| Uuid::parse_str(id).ok())
         .unwrap_or_else(|| panic!("no UUID in {shown:?}"));
 
-    // The index refuses such a name (or not: either way the peer introduces itself by it).
-    let evil_name = "\u{1b}]0;owned\u{7}mal\u{202e}lory\u{1b}[2J";
-    let mut mallory = Daemon::spawn_unregistered(&index.url(), evil_name).await;
+    // Mallory registered at another index, where it found bob: its name is only a claim here.
+    let other = Index::start().await;
+    list_at(&other, uuid, state.path(), bob_port(&shown)).await;
+    let mut mallory = Daemon::spawn(&other.url(), "mallory").await;
     let payload = "\u{1b}]0;owned\u{7}\u{1b}[2J\u{202e}gnp.exe fake\rover\u{8}\u{8}\u{7f}\u{9b}31m\u{2066}x\u{2069}";
     mallory.msg(uuid, &format!("{payload} END-OF-ATTACK")).await;
     mallory
@@ -127,9 +176,6 @@ async fn escape_sequences_from_a_peer_never_reach_plain_output() {
         line.contains("␛]0;owned␇␛[2J\\u{202e}gnp.exe fake␍over␈␈␡\\u{9b}31m"),
         "{line}"
     );
-    assert!(
-        line.contains("(claims \"␛]0;owned␇mal\\u{202e}lory␛[2J\", unverified)"),
-        "{line}"
-    );
+    assert!(line.contains("(claims \"mallory\", unverified)"), "{line}");
     drop(bob.child);
 }

@@ -145,7 +145,10 @@ fn message(event: &serde_json::Value) -> String {
 async fn whoami_status(daemon: &mut Daemon) -> String {
     daemon.send_line("/whoami").await;
     let whoami = daemon.expect("whoami", |_| true, EVENT_TIMEOUT).await;
-    whoami["index_status"].as_str().unwrap_or_default().to_owned()
+    whoami["index_status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[tokio::test]
@@ -171,7 +174,10 @@ async fn a_hostile_index_cannot_exhaust_memory_or_hang_the_daemon() {
     let refused = loop {
         daemon.send_line("/whoami").await;
         let whoami = daemon.expect("whoami", |_| true, EVENT_TIMEOUT).await;
-        let error = whoami["index_error"].as_str().unwrap_or_default().to_owned();
+        let error = whoami["index_error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         if !error.contains("503") && !error.is_empty() {
             break error;
         }

@@ -35,7 +35,11 @@ async fn list_at(index: &Index, daemon: &Daemon) {
         .send()
         .await
         .expect("registering at the other index");
-    assert!(response.status().is_success(), "{:?}", response.text().await);
+    assert!(
+        response.status().is_success(),
+        "{:?}",
+        response.text().await
+    );
 }
 
 #[tokio::test]

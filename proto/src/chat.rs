@@ -114,7 +114,10 @@ mod tests {
                 action: false
             }
         );
-        assert_eq!(ChatMessage::decode(&ChatMessage::Bye.encode()).unwrap(), ChatMessage::Bye);
+        assert_eq!(
+            ChatMessage::decode(&ChatMessage::Bye.encode()).unwrap(),
+            ChatMessage::Bye
+        );
         assert_eq!(
             ChatMessage::decode(br#"{"kind":"from_the_future","x":1}"#).unwrap(),
             ChatMessage::Unknown,

@@ -15,7 +15,13 @@ impl ChatCore {
     }
 
     /// Our own message `id`, said in `session`, as it leaves.
-    pub(super) fn remember_sent(&mut self, id: u64, session: SessionKind, text: &str, action: bool) {
+    pub(super) fn remember_sent(
+        &mut self,
+        id: u64,
+        session: SessionKind,
+        text: &str,
+        action: bool,
+    ) {
         self.history_cursor = None;
         self.remember(Change::Line(Line {
             id,
@@ -106,9 +112,21 @@ impl ChatCore {
             SessionKind::Room(room) => (Some(room.clone()), None),
             SessionKind::Private(peer) => (None, Some(*peer)),
         };
+        // The name the index vouches for now, or the one it vouched for when the newest
+        // line was received (after a restart, before the peer is back).
+        let name = peer.and_then(|peer| {
+            self.roster.name(&peer).or_else(|| {
+                lines
+                    .iter()
+                    .rev()
+                    .find(|line| line.from == Some(peer))
+                    .and_then(|line| line.name.clone())
+            })
+        });
         UiEvent::History {
             room,
             peer,
+            name,
             reason,
             lines,
         }

@@ -24,8 +24,8 @@
 
 mod addresses;
 mod commands;
-mod history;
 mod delivery;
+mod history;
 pub mod names;
 mod peers;
 mod replies;

@@ -73,7 +73,9 @@ impl ChatCore {
                 }
             }
             // A newer peer's message this version does not know.
-            ChatMessage::Unknown => tracing::debug!(peer = %from, "ignoring an unknown chat message kind"),
+            ChatMessage::Unknown => {
+                tracing::debug!(peer = %from, "ignoring an unknown chat message kind")
+            }
             ChatMessage::Text { room, text, action } => {
                 let kind = match &room {
                     Some(room) => {

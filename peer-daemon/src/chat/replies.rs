@@ -121,10 +121,10 @@ impl ChatCore {
             }
             IndexReply::Renamed(Ok(name)) => self.renamed(name),
             IndexReply::Renamed(Err(error)) => {
-                let kept = self
-                    .roster
-                    .own_name()
-                    .map_or_else(|| "you keep no name".to_owned(), |n| format!("you stay {n}"));
+                let kept = self.roster.own_name().map_or_else(
+                    || "you keep no name".to_owned(),
+                    |n| format!("you stay {n}"),
+                );
                 self.error(format!("{error}; {kept}"));
             }
             IndexReply::IceServers(_) => {}

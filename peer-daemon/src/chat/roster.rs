@@ -243,7 +243,9 @@ impl Roster {
                 // The last session: nothing to fall back to, so it stays (as a room we left).
                 self.sessions.remove(&n);
                 self.enter_room(LOBBY);
-                self.active = self.number_of(&SessionKind::Room(LOBBY.to_owned())).unwrap_or(0);
+                self.active = self
+                    .number_of(&SessionKind::Room(LOBBY.to_owned()))
+                    .unwrap_or(0);
             } else {
                 self.close(n);
             }
@@ -303,8 +305,7 @@ impl Roster {
             .find(|(_, s)| match &s.kind {
                 SessionKind::Room(room) => room == target,
                 SessionKind::Private(peer) => {
-                    self.names.name(peer).is_some_and(|n| n == target)
-                        || peer.to_string() == target
+                    self.names.name(peer).is_some_and(|n| n == target) || peer.to_string() == target
                 }
             })
             .map(|(n, _)| *n)
@@ -401,7 +402,11 @@ mod tests {
         assert_eq!((b, c), (1, 2));
         chat.activate(b);
         assert!(chat.close_private(bob));
-        assert_eq!(chat.active(), SessionKind::Room(LOBBY.into()), "back to the lobby");
+        assert_eq!(
+            chat.active(),
+            SessionKind::Room(LOBBY.into()),
+            "back to the lobby"
+        );
         assert_eq!(chat.find_session("2"), Some(c), "carol keeps her number");
         assert_eq!(chat.find_session("1"), None);
         assert_eq!(chat.open_private(bob), 3, "a number is never reused");

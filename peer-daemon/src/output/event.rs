@@ -184,6 +184,9 @@ pub enum UiEvent {
         /// The other peer, for a private session's history.
         #[serde(skip_serializing_if = "Option::is_none")]
         peer: Option<Uuid>,
+        /// The other peer's name as the index vouches (or vouched) for it, when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
         /// `"restored"`, `"unread"` or `"requested"`.
         reason: &'static str,
         /// Oldest first.

@@ -107,14 +107,16 @@ pub fn said(room: Option<&str>, sender: &str, text: &str, action: bool) -> Strin
 fn history(
     room: Option<&str>,
     peer: Option<&Uuid>,
+    name: Option<&str>,
     reason: &str,
     lines: &[crate::history::Line],
 ) -> String {
     use super::stamp;
-    let session = match (room, peer) {
-        (Some(room), _) => format!("#{}", clean(room)),
-        (None, Some(peer)) => format!("@{peer}"),
-        (None, None) => "?".to_owned(),
+    let session = match (room, peer, name) {
+        (Some(room), ..) => format!("#{}", clean(room)),
+        (None, Some(_), Some(name)) => format!("@{}", clean(name)),
+        (None, Some(peer), None) => format!("@{peer}"),
+        (None, None, _) => "?".to_owned(),
     };
     let title = match reason {
         "unread" => format!("{} unread in {session}", lines.len()),
@@ -221,7 +223,9 @@ impl UiEvent {
                 addr,
             } => format!("· path to {}: {via} ({addr})", who(peer, name, &None)),
             UiEvent::Delivered {
-                room, total: Some(0), ..
+                room,
+                total: Some(0),
+                ..
             } => format!(
                 "· nobody else is in #{} to receive it",
                 clean(room.as_deref().unwrap_or("?"))
@@ -310,9 +314,16 @@ impl UiEvent {
             UiEvent::History {
                 room,
                 peer,
+                name,
                 reason,
                 lines,
-            } => history(room.as_deref(), peer.as_ref(), reason, lines),
+            } => history(
+                room.as_deref(),
+                peer.as_ref(),
+                name.as_deref(),
+                reason,
+                lines,
+            ),
             UiEvent::Whoami {
                 uuid,
                 name,
@@ -338,7 +349,11 @@ impl UiEvent {
                 }
                 out += &format!("\n  listening:  {listen}");
                 for candidate in candidates {
-                    out += &format!("\n  candidate:  {} {}", candidate.kind.as_str(), candidate.addr);
+                    out += &format!(
+                        "\n  candidate:  {} {}",
+                        candidate.kind.as_str(),
+                        candidate.addr
+                    );
                 }
                 out += &format!("\n  state:      {}", state_dir.display());
                 out

@@ -78,7 +78,10 @@ mod tests {
         assert_eq!(rest.len(), "HH:MM hello\n      world".len(), "{first}");
         assert!(rest.contains(" hello\n      world"), "{first}");
         let same_day = stamper.at(10 * day + 3_660_000, "again");
-        assert!(!same_day.contains('\n'), "no day line on the same day: {same_day}");
+        assert!(
+            !same_day.contains('\n'),
+            "no day line on the same day: {same_day}"
+        );
         let next_day = stamper.at(11 * day + 3_600_000, "later");
         assert!(next_day.starts_with("── "), "{next_day}");
     }

@@ -17,6 +17,9 @@ use crate::command::{Command, LineJoiner};
 use crate::driver::Input;
 use crate::output::{Output, SessionLine, UiEvent};
 
+/// Longest wait of the first prompt for the driver's first session list.
+const FIRST_PROMPT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Ctrl-C clears a half-typed line, and quits on an empty one.
 pub(super) struct ClearOrQuit;
 
@@ -41,6 +44,16 @@ pub(super) struct Reader {
 
 impl Reader {
     pub(super) fn run(mut self) {
+        // The first prompt names the session the driver starts in (after a restart, the one
+        // that was active), not a guess.
+        let sessions = &mut self.sessions;
+        self.runtime.block_on(async {
+            let _ = tokio::time::timeout(
+                FIRST_PROMPT_WAIT,
+                sessions.wait_for(|sessions| !sessions.is_empty()),
+            )
+            .await;
+        });
         let mut joiner = LineJoiner::default();
         loop {
             let label = active_label(&self.sessions.borrow_and_update());
@@ -229,13 +242,20 @@ mod tests {
             "@463c4b4f> "
         );
         assert_eq!(prompt("#lobby", false, false, true).0, "#lobby (offline)> ");
-        assert!(prompt("#lobby", false, true, true).1.ends_with("(offline)\x1b[0m> "));
+        assert!(
+            prompt("#lobby", false, true, true)
+                .1
+                .ends_with("(offline)\x1b[0m> ")
+        );
     }
 
     #[test]
     fn the_history_keeps_commands_never_what_is_said() {
         assert_eq!(history_entry("hello there"), None);
-        assert_eq!(history_entry("/msg bob my secret"), Some("/msg bob ".into()));
+        assert_eq!(
+            history_entry("/msg bob my secret"),
+            Some("/msg bob ".into())
+        );
         assert_eq!(history_entry("/m bob secret\\"), Some("/m bob ".into()));
         assert_eq!(history_entry("/me waves"), Some("/me ".into()));
         assert_eq!(history_entry("/join rust"), Some("/join rust".into()));

@@ -167,7 +167,9 @@ impl Renderer {
                 })
             }
             UiEvent::Delivered {
-                room, total: Some(0), ..
+                room,
+                total: Some(0),
+                ..
             } => Some(self.paint(
                 DIM,
                 &format!(

@@ -21,7 +21,10 @@ fn trouble_is_shown_once_and_the_return_once() {
         net.reply(0, IndexReply::Trouble("the index is unreachable".into()));
     }
     assert_eq!(index_events(&net, 0), ["offline"], "retries go on quietly");
-    assert!(net.errors(0).is_empty(), "trouble is a status, not an error per retry");
+    assert!(
+        net.errors(0).is_empty(),
+        "trouble is a status, not an error per retry"
+    );
     net.reply(0, IndexReply::Online);
     net.reply(0, IndexReply::Online);
     assert_eq!(index_events(&net, 0), ["offline", "online"]);
@@ -38,7 +41,10 @@ fn rooms_changed_while_the_index_was_away_are_reconciled_both_ways() {
     net.type_line(0, "/leave lobby");
     net.run_to_idle();
     assert!(
-        !net.index.rooms.get("rust").is_some_and(|m| m.contains(&alice)),
+        !net.index
+            .rooms
+            .get("rust")
+            .is_some_and(|m| m.contains(&alice)),
         "the index was down"
     );
     assert!(net.index.rooms["lobby"].contains(&alice));
@@ -51,8 +57,14 @@ fn rooms_changed_while_the_index_was_away_are_reconciled_both_ways() {
     net.index.up = true;
     net.reply(0, IndexReply::Online);
     net.run_to_idle();
-    assert!(net.index.rooms["rust"].contains(&alice), "joined while away");
-    assert!(!net.index.rooms["lobby"].contains(&alice), "left while away");
+    assert!(
+        net.index.rooms["rust"].contains(&alice),
+        "joined while away"
+    );
+    assert!(
+        !net.index.rooms["lobby"].contains(&alice),
+        "left while away"
+    );
     assert!(
         net.errors(0).iter().all(|e| !e.contains("lobby")),
         "{:?}",
@@ -102,7 +114,10 @@ fn quitting_says_bye_once_to_every_peer_and_they_drop_us_from_their_rooms() {
         !net.shown(1).any(|e| matches!(e, UiEvent::Left { .. })),
         "one line per peer, not one per room"
     );
-    assert!(net.shown(2).any(|e| matches!(e, UiEvent::PeerOffline { .. })));
+    assert!(
+        net.shown(2)
+            .any(|e| matches!(e, UiEvent::PeerOffline { .. }))
+    );
 }
 
 #[test]
@@ -303,7 +318,10 @@ fn history_pages_back_from_where_it_stopped() {
         .history_shown(lobby.clone(), Some(40), "requested");
     net.type_line(0, "/history");
     let (query, _) = net.nodes[0].reads.last().cloned().unwrap();
-    assert_eq!((query.limit, query.before), (command::HISTORY_PAGE, Some(40)));
+    assert_eq!(
+        (query.limit, query.before),
+        (command::HISTORY_PAGE, Some(40))
+    );
     // The beginning reached: said, not asked again.
     net.nodes[0].core.history_shown(lobby, None, "requested");
     let reads = net.nodes[0].reads.len();
