@@ -14,8 +14,29 @@ use tracing_subscriber::EnvFilter;
 
 // One thread: the driver owns all the work, and a worker thread would only add a wake-up
 // (epoll on one thread, futex to the other) to every datagram (docs/benchmarks.md).
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("peer-daemon: starting the runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(daemon()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        // One plain paragraph saying what to do (the chain of causes, no backtrace): these are
+        // the user's to fix, not bugs.
+        Err(error) => {
+            eprintln!("peer-daemon: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn daemon() -> anyhow::Result<()> {
     let config = Config::parse();
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
     let socket = tokio::net::UdpSocket::bind(config.listen)

@@ -353,3 +353,42 @@ async fn history_survives_a_restart() {
         "{message} vs {restored_last}"
     );
 }
+
+#[tokio::test]
+async fn nick_is_registered_first_and_peers_learn_it() {
+    let index = Index::start().await;
+    let mut alice = Daemon::spawn(&index.url(), "alice").await;
+    let mut bob = Daemon::spawn(&index.url(), "bob").await;
+    bob.msg(alice.uuid, "hi, it's bob").await;
+    alice
+        .expect("message", |v| v["name"] == "bob", EVENT_TIMEOUT)
+        .await;
+    // A taken name is refused by the index, in one sentence, and bob stays bob.
+    bob.send_line("/nick alice").await;
+    let refused = bob.expect("error", |_| true, EVENT_TIMEOUT).await;
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("taken") && message.contains("you stay bob"),
+        "{refused}"
+    );
+    // A free one is registered, and alice hears of it (her index vouches for it).
+    bob.send_line("/nick robert").await;
+    let renamed = bob
+        .expect("renamed", |v| v["peer"].is_null(), EVENT_TIMEOUT)
+        .await;
+    assert_eq!(
+        (renamed["old"].as_str(), renamed["name"].as_str()),
+        (Some("bob"), Some("robert"))
+    );
+    let bob_id = bob.uuid.to_string();
+    let seen = alice
+        .expect("renamed", |v| v["peer"] == bob_id.as_str(), EVENT_TIMEOUT)
+        .await;
+    assert_eq!(seen["name"], "robert", "{seen}");
+    let (_, record) = index.get_peer(&bob_id).await;
+    assert_eq!(record["name"], "robert", "{record}");
+    bob.send_line("/whoami").await;
+    let whoami = bob.expect("whoami", |_| true, EVENT_TIMEOUT).await;
+    assert_eq!(whoami["name"], "robert", "{whoami}");
+    assert_eq!(whoami["index_status"], "online", "{whoami}");
+}

@@ -353,6 +353,9 @@ impl ChatCore {
         for peer in due {
             self.release(peer);
         }
+        for peer in self.roster.due_checks(now) {
+            self.ask(IndexRequest::Verify(peer));
+        }
     }
 
     /// A command from a front-end (the terminal, stdin, the control API).
@@ -414,10 +417,10 @@ impl ChatCore {
     /// When [`ChatCore::handle_timeout`] is next due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let held = self.held.values().map(|held| held.until).min();
-        match (self.endpoint.poll_timeout(), held) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.endpoint.poll_timeout(), held, self.roster.next_check()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn publish_sessions(&mut self) {

@@ -39,6 +39,8 @@ pub struct NameBook {
     claims: HashMap<Uuid, String>,
     /// When each peer's claim was last checked, and what it claimed then.
     checked: HashMap<Uuid, (Instant, String)>,
+    /// Changed claims that came too soon after the last check: checked when due.
+    deferred: HashMap<Uuid, Instant>,
 }
 
 fn same_name(a: &str, b: &str) -> bool {
@@ -90,15 +92,46 @@ impl NameBook {
         let Some(claim) = self.claims.get(&peer).cloned() else {
             return false;
         };
-        let recent = self.checked.get(&peer).is_some_and(|(at, before)| {
+        let last = self.checked.get(&peer).cloned();
+        let recent = last.as_ref().is_some_and(|(at, before)| {
             let since = now.saturating_duration_since(*at);
             since < RECHECK_CHANGED || (since < RECHECK && same_name(before, &claim))
         });
         if !vouched && !recent {
             self.checked.insert(peer, (now, claim));
+            self.deferred.remove(&peer);
             return true;
         }
+        // A new claim (a peer that renamed itself) too soon after the last check: checked
+        // once the pause is over, not forgotten.
+        if let Some((at, before)) = last
+            && !vouched
+            && !same_name(&before, &claim)
+        {
+            self.deferred.insert(peer, at + RECHECK_CHANGED);
+        }
         false
+    }
+
+    /// Peers whose deferred check is due at `now` (each taken once), marked checked.
+    pub fn due_checks(&mut self, now: Instant) -> Vec<Uuid> {
+        let due: Vec<Uuid> = self
+            .deferred
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in &due {
+            self.deferred.remove(peer);
+            let claim = self.claims.get(peer).cloned().unwrap_or_default();
+            self.checked.insert(*peer, (now, claim));
+        }
+        due
+    }
+
+    /// When the next deferred check is due.
+    pub fn next_check(&self) -> Option<Instant> {
+        self.deferred.values().min().copied()
     }
 
     /// The name the index vouched for, when it did (the last one, even if no longer fresh:
@@ -175,5 +208,23 @@ mod tests {
         let long = "x".repeat(1000);
         book.claim(impostor, Some(&long), later);
         assert_eq!(book.claimed(&impostor).unwrap().len(), MAX_CLAIM_CHARS);
+    }
+
+    #[test]
+    fn a_changed_claim_too_soon_is_checked_later_not_forgotten() {
+        let peer = Uuid::from_u128(7);
+        let now = Instant::now();
+        let mut book = NameBook::default();
+        assert!(book.claim(peer, Some("bob"), now), "first claim: checked");
+        book.vouch(peer, Some("bob"), now, FRESH);
+        // Renamed at once: too soon to ask again, but due later.
+        assert!(!book.claim(peer, Some("robert"), now + Duration::from_millis(100)));
+        assert_eq!(book.next_check(), Some(now + RECHECK_CHANGED));
+        assert!(book.due_checks(now + Duration::from_millis(500)).is_empty());
+        assert_eq!(book.due_checks(now + RECHECK_CHANGED), vec![peer]);
+        assert_eq!(book.next_check(), None, "taken once");
+        // The same claim again does not schedule anything.
+        assert!(!book.claim(peer, Some("bob"), now + RECHECK_CHANGED));
+        assert_eq!(book.next_check(), None);
     }
 }

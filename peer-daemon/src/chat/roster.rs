@@ -80,6 +80,16 @@ impl Roster {
         peer != self.me && self.names.claim(peer, name, now)
     }
 
+    /// Peers whose changed claim is due to be checked with the index now.
+    pub fn due_checks(&mut self, now: Instant) -> Vec<Uuid> {
+        self.names.due_checks(now)
+    }
+
+    /// When the next changed claim is due to be checked.
+    pub fn next_check(&self) -> Option<Instant> {
+        self.names.next_check()
+    }
+
     /// A peer's name as the index vouched for it, when known.
     pub fn name(&self, peer: &Uuid) -> Option<String> {
         self.names.name(peer)

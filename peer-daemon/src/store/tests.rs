@@ -342,11 +342,22 @@ async fn a_thousand_messages_reopen_fast() {
     let tail = store.history(query(Some(active), None, 20)).await.unwrap();
     let elapsed = started.elapsed();
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    // The baseline, in the same run: the same steps on a store that holds nothing.
+    let empty = tempfile::tempdir().unwrap();
+    drop(Store::open(empty.path()).await.unwrap());
+    let base_start = Instant::now();
+    let bare = Store::open(empty.path()).await.unwrap();
+    let _ = bare.load().await.unwrap();
+    let _ = bare.history(query(Some(&lobby()), None, 20)).await.unwrap();
+    let baseline = base_start.elapsed();
     eprintln!(
-        "store: reopen + tail of 1000-line history in {:.2} ms (open {:.2} ms, load + tail {:.2} ms)",
+        "store: reopen + tail of 1000-line history in {:.2} ms (open {:.2} ms, load + tail {:.2} ms); \
+         an empty store: {:.2} ms; ratio {:.2}",
         ms(elapsed),
         ms(opened),
-        ms(elapsed - opened)
+        ms(elapsed - opened),
+        ms(baseline),
+        elapsed.as_secs_f64() / baseline.as_secs_f64()
     );
     assert_eq!(saved.next_id, 1100);
     // The last 20 lobby lines: ids 1078..=1098 but the private 1088.

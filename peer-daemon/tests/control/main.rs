@@ -186,6 +186,49 @@ async fn control_api_sends_lists_sessions_and_streams_events() {
         "{sessions}"
     );
 
+    // The history: what was said in the private session with bob, both ways, oldest first,
+    // with the delivery state; paging back with `before`.
+    let history = |query: String| {
+        let (client, base, token) = (client.clone(), base.clone(), token.clone());
+        async move {
+            let response = client
+                .get(format!("{base}/history?{query}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("GET /history");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.expect("JSON"))
+        }
+    };
+    let (status, private) = history(format!("peer={}", bob.uuid)).await;
+    assert_eq!(status, 200, "{private}");
+    let lines = private["lines"].as_array().expect("lines");
+    assert_eq!(lines.len(), 2, "{private}");
+    assert_eq!(lines[0]["text"], "hello from a script");
+    assert_eq!(lines[0]["state"], "delivered", "{private}");
+    assert!(lines[0].get("from").is_none(), "ours: {private}");
+    assert_eq!(lines[1]["text"], "hello alice");
+    assert_eq!(lines[1]["from"], bob.uuid.to_string(), "{private}");
+    assert_eq!(lines[1]["state"], "received");
+    let (_, older) = history(format!("peer={}&before={}", bob.uuid, lines[1]["id"])).await;
+    assert_eq!(older["lines"].as_array().map(Vec::len), Some(1), "{older}");
+    let (_, room) = history("room=%23lobby&limit=5".into()).await;
+    assert_eq!(room["lines"][0]["text"], "hello, room", "{room}");
+    assert_eq!(room["lines"][0]["delivered"], 1, "{room}");
+    for bad in [
+        "room=a&peer=b",
+        "limit=0",
+        "limit=x",
+        "peer=bob",
+        "before=-1",
+        "what=1",
+    ] {
+        let (status, answer) = history(bad.into()).await;
+        assert_eq!(status, 400, "{bad}: {answer}");
+        assert!(answer["error"].is_string(), "{bad}: {answer}");
+    }
+
     // Requests that cannot be carried out say why, as JSON 4xx, and queue nothing.
     let sent_before = alice.seen_count("sent");
     for (body, status) in [
