@@ -327,10 +327,23 @@ async fn terminal_client_basics_status_and_history() {
     let url = index.url();
     let state = tempfile::tempdir().expect("state directory");
     let path = state.path().to_owned();
+    // A history file as older versions wrote it: everything typed, private text included.
+    std::fs::write(
+        state.path().join("history.txt"),
+        "#V2\n/join rust\nmy secret plan\n/msg bob the password is hunter2\n",
+    )
+    .unwrap();
     let mut alice = Daemon::spawn(&index.url(), "alice").await;
     let (mut screen, carol) = blocking(move || {
         let mut screen = start_on_pty(&url, "carol", &path, true);
         screen.wait_for("#lobby> ", EVENT_TIMEOUT);
+        // What was said is gone from the history file; the commands stay.
+        let history = std::fs::read_to_string(path.join("history.txt")).unwrap();
+        assert!(
+            !history.contains("secret plan") && !history.contains("hunter2"),
+            "{history}"
+        );
+        assert!(history.contains("/join rust") && history.contains("/msg bob "), "{history}");
         screen.type_keys("/whoami\r");
         let whoami = screen.wait_for("you are carol (", EVENT_TIMEOUT);
         let uuid = whoami["you are carol (".len()..][..36].to_owned();
