@@ -343,7 +343,10 @@ async fn terminal_client_basics_status_and_history() {
             !history.contains("secret plan") && !history.contains("hunter2"),
             "{history}"
         );
-        assert!(history.contains("/join rust") && history.contains("/msg bob "), "{history}");
+        assert!(
+            history.contains("/join rust") && history.contains("/msg bob "),
+            "{history}"
+        );
         screen.type_keys("/whoami\r");
         let whoami = screen.wait_for("you are carol (", EVENT_TIMEOUT);
         let uuid = whoami["you are carol (".len()..][..36].to_owned();

@@ -20,6 +20,10 @@ use tokio::sync::mpsc;
 use super::{Request, Retention, read};
 use crate::history::{Change, Delivery, Line, SavedSessions, SessionKind};
 
+/// Longest time a change waits for others to share its commit (what a crash of the daemon
+/// may lose of its history; a quit flushes).
+pub(super) const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The most changes applied in one transaction: a bound on how long one commit holds the
 /// queue up, not a limit on what is written.
 const MAX_GROUP: usize = 10_000;
@@ -88,20 +92,34 @@ impl Writer {
     }
 
     /// Serves `requests` until every [`super::Store`] is dropped, then commits what is left.
+    /// Changes wait up to [`LINGER`] for others to share their commit: a chat sends or receives
+    /// messages in bursts, and one commit per message would cost the chat's thread more than
+    /// the message itself (docs/benchmarks.md). A read or a flush commits at once what waits.
     pub(super) async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Request>) {
         let mut changes = Vec::new();
         while let Some(first) = requests.recv().await {
+            let deadline = tokio::time::Instant::now() + LINGER;
             let mut next = Some(first);
-            while let Some(request) = next.take() {
-                match request {
-                    Request::Change(change) => changes.push(change),
-                    other => {
-                        self.write(&mut changes).await;
-                        self.serve(other).await;
+            loop {
+                while let Some(request) = next.take() {
+                    match request {
+                        Request::Change(change) => changes.push(change),
+                        other => {
+                            self.write(&mut changes).await;
+                            self.serve(other).await;
+                        }
+                    }
+                    if changes.len() < MAX_GROUP {
+                        next = requests.try_recv().ok();
                     }
                 }
-                if changes.len() < MAX_GROUP {
-                    next = requests.try_recv().ok();
+                if changes.is_empty() || changes.len() >= MAX_GROUP {
+                    break;
+                }
+                match tokio::time::timeout_at(deadline, requests.recv()).await {
+                    Ok(Some(request)) => next = Some(request),
+                    // The time is up, or every `Store` is gone: commit.
+                    Ok(None) | Err(_) => break,
                 }
             }
             self.write(&mut changes).await;
@@ -227,11 +245,84 @@ async fn apply_all(
         .execute(&mut *connection)
         .await?;
     let mut inserted = 0;
-    for change in changes {
-        inserted += apply(connection, change).await?;
+    if changes.len() == 1 {
+        inserted += apply(connection, &changes[0]).await?;
+    } else {
+        let (lines, rest) = coalesce(changes);
+        for chunk in lines.chunks(LINES_PER_INSERT) {
+            inserted += insert_lines(connection, chunk).await?;
+        }
+        for change in &rest {
+            inserted += apply(connection, change).await?;
+        }
     }
     sqlx::query("COMMIT").execute(&mut *connection).await?;
     Ok(inserted)
+}
+
+/// Rows per multi-row `INSERT` (13 parameters each, well under SQLite's limit of 32 766).
+const LINES_PER_INSERT: usize = 500;
+
+/// One group's changes as few statements as give the same result: the lines (with the outcome
+/// of any of them decided within the group folded in), then the outcomes of earlier lines in
+/// order, then the last session list only (each replaces the one before it whole).
+fn coalesce(changes: &[Change]) -> (Vec<Line>, Vec<Change>) {
+    let mut lines: Vec<Line> = Vec::new();
+    let mut index: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+    let mut rest = Vec::new();
+    let mut sessions = None;
+    for change in changes {
+        match change {
+            Change::Line(line) => {
+                index.insert(line.id, lines.len());
+                lines.push(line.clone());
+            }
+            Change::Outcome { id, delivery } => match index.get(id) {
+                Some(&at) => lines[at].delivery = delivery.clone(),
+                None => rest.push(change.clone()),
+            },
+            Change::Sessions(saved) => sessions = Some(saved),
+        }
+    }
+    rest.extend(sessions.map(|saved| Change::Sessions(saved.clone())));
+    (lines, rest)
+}
+
+/// Inserts `lines` in one statement; the number inserted (ids already stored are ignored).
+async fn insert_lines(
+    connection: &mut SqliteConnection,
+    lines: &[Line],
+) -> Result<u64, WriteError> {
+    if lines.is_empty() {
+        return Ok(0);
+    }
+    let mut rows = Vec::with_capacity(lines.len());
+    for line in lines {
+        let id = i64::try_from(line.id).map_err(|_| WriteError::OutOfRange("line id"))?;
+        let (kind, session) = session_columns(&line.session);
+        rows.push((id, kind, session, State::of(&line.delivery)?, line));
+    }
+    let mut builder: sqlx::QueryBuilder<sqlx::Sqlite> = sqlx::QueryBuilder::new(
+        "INSERT OR IGNORE INTO lines (id, at_ms, session_kind, session, sender, name, text, \
+         action, state, rtt_ms, delivered, total, reason) ",
+    );
+    builder.push_values(rows, |mut row, (id, kind, session, state, line)| {
+        row.push_bind(id)
+            .push_bind(line.at_ms)
+            .push_bind(kind)
+            .push_bind(session)
+            .push_bind(line.from.map(|uuid| uuid.to_string()))
+            .push_bind(line.name.clone())
+            .push_bind(line.text.clone())
+            .push_bind(i64::from(line.action))
+            .push_bind(state.state)
+            .push_bind(state.rtt_ms)
+            .push_bind(state.delivered)
+            .push_bind(state.total)
+            .push_bind(state.reason);
+    });
+    let done = builder.build().execute(&mut *connection).await?;
+    Ok(done.rows_affected())
 }
 
 /// Applies one change; the number of lines it inserted.
@@ -399,4 +490,73 @@ pub(super) async fn trim(
     .execute(&mut *connection)
     .await?;
     Ok(done.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::SavedSession;
+
+    fn line(id: u64) -> Line {
+        Line {
+            id,
+            at_ms: 1,
+            session: SessionKind::Room("lobby".into()),
+            from: None,
+            name: None,
+            text: format!("line {id}"),
+            action: false,
+            delivery: Delivery::Queued,
+        }
+    }
+
+    fn sessions(unread: usize) -> Change {
+        Change::Sessions(SavedSessions {
+            sessions: vec![SavedSession {
+                n: 0,
+                kind: SessionKind::Room("lobby".into()),
+                unread,
+            }],
+            active: 0,
+            next_n: 1,
+        })
+    }
+
+    #[test]
+    fn a_group_folds_outcomes_into_its_lines_and_keeps_the_last_session_list() {
+        let delivered = Delivery::Delivered {
+            rtt_ms: 0.5,
+            delivered: None,
+            total: None,
+        };
+        let changes = vec![
+            Change::Outcome {
+                id: 1,
+                delivery: delivered.clone(),
+            },
+            Change::Line(line(2)),
+            sessions(1),
+            Change::Line(line(3)),
+            Change::Outcome {
+                id: 2,
+                delivery: delivered.clone(),
+            },
+            sessions(2),
+        ];
+        let (lines, rest) = coalesce(&changes);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].delivery, delivered, "folded into its line");
+        assert_eq!(lines[1].delivery, Delivery::Queued);
+        assert_eq!(
+            rest,
+            vec![
+                Change::Outcome {
+                    id: 1,
+                    delivery: delivered
+                },
+                sessions(2)
+            ],
+            "an earlier line's outcome stays; only the last session list"
+        );
+    }
 }
