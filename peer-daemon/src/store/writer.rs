@@ -249,8 +249,10 @@ async fn apply_all(
         inserted += apply(connection, &changes[0]).await?;
     } else {
         let (lines, rest) = coalesce(changes);
-        for chunk in lines.chunks(LINES_PER_INSERT) {
-            inserted += insert_lines(connection, chunk).await?;
+        // One cached statement per line: a multi-row INSERT is a new statement for every
+        // group size, prepared afresh each time, and measured slower (docs/benchmarks.md).
+        for line in &lines {
+            inserted += insert_line(connection, line).await?;
         }
         for change in &rest {
             inserted += apply(connection, change).await?;
@@ -259,9 +261,6 @@ async fn apply_all(
     sqlx::query("COMMIT").execute(&mut *connection).await?;
     Ok(inserted)
 }
-
-/// Rows per multi-row `INSERT` (13 parameters each, well under SQLite's limit of 32 766).
-const LINES_PER_INSERT: usize = 500;
 
 /// One group's changes as few statements as give the same result: the lines (with the outcome
 /// of any of them decided within the group folded in), then the outcomes of earlier lines in
@@ -286,43 +285,6 @@ fn coalesce(changes: &[Change]) -> (Vec<Line>, Vec<Change>) {
     }
     rest.extend(sessions.map(|saved| Change::Sessions(saved.clone())));
     (lines, rest)
-}
-
-/// Inserts `lines` in one statement; the number inserted (ids already stored are ignored).
-async fn insert_lines(
-    connection: &mut SqliteConnection,
-    lines: &[Line],
-) -> Result<u64, WriteError> {
-    if lines.is_empty() {
-        return Ok(0);
-    }
-    let mut rows = Vec::with_capacity(lines.len());
-    for line in lines {
-        let id = i64::try_from(line.id).map_err(|_| WriteError::OutOfRange("line id"))?;
-        let (kind, session) = session_columns(&line.session);
-        rows.push((id, kind, session, State::of(&line.delivery)?, line));
-    }
-    let mut builder: sqlx::QueryBuilder<sqlx::Sqlite> = sqlx::QueryBuilder::new(
-        "INSERT OR IGNORE INTO lines (id, at_ms, session_kind, session, sender, name, text, \
-         action, state, rtt_ms, delivered, total, reason) ",
-    );
-    builder.push_values(rows, |mut row, (id, kind, session, state, line)| {
-        row.push_bind(id)
-            .push_bind(line.at_ms)
-            .push_bind(kind)
-            .push_bind(session)
-            .push_bind(line.from.map(|uuid| uuid.to_string()))
-            .push_bind(line.name.clone())
-            .push_bind(line.text.clone())
-            .push_bind(i64::from(line.action))
-            .push_bind(state.state)
-            .push_bind(state.rtt_ms)
-            .push_bind(state.delivered)
-            .push_bind(state.total)
-            .push_bind(state.reason);
-    });
-    let done = builder.build().execute(&mut *connection).await?;
-    Ok(done.rows_affected())
 }
 
 /// Applies one change; the number of lines it inserted.
