@@ -13,9 +13,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, EVENT_TIMEOUT, Index, daemon_command, http_client};
-use proto::api::RegisterRequest;
-use proto::identity;
+use common::{Daemon, EVENT_TIMEOUT, Index, daemon_command};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 use uuid::Uuid;
@@ -87,38 +85,6 @@ fn bob_port(shown: &str) -> u16 {
         .unwrap_or_else(|| panic!("no address in {shown:?}"))
 }
 
-/// Puts the daemon of `state` (UUID `uuid`, UDP `port`) on `index`, signed with its key, as it
-/// would itself.
-async fn list_at(index: &Index, uuid: Uuid, state: &Path, port: u16) {
-    let key = peer_daemon::state::load_or_create_identity(state).expect("bob's identity");
-    assert_eq!(key.uuid(), uuid);
-    let public_key = key.public_key();
-    let timestamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let message = identity::register_message(&public_key, port, None, &[], timestamp);
-    let request = RegisterRequest {
-        udp_port: port,
-        name: None,
-        public_key: Some(hex::encode(public_key)),
-        timestamp: Some(timestamp),
-        signature: Some(hex::encode(key.sign(&message))),
-        candidates: Vec::new(),
-    };
-    let response = http_client()
-        .post(format!("{}/register", index.url()))
-        .json(&request)
-        .send()
-        .await
-        .expect("registering at the other index");
-    assert!(
-        response.status().is_success(),
-        "{:?}",
-        response.text().await
-    );
-}
-
 #[tokio::test]
 async fn escape_sequences_from_a_peer_never_reach_plain_output() {
     let index = Index::start().await;
@@ -134,7 +100,7 @@ async fn escape_sequences_from_a_peer_never_reach_plain_output() {
 
     // Mallory registered at another index, where it found bob: its name is only a claim here.
     let other = Index::start().await;
-    list_at(&other, uuid, state.path(), bob_port(&shown)).await;
+    other.list_daemon(state.path(), bob_port(&shown)).await;
     let mut mallory = Daemon::spawn(&other.url(), "mallory").await;
     let payload = "\u{1b}]0;owned\u{7}\u{1b}[2J\u{202e}gnp.exe fake\rover\u{8}\u{8}\u{7f}\u{9b}31m\u{2066}x\u{2069}";
     mallory.msg(uuid, &format!("{payload} END-OF-ATTACK")).await;

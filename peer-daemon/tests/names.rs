@@ -5,42 +5,7 @@
 
 mod common;
 
-use common::{Daemon, EVENT_TIMEOUT, Index, http_client};
-use proto::api::RegisterRequest;
-use proto::identity;
-
-/// Puts `daemon`'s record on `index` as the daemon itself would (signed with its key from its
-/// state directory, at its UDP port): so that a peer of that other index can find it.
-async fn list_at(index: &Index, daemon: &Daemon) {
-    let key = peer_daemon::state::load_or_create_identity(daemon.state().path())
-        .expect("the daemon's identity");
-    let public_key = key.public_key();
-    let timestamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let port = daemon.addr.port();
-    let message = identity::register_message(&public_key, port, None, &[], timestamp);
-    let request = RegisterRequest {
-        udp_port: port,
-        name: None,
-        public_key: Some(hex::encode(public_key)),
-        timestamp: Some(timestamp),
-        signature: Some(hex::encode(key.sign(&message))),
-        candidates: Vec::new(),
-    };
-    let response = http_client()
-        .post(format!("{}/register", index.url()))
-        .json(&request)
-        .send()
-        .await
-        .expect("registering at the other index");
-    assert!(
-        response.status().is_success(),
-        "{:?}",
-        response.text().await
-    );
-}
+use common::{Daemon, EVENT_TIMEOUT, Index};
 
 #[tokio::test]
 async fn an_impostor_claiming_a_name_cannot_receive_messages_for_it() {
@@ -52,7 +17,7 @@ async fn an_impostor_claiming_a_name_cannot_receive_messages_for_it() {
     // The impostor cannot have alice's name on bob's index (a taken name stops a daemon at
     // start-up), so it takes it on another one, where bob can be found too.
     let other = Index::start().await;
-    list_at(&other, &bob).await;
+    other.list_daemon(bob.state().path(), bob.addr.port()).await;
     let mut impostor = Daemon::spawn(&other.url(), "alice").await;
     impostor.msg(&bob_id, "hi bob, it's alice, write me").await;
     let from_impostor = bob

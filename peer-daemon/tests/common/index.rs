@@ -112,6 +112,39 @@ impl Index {
             .unwrap_or_else(|e| panic!("GET {url} answered {status} with non-JSON {text:?}: {e}"));
         (status, body)
     }
+
+    /// Registers the daemon whose state directory is `state` (UDP port `port`, no name) here,
+    /// signed with its key as it would do itself: a peer of this index can then find a daemon
+    /// that registered elsewhere.
+    pub async fn list_daemon(&self, state: &std::path::Path, port: u16) {
+        let key =
+            peer_daemon::state::load_or_create_identity(state).expect("the daemon's identity");
+        let public_key = key.public_key();
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("the clock is after 1970")
+            .as_secs();
+        let message = proto::identity::register_message(&public_key, port, None, &[], timestamp);
+        let request = proto::api::RegisterRequest {
+            udp_port: port,
+            name: None,
+            public_key: Some(hex::encode(public_key)),
+            timestamp: Some(timestamp),
+            signature: Some(hex::encode(key.sign(&message))),
+            candidates: Vec::new(),
+        };
+        let response = http_client()
+            .post(format!("{}/register", self.url()))
+            .json(&request)
+            .send()
+            .await
+            .expect("registering at the index");
+        assert!(
+            response.status().is_success(),
+            "{:?}",
+            response.text().await
+        );
+    }
 }
 
 /// A client that does not keep connections alive, so stopping the index never waits on it.
