@@ -76,6 +76,9 @@ struct Options {
     /// report them per message.
     #[arg(long)]
     syscalls: bool,
+    /// Start the daemons with `--no-history` (no message store), to see what the store costs.
+    #[arg(long)]
+    no_history: bool,
     /// Directory holding the release `peer-daemon` and `index-service` [default: the
     /// directory above this example's, i.e. target/release].
     #[arg(long)]
@@ -186,14 +189,20 @@ fn main() -> anyhow::Result<()> {
     // Carol first: the others then make the first contact with her (their lobby greetings)
     // through her relay; her own greetings would go straight to them and teach them her real
     // address.
+    let history: Vec<String> = if options.no_history {
+        vec!["--no-history".to_owned()]
+    } else {
+        Vec::new()
+    };
     let (mut carol, carol_relay) = relay_in_front(&rt, lossy, |port| {
-        let extra = ["--public-port".to_owned(), port.to_string()];
+        let mut extra = vec!["--public-port".to_owned(), port.to_string()];
+        extra.extend(history.iter().cloned());
         let carol = Daemon::spawn(&daemon_bin, &index.url, "carol", &extra)?;
         let addr = process::bound_udp_addr(carol.pid)?;
         Ok((carol, addr))
     })?;
-    let mut alice = Daemon::spawn(&daemon_bin, &index.url, "alice", &[])?;
-    let mut bob = Daemon::spawn(&daemon_bin, &index.url, "bob", &[])?;
+    let mut alice = Daemon::spawn(&daemon_bin, &index.url, "alice", &history)?;
+    let mut bob = Daemon::spawn(&daemon_bin, &index.url, "bob", &history)?;
     bob.drain();
     carol.drain();
 

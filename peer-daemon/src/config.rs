@@ -60,6 +60,11 @@ pub struct Config {
     #[arg(long, env = "PEER_CONTROL", value_parser = loopback_addr)]
     pub control: Option<SocketAddr>,
 
+    /// Keep no message history: nothing is written to <state-dir>/messages.db (which is not
+    /// even created), nothing is restored at the next start, and /history has nothing to show.
+    #[arg(long, env = "PEER_NO_HISTORY")]
+    pub no_history: bool,
+
     /// STUN/TURN servers to gather candidates from instead of the ones the index hands out:
     /// `stun:HOST[:PORT]` or `turn:USER:PASSWORD@HOST[:PORT]` (USER may contain colons, as TURN
     /// REST usernames do; PASSWORD may not) (repeatable; the environment

@@ -98,6 +98,9 @@ pub enum ControlError {
     /// The daemon is shutting down.
     #[error("the daemon is stopping")]
     Unavailable,
+    /// The daemon keeps no history (`--no-history`).
+    #[error("{}", crate::store::OFF)]
+    NoHistory,
 }
 
 impl ControlError {
@@ -110,6 +113,7 @@ impl ControlError {
             ControlError::NotFound => StatusCode::NOT_FOUND,
             ControlError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ControlError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ControlError::NoHistory => StatusCode::NOT_FOUND,
         }
     }
 }
@@ -296,7 +300,11 @@ async fn history(
         ))
     })?;
     let query = params.query()?;
-    let store = state.store.as_ref().ok_or(ControlError::Unavailable)?;
+    let store = state
+        .store
+        .as_ref()
+        .filter(|store| store.is_on())
+        .ok_or(ControlError::NoHistory)?;
     let lines = store.history(query).await.map_err(|error| {
         tracing::warn!(error = %format!("{error:#}"), "reading the history for the control API");
         ControlError::Unavailable

@@ -362,11 +362,13 @@ impl Driver {
                 self.core.history_shown(session, oldest, reason);
             }
             Err(error) => {
-                tracing::warn!(error = %format!("{error:#}"), "reading the history");
-                self.out.emit(UiEvent::Error {
-                    message: "could not read the message history (details at RUST_LOG=debug)"
-                        .into(),
-                });
+                tracing::debug!(error = %format!("{error:#}"), "reading the history");
+                let message = if self.store.is_on() {
+                    format!("could not read the message history: {error}")
+                } else {
+                    crate::store::OFF.to_owned()
+                };
+                self.out.emit(UiEvent::Error { message });
             }
         }
     }

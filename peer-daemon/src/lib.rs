@@ -46,9 +46,13 @@ pub async fn run(
             state_dir.display()
         )
     })?;
-    let store = store::Store::open(&state_dir)
-        .await
-        .with_context(|| format!("opening the message history in {}", state_dir.display()))?;
+    let store = if config.no_history {
+        store::Store::off()
+    } else {
+        store::Store::open(&state_dir)
+            .await
+            .with_context(|| format!("opening the message history in {}", state_dir.display()))?
+    };
     let saved = store.load().await.context("reading the message history")?;
     tracing::info!(uuid = %identity.uuid(), state_dir = %state_dir.display(), "identity loaded");
     // The control API queues commands beside the user's input; the server stops with `run`.

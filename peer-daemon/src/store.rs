@@ -101,9 +101,13 @@ enum Request {
 /// everything queued) when the last handle is dropped.
 #[derive(Clone)]
 pub struct Store {
-    queue: mpsc::UnboundedSender<Request>,
+    /// `None` for a daemon that keeps no history ([`Store::off`]).
+    queue: Option<mpsc::UnboundedSender<Request>>,
     write_errors: Arc<AtomicU64>,
 }
+
+/// What reading the history answers when the daemon keeps none.
+pub const OFF: &str = "this daemon keeps no message history (it runs with --no-history)";
 
 impl Store {
     /// Opens `<state_dir>/messages.db` (created with mode 0600 before SQLite sees it, so the
@@ -172,20 +176,43 @@ impl Store {
         let writer = writer::Writer::new(connection, options, retention, write_errors.clone());
         tokio::spawn(writer.run(requests));
         Ok(Store {
-            queue,
+            queue: Some(queue),
             write_errors,
         })
     }
 
+    /// A store that keeps nothing (`--no-history`): no file, changes dropped, nothing saved
+    /// across restarts, and reads answer [`OFF`].
+    pub fn off() -> Store {
+        Store {
+            queue: None,
+            write_errors: Arc::default(),
+        }
+    }
+
+    /// Whether this store keeps anything.
+    pub fn is_on(&self) -> bool {
+        self.queue.is_some()
+    }
+
     /// The sessions as last saved and where line ids go on.
     pub async fn load(&self) -> anyhow::Result<Saved> {
+        if !self.is_on() {
+            return Ok(Saved {
+                sessions: None,
+                next_id: 0,
+            });
+        }
         self.ask(Request::Load).await?
     }
 
     /// Queues `change` for the writer task. Never blocks and never fails: a write that fails
     /// later is logged (once per kind of error) and counted in [`Store::write_errors`].
     pub fn record(&self, change: Change) {
-        if self.queue.send(Request::Change(change)).is_err() {
+        let Some(queue) = &self.queue else {
+            return;
+        };
+        if queue.send(Request::Change(change)).is_err() {
             // The writer task is gone (only if it panicked): nothing will be written.
             self.write_errors.fetch_add(1, Ordering::Relaxed);
         }
@@ -219,6 +246,9 @@ impl Store {
     /// Waits until every change recorded so far is committed (or has failed), so quitting
     /// loses nothing.
     pub async fn flush(&self) {
+        if !self.is_on() {
+            return;
+        }
         // An error means the writer task is gone: there is nothing left to wait for.
         let _ = self.ask(Request::Flush).await;
     }
@@ -233,7 +263,8 @@ impl Store {
         request: impl FnOnce(oneshot::Sender<T>) -> Request,
     ) -> anyhow::Result<T> {
         let (reply, answer) = oneshot::channel();
-        self.queue
+        let queue = self.queue.as_ref().ok_or_else(|| anyhow::anyhow!(OFF))?;
+        queue
             .send(request(reply))
             .map_err(|_| anyhow::anyhow!("the message store's writer stopped"))?;
         answer

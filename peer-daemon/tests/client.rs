@@ -392,3 +392,51 @@ async fn nick_is_registered_first_and_peers_learn_it() {
     assert_eq!(whoami["name"], "robert", "{whoami}");
     assert_eq!(whoami["index_status"], "online", "{whoami}");
 }
+
+#[tokio::test]
+async fn no_history_keeps_nothing_on_disk() {
+    let index = Index::start().await;
+    let mut alice = Daemon::spawn(&index.url(), "alice").await;
+    let mut bob = Daemon::spawn_with_args(&index.url(), "bob", &["--no-history"]).await;
+    alice.msg(bob.uuid, "not for the record").await;
+    bob.expect(
+        "message",
+        |v| v["text"] == "not for the record",
+        EVENT_TIMEOUT,
+    )
+    .await;
+    bob.msg(alice.uuid, "nor this").await;
+    bob.expect("delivered", |_| true, EVENT_TIMEOUT).await;
+    bob.send_line("/history").await;
+    let refused = bob.expect("error", |_| true, EVENT_TIMEOUT).await;
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("--no-history")),
+        "{refused}"
+    );
+    bob.send_line("/quit").await;
+    bob.wait_exit(EVENT_TIMEOUT).await;
+    let state = bob.state();
+    assert!(
+        !state.path().join("messages.db").exists(),
+        "no store file with --no-history"
+    );
+    // Alice, with the default, kept both lines.
+    assert!(alice.state().path().join("messages.db").exists());
+    // A restart with history on finds nothing from the run without.
+    drop(bob);
+    let mut bob = Daemon::spawn_with_state(&index.url(), "bob", state).await;
+    bob.send_line("/history").await;
+    bob.expect(
+        "info",
+        |v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("no earlier messages"))
+        },
+        EVENT_TIMEOUT,
+    )
+    .await;
+    assert_eq!(bob.seen_count("history"), 0);
+}
