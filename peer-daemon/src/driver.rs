@@ -23,6 +23,8 @@ use crate::output::{Output, UiEvent};
 use crate::store::Store;
 use crate::udp::Udp;
 
+mod report;
+
 /// Datagrams read in one go before acknowledging them together.
 const RECV_BATCH: usize = 64;
 /// Commands taken in one go before sending what they asked for.
@@ -41,15 +43,12 @@ pub struct Facts {
     pub state_dir: std::path::PathBuf,
 }
 
-/// How the driver stopped.
+/// How the driver stopped when the user quit (or a signal came).
 #[derive(Debug, PartialEq, Eq)]
-pub enum Stopped {
-    /// The user quit (or a signal came): `index_online` says whether the index answered
-    /// lately, so that taking our record offline there is worth a (bounded) try.
-    Quit {
-        /// Whether the index answered lately.
-        index_online: bool,
-    },
+pub struct Stopped {
+    /// Whether the index answered lately, so that taking our record offline there is worth a
+    /// (bounded) try.
+    pub index_online: bool,
 }
 
 /// Longest wait for the message store to write what is left when the daemon stops.
@@ -163,77 +162,8 @@ impl Driver {
         ChatCore::new(endpoint, name, Instant::now())
     }
 
-    /// `/whoami`.
-    fn whoami(&self) -> UiEvent {
-        let status = self.core.index_status();
-        UiEvent::Whoami {
-            uuid: self.core.id(),
-            name: self.core.own_name(),
-            addr: self.core.registered_addr().map(str::to_owned),
-            listen: self.facts.listen,
-            candidates: self.core.candidates().to_vec(),
-            index: self.facts.index_url.clone(),
-            index_status: status.word(),
-            index_error: match status {
-                IndexStatus::Offline(reason) => Some(reason.clone()),
-                _ => None,
-            },
-            state_dir: self.facts.state_dir.clone(),
-        }
-    }
-
     fn resolve(&mut self, urls: Vec<IceUrl>) {
         self.resolving.spawn(servers::resolve(urls));
-    }
-
-    /// Every counter, for `/stats`.
-    fn stats(&self) -> UiEvent {
-        let endpoint = self.core.endpoint();
-        let (r, s, n) = (endpoint.stats(), endpoint.secure_stats(), self.nat.stats());
-        let g = n.gatherer;
-        let counters = [
-            ("reliable.datagrams", r.datagrams),
-            ("reliable.misaddressed", r.misaddressed),
-            ("reliable.stale", r.stale),
-            ("reliable.duplicates", r.duplicates),
-            ("reliable.out_of_window", r.out_of_window),
-            ("reliable.peer_limit", r.peer_limit),
-            ("reliable.oversized", r.oversized),
-            ("reliable.retransmits", r.retransmits),
-            ("path.probes_in", r.probes_in),
-            ("path.probes_out", r.probes_out),
-            ("path.probe_replies_in", r.probe_replies_in),
-            ("path.changes", r.path_changes),
-            ("path.probes_without_session", s.probes_without_session),
-            ("secure.malformed", s.malformed),
-            ("secure.handshakes", s.handshakes),
-            ("secure.handshake_failures", s.handshake_failures),
-            ("secure.unknown_session", s.unknown_session),
-            ("secure.decrypt_failures", s.decrypt_failures),
-            ("secure.replays", s.replays),
-            ("secure.spoofed", s.spoofed),
-            ("secure.cookie_replies", s.cookie_replies),
-            ("secure.bad_cookies", s.bad_cookies),
-            ("secure.rate_limited", s.rate_limited),
-            ("secure.half_open_evicted", s.half_open_evicted),
-            ("nat.malformed", g.malformed),
-            ("nat.unexpected", g.unexpected),
-            ("nat.requests", g.requests),
-            ("nat.timeouts", g.timeouts),
-            ("nat.errors", g.errors),
-            ("nat.allocations", g.allocations),
-            ("nat.relayed_in", g.relayed_in),
-            ("nat.relayed_out", g.relayed_out),
-            ("nat.relay_unavailable", n.relay_unavailable),
-            ("nat.refused_servers", n.refused_servers),
-            ("store.write_errors", self.store.write_errors()),
-        ];
-        UiEvent::Stats {
-            counters: counters
-                .into_iter()
-                .map(|(name, value)| (name.to_owned(), value))
-                .collect(),
-        }
     }
 
     /// Hands what NAT traversal learned to the core and the user.
@@ -339,7 +269,7 @@ impl Driver {
         tracing::info!(?stats, ?secure, ?nat, "daemon stopped");
         match turn {
             Turn::Exit(message) => Err(anyhow::anyhow!(message)),
-            _ => Ok(Stopped::Quit {
+            _ => Ok(Stopped {
                 index_online: *self.core.index_status() == IndexStatus::Online,
             }),
         }
@@ -361,14 +291,12 @@ impl Driver {
                 }
                 self.core.history_shown(session, oldest, reason);
             }
+            // (A daemon without a store says so: the error is `store::OFF`.)
             Err(error) => {
                 tracing::debug!(error = %format!("{error:#}"), "reading the history");
-                let message = if self.store.is_on() {
-                    format!("could not read the message history: {error}")
-                } else {
-                    crate::store::OFF.to_owned()
-                };
-                self.out.emit(UiEvent::Error { message });
+                self.out.emit(UiEvent::Error {
+                    message: format!("could not read the message history: {error}"),
+                });
             }
         }
     }

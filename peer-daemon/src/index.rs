@@ -13,19 +13,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use proto::api::{
-    Candidate, IceServer, PeerRecord, RegisterRequest, RoomList, RoomMembers, RoomSummary,
-};
+use proto::api::{Candidate, IceServer, PeerRecord, RegisterRequest, RoomMembers};
 use proto::identity::{self, Identity};
 use reqwest::{Method, StatusCode, header};
-use uuid::Uuid;
 
 mod error;
+mod lookups;
 mod read;
 
 use error::Doing;
 pub use error::{IndexError, IndexErrorKind};
-use read::{check_key, error_of, parse_max_age, read_json, verified};
+use read::{error_of, read_json, verified};
 
 /// Largest answer read for one record, a registration or an error.
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -333,54 +331,32 @@ impl IndexClient {
     /// ends. A record the index does not know (any more) is offline already.
     pub async fn go_offline(&self, identity: &Identity) -> Result<(), IndexError> {
         let path = format!("/peers/{}", identity.uuid());
-        let doing = self.doing(
-            &Method::DELETE,
+        self.delete_owned(
+            identity,
             &path,
-            Some("could not take our record offline at the index".to_owned()),
-            "an answer",
-        );
+            "could not take our record offline at the index".to_owned(),
+        )
+        .await
+    }
+
+    /// A signed `DELETE` of something of ours; what the index does not know (any more) is
+    /// gone already.
+    async fn delete_owned(
+        &self,
+        identity: &Identity,
+        path: &str,
+        failing: String,
+    ) -> Result<(), IndexError> {
+        let doing = self.doing(&Method::DELETE, path, Some(failing), "an answer");
         let result = async {
             let response = self
-                .send_signed(identity, Method::DELETE, &path, &doing)
+                .send_signed(identity, Method::DELETE, path, &doing)
                 .await?;
             let status = response.status();
             if status.is_success() || status == StatusCode::NOT_FOUND {
                 return Ok(());
             }
             Err(error_of(response, &doing).await)
-        };
-        result.await.map_err(IndexError::logged)
-    }
-
-    /// The record of `uuid`, or `None` when the index does not know it. A record whose key
-    /// does not hash to its UUID is refused: the index cannot vouch for someone else's key.
-    pub async fn lookup(&self, uuid: Uuid) -> Result<Option<Lookup>, IndexError> {
-        let path = format!("/peers/{uuid}");
-        let doing = self.doing(&Method::GET, &path, None, "a lookup answer");
-        let result = async {
-            let found = self.get_record(&path, &doing).await?;
-            if let Some(found) = &found
-                && found.record.uuid != uuid
-            {
-                return Err(doing.unacceptable(
-                    StatusCode::OK,
-                    &format!("the index answered with another peer than {uuid}"),
-                ));
-            }
-            Ok(found)
-        };
-        result.await.map_err(IndexError::logged)
-    }
-
-    /// The peer registered under `name`, or `None`.
-    pub async fn lookup_name(&self, name: &str) -> Result<Option<Lookup>, IndexError> {
-        let doing = self.doing(&Method::GET, "/peers?name=…", None, "a lookup answer");
-        let result = async {
-            let mut url = reqwest::Url::parse(&format!("{}/peers", self.base))
-                .map_err(|error| doing.bad_url(&error))?;
-            url.query_pairs_mut().append_pair("name", name);
-            let query = url.query().unwrap_or_default().to_owned();
-            self.get_record(&format!("/peers?{query}"), &doing).await
         };
         result.await.map_err(IndexError::logged)
     }
@@ -414,64 +390,12 @@ impl IndexClient {
     /// Leaves `room` on the index.
     pub async fn leave_room(&self, identity: &Identity, room: &str) -> Result<(), IndexError> {
         let path = format!("/rooms/{room}/members/{}", identity.uuid());
-        let doing = self.doing(
-            &Method::DELETE,
+        self.delete_owned(
+            identity,
             &path,
-            Some(format!("could not leave #{room} on the index")),
-            "an answer",
-        );
-        let result = async {
-            let response = self
-                .send_signed(identity, Method::DELETE, &path, &doing)
-                .await?;
-            let status = response.status();
-            if status.is_success() || status == StatusCode::NOT_FOUND {
-                return Ok(());
-            }
-            Err(error_of(response, &doing).await)
-        };
-        result.await.map_err(IndexError::logged)
-    }
-
-    /// Members of `room` according to the index.
-    pub async fn room_members(&self, room: &str) -> Result<Vec<PeerRecord>, IndexError> {
-        let path = format!("/rooms/{room}");
-        let doing = self.doing(
-            &Method::GET,
-            &path,
-            Some(format!("could not get the member list of #{room}")),
-            "the member list",
-        );
-        let result = async {
-            let response = self.send(self.request(Method::GET, &path), &doing).await?;
-            if !response.status().is_success() {
-                return Err(error_of(response, &doing).await);
-            }
-            let room: RoomMembers = read_json(response, MAX_LIST_BYTES, &doing).await?;
-            Ok(verified(room.members))
-        };
-        result.await.map_err(IndexError::logged)
-    }
-
-    /// Rooms on the index with their member counts.
-    pub async fn rooms(&self) -> Result<Vec<RoomSummary>, IndexError> {
-        let doing = self.doing(
-            &Method::GET,
-            "/rooms",
-            Some("could not get the room list".to_owned()),
-            "the room list",
-        );
-        let result = async {
-            let response = self
-                .send(self.request(Method::GET, "/rooms"), &doing)
-                .await?;
-            if !response.status().is_success() {
-                return Err(error_of(response, &doing).await);
-            }
-            let list: RoomList = read_json(response, MAX_LIST_BYTES, &doing).await?;
-            Ok(list.rooms)
-        };
-        result.await.map_err(IndexError::logged)
+            format!("could not leave #{room} on the index"),
+        )
+        .await
     }
 
     /// Carries out one request of the chat core and puts the answer (or the error, in one
@@ -500,34 +424,6 @@ impl IndexClient {
                 IndexReply::Who(room, answer)
             }
             IndexRequest::Rooms => IndexReply::Rooms(text(self.rooms().await)),
-        }
-    }
-
-    /// A lookup: the record and how long it may be cached (`Cache-Control: max-age`, else
-    /// `cache_ttl_secs`, else the deprecated `ttl_secs`), or `None` on 404.
-    async fn get_record(
-        &self,
-        path_and_query: &str,
-        doing: &Doing<'_>,
-    ) -> Result<Option<Lookup>, IndexError> {
-        let response = self
-            .send(self.request(Method::GET, path_and_query), doing)
-            .await?;
-        match response.status() {
-            status if status.is_success() => {
-                let max_age = response
-                    .headers()
-                    .get(header::CACHE_CONTROL)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(parse_max_age);
-                let record: PeerRecord = read_json(response, MAX_ANSWER_BYTES, doing).await?;
-                check_key(&record)
-                    .map_err(|error| doing.unacceptable(status, &format!("{error:#}")))?;
-                let max_age = max_age.or(record.cache_ttl().map(Duration::from_secs));
-                Ok(Some(Lookup { record, max_age }))
-            }
-            StatusCode::NOT_FOUND => Ok(None),
-            _ => Err(error_of(response, doing).await),
         }
     }
 }

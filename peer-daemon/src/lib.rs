@@ -127,7 +127,7 @@ pub async fn run(
     );
     let result = driver.run(input, news, shutdown).await;
     presence.abort();
-    let driver::Stopped::Quit { index_online } = result?;
+    let driver::Stopped { index_online } = result?;
     if index_online {
         // No ghosts: our record (and with it our room memberships) goes offline at once
         // rather than when its TTL runs out; a slow index does not hold the quit up.

@@ -11,6 +11,7 @@
 //! The file is ours, but a person may edit it (it is readable with `sqlite3`): everything read
 //! back is checked ([`read`]), rows that do not make sense are skipped, and text is capped.
 
+mod group;
 mod read;
 mod writer;
 

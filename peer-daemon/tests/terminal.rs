@@ -135,24 +135,11 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
 async fn terminal_client_shows_prompt_commands_and_incoming_messages() {
     let index = Index::start().await;
     let state = tempfile::tempdir().expect("state directory");
-    let mut command = daemon_command(&index.url(), "carol", state.path());
-    command
-        .env("TERM", "xterm-256color")
-        .env_remove("NO_COLOR")
-        .env_remove("RUST_LOG");
+    let (url, path) = (index.url(), state.path().to_owned());
 
     // The prompt names the active session, once the daemon has registered.
     let (mut screen, carol) = blocking(move || {
-        let mut session = OsSession::spawn(command).expect("spawning peer-daemon on a pty");
-        session
-            .get_process_mut()
-            .set_window_size(160, 50)
-            .expect("sizing the pty");
-        let mut screen = Screen {
-            session,
-            raw: Vec::new(),
-            mark: 0,
-        };
+        let mut screen = start_on_pty(&url, "carol", &path, true);
         let registered = screen.wait_for("registered as ", Duration::from_secs(15));
         let uuid = registered["registered as ".len()..]
             .split_whitespace()
@@ -296,29 +283,29 @@ async fn terminal_client_shows_prompt_commands_and_incoming_messages() {
     assert_eq!(mode & 0o777, 0o600);
 }
 
-/// Starts `name` on a pty against `index_url` with its state in `state`, in UTC; returns the
-/// screen once the prompt is there (and, when `registered`, after the registration).
-fn start_on_pty(index_url: &str, name: &str, state: &std::path::Path, registered: bool) -> Screen {
+/// Starts `name` on a pty (160×50, in UTC) against `index_url` with its state in `state`, in
+/// colour or not.
+fn start_on_pty(index_url: &str, name: &str, state: &std::path::Path, colour: bool) -> Screen {
     let mut command = daemon_command(index_url, name, state);
     command
         .env("TERM", "xterm-256color")
         .env("TZ", "UTC")
-        .env("NO_COLOR", "1")
         .env_remove("RUST_LOG");
+    if colour {
+        command.env_remove("NO_COLOR");
+    } else {
+        command.env("NO_COLOR", "1");
+    }
     let mut session = OsSession::spawn(command).expect("spawning peer-daemon on a pty");
     session
         .get_process_mut()
         .set_window_size(160, 50)
         .expect("sizing the pty");
-    let mut screen = Screen {
+    Screen {
         session,
         raw: Vec::new(),
         mark: 0,
-    };
-    if registered {
-        screen.wait_for("registered as ", Duration::from_secs(15));
     }
-    screen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,7 +322,8 @@ async fn terminal_client_basics_status_and_history() {
     .unwrap();
     let mut alice = Daemon::spawn(&index.url(), "alice").await;
     let (mut screen, carol) = blocking(move || {
-        let mut screen = start_on_pty(&url, "carol", &path, true);
+        let mut screen = start_on_pty(&url, "carol", &path, false);
+        screen.wait_for("registered as ", Duration::from_secs(15));
         screen.wait_for("#lobby> ", EVENT_TIMEOUT);
         // What was said is gone from the history file; the commands stay.
         let history = std::fs::read_to_string(path.join("history.txt")).unwrap();

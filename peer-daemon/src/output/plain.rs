@@ -88,18 +88,19 @@ pub fn others(count: usize) -> String {
 
 /// A message as people read it: `[#room] <bob> text`, or `[#room] * bob waves` for an action.
 pub fn said(room: Option<&str>, sender: &str, text: &str, action: bool) -> String {
+    format!(
+        "{} {}",
+        message_context(room),
+        utterance(sender, text, action)
+    )
+}
+
+/// `<bob> text`, or `* bob waves` for an action; the text made safe, further lines indented.
+fn utterance(sender: &str, text: &str, action: bool) -> String {
     if action {
-        format!(
-            "{} * {sender} {}",
-            message_context(room),
-            indent_continuation(text)
-        )
+        format!("* {sender} {}", indent_continuation(text))
     } else {
-        format!(
-            "{} <{sender}> {}",
-            message_context(room),
-            indent_continuation(text)
-        )
+        format!("<{sender}> {}", indent_continuation(text))
     }
 }
 
@@ -150,12 +151,8 @@ fn history(
                 format!(" ✗ not delivered: {}", clean(reason))
             }
         };
-        // A room's lines name the room already in the title.
-        let body = if line.action {
-            format!("* {sender} {}", indent_continuation(&line.text))
-        } else {
-            format!("<{sender}> {}", indent_continuation(&line.text))
-        };
+        // The title names the session already.
+        let body = utterance(&sender, &line.text, line.action);
         out += &format!(
             "\n{} {}{outcome}",
             stamp::clock_of(line.at_ms),
