@@ -17,7 +17,8 @@ pub const MAX_SECS: u64 = 86_400;
 #[derive(Debug, Clone, Parser)]
 #[command(version, about)]
 pub struct Config {
-    /// Base URL of the index service: http:// or https://, a host, an optional port and path.
+    /// Base URL of the index service: http:// or https://, a host, an optional port and path;
+    /// `none` runs without an index (peers are found on the LAN and in the DHT only).
     #[arg(long, env = "PEER_INDEX_URL", default_value = "http://127.0.0.1:8080", value_parser = index_url)]
     pub index: String,
 
@@ -73,7 +74,26 @@ pub struct Config {
     #[arg(long = "ice-server", env = "PEER_ICE_SERVERS", value_delimiter = ',',
           value_parser = ice_server)]
     pub ice_servers: Vec<IceChoice>,
+
+    /// Do not announce this daemon on the LAN nor look for peers there (mDNS/DNS-SD service
+    /// `_peerlink._udp`, multicast on every interface).
+    #[arg(long, env = "PEER_NO_MDNS")]
+    pub no_mdns: bool,
+
+    /// Do not publish our addresses in the BitTorrent mainline DHT nor look contacts up there
+    /// when the index cannot answer.
+    #[arg(long, env = "PEER_NO_DHT")]
+    pub no_dht: bool,
+
+    /// A DHT node to join the DHT through, HOST:PORT (repeatable; the environment variable
+    /// takes a comma-separated list) [default: the public mainline bootstrap nodes].
+    #[arg(long = "dht-bootstrap", env = "PEER_DHT_BOOTSTRAP", value_delimiter = ',',
+          value_parser = host_port)]
+    pub dht_bootstrap: Vec<String>,
 }
+
+/// The value of `--index` that means "no index".
+pub const NO_INDEX: &str = "none";
 
 /// One `--ice-server`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +128,11 @@ impl Config {
         Some(servers.collect())
     }
 
+    /// The index's base URL, unless `--index none`.
+    pub fn index_url(&self) -> Option<&str> {
+        (self.index != NO_INDEX).then_some(self.index.as_str())
+    }
+
     /// The state directory: `--state-dir`, or the per-name default.
     pub fn state_dir(&self) -> PathBuf {
         self.state_dir
@@ -119,7 +144,10 @@ impl Config {
 /// Accepts an index base URL the daemon can talk to: http or https with a host. Anything else
 /// (`localhost:8080` without a scheme, `ftp://…`, a bare word) would only fail at every retry.
 fn index_url(text: &str) -> Result<String, String> {
-    let hint = "use http://HOST:PORT, e.g. http://127.0.0.1:8080";
+    if text == NO_INDEX {
+        return Ok(text.to_owned());
+    }
+    let hint = "use http://HOST:PORT, e.g. http://127.0.0.1:8080, or `none`";
     let url =
         reqwest::Url::parse(text).map_err(|e| format!("`{text}` is not a URL ({e}); {hint}"))?;
     if !matches!(url.scheme(), "http" | "https") {
@@ -134,6 +162,17 @@ fn index_url(text: &str) -> Result<String, String> {
         return Err(format!(
             "`{text}` has a query or fragment; give only the base URL"
         ));
+    }
+    Ok(text.to_owned())
+}
+
+/// Accepts `HOST:PORT` with a port (the host is resolved when the DHT starts).
+fn host_port(text: &str) -> Result<String, String> {
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{text}` has no port; use HOST:PORT, e.g. 192.0.2.1:6881"))?;
+    if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(format!("`{text}` is not HOST:PORT, e.g. 192.0.2.1:6881"));
     }
     Ok(text.to_owned())
 }
@@ -160,6 +199,11 @@ mod tests {
     fn index_urls() {
         assert!(index_url("http://127.0.0.1:8080").is_ok());
         assert!(index_url("https://index.example.org/peerlink/").is_ok());
+        assert!(index_url("none").is_ok());
+        assert!(host_port("router.example.org:6881").is_ok());
+        for bad in ["6881", "host:", ":6881", "host:0", "host:99999"] {
+            assert!(host_port(bad).is_err(), "{bad}");
+        }
         // "localhost:8081" parses as a URL with the scheme "localhost".
         for bad in [
             "localhost:8081",

@@ -15,7 +15,8 @@ use tokio::task::JoinSet;
 use crate::chat::{Action, ChatCore, IndexReply, IndexStatus};
 use crate::command::Command;
 use crate::history::{Change, Line, SessionKind};
-use crate::index::IndexClient;
+use crate::discovery::Directory;
+use crate::discovery::announce::Me;
 use crate::nat::agent::{Nat, NatChange};
 use crate::nat::servers::{self, IceUrl};
 use crate::nat::turn::{Incoming, ServerConfig};
@@ -41,6 +42,9 @@ pub struct Facts {
     pub index_url: String,
     /// The state directory.
     pub state_dir: std::path::PathBuf,
+    /// Our host addresses (announced on the LAN and in the DHT beside the gathered
+    /// candidates).
+    pub host: Vec<std::net::SocketAddr>,
 }
 
 /// How the driver stopped when the user quit (or a signal came).
@@ -95,7 +99,7 @@ pub struct Driver {
     core: ChatCore,
     identity: Identity,
     udp: Udp,
-    index: IndexClient,
+    directory: Directory,
     out: Output,
     tasks: JoinSet<IndexReply>,
     /// Datagrams of the current turn, reused across turns.
@@ -112,6 +116,8 @@ pub struct Driver {
     /// Requests for the registration (`/nick`, checking the index after a failure).
     presence: mpsc::Sender<crate::presence::Request>,
     facts: Facts,
+    /// What we announce on the LAN and in the DHT.
+    announce: tokio::sync::watch::Sender<Me>,
 }
 
 impl Driver {
@@ -122,18 +128,19 @@ impl Driver {
         core: ChatCore,
         identity: Identity,
         udp: Udp,
-        index: IndexClient,
+        directory: Directory,
         out: Output,
         nat: Nat,
         store: Store,
         presence: mpsc::Sender<crate::presence::Request>,
         facts: Facts,
+        announce: tokio::sync::watch::Sender<Me>,
     ) -> Self {
         let mut driver = Driver {
             core,
             identity,
             udp,
-            index,
+            directory,
             out,
             tasks: JoinSet::new(),
             outgoing: Vec::new(),
@@ -144,12 +151,44 @@ impl Driver {
             reads: JoinSet::new(),
             presence,
             facts,
+            announce,
         };
         if let Some(preset) = driver.nat.preset() {
             driver.resolve(preset);
         }
         driver.nat_changes();
+        driver.announce();
         driver
+    }
+
+    /// Tells the LAN and the DHT what changed about us (name, addresses, rooms).
+    fn announce(&mut self) {
+        let mut candidates: Vec<proto::api::Candidate> = self
+            .facts
+            .host
+            .iter()
+            .map(|addr| proto::api::Candidate {
+                kind: proto::api::CandidateKind::Host,
+                addr: *addr,
+            })
+            .collect();
+        for candidate in self.core.candidates() {
+            if !candidates.iter().any(|c| c.addr == candidate.addr) {
+                candidates.push(*candidate);
+            }
+        }
+        let me = Me {
+            name: self.core.own_name(),
+            candidates,
+            rooms: self.core.rooms(),
+        };
+        self.announce.send_if_modified(|current| {
+            let changed = *current != me;
+            if changed {
+                *current = me;
+            }
+            changed
+        });
     }
 
     /// The chat core for `identity`, introducing itself as `name`.
@@ -222,9 +261,14 @@ impl Driver {
                 .into_iter()
                 .chain(self.nat.poll_timeout())
                 .min();
+            // Whether this turn may change what we announce (not a datagram's).
+            let mut news_turn = true;
             tokio::select! {
                 () = &mut shutdown => self.core.handle_command(Instant::now(), Command::Quit),
-                ready = self.udp.readable() => self.on_readable(ready),
+                ready = self.udp.readable() => {
+                    news_turn = false;
+                    self.on_readable(ready);
+                }
                 () = sleep_until(timeout), if timeout.is_some() => {
                     let now = Instant::now();
                     self.nat.handle_timeout(now);
@@ -256,6 +300,9 @@ impl Driver {
             }
             self.nat_changes();
             turn = self.flush().await;
+            if news_turn {
+                self.announce();
+            }
         }
         self.out.flush();
         if tokio::time::timeout(STORE_FLUSH_TIMEOUT, self.store.flush())
@@ -365,10 +412,11 @@ impl Driver {
         while let Some(action) = self.core.poll_action() {
             match action {
                 Action::Ask(request) => {
-                    let (index, identity) = (self.index.clone(), self.identity.clone());
+                    let (directory, identity) = (self.directory.clone(), self.identity.clone());
                     self.tasks
-                        .spawn(async move { index.answer(&identity, request).await });
+                        .spawn(async move { directory.answer(&identity, request).await });
                 }
+                Action::Contact(contact) => self.directory.remember(contact),
                 Action::Show(event) => self.out.emit(event),
                 Action::Sessions(lines) => self.out.publish_sessions(lines),
                 Action::Quit => {

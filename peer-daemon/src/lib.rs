@@ -4,6 +4,7 @@
 pub mod chat;
 pub mod command;
 pub mod config;
+pub mod discovery;
 pub mod control;
 pub mod driver;
 pub mod history;
@@ -66,7 +67,10 @@ pub async fn run(
         }
         None => (input, None),
     };
-    let index = index::IndexClient::new(&config.index)?;
+    let index = config
+        .index_url()
+        .map(index::IndexClient::new)
+        .transpose()?;
     // The send window (256 datagrams of up to 1200 bytes) must fit the peer's receive buffer,
     // or the kernel drops what the window allowed; the default (~208 KiB) does not hold it.
     // The kernel caps the request at net.core.rmem_max; failing to raise it only costs speed.
@@ -82,6 +86,7 @@ pub async fn run(
         .context("reading the UDP socket's address")?;
     let port = config.public_port.unwrap_or(bound.port());
     let host = nat::host::host_candidates(bound);
+    let host_addrs = host.clone();
     let (news_tx, news) = mpsc::channel(16);
     let (announce, candidates) = tokio::sync::watch::channel(Vec::new());
     let nat = nat::agent::Nat::new(
@@ -92,16 +97,36 @@ pub async fn run(
         announce,
     );
     let (presence_tx, presence_rx) = mpsc::channel(1);
-    let presence = tokio::spawn(presence::maintain(
-        index.clone(),
-        identity.clone(),
+    let presence = match &index {
+        Some(index) => Some(tokio::spawn(presence::maintain(
+            index.clone(),
+            identity.clone(),
+            port,
+            config.name.clone(),
+            Duration::from_secs(config.heartbeat_secs),
+            news_tx.clone(),
+            candidates,
+            presence_rx,
+        ))),
+        None => {
+            news_tx
+                .send(chat::IndexReply::NoIndex)
+                .await
+                .expect("the receiver is here");
+            None
+        }
+    };
+    let (announce, announced) = tokio::sync::watch::channel(discovery::announce::Me::default());
+    let directory = start_discovery(
+        &config,
+        &identity,
         port,
-        config.name.clone(),
-        Duration::from_secs(config.heartbeat_secs),
+        &state_dir,
+        index.clone(),
         news_tx,
-        candidates,
-        presence_rx,
-    ));
+        announced,
+    )
+    .await;
     let protocol = proto::Config {
         deadline: Duration::from_secs(config.deadline_secs),
         ..proto::Config::default()
@@ -113,22 +138,28 @@ pub async fn run(
         listen: bound,
         index_url: config.index.clone(),
         state_dir,
+        host: host_addrs,
     };
     let driver = driver::Driver::new(
         core,
         identity.clone(),
         udp,
-        index.clone(),
+        directory.clone(),
         out,
         nat,
         store,
         presence_tx,
         facts,
+        announce,
     );
     let result = driver.run(input, news, shutdown).await;
-    presence.abort();
+    if let Some(presence) = presence {
+        presence.abort();
+    }
+    // Peers on the LAN forget us at once.
+    directory.stop().await;
     let driver::Stopped { index_online } = result?;
-    if index_online {
+    if let Some(index) = index.filter(|_| index_online) {
         // No ghosts: our record (and with it our room memberships) goes offline at once
         // rather than when its TTL runs out; a slow index does not hold the quit up.
         match tokio::time::timeout(QUIT_INDEX_WAIT, index.go_offline(&identity)).await {
@@ -140,6 +171,38 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// Starts LAN discovery and the DHT unless turned off (trouble with either is reported and
+/// leaves the other sources working), and loads the contacts.
+async fn start_discovery(
+    config: &Config,
+    identity: &proto::identity::Identity,
+    port: u16,
+    state_dir: &std::path::Path,
+    index: Option<index::IndexClient>,
+    news: mpsc::Sender<chat::IndexReply>,
+    announced: tokio::sync::watch::Receiver<discovery::announce::Me>,
+) -> discovery::Directory {
+    let stats = std::sync::Arc::new(discovery::Stats::default());
+    let lan = if config.no_mdns {
+        None
+    } else {
+        discovery::lan::Lan::start(identity.clone(), port, announced.clone(), news, stats.clone())
+            .inspect_err(|error| tracing::warn!(%error, "LAN discovery (mDNS) is off"))
+            .ok()
+    };
+    let dht = if config.no_dht {
+        None
+    } else {
+        let bootstrap = config.dht_bootstrap.clone();
+        discovery::dht::Dht::start(identity.clone(), bootstrap, announced, stats.clone())
+            .await
+            .inspect_err(|error| tracing::warn!(%error, "the DHT is off"))
+            .ok()
+    };
+    let contacts = discovery::contacts::Contacts::load(state_dir);
+    discovery::Directory::new(index, lan, dht, contacts, stats)
 }
 
 /// Longest wait at quit for the index to take our record offline.

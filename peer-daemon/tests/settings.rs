@@ -20,6 +20,8 @@ fn bad_settings_exit_at_once_saying_what_to_fix() {
         let mut child = Command::new(env!("CARGO_BIN_EXE_peer-daemon"))
             .args(["--json", "--listen", "127.0.0.1:0"])
             .args(args)
+            .env("PEER_NO_MDNS", "1")
+            .env("PEER_NO_DHT", "1")
             .env(
                 "PEER_STATE_DIR",
                 std::env::temp_dir().join("peerlink-settings-test"),
@@ -66,6 +68,8 @@ fn the_default_state_directory_follows_xdg_data_home() {
         ])
         .args(["--name", "../evil"])
         .env("XDG_DATA_HOME", &data)
+        .env("PEER_NO_MDNS", "1")
+        .env("PEER_NO_DHT", "1")
         .env("HOME", &home)
         .env_remove("PEER_STATE_DIR")
         .env_remove("PEER_CONTROL")

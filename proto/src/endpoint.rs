@@ -177,6 +177,18 @@ impl Endpoint {
         Ok(id)
     }
 
+    /// A directory (the index, the LAN, the DHT) says `peer` is now at `addr`: it becomes the
+    /// address sent to while no path is alive (a peer that restarted elsewhere leaves the old
+    /// path silent, which fails it). Nothing happens for a peer we never sent to.
+    pub fn relocate(&mut self, now: Instant, peer: Uuid, addr: SocketAddr) {
+        let kind = self.kind_of(addr);
+        let Some(entry) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        entry.paths.learn_primary(now, addr, kind);
+        self.note_path(peer);
+    }
+
     /// Takes one plaintext datagram. Anything malformed or unexpected is counted and dropped.
     ///
     /// Only for the `sim` harness: on the network frames never travel in the clear, so

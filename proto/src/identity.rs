@@ -131,6 +131,41 @@ pub fn owner_message(method: &str, path: &str, body: &[u8], timestamp: u64) -> V
     format!("peerlink-owner-v1\n{method}\n{path}\n{body_hash}\n{timestamp}").into_bytes()
 }
 
+/// What a LAN announcement (the mDNS TXT record, see docs/protocol.md) signs: every field a
+/// peer on the LAN acts on, each length-prefixed so that no two announcements sign the same
+/// bytes.
+pub fn lan_message(
+    public_key: &[u8; 32],
+    name: &str,
+    addrs: &str,
+    rooms: &str,
+    timestamp: u64,
+) -> Vec<u8> {
+    let mut message = b"peerlink-lan-v1\n".to_vec();
+    message.extend_from_slice(public_key);
+    for field in [name, addrs, rooms] {
+        message.extend_from_slice(&(field.len() as u32).to_be_bytes());
+        message.extend_from_slice(field.as_bytes());
+    }
+    message.extend_from_slice(&timestamp.to_be_bytes());
+    message
+}
+
+/// Checks a hex signature by `public_key` over `message`, with no clock involved (the caller
+/// judges freshness).
+pub fn verify_signature(
+    public_key: &[u8; 32],
+    message: &[u8],
+    signature_hex: &str,
+) -> Result<(), IdentityError> {
+    let mut bytes = [0u8; 64];
+    hex::decode_to_slice(signature_hex, &mut bytes)
+        .map_err(|_| IdentityError::BadSignatureEncoding)?;
+    let key = VerifyingKey::from_bytes(public_key).map_err(|_| IdentityError::BadKey)?;
+    key.verify_strict(message, &Signature::from_bytes(&bytes))
+        .map_err(|_| IdentityError::BadSignature)
+}
+
 /// Parses a hex public key.
 pub fn parse_public_key(hex_key: &str) -> Result<[u8; 32], IdentityError> {
     let mut key = [0u8; 32];
@@ -151,12 +186,7 @@ pub fn verify(
     if timestamp.abs_diff(now) > MAX_CLOCK_SKEW_SECS {
         return Err(IdentityError::Skew);
     }
-    let mut bytes = [0u8; 64];
-    hex::decode_to_slice(signature_hex, &mut bytes)
-        .map_err(|_| IdentityError::BadSignatureEncoding)?;
-    let key = VerifyingKey::from_bytes(public_key).map_err(|_| IdentityError::BadKey)?;
-    key.verify_strict(message, &Signature::from_bytes(&bytes))
-        .map_err(|_| IdentityError::BadSignature)
+    verify_signature(public_key, message, signature_hex)
 }
 
 #[cfg(test)]

@@ -141,7 +141,13 @@ pub struct SecureEndpoint {
     out: VecDeque<Transmit>,
     stats: SecureStats,
     guard: cookie::Guard,
+    /// The Ed25519 key each peer proved in its latest handshake (at most [`MAX_KEYS`]).
+    keys: HashMap<Uuid, [u8; 32]>,
 }
+
+/// Peers whose proven keys are kept; beyond that an arbitrary one is forgotten (it is proven
+/// again at that peer's next handshake).
+const MAX_KEYS: usize = 4096;
 
 impl SecureEndpoint {
     /// An endpoint speaking for `identity`; `incarnation` as for [`Endpoint::new`].
@@ -159,6 +165,7 @@ impl SecureEndpoint {
             out: VecDeque::new(),
             stats: SecureStats::default(),
             guard: cookie::Guard::default(),
+            keys: HashMap::new(),
         }
     }
 
@@ -180,6 +187,16 @@ impl SecureEndpoint {
     /// See [`Endpoint::peer_addr`].
     pub fn peer_addr(&self, peer: &Uuid) -> Option<SocketAddr> {
         self.inner.peer_addr(peer)
+    }
+
+    /// The Ed25519 public key `peer` proved in a handshake with us, if one finished.
+    pub fn peer_key(&self, peer: &Uuid) -> Option<[u8; 32]> {
+        self.keys.get(peer).copied()
+    }
+
+    /// See [`Endpoint::relocate`].
+    pub fn relocate(&mut self, now: Instant, peer: Uuid, addr: SocketAddr) {
+        self.inner.relocate(now, peer, addr);
     }
 
     /// See [`Endpoint::known_peers`].

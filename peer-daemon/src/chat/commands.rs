@@ -152,6 +152,8 @@ impl ChatCore {
         }
         match &self.index {
             super::IndexStatus::Online => self.actions.push_back(super::Action::Rename(name)),
+            // Without an index the name is ours to choose: the LAN announcement carries it.
+            super::IndexStatus::Disabled => self.renamed(name),
             _ => self.error(format!(
                 "cannot change your name while the index is unreachable (it vouches for names); try /nick {name} again once it is back"
             )),
@@ -258,7 +260,7 @@ impl ChatCore {
             self.switch(n);
         }
         self.unsynced_leaves.remove(&room);
-        if self.index == super::IndexStatus::Online {
+        if self.index.answers() {
             self.ask(IndexRequest::Join(room));
         } else {
             self.joined_shown.insert(room.clone());
@@ -282,7 +284,7 @@ impl ChatCore {
         }
         self.index_rooms.remove(&room);
         self.joined_shown.remove(&room);
-        if self.index == super::IndexStatus::Online {
+        if self.index.answers() {
             self.ask(IndexRequest::Leave(room));
         } else {
             // Told to the index once it answers again.

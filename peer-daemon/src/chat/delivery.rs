@@ -90,6 +90,7 @@ impl ChatCore {
         match self.endpoint.send(self.now, peer, addr, payload) {
             Ok(id) => {
                 self.tags.insert(id, tag);
+                self.unanswered.entry(peer).or_insert(self.now);
             }
             Err(error) => self.settle(peer, tag, Err(error.to_string())),
         }
@@ -99,7 +100,11 @@ impl ChatCore {
     pub(super) fn on_lookup(&mut self, peer: Uuid, answer: Answer<Option<Lookup>>) {
         let pending = self.waiting.remove(&peer).unwrap_or_default();
         let reason = match answer {
-            Ok(Some(Lookup { record, max_age })) => match self.learn_record(&record, max_age) {
+            Ok(Some(Lookup {
+                record,
+                max_age,
+                source,
+            })) => match self.learn_record(&record, max_age, source) {
                 Some(addr) => {
                     for (payload, tag) in pending {
                         self.transmit(peer, addr, payload, tag);

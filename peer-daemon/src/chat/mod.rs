@@ -59,6 +59,33 @@ pub struct Lookup {
     pub record: PeerRecord,
     /// From `Cache-Control: max-age` (or the body's `ttl_secs`).
     pub max_age: Option<Duration>,
+    /// Where the record came from, which decides what its name is worth.
+    pub source: Source,
+}
+
+impl Lookup {
+    /// A record the index gave.
+    pub fn index(record: PeerRecord, max_age: Option<Duration>) -> Self {
+        Lookup {
+            record,
+            max_age,
+            source: Source::Index,
+        }
+    }
+}
+
+/// Where a peer's record came from. Every source is checked against the UUID ↔ key binding
+/// before it gets here, and the handshake proves the key again; what differs is the name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The index: it vouches for the name.
+    Index,
+    /// A signed announcement on the LAN (mDNS): its name is the peer's own choice, used only
+    /// while no index answers.
+    Lan,
+    /// The peer's signed record in the DHT: addresses only; the name is the one the index
+    /// vouched for when the peer became a contact.
+    Dht,
 }
 
 /// A question for the index. The driver answers each with one [`IndexReply`] of the same name
@@ -113,6 +140,11 @@ pub enum IndexReply {
     Fatal(String),
     /// Answers [`Action::Rename`]: the name now registered, or why it was not.
     Renamed(Answer<String>),
+    /// The daemon runs without an index (`--index none`): rooms and names come from the LAN.
+    NoIndex,
+    /// A peer announced itself on the LAN as a member of these rooms (its signed
+    /// announcement, checked against its key): it joins the ones we are in.
+    Met(Box<PeerRecord>, Vec<String>),
 }
 
 /// Whether the index answers, as far as the registration knows.
@@ -124,6 +156,8 @@ pub enum IndexStatus {
     Online,
     /// Unreachable or refusing; the reason, in one sentence.
     Offline(String),
+    /// Not used at all (`--index none`).
+    Disabled,
 }
 
 impl IndexStatus {
@@ -133,7 +167,14 @@ impl IndexStatus {
             IndexStatus::Connecting => "connecting",
             IndexStatus::Online => "online",
             IndexStatus::Offline(_) => "offline",
+            IndexStatus::Disabled => "none",
         }
+    }
+
+    /// Whether requests about rooms go out now: the index answers, or there is none (the
+    /// directory answers from the LAN).
+    pub fn answers(&self) -> bool {
+        matches!(self, IndexStatus::Online | IndexStatus::Disabled)
     }
 }
 
@@ -166,7 +207,27 @@ pub enum Action {
     /// A request to the index failed: check now whether it is away (its return then brings
     /// [`IndexReply::Online`], and with it the rooms reconciled).
     CheckIndex,
+    /// A peer proved this key in a handshake and talks to us (or its vouched name changed):
+    /// remember it as a contact, to find it in the DHT when the index cannot answer.
+    Contact(Contact),
 }
+
+/// A peer we talked to, as the contacts file keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    /// Its UUID (derived from the key).
+    pub uuid: Uuid,
+    /// Its Ed25519 public key, as proven in a handshake.
+    pub public_key: [u8; 32],
+    /// The name the index (or, without one, the LAN) vouched for, if any.
+    pub name: Option<String>,
+}
+
+/// How long a message to a peer may go unanswered before the peer is looked up again (it may
+/// have moved: restarted on another port, changed networks).
+pub const RELOOK_AFTER: Duration = Duration::from_secs(3);
+/// Shortest time between two such lookups of one peer.
+pub const RELOOK_EVERY: Duration = Duration::from_secs(20);
 
 /// Lines of the active session shown after a restart.
 pub const RESTORED_LINES: usize = 10;
@@ -220,6 +281,12 @@ pub struct ChatCore {
     unsynced_leaves: BTreeSet<String>,
     /// Where `/history` goes on: the session and the oldest line id shown.
     history_cursor: Option<(roster::SessionKind, u64)>,
+    /// Peers we sent to and have not heard from since: when that began.
+    unanswered: HashMap<Uuid, Instant>,
+    /// When each peer was last looked up again because it did not answer.
+    relooked: HashMap<Uuid, Instant>,
+    /// The contact (name) last reported for each peer, so each is reported once.
+    contacts: HashMap<Uuid, Option<String>>,
 }
 
 impl ChatCore {
@@ -251,6 +318,9 @@ impl ChatCore {
             unsynced_leaves: BTreeSet::new(),
             joined_shown: BTreeSet::new(),
             history_cursor: None,
+            unanswered: HashMap::new(),
+            relooked: HashMap::new(),
+            contacts: HashMap::new(),
         }
     }
 
@@ -284,6 +354,11 @@ impl ChatCore {
     /// Our address as the index observed it, once registered.
     pub fn registered_addr(&self) -> Option<&str> {
         self.registered_addr.as_deref()
+    }
+
+    /// The rooms we are in.
+    pub fn rooms(&self) -> Vec<String> {
+        self.roster.my_rooms()
     }
 
     /// Our candidates, as peers hear them.
@@ -356,6 +431,63 @@ impl ChatCore {
         for peer in self.roster.due_checks(now) {
             self.ask(IndexRequest::Verify(peer));
         }
+        self.relook(now);
+    }
+
+    /// Peers that have not answered for [`RELOOK_AFTER`] are looked up again (at most every
+    /// [`RELOOK_EVERY`]): the answer moves their path when they are elsewhere now.
+    fn relook(&mut self, now: Instant) {
+        let due: Vec<Uuid> = self
+            .unanswered
+            .iter()
+            .filter(|(peer, since)| {
+                now.saturating_duration_since(**since) >= RELOOK_AFTER
+                    && self
+                        .relooked
+                        .get(peer)
+                        .is_none_or(|at| now.saturating_duration_since(*at) >= RELOOK_EVERY)
+                    && !self.waiting.contains_key(peer)
+            })
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in due {
+            self.relooked.insert(peer, now);
+            self.ask(IndexRequest::Lookup(peer));
+        }
+        let stale = now.checked_sub(RELOOK_EVERY);
+        self.relooked
+            .retain(|_, at| stale.is_none_or(|stale| *at > stale));
+    }
+
+    /// When the next look-up-again is due.
+    fn next_relook(&self) -> Option<Instant> {
+        self.unanswered
+            .iter()
+            .map(|(peer, since)| {
+                let after = *since + RELOOK_AFTER;
+                match self.relooked.get(peer) {
+                    Some(at) => after.max(*at + RELOOK_EVERY),
+                    None => after,
+                }
+            })
+            .min()
+    }
+
+    /// Reports `peer` as a contact when it proved a key and its name is news.
+    fn note_contact(&mut self, peer: Uuid) {
+        let Some(public_key) = self.endpoint.peer_key(&peer) else {
+            return;
+        };
+        let name = self.roster.name(&peer);
+        if self.contacts.get(&peer) == Some(&name) {
+            return;
+        }
+        self.contacts.insert(peer, name.clone());
+        self.actions.push_back(Action::Contact(Contact {
+            uuid: peer,
+            public_key,
+            name,
+        }));
     }
 
     /// A command from a front-end (the terminal, stdin, the control API).
@@ -375,12 +507,20 @@ impl ChatCore {
     /// can hand in an event of its own.
     pub fn handle_event(&mut self, event: Event) {
         match event {
-            Event::Message { from, data } => self.on_payload(from, &data),
+            Event::Message { from, data } => {
+                self.unanswered.remove(&from);
+                if !self.contacts.contains_key(&from) {
+                    self.note_contact(from);
+                }
+                self.on_payload(from, &data)
+            }
             Event::Delivered { to, id, rtt } => {
+                self.unanswered.remove(&to);
                 let tag = self.tags.remove(&id).unwrap_or(Tag::Quiet);
                 self.settle(to, tag, Ok(rtt));
             }
             Event::Failed { to, id, reason } => {
+                self.unanswered.remove(&to);
                 let tag = self.tags.remove(&id).unwrap_or(Tag::Quiet);
                 self.settle(to, tag, Err(reason));
             }
@@ -417,7 +557,12 @@ impl ChatCore {
     /// When [`ChatCore::handle_timeout`] is next due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let held = self.held.values().map(|held| held.until).min();
-        [self.endpoint.poll_timeout(), held, self.roster.next_check()]
+        [
+            self.endpoint.poll_timeout(),
+            held,
+            self.roster.next_check(),
+            self.next_relook(),
+        ]
             .into_iter()
             .flatten()
             .min()
@@ -457,16 +602,26 @@ impl ChatCore {
             .or_else(|| self.addresses.get(peer, self.now))
     }
 
-    /// Remembers what the index said about a peer: its name, and its address while that holds.
+    /// Remembers what a directory said about a peer: its name (when the source vouches for
+    /// names, see [`Source`]), and its address while that holds.
     fn learn_record(
         &mut self,
         record: &PeerRecord,
         max_age: Option<Duration>,
+        source: Source,
     ) -> Option<SocketAddr> {
         let ttl = max_age.unwrap_or(DEFAULT_TTL);
         let old = self.roster.name(&record.uuid);
-        self.roster
-            .vouch(record.uuid, record.name.as_deref(), self.now, ttl);
+        let vouches = match source {
+            Source::Index => true,
+            // A LAN name is the peer's own choice: it stands in only while no index answers.
+            Source::Lan => record.name.is_some() && self.index != IndexStatus::Online,
+            Source::Dht => false,
+        };
+        if vouches {
+            self.roster
+                .vouch(record.uuid, record.name.as_deref(), self.now, ttl);
+        }
         let name = self.roster.name(&record.uuid);
         if old.is_some() && name != old {
             self.show(UiEvent::Renamed {
@@ -481,10 +636,15 @@ impl ChatCore {
             .set_candidates(record.uuid, &record.candidates);
         // The index checked the peer's signature over them. Peers we do not talk to are not
         // probed: their candidates wait until we send them something.
-        if self.endpoint.path(&record.uuid).is_some() {
+        if let Some((current, _)) = self.endpoint.path(&record.uuid) {
             self.endpoint
                 .learn_candidates(self.now, record.uuid, &record.candidates);
+            if current != addr && self.unanswered.contains_key(&record.uuid) {
+                // It does not answer where we send: it may have moved.
+                self.endpoint.relocate(self.now, record.uuid, addr);
+            }
         }
+        self.note_contact(record.uuid);
         Some(addr)
     }
 }

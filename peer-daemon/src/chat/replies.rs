@@ -17,8 +17,12 @@ impl ChatCore {
             IndexReply::Name(name, answer) => self.on_name(name, answer),
             IndexReply::Verify(peer, answer) => {
                 match answer {
-                    Ok(Some(Lookup { record, max_age })) => {
-                        self.learn_record(&record, max_age);
+                    Ok(Some(Lookup {
+                        record,
+                        max_age,
+                        source,
+                    })) => {
+                        self.learn_record(&record, max_age, source);
                     }
                     Ok(None) => self.roster.vouch(peer, None, self.now, Duration::ZERO),
                     Err(error) => tracing::debug!(%peer, %error, "could not check a peer's name"),
@@ -128,6 +132,53 @@ impl ChatCore {
                 self.error(format!("{error}; {kept}"));
             }
             IndexReply::IceServers(_) => {}
+            IndexReply::NoIndex => {
+                self.index = IndexStatus::Disabled;
+                self.reconcile_rooms();
+            }
+            IndexReply::Met(record, rooms) => self.met(&record, rooms),
+        }
+    }
+
+    /// Where room member lists come from: the index, or without one the LAN.
+    fn member_source(&self) -> super::Source {
+        if self.index == IndexStatus::Disabled {
+            super::Source::Lan
+        } else {
+            super::Source::Index
+        }
+    }
+
+    /// A peer on the LAN says it is in `rooms`: it joins those we are in (and hears that we
+    /// are there too), as if the index had listed it.
+    fn met(&mut self, record: &PeerRecord, rooms: Vec<String>) {
+        if record.uuid == self.me {
+            return;
+        }
+        let shared: Vec<String> = rooms
+            .into_iter()
+            .filter(|room| self.roster.in_room(room))
+            .collect();
+        if shared.is_empty() {
+            return;
+        }
+        self.learn_record(record, None, super::Source::Lan);
+        for room in shared {
+            if self.roster.add_member(&room, record.uuid) {
+                self.send_chat(
+                    record.uuid,
+                    &ChatMessage::Joined { room: room.clone() },
+                    Tag::Quiet,
+                );
+                let event = UiEvent::Joined {
+                    room,
+                    peer: Some(record.uuid),
+                    name: None,
+                    claimed_name: None,
+                    members: None,
+                };
+                self.about(record.uuid, event);
+            }
         }
     }
 
@@ -150,8 +201,12 @@ impl ChatCore {
     fn on_name(&mut self, name: String, answer: Answer<Option<Lookup>>) {
         let actions = self.waiting_names.remove(&name).unwrap_or_default();
         match answer {
-            Ok(Some(Lookup { record, max_age })) => {
-                self.learn_record(&record, max_age);
+            Ok(Some(Lookup {
+                record,
+                max_age,
+                source,
+            })) => {
+                self.learn_record(&record, max_age, source);
                 for action in actions {
                     self.act_on(record.uuid, action);
                 }
@@ -166,7 +221,7 @@ impl ChatCore {
         records
             .iter()
             .map(|r| {
-                self.learn_record(r, r.cache_ttl().map(Duration::from_secs));
+                self.learn_record(r, r.cache_ttl().map(Duration::from_secs), self.member_source());
                 r.uuid
             })
             .collect()

@@ -52,6 +52,7 @@ impl Driver {
         UiEvent::Stats {
             counters: counters
                 .into_iter()
+                .chain(self.directory.stats().counters())
                 .map(|(name, value)| (name.to_owned(), value))
                 .collect(),
         }
@@ -60,6 +61,7 @@ impl Driver {
     /// `/whoami`.
     pub(super) fn whoami(&self) -> UiEvent {
         let status = self.core.index_status();
+        let discovery = self.directory.status();
         UiEvent::Whoami {
             uuid: self.core.id(),
             name: self.core.own_name(),
@@ -73,6 +75,10 @@ impl Driver {
                 _ => None,
             },
             state_dir: self.facts.state_dir.clone(),
+            mdns: discovery.mdns,
+            dht: discovery.dht,
+            lan_peers: discovery.lan_peers,
+            contacts: discovery.contacts,
         }
     }
 }

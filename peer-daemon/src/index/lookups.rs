@@ -107,7 +107,7 @@ impl IndexClient {
                 check_key(&record)
                     .map_err(|error| doing.unacceptable(status, &format!("{error:#}")))?;
                 let max_age = max_age.or(record.cache_ttl().map(Duration::from_secs));
-                Ok(Some(Lookup { record, max_age }))
+                Ok(Some(Lookup::index(record, max_age)))
             }
             StatusCode::NOT_FOUND => Ok(None),
             _ => Err(error_of(response, doing).await),

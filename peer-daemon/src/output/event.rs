@@ -208,13 +208,21 @@ pub enum UiEvent {
         candidates: Vec<proto::api::Candidate>,
         /// The index's URL.
         index: String,
-        /// `"online"`, `"offline"` or `"connecting"` (no answer yet).
+        /// `"online"`, `"offline"`, `"connecting"` (no answer yet) or `"none"` (`--index none`).
         index_status: &'static str,
         /// Why the index is offline, when it is.
         #[serde(skip_serializing_if = "Option::is_none")]
         index_error: Option<String>,
         /// The state directory (identity key, history).
         state_dir: PathBuf,
+        /// Whether we announce ourselves and look for peers on the LAN (mDNS).
+        mdns: bool,
+        /// Whether we publish in and look contacts up from the DHT.
+        dht: bool,
+        /// Peers heard on the LAN.
+        lan_peers: usize,
+        /// Peers kept in the contacts file.
+        contacts: usize,
     },
     /// The sessions, as `/sessions` lists them.
     Sessions {

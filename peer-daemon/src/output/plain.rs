@@ -331,6 +331,10 @@ impl UiEvent {
                 index_status,
                 index_error,
                 state_dir,
+                mdns,
+                dht,
+                lan_peers,
+                contacts,
             } => {
                 let mut out = format!(
                     "you are {} ({uuid})\n  index:      {} ({index_status}{})",
@@ -345,6 +349,12 @@ impl UiEvent {
                     out += &format!("\n  seen as:    {}", clean(addr));
                 }
                 out += &format!("\n  listening:  {listen}");
+                let on = |on: &bool| if *on { "on" } else { "off" };
+                out += &format!(
+                    "\n  LAN (mDNS): {}, {lan_peers} peer(s) heard\n  DHT:        {}, {contacts} contact(s) kept",
+                    on(mdns),
+                    on(dht)
+                );
                 for candidate in candidates {
                     out += &format!(
                         "\n  candidate:  {} {}",

@@ -12,7 +12,10 @@ use std::process::Command;
 /// `bin --listen 127.0.0.1:0 --index <index_url> --name <name> --state-dir <state_dir>`, with
 /// every `PEER_*` variable of this environment removed, so that a setting exported where the
 /// tests run (a deadline, a public port, a control address) cannot change what they test.
-/// Callers add `--json` or further arguments, the environment they need and the pipes.
+/// LAN discovery and the DHT are off (`PEER_NO_MDNS`, `PEER_NO_DHT`): nothing multicasts on
+/// the machine's interfaces or reaches for the public DHT; a test of either removes the
+/// variable. Callers add `--json` or further arguments, the environment they need and the
+/// pipes.
 pub fn daemon_command(bin: &Path, index_url: &str, name: &str, state_dir: &Path) -> Command {
     let mut command = Command::new(bin);
     command
@@ -31,6 +34,7 @@ pub fn daemon_command(bin: &Path, index_url: &str, name: &str, state_dir: &Path)
             command.env_remove(var);
         }
     }
+    command.env("PEER_NO_MDNS", "1").env("PEER_NO_DHT", "1");
     command
 }
 

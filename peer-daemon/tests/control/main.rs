@@ -294,6 +294,8 @@ async fn control_api_only_listens_on_loopback() {
         ])
         .arg(state.path())
         .env_remove("PEER_CONTROL")
+        .env("PEER_NO_MDNS", "1")
+        .env("PEER_NO_DHT", "1")
         .stdin(std::process::Stdio::null())
         .output()
         .await

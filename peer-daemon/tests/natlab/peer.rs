@@ -64,6 +64,9 @@ impl Lab {
                 command.env_remove(var);
             }
         }
+        // No LAN discovery (unless a test asks for it in `extra`'s place: see `spawn_lan`)
+        // and never the public DHT.
+        command.env("PEER_NO_MDNS", "1").env("PEER_NO_DHT", "1");
         let mut child = command
             .env("NO_COLOR", "1")
             .stdin(Stdio::piped())

@@ -222,13 +222,13 @@ impl SecureEndpoint {
             .read_message(noise, &mut payload)
             .ok()
             .and_then(|len| verified_peer(&initiation.state, &payload[..len]));
-        if verified != Some(peer) {
+        let Some(key) = verified.filter(|(id, _)| *id == peer).map(|(_, key)| key) else {
             // Wrong key for that UUID, or garbage. The state is spent; the next frame the
             // reliable layer (re)sends starts a new handshake.
             self.stats.handshake_failures += 1;
             self.queued.remove(&peer);
             return;
-        }
+        };
         let mut reply = vec![0; MAX_DATAGRAM];
         let Ok(len) = initiation
             .state
@@ -251,7 +251,7 @@ impl SecureEndpoint {
             to: from,
             bytes: bytes.clone(),
         });
-        self.establish(peer, initiation.index, remote_index, transport, Some(bytes));
+        self.establish(peer, key, initiation.index, remote_index, transport, Some(bytes));
     }
 
     pub(super) fn on_final(&mut self, _remote_index: u32, index: u32, noise: &[u8]) {
@@ -265,7 +265,8 @@ impl SecureEndpoint {
             .read_message(noise, &mut payload)
             .ok()
             .and_then(|len| verified_peer(&responding.state, &payload[..len]));
-        let (Some(peer), Ok(transport)) = (peer, responding.state.into_stateless_transport_mode())
+        let (Some((peer, key)), Ok(transport)) =
+            (peer, responding.state.into_stateless_transport_mode())
         else {
             self.stats.handshake_failures += 1;
             return;
@@ -274,18 +275,26 @@ impl SecureEndpoint {
             self.stats.handshake_failures += 1;
             return;
         }
-        self.establish(peer, index, responding.remote_index, transport, None);
+        self.establish(peer, key, index, responding.remote_index, transport, None);
     }
 
     pub(super) fn establish(
         &mut self,
         peer: Uuid,
+        key: [u8; 32],
         index: u32,
         remote_index: u32,
         transport: StatelessTransportState,
         unconfirmed_final: Option<Vec<u8>>,
     ) {
         self.stats.handshakes += 1;
+        if self.keys.len() >= MAX_KEYS
+            && !self.keys.contains_key(&peer)
+            && let Some(other) = self.keys.keys().next().copied()
+        {
+            self.keys.remove(&other);
+        }
+        self.keys.insert(peer, key);
         self.sessions.insert(
             index,
             Session {
@@ -331,11 +340,11 @@ fn eviction_victim(entries: impl Iterator<Item = (u32, IpAddr, Instant)>) -> Opt
 }
 
 /// The UUID whose key the peer proved in this handshake: the payload carries its Ed25519
-/// key, which must be the one behind the Noise static key it used.
-fn verified_peer(state: &HandshakeState, payload: &[u8]) -> Option<Uuid> {
+/// key, which must be the one behind the Noise static key it used. Returns the UUID and the key.
+fn verified_peer(state: &HandshakeState, payload: &[u8]) -> Option<(Uuid, [u8; 32])> {
     let public_key: [u8; 32] = payload.try_into().ok()?;
     let expected_static = noise_public_key(&public_key).ok()?;
-    (state.get_remote_static()? == expected_static).then(|| uuid_for_key(&public_key))
+    (state.get_remote_static()? == expected_static).then(|| (uuid_for_key(&public_key), public_key))
 }
 
 #[cfg(test)]

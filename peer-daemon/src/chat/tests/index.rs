@@ -100,10 +100,10 @@ impl Index {
     pub fn answer(&self, me: Uuid, request: IndexRequest) -> IndexReply {
         let index = self;
         let lookup = |uuid: &Uuid| {
-            index.records.get(uuid).map(|record| Lookup {
-                record: record.clone(),
-                max_age: Some(60 * SEC),
-            })
+            index
+                .records
+                .get(uuid)
+                .map(|record| Lookup::index(record.clone(), Some(60 * SEC)))
         };
         let members = |room: &str| -> Vec<PeerRecord> {
             index

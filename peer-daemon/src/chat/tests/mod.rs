@@ -54,6 +54,8 @@ pub struct Node {
     pub exit: Option<String>,
     /// How often the node asked to check whether the index is away.
     pub checks: usize,
+    /// Contacts reported.
+    pub contacts: Vec<crate::chat::Contact>,
 }
 
 /// A few chat cores on one virtual network.
@@ -100,6 +102,7 @@ impl ChatNet {
                     renames: Vec::new(),
                     exit: None,
                     checks: 0,
+                    contacts: Vec::new(),
                 }
             })
             .collect();
@@ -160,10 +163,7 @@ impl ChatNet {
     /// Tells node `i` where node `j` is, as an answer from the index would (without asking it).
     pub fn teach(&mut self, i: usize, j: usize) {
         let record = self.index.records[&self.id(j)].clone();
-        let lookup = Lookup {
-            record,
-            max_age: Some(60 * SEC),
-        };
+        let lookup = Lookup::index(record, Some(60 * SEC));
         self.reply(i, IndexReply::Lookup(self.id(j), Ok(Some(lookup))));
     }
 
@@ -229,6 +229,7 @@ impl ChatNet {
                     Action::History { query, reason } => node.reads.push((query, reason)),
                     Action::Rename(name) => node.renames.push(name),
                     Action::CheckIndex => node.checks += 1,
+                    Action::Contact(contact) => node.contacts.push(contact),
                 }
             }
             self.transmit(i);
