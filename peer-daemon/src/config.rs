@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Parser};
 
 use crate::nat::servers::IceUrl;
 
@@ -63,7 +64,7 @@ pub struct Config {
 
     /// Keep no message history: nothing is written to <state-dir>/messages.db (which is not
     /// even created), nothing is restored at the next start, and /history has nothing to show.
-    #[arg(long, env = "PEER_NO_HISTORY")]
+    #[arg(long, env = "PEER_NO_HISTORY", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
     pub no_history: bool,
 
     /// STUN/TURN servers to gather candidates from instead of the ones the index hands out:
@@ -77,12 +78,12 @@ pub struct Config {
 
     /// Do not announce this daemon on the LAN nor look for peers there (mDNS/DNS-SD service
     /// `_peerlink._udp`, multicast on every interface).
-    #[arg(long, env = "PEER_NO_MDNS")]
+    #[arg(long, env = "PEER_NO_MDNS", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
     pub no_mdns: bool,
 
     /// Do not publish our addresses in the BitTorrent mainline DHT nor look contacts up there
     /// when the index cannot answer.
-    #[arg(long, env = "PEER_NO_DHT")]
+    #[arg(long, env = "PEER_NO_DHT", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
     pub no_dht: bool,
 
     /// A DHT node to join the DHT through, HOST:PORT (repeatable; the environment variable

@@ -108,13 +108,7 @@ pub async fn run(
             candidates,
             presence_rx,
         ))),
-        None => {
-            news_tx
-                .send(chat::IndexReply::NoIndex)
-                .await
-                .expect("the receiver is here");
-            None
-        }
+        None => None,
     };
     let (announce, announced) = tokio::sync::watch::channel(discovery::announce::Me::default());
     let directory = start_discovery(
@@ -134,6 +128,9 @@ pub async fn run(
     let udp = udp::Udp::new(socket).context("setting up the UDP socket")?;
     let mut core = driver::Driver::core(&identity, config.name.clone(), protocol);
     core.restore(saved.sessions, saved.next_id);
+    if index.is_none() {
+        core.handle_index_reply(std::time::Instant::now(), chat::IndexReply::NoIndex);
+    }
     let facts = driver::Facts {
         listen: bound,
         index_url: config.index.clone(),

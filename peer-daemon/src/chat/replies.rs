@@ -149,20 +149,19 @@ impl ChatCore {
         }
     }
 
-    /// A peer on the LAN says it is in `rooms`: it joins those we are in (and hears that we
-    /// are there too), as if the index had listed it.
+    /// A peer announced itself on the LAN: it is known (`/users`), and it joins the rooms
+    /// it says it is in that we are in too (and hears that we are there), as if the index had
+    /// listed it.
     fn met(&mut self, record: &PeerRecord, rooms: Vec<String>) {
         if record.uuid == self.me {
             return;
         }
+        let ttl = record.cache_ttl().map(Duration::from_secs);
+        self.learn_record(record, ttl, super::Source::Lan);
         let shared: Vec<String> = rooms
             .into_iter()
             .filter(|room| self.roster.in_room(room))
             .collect();
-        if shared.is_empty() {
-            return;
-        }
-        self.learn_record(record, None, super::Source::Lan);
         for room in shared {
             if self.roster.add_member(&room, record.uuid) {
                 self.send_chat(

@@ -124,10 +124,6 @@ impl Contacts {
     /// Remembers (or updates) a contact heard from at `now`; returns whether anything that
     /// the file keeps changed (a contact's `seen` alone is not worth a write).
     pub fn remember(&mut self, contact: Contact, now: u64) -> bool {
-        let changed = self
-            .by_uuid
-            .get(&contact.uuid)
-            .is_none_or(|(old, _)| *old != contact);
         // A name dropped by the index is kept: it is still the last one it vouched for.
         let contact = match self.by_uuid.get(&contact.uuid) {
             Some((old, _)) if contact.name.is_none() => Contact {
@@ -136,6 +132,10 @@ impl Contacts {
             },
             _ => contact,
         };
+        let changed = self
+            .by_uuid
+            .get(&contact.uuid)
+            .is_none_or(|(old, _)| *old != contact);
         self.by_uuid.insert(contact.uuid, (contact, now));
         self.trim();
         changed

@@ -23,6 +23,7 @@ mod bench;
 mod chat;
 mod counters;
 mod lab;
+mod lan;
 mod netns;
 mod pair;
 mod peer;

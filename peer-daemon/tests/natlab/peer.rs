@@ -44,17 +44,47 @@ impl Lab {
     /// Starts `peer-daemon --json --index <the lab's index> --name <name>` on `host` with
     /// `extra` arguments (e.g. `--listen`), and waits for `registered`.
     pub async fn spawn_daemon(&self, host: HostId, name: &str, extra: &[&str]) -> LabDaemon {
-        let state = tempfile::tempdir_in(self.dir.path()).expect("daemon state directory");
         let url = self
             .servers
             .as_ref()
             .expect("Lab::start_servers was not called")
             .index_url();
+        let mut daemon = self.launch(host, name, &url, false, extra);
+        let registered = daemon
+            .expect("registered", |_| true, REGISTER_TIMEOUT)
+            .await;
+        daemon.uuid = registered["uuid"]
+            .as_str()
+            .and_then(|u| Uuid::parse_str(u).ok())
+            .unwrap_or_else(|| panic!("{name}: `registered` without a uuid: {registered}"));
+        daemon.addr = registered["addr"].as_str().unwrap_or_default().to_owned();
+        daemon.backlog.retain(|v| v["event"] != "error");
+        daemon
+    }
+
+    /// Starts `peer-daemon --json --index none --name <name>` with LAN discovery on (mDNS on
+    /// the host's LAN, inside the lab) on `host`, and learns its UUID from `/whoami`.
+    pub async fn spawn_lan_daemon(&self, host: HostId, name: &str, extra: &[&str]) -> LabDaemon {
+        let mut daemon = self.launch(host, name, "none", true, extra);
+        daemon.send_line("/whoami").await;
+        let whoami = daemon.expect("whoami", |_| true, REGISTER_TIMEOUT).await;
+        assert_eq!(whoami["mdns"], true, "{name}: mDNS is off: {whoami}");
+        assert_eq!(whoami["index_status"], "none", "{name}: {whoami}");
+        daemon.uuid = whoami["uuid"]
+            .as_str()
+            .and_then(|u| Uuid::parse_str(u).ok())
+            .unwrap_or_else(|| panic!("{name}: `whoami` without a uuid: {whoami}"));
+        daemon
+    }
+
+    /// Starts the daemon on `host` without waiting for anything.
+    fn launch(&self, host: HostId, name: &str, index: &str, mdns: bool, extra: &[&str]) -> LabDaemon {
+        let state = tempfile::tempdir_in(self.dir.path()).expect("daemon state directory");
         let mut command = Command::new("ip");
         command
             .args(["netns", "exec", &self.host(host).ns])
             .arg(env!("CARGO_BIN_EXE_peer-daemon"))
-            .args(["--json", "--index", &url, "--name", name, "--state-dir"])
+            .args(["--json", "--index", index, "--name", name, "--state-dir"])
             .arg(state.path())
             .args(extra);
         // Settings exported where the tests run must not change what they test.
@@ -64,9 +94,11 @@ impl Lab {
                 command.env_remove(var);
             }
         }
-        // No LAN discovery (unless a test asks for it in `extra`'s place: see `spawn_lan`)
-        // and never the public DHT.
-        command.env("PEER_NO_MDNS", "1").env("PEER_NO_DHT", "1");
+        // Never the public DHT; LAN discovery only where a test asks for it.
+        command.env("PEER_NO_DHT", "1");
+        if !mdns {
+            command.env("PEER_NO_MDNS", "1");
+        }
         let mut child = command
             .env("NO_COLOR", "1")
             .stdin(Stdio::piped())
@@ -98,7 +130,7 @@ impl Lab {
                 sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
             }
         });
-        let mut daemon = LabDaemon {
+        LabDaemon {
             name: name.to_owned(),
             uuid: Uuid::nil(),
             addr: String::new(),
@@ -111,17 +143,7 @@ impl Lab {
             seen: Vec::new(),
             stderr,
             _state: state,
-        };
-        let registered = daemon
-            .expect("registered", |_| true, REGISTER_TIMEOUT)
-            .await;
-        daemon.uuid = registered["uuid"]
-            .as_str()
-            .and_then(|u| Uuid::parse_str(u).ok())
-            .unwrap_or_else(|| panic!("{name}: `registered` without a uuid: {registered}"));
-        daemon.addr = registered["addr"].as_str().unwrap_or_default().to_owned();
-        daemon.backlog.retain(|v| v["event"] != "error");
-        daemon
+        }
     }
 }
 
