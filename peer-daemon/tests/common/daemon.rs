@@ -74,6 +74,27 @@ impl Daemon {
         Self::spawn_inner(index_url, name, state, &[]).await
     }
 
+    /// Starts a daemon on `state` with the DHT on, joined through `bootstrap` (nodes the test
+    /// started on loopback), without waiting for it to register (see
+    /// [`Daemon::wait_registered`]).
+    pub fn start_with_dht(
+        index_url: &str,
+        name: &str,
+        state: Arc<tempfile::TempDir>,
+        bootstrap: &[String],
+    ) -> Daemon {
+        let extra: Vec<&str> = bootstrap
+            .iter()
+            .flat_map(|node| ["--dht-bootstrap", node.as_str()])
+            .collect();
+        Self::launch_with(index_url, name, state, &extra, &["PEER_NO_DHT"])
+    }
+
+    /// Waits until the daemon has registered; fills in its UUID and address.
+    pub async fn wait_registered(&mut self) {
+        self.await_registration().await;
+    }
+
     /// Starts a daemon without waiting for it to register (e.g. when the index must refuse it).
     pub async fn spawn_unregistered(index_url: &str, name: &str) -> Daemon {
         let state = Arc::new(tempfile::tempdir().expect("state directory"));
@@ -97,7 +118,23 @@ impl Daemon {
         state: Arc<tempfile::TempDir>,
         extra: &[&str],
     ) -> Daemon {
-        let mut child = Command::from(daemon_command(index_url, name, state.path()))
+        Self::launch_with(index_url, name, state, extra, &[])
+    }
+
+    /// [`Daemon::launch`] without the environment variables in `unset` (e.g. `PEER_NO_DHT`,
+    /// which `daemon_command` sets).
+    fn launch_with(
+        index_url: &str,
+        name: &str,
+        state: Arc<tempfile::TempDir>,
+        extra: &[&str],
+        unset: &[&str],
+    ) -> Daemon {
+        let mut command = daemon_command(index_url, name, state.path());
+        for var in unset {
+            command.env_remove(var);
+        }
+        let mut child = Command::from(command)
             .arg("--json")
             .args(extra)
             .stdin(Stdio::piped())
