@@ -186,20 +186,27 @@ impl Directory {
         Some(answer.map_err(|error| error.to_string()))
     }
 
-    /// A LAN peer's record; its name only when no contact holds that name under another key.
+    /// Takes the name off a LAN peer's record when a contact holds that name under another
+    /// key (the one the index vouched for when we talked): first come on the LAN does not
+    /// beat a name we already know.
+    pub fn check_lan_name(&self, record: &mut PeerRecord) {
+        let Some(name) = record.name.as_deref() else {
+            return;
+        };
+        let holder = self.contacts().by_name(name).map(|c| c.uuid);
+        if holder.is_some_and(|holder| holder != record.uuid) {
+            self.stats.lan_name_conflicts.fetch_add(1, Relaxed);
+            record.name = None;
+        }
+    }
+
+    /// A LAN peer's record (its name checked by [`Directory::check_lan_name`]).
     fn lan_record(&self, peer: Uuid) -> Option<Lookup> {
         let lan = self.lan.as_ref()?;
-        let announced = lan.book().get(&peer)?.clone();
-        let name_ok = announced.name.as_deref().is_none_or(|name| {
-            let holder = self.contacts().by_name(name).map(|c| c.uuid);
-            let ok = holder.is_none_or(|holder| holder == peer);
-            if !ok {
-                self.stats.lan_name_conflicts.fetch_add(1, Relaxed);
-            }
-            ok
-        });
+        let mut record = lan::record(lan.book().get(&peer)?, true);
+        self.check_lan_name(&mut record);
         Some(Lookup {
-            record: lan::record(&announced, name_ok),
+            record,
             max_age: Some(lan::LAN_TTL),
             source: Source::Lan,
         })
@@ -234,15 +241,28 @@ impl Directory {
         from_index.unwrap_or(Ok(None))
     }
 
-    /// Who is `peer`? The index when it answers; otherwise its LAN announcement.
+    /// Who is `peer`? The index when it answers; otherwise its LAN announcement. Without an
+    /// index, a peer that speaks to us before its announcement reached us (they cross) is
+    /// given [`LAN_WAIT`] to be heard on the LAN.
     async fn verify(&self, peer: Uuid) -> Answer<Option<Lookup>> {
-        match self.ask_index(IndexRequest::Verify(peer)).await {
-            Some(Ok(answer)) => Ok(answer),
-            unanswered => match self.lan_record(peer) {
-                Some(found) => Ok(Some(found)),
-                None => unanswered.unwrap_or(Ok(None)),
-            },
+        let unanswered = match self.ask_index(IndexRequest::Verify(peer)).await {
+            Some(Ok(answer)) => return Ok(answer),
+            unanswered => unanswered,
+        };
+        let waits = if self.index.is_none() && self.lan.is_some() {
+            LAN_WAIT_STEPS
+        } else {
+            0
+        };
+        for step in 0..=waits {
+            if let Some(found) = self.lan_record(peer) {
+                return Ok(Some(found));
+            }
+            if step < waits {
+                tokio::time::sleep(LAN_WAIT / LAN_WAIT_STEPS).await;
+            }
         }
+        unanswered.unwrap_or(Ok(None))
     }
 
     /// Who goes by `name`? The index when it answers; otherwise the one LAN peer of that name,
@@ -308,6 +328,10 @@ impl Directory {
         }
     }
 }
+
+/// Longest wait, without an index, for the LAN announcement of a peer that spoke to us.
+pub const LAN_WAIT: Duration = Duration::from_millis(2000);
+const LAN_WAIT_STEPS: u32 = 10;
 
 /// How long a DHT record may be used before asking again.
 pub const DHT_TTL: Duration = Duration::from_secs(300);

@@ -228,7 +228,10 @@ impl Driver {
     }
 
     /// News from the registration: the index's ICE servers are looked at on the way.
-    fn on_news(&mut self, reply: IndexReply) {
+    fn on_news(&mut self, mut reply: IndexReply) {
+        if let IndexReply::Met(record, _) = &mut reply {
+            self.directory.check_lan_name(record);
+        }
         let servers = match &reply {
             IndexReply::Registered(record) => Some(&record.ice_servers),
             IndexReply::IceServers(servers) => Some(servers),

@@ -336,14 +336,15 @@ impl UiEvent {
                 lan_peers,
                 contacts,
             } => {
+                let status = match (*index_status, index_error) {
+                    ("none", _) => "peers are found on the LAN and in the DHT".to_owned(),
+                    (status, Some(error)) => format!("{status}: {}", clean(error)),
+                    (status, None) => status.to_owned(),
+                };
                 let mut out = format!(
-                    "you are {} ({uuid})\n  index:      {} ({index_status}{})",
+                    "you are {} ({uuid})\n  index:      {} ({status})",
                     clean(name.as_deref().unwrap_or("nameless")),
                     clean(index),
-                    index_error
-                        .as_deref()
-                        .map(|e| format!(": {}", clean(e)))
-                        .unwrap_or_default()
                 );
                 if let Some(addr) = addr {
                     out += &format!("\n  seen as:    {}", clean(addr));
