@@ -29,7 +29,7 @@ pub const LAN_TTL: Duration = Duration::from_secs(120);
 /// Shortest time between two announcements of ours (a burst of room changes is one).
 const ANNOUNCE_GAP: Duration = Duration::from_secs(1);
 /// Longest wait for the goodbye announcement at quit.
-const GOODBYE_WAIT: Duration = Duration::from_millis(500);
+const GOODBYE_WAIT: Duration = Duration::from_secs(1);
 
 /// One peer on the LAN and the mDNS instance that announced it.
 #[derive(Debug, Clone)]
