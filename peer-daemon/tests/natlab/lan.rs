@@ -126,3 +126,113 @@ async fn lan_peers_find_each_other_and_chat_without_an_index() {
     };
     assert!(stats["counters"]["discovery.lan_announcements"].as_u64() >= Some(2), "{stats}");
 }
+
+/// A hostile host on the LAN floods it with announcements: hundreds with forged signatures,
+/// some with oversized or unsafe fields, and hundreds of validly signed fakes from fresh keys.
+/// The daemons ignore and count the bad ones, keep at most `MAX_LAN_PEERS`, and keep chatting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_fake_announcements_is_ignored_and_bounded() {
+    use peer_daemon::discovery::{announce, lan};
+    use proto::identity::Identity;
+
+    let Some(mut lab) = Lab::new("lan flood") else {
+        return;
+    };
+    let home = lab.add_router(NatKind::Cone);
+    let (h1, h2, h3) = (lab.add_host(home), lab.add_host(home), lab.add_host(home));
+    let mut alice = lab.spawn_lan_daemon(h1, "alice", &[]).await;
+    let mut bob = lab.spawn_lan_daemon(h2, "bob", &[]).await;
+    wait_lan_peers(&mut alice, 1).await;
+
+    const FORGED: usize = 200;
+    const HOSTILE: usize = 40;
+    const SIGNED: usize = 300;
+    let flooder_ns = lab.host(h3).ns.clone();
+    let flooder = crate::netns::in_netns(&flooder_ns, mdns_sd::ServiceDaemon::new)
+        .expect("an mDNS daemon on the flooder's host");
+    let ip = lab.host(h3).ip.to_string();
+    let register = |i: usize, txt: Vec<(&'static str, String)>| {
+        let name = format!("fake{i}");
+        let info = mdns_sd::ServiceInfo::new(
+            lan::SERVICE,
+            &name,
+            &format!("{name}.local."),
+            ip.as_str(),
+            4000,
+            &txt[..],
+        )
+        .expect("a service");
+        flooder.register(info).expect("registered");
+    };
+    let me = |i: usize| announce::Me {
+        name: Some(format!("fake-{i}")),
+        candidates: vec![proto::api::Candidate {
+            kind: proto::api::CandidateKind::Host,
+            addr: format!("{ip}:{}", 4000 + i).parse().unwrap(),
+        }],
+        rooms: vec!["lobby".into()],
+    };
+    for i in 0..FORGED {
+        let key = Identity::from_secret(rand_secret(i));
+        let mut txt = announce::lan_txt(&key, &me(i), 1);
+        // The signature of something else.
+        txt.retain(|(k, _)| *k != "s");
+        txt.push(("s", "ab".repeat(64)));
+        register(i, txt);
+    }
+    for i in FORGED..FORGED + HOSTILE {
+        let key = Identity::from_secret(rand_secret(i));
+        let mut txt = announce::lan_txt(&key, &me(i), 1);
+        for (k, v) in txt.iter_mut() {
+            match *k {
+                "n" => *v = "\u{1b}[2J".repeat(30),
+                "a" => *v = "host/0.0.0.0:0".into(),
+                _ => {}
+            }
+        }
+        register(i, txt);
+    }
+    for i in FORGED + HOSTILE..FORGED + HOSTILE + SIGNED {
+        let key = Identity::from_secret(rand_secret(i));
+        register(i, announce::lan_txt(&key, &me(i), 1));
+    }
+
+    // The bad ones are counted, the book stays bounded, and alice still reaches bob at once.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let counters = loop {
+        alice.send_line("/stats").await;
+        let counters = alice.expect("stats", |_| true, ACK).await["counters"].clone();
+        if counters["discovery.lan_rejected"].as_u64() >= Some((FORGED + HOSTILE) as u64) {
+            break counters;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the forged announcements were not all refused: {counters}{}",
+            alice.diagnostics()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let heard = whoami(&mut alice).await["lan_peers"].as_u64().unwrap();
+    assert!(
+        heard <= lan::MAX_LAN_PEERS as u64 && heard > 1,
+        "{heard} LAN peers kept: {counters}"
+    );
+    let started = std::time::Instant::now();
+    alice.send_line("/msg bob still here?").await;
+    alice.receipt(bob.uuid, ACK).await;
+    bob.expect("message", |v| v["text"] == "still here?", ACK)
+        .await;
+    eprintln!(
+        "lan flood: {} refused, {heard} peers kept, a message to bob took {:?}",
+        counters["discovery.lan_rejected"],
+        started.elapsed()
+    );
+    let _ = flooder.shutdown();
+}
+
+/// A distinct secret per fake peer.
+fn rand_secret(i: usize) -> [u8; 32] {
+    let mut secret = [0x5a; 32];
+    secret[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    secret
+}
