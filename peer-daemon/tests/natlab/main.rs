@@ -22,6 +22,7 @@
 mod bench;
 mod chat;
 mod counters;
+mod idle;
 mod lab;
 mod lan;
 mod netns;

@@ -94,8 +94,11 @@ impl Lab {
                 command.env_remove(var);
             }
         }
-        // Never the public DHT; LAN discovery only where a test asks for it.
-        command.env("PEER_NO_DHT", "1");
+        // Never the public DHT (only a private one a test names with `--dht-bootstrap`); LAN
+        // discovery only where a test asks for it.
+        if !extra.contains(&"--dht-bootstrap") {
+            command.env("PEER_NO_DHT", "1");
+        }
         if !mdns {
             command.env("PEER_NO_MDNS", "1");
         }
