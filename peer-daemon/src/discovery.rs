@@ -82,7 +82,9 @@ impl Stats {
 pub struct Directory {
     index: Option<IndexClient>,
     lan: Option<Arc<lan::Lan>>,
-    dht: Option<Arc<dht::Dht>>,
+    /// The DHT once it started (it starts in the background: resolving the bootstrap nodes
+    /// must not hold the chat up); `None` with `--no-dht`.
+    dht: Option<Arc<std::sync::OnceLock<Arc<dht::Dht>>>>,
     contacts: Arc<Mutex<Contacts>>,
     stats: Arc<Stats>,
 }
@@ -105,7 +107,7 @@ impl Directory {
     pub fn new(
         index: Option<IndexClient>,
         lan: Option<lan::Lan>,
-        dht: Option<Arc<dht::Dht>>,
+        dht: Option<Arc<std::sync::OnceLock<Arc<dht::Dht>>>>,
         contacts: Contacts,
         stats: Arc<Stats>,
     ) -> Self {
@@ -214,7 +216,7 @@ impl Directory {
 
     /// A contact's record from the DHT, under the name the index last vouched for.
     async fn dht_record(&self, contact: Option<Contact>) -> Option<Lookup> {
-        let (dht, contact) = (self.dht.as_ref()?, contact?);
+        let (dht, contact) = (self.dht.as_ref()?.get()?, contact?);
         let found = dht.lookup(&contact.public_key).await?;
         let mut record: PeerRecord = found.record(CandidateKind::Srflx, contact.name);
         record.cache_ttl_secs = Some(DHT_TTL.as_secs());

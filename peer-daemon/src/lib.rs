@@ -119,8 +119,7 @@ pub async fn run(
         index.clone(),
         news_tx,
         announced,
-    )
-    .await;
+    );
     let protocol = proto::Config {
         deadline: Duration::from_secs(config.deadline_secs),
         ..proto::Config::default()
@@ -172,7 +171,7 @@ pub async fn run(
 
 /// Starts LAN discovery and the DHT unless turned off (trouble with either is reported and
 /// leaves the other sources working), and loads the contacts.
-async fn start_discovery(
+fn start_discovery(
     config: &Config,
     identity: &proto::identity::Identity,
     port: u16,
@@ -189,15 +188,20 @@ async fn start_discovery(
             .inspect_err(|error| tracing::warn!(%error, "LAN discovery (mDNS) is off"))
             .ok()
     };
-    let dht = if config.no_dht {
-        None
-    } else {
-        let bootstrap = config.dht_bootstrap.clone();
-        discovery::dht::Dht::start(identity.clone(), bootstrap, announced, stats.clone())
-            .await
-            .inspect_err(|error| tracing::warn!(%error, "the DHT is off"))
-            .ok()
-    };
+    let dht = (!config.no_dht).then(|| {
+        let slot = std::sync::Arc::new(std::sync::OnceLock::new());
+        let (bootstrap, identity) = (config.dht_bootstrap.clone(), identity.clone());
+        let (ready, stats) = (slot.clone(), stats.clone());
+        tokio::spawn(async move {
+            match discovery::dht::Dht::start(identity, bootstrap, announced, stats).await {
+                Ok(dht) => {
+                    let _ = ready.set(dht);
+                }
+                Err(error) => tracing::warn!(%error, "the DHT is off"),
+            }
+        });
+        slot
+    });
     let contacts = discovery::contacts::Contacts::load(state_dir);
     discovery::Directory::new(index, lan, dht, contacts, stats)
 }

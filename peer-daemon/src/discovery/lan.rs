@@ -262,6 +262,13 @@ async fn announce_loop(
     let host = format!("{instance}.local.");
     loop {
         let current = me.borrow_and_update().clone();
+        // Nothing to announce before we know an address (peers would refuse it).
+        if current.candidates.is_empty() {
+            if me.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
         let ips: Vec<IpAddr> = current
             .candidates
             .iter()
