@@ -64,12 +64,21 @@ impl Stats {
     /// Every counter as `(name, value)`.
     pub fn counters(&self) -> Vec<(&'static str, u64)> {
         vec![
-            ("discovery.lan_announcements", self.lan_announcements.load(Relaxed)),
+            (
+                "discovery.lan_announcements",
+                self.lan_announcements.load(Relaxed),
+            ),
             ("discovery.lan_rejected", self.lan_rejected.load(Relaxed)),
-            ("discovery.lan_name_conflicts", self.lan_name_conflicts.load(Relaxed)),
+            (
+                "discovery.lan_name_conflicts",
+                self.lan_name_conflicts.load(Relaxed),
+            ),
             ("discovery.lan_published", self.lan_published.load(Relaxed)),
             ("discovery.dht_published", self.dht_published.load(Relaxed)),
-            ("discovery.dht_publish_failures", self.dht_publish_failures.load(Relaxed)),
+            (
+                "discovery.dht_publish_failures",
+                self.dht_publish_failures.load(Relaxed),
+            ),
             ("discovery.dht_lookups", self.dht_lookups.load(Relaxed)),
             ("discovery.dht_found", self.dht_found.load(Relaxed)),
             ("discovery.dht_rejected", self.dht_rejected.load(Relaxed)),

@@ -14,9 +14,9 @@ use tokio::task::JoinSet;
 
 use crate::chat::{Action, ChatCore, IndexReply, IndexStatus};
 use crate::command::Command;
-use crate::history::{Change, Line, SessionKind};
 use crate::discovery::Directory;
 use crate::discovery::announce::Me;
+use crate::history::{Change, Line, SessionKind};
 use crate::nat::agent::{Nat, NatChange};
 use crate::nat::servers::{self, IceUrl};
 use crate::nat::turn::{Incoming, ServerConfig};

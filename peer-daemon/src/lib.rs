@@ -4,8 +4,8 @@
 pub mod chat;
 pub mod command;
 pub mod config;
-pub mod discovery;
 pub mod control;
+pub mod discovery;
 pub mod driver;
 pub mod history;
 pub mod index;
@@ -184,9 +184,15 @@ fn start_discovery(
     let lan = if config.no_mdns {
         None
     } else {
-        discovery::lan::Lan::start(identity.clone(), port, announced.clone(), news, stats.clone())
-            .inspect_err(|error| tracing::warn!(%error, "LAN discovery (mDNS) is off"))
-            .ok()
+        discovery::lan::Lan::start(
+            identity.clone(),
+            port,
+            announced.clone(),
+            news,
+            stats.clone(),
+        )
+        .inspect_err(|error| tracing::warn!(%error, "LAN discovery (mDNS) is off"))
+        .ok()
     };
     let dht = (!config.no_dht).then(|| {
         let slot = std::sync::Arc::new(std::sync::OnceLock::new());

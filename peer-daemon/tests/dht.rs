@@ -40,7 +40,9 @@ struct Forger {
 
 impl Forger {
     async fn start() -> Forger {
-        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("the forger's socket");
+        let socket = UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("the forger's socket");
         let addr = socket.local_addr().unwrap();
         let victim = Arc::new(std::sync::Mutex::new(None));
         let strays = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -128,7 +130,12 @@ async fn delivered(daemon: &mut Daemon) -> Value {
             Duration::from_secs(30),
         )
         .await;
-    assert_eq!(receipt["event"], "delivered", "{receipt}{}", daemon.diagnostics());
+    assert_eq!(
+        receipt["event"],
+        "delivered",
+        "{receipt}{}",
+        daemon.diagnostics()
+    );
     receipt
 }
 
@@ -178,7 +185,11 @@ async fn a_contact_that_moved_is_found_in_the_dht_when_the_index_is_gone() {
         alice.send_line("/whoami").await;
         alice.expect("whoami", |_| true, EVENT_TIMEOUT).await
     };
-    assert_eq!((whoami["dht"].as_bool(), whoami["contacts"].as_u64()), (Some(true), Some(1)), "{whoami}");
+    assert_eq!(
+        (whoami["dht"].as_bool(), whoami["contacts"].as_u64()),
+        (Some(true), Some(1)),
+        "{whoami}"
+    );
     let contacts = std::fs::read_to_string(bob_state.path().join("contacts.json"))
         .expect("bob's contacts file");
     assert!(contacts.contains(&alice.uuid.to_string()), "{contacts}");
@@ -207,12 +218,25 @@ async fn a_contact_that_moved_is_found_in_the_dht_when_the_index_is_gone() {
         .await;
     assert_eq!(message["from"], alice.uuid.to_string());
     let counters = counters(&mut alice).await;
-    assert!(counters["discovery.dht_found"].as_u64() >= Some(1), "{counters}");
+    assert!(
+        counters["discovery.dht_found"].as_u64() >= Some(1),
+        "{counters}"
+    );
     // The forged record was offered, ignored and counted; nothing went to its address.
     use std::sync::atomic::Ordering::Relaxed;
-    assert!(forger.forged.load(Relaxed) >= 1, "the forger was never asked");
-    assert!(counters["discovery.dht_rejected"].as_u64() >= Some(1), "{counters}");
-    assert_eq!(forger.strays.load(Relaxed), 0, "alice sent chat to the forged address");
+    assert!(
+        forger.forged.load(Relaxed) >= 1,
+        "the forger was never asked"
+    );
+    assert!(
+        counters["discovery.dht_rejected"].as_u64() >= Some(1),
+        "{counters}"
+    );
+    assert_eq!(
+        forger.strays.load(Relaxed),
+        0,
+        "alice sent chat to the forged address"
+    );
 }
 
 /// Bob's public key, as alice's contacts file keeps it (the one bob proved in the handshake).

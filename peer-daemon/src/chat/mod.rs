@@ -391,9 +391,9 @@ impl ChatCore {
             self.roster.next_check(),
             self.next_relook(),
         ]
-            .into_iter()
-            .flatten()
-            .min()
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn publish_sessions(&mut self) {

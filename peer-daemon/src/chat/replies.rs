@@ -220,7 +220,11 @@ impl ChatCore {
         records
             .iter()
             .map(|r| {
-                self.learn_record(r, r.cache_ttl().map(Duration::from_secs), self.member_source());
+                self.learn_record(
+                    r,
+                    r.cache_ttl().map(Duration::from_secs),
+                    self.member_source(),
+                );
                 r.uuid
             })
             .collect()

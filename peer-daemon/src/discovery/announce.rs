@@ -207,7 +207,8 @@ pub fn parse_lan<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<Announced,
     if field("v")? != "1" {
         return Err(Rejected::Malformed("v"));
     }
-    let public_key = identity::parse_public_key(field("pk")?).map_err(|_| Rejected::Malformed("pk"))?;
+    let public_key =
+        identity::parse_public_key(field("pk")?).map_err(|_| Rejected::Malformed("pk"))?;
     let uuid = Uuid::try_parse(field("id")?).map_err(|_| Rejected::Malformed("id"))?;
     if identity::uuid_for_key(&public_key) != uuid {
         return Err(Rejected::WrongUuid);
@@ -324,7 +325,10 @@ mod tests {
         assert_eq!(peer.name.as_deref(), Some("alice"));
         assert_eq!(peer.rooms, ["lobby", "rust"]);
         assert_eq!(peer.candidates[0].kind, CandidateKind::Host, "host first");
-        assert_eq!(peer.record(CandidateKind::Host, None).addr, "192.0.2.10:4000");
+        assert_eq!(
+            peer.record(CandidateKind::Host, None).addr,
+            "192.0.2.10:4000"
+        );
         for (key, value) in [
             ("n", "mallory"),
             ("a", "host/198.51.100.66:4000"),
@@ -373,7 +377,7 @@ mod tests {
         assert!(sign("m", "host/192.0.2.1:0", "").is_err());
         assert!(sign("m", "", "").is_err(), "no address");
         assert!(sign("m", "magic/192.0.2.1:5000", "").is_err());
-        assert!(sign("m", &vec![ok; 9].join(","), "").is_err(), "too many");
+        assert!(sign("m", &[ok; 9].join(","), "").is_err(), "too many");
         assert!(sign("m", ok, "UPPER").is_err(), "not a room name");
     }
 
@@ -381,7 +385,9 @@ mod tests {
     fn long_lists_are_cut_to_fit_a_txt_string() {
         let alice = Identity::from_secret([1; 32]);
         let mut me = me();
-        me.rooms = (0..40).map(|i| format!("room-with-a-long-name-{i}")).collect();
+        me.rooms = (0..40)
+            .map(|i| format!("room-with-a-long-name-{i}"))
+            .collect();
         let props: HashMap<_, _> = lan_txt(&alice, &me, 1).into_iter().collect();
         assert!(props.values().all(|v| v.len() <= MAX_TXT_VALUE));
         assert!(parse(&props).is_ok());
@@ -394,7 +400,10 @@ mod tests {
         assert!(value.len() <= MAX_DHT_VALUE);
         let peer = parse_dht(&bob.public_key(), &value, 10_000).unwrap();
         assert_eq!(peer.uuid, bob.uuid());
-        assert_eq!(peer.record(CandidateKind::Srflx, None).addr, "203.0.113.5:4000");
+        assert_eq!(
+            peer.record(CandidateKind::Srflx, None).addr,
+            "203.0.113.5:4000"
+        );
         let carol = Identity::from_secret([5; 32]);
         assert_eq!(
             parse_dht(&carol.public_key(), &value, 10_000),
@@ -405,7 +414,10 @@ mod tests {
             parse_dht(&bob.public_key(), &value, 10_000 + MAX_DHT_AGE_SECS + 1),
             Err(Rejected::Stale)
         );
-        assert_eq!(parse_dht(&bob.public_key(), &value, 1), Err(Rejected::Stale));
+        assert_eq!(
+            parse_dht(&bob.public_key(), &value, 1),
+            Err(Rejected::Stale)
+        );
         assert!(parse_dht(&bob.public_key(), b"{\"v\":1", 1).is_err());
         assert!(parse_dht(&bob.public_key(), &vec![b' '; 2000], 1).is_err());
     }

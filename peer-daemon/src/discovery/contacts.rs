@@ -112,11 +112,11 @@ impl Contacts {
     /// The contact last vouched to be called `name` (names compare without ASCII case), if
     /// exactly one is.
     pub fn by_name(&self, name: &str) -> Option<&Contact> {
-        let mut found = self
-            .by_uuid
-            .values()
-            .map(|(c, _)| c)
-            .filter(|c| c.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(name)));
+        let mut found = self.by_uuid.values().map(|(c, _)| c).filter(|c| {
+            c.name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        });
         let first = found.next()?;
         found.next().is_none().then_some(first)
     }
@@ -207,21 +207,40 @@ mod tests {
         let mut contacts = Contacts::load(dir.path());
         assert!(contacts.is_empty());
         assert!(contacts.remember(contact(1, Some("bob")), 10));
-        assert!(!contacts.remember(contact(1, Some("bob")), 11), "nothing new");
-        assert!(!contacts.remember(contact(1, None), 12), "the last name is kept");
+        assert!(
+            !contacts.remember(contact(1, Some("bob")), 11),
+            "nothing new"
+        );
+        assert!(
+            !contacts.remember(contact(1, None), 12),
+            "the last name is kept"
+        );
         contacts.remember(contact(2, Some("Bob")), 13);
         contacts.save().unwrap();
         let mode = std::fs::metadata(dir.path().join(FILE)).unwrap();
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777, 0o600);
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+            0o600
+        );
 
         let again = Contacts::load(dir.path());
         assert_eq!(again.len(), 2);
-        assert_eq!(again.get(&contact(1, None).uuid).unwrap().name.as_deref(), Some("bob"));
-        assert!(again.by_name("BOB").is_none(), "two contacts were called bob");
+        assert_eq!(
+            again.get(&contact(1, None).uuid).unwrap().name.as_deref(),
+            Some("bob")
+        );
+        assert!(
+            again.by_name("BOB").is_none(),
+            "two contacts were called bob"
+        );
 
         // An entry whose UUID is not its key's is dropped.
         let text = std::fs::read_to_string(dir.path().join(FILE)).unwrap();
-        let forged = text.replacen(&contact(1, None).uuid.to_string(), &Uuid::nil().to_string(), 1);
+        let forged = text.replacen(
+            &contact(1, None).uuid.to_string(),
+            &Uuid::nil().to_string(),
+            1,
+        );
         std::fs::write(dir.path().join(FILE), forged).unwrap();
         assert_eq!(Contacts::load(dir.path()).len(), 1);
 

@@ -132,10 +132,9 @@ impl Dht {
 async fn publish_loop(dht: Arc<Dht>, identity: Identity, mut me: watch::Receiver<Me>) {
     loop {
         let current = me.borrow_and_update().clone();
-        // Nothing to publish until we know an address.
-        let wait = if current.candidates.is_empty() {
-            REPUBLISH_EVERY
-        } else if dht.publish(&identity, &current).await {
+        // Nothing to publish until we know an address; a failed publication is retried soon.
+        let published = current.candidates.is_empty() || dht.publish(&identity, &current).await;
+        let wait = if published {
             REPUBLISH_EVERY
         } else {
             RETRY_AFTER

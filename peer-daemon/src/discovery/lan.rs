@@ -186,7 +186,10 @@ impl Lan {
 /// A LAN peer as the chat core takes it: its name only when `name` (see
 /// [`crate::chat::Source::Lan`]).
 pub fn record(peer: &Announced, name: bool) -> PeerRecord {
-    let mut record = peer.record(CandidateKind::Host, name.then(|| peer.name.clone()).flatten());
+    let mut record = peer.record(
+        CandidateKind::Host,
+        name.then(|| peer.name.clone()).flatten(),
+    );
     record.cache_ttl_secs = Some(LAN_TTL.as_secs());
     record
 }
@@ -203,8 +206,7 @@ async fn browse(
         match event {
             ServiceEvent::ServiceResolved(service) => {
                 let instance = service.get_fullname().to_owned();
-                let parsed =
-                    announce::parse_lan(|key| service.get_property_val_str(key));
+                let parsed = announce::parse_lan(|key| service.get_property_val_str(key));
                 let peer = match parsed {
                     Ok(peer) if peer.uuid == me => continue,
                     Ok(peer) => peer,
@@ -279,7 +281,11 @@ async fn announce_loop(
         let info = ServiceInfo::new(SERVICE, &instance, &host, &ips[..], port, &txt[..]);
         match info {
             Ok(info) => {
-                let info = if ips.is_empty() { info.enable_addr_auto() } else { info };
+                let info = if ips.is_empty() {
+                    info.enable_addr_auto()
+                } else {
+                    info
+                };
                 match daemon.register(info) {
                     Ok(()) => {
                         stats
@@ -320,13 +326,25 @@ mod tests {
     #[test]
     fn the_book_keeps_the_newest_and_refuses_floods() {
         let mut book = LanBook::default();
-        assert_eq!(book.take(peer(1, "bob", 10, &["lobby"]), "a".into()), Ok(true));
-        assert_eq!(book.take(peer(1, "bob", 10, &["lobby"]), "a".into()), Ok(false));
+        assert_eq!(
+            book.take(peer(1, "bob", 10, &["lobby"]), "a".into()),
+            Ok(true)
+        );
+        assert_eq!(
+            book.take(peer(1, "bob", 10, &["lobby"]), "a".into()),
+            Ok(false)
+        );
         assert_eq!(book.take(peer(1, "bob", 9, &[]), "a".into()), Err("stale"));
-        assert_eq!(book.take(peer(1, "bob", 11, &["rust"]), "a".into()), Ok(true));
+        assert_eq!(
+            book.take(peer(1, "bob", 11, &["rust"]), "a".into()),
+            Ok(true)
+        );
         assert_eq!(book.members("rust").len(), 1);
         book.take(peer(2, "BOB", 1, &["rust"]), "b".into()).unwrap();
-        assert!(book.by_name("bob").is_none(), "two peers call themselves bob");
+        assert!(
+            book.by_name("bob").is_none(),
+            "two peers call themselves bob"
+        );
         assert_eq!(book.rooms()[0].members, 2);
         assert_eq!(book.remove_instance("b"), Some(peer(2, "", 0, &[]).uuid));
         assert!(book.by_name("bob").is_some());

@@ -34,8 +34,38 @@ struct Sent {
 
 fn count_rules(lab: &Lab, ns: &str, dht_ip: Ipv4Addr) {
     let dht = dht_ip.to_string();
-    lab.ns(ns, &["iptables", "-A", "OUTPUT", "-p", "udp", "--dport", "5353", "-m", "comment", "--comment", "mdns"]);
-    lab.ns(ns, &["iptables", "-A", "OUTPUT", "-p", "udp", "-d", &dht, "-m", "comment", "--comment", "dht"]);
+    lab.ns(
+        ns,
+        &[
+            "iptables",
+            "-A",
+            "OUTPUT",
+            "-p",
+            "udp",
+            "--dport",
+            "5353",
+            "-m",
+            "comment",
+            "--comment",
+            "mdns",
+        ],
+    );
+    lab.ns(
+        ns,
+        &[
+            "iptables",
+            "-A",
+            "OUTPUT",
+            "-p",
+            "udp",
+            "-d",
+            &dht,
+            "-m",
+            "comment",
+            "--comment",
+            "dht",
+        ],
+    );
 }
 
 fn read(lab: &Lab, ns: &str) -> Sent {
@@ -113,7 +143,9 @@ async fn bench_discovery_idle() {
         .expect("a service");
         mdns.register(info).expect("registered");
         // Browsing for as long as the benchmark runs, what it finds read as it comes.
-        let events = mdns.browse(peer_daemon::discovery::lan::SERVICE).expect("browsing");
+        let events = mdns
+            .browse(peer_daemon::discovery::lan::SERVICE)
+            .expect("browsing");
         std::thread::spawn(move || while events.recv().is_ok() {});
         let dht = mainline::Dht::builder()
             .bootstrap(&bootstrap)
@@ -127,7 +159,11 @@ async fn bench_discovery_idle() {
     });
 
     tokio::time::sleep(WARM_UP).await;
-    let hosts = [("daemon alice", h1), ("daemon bob", h2), ("bare libraries", h_bare)];
+    let hosts = [
+        ("daemon alice", h1),
+        ("daemon bob", h2),
+        ("bare libraries", h_bare),
+    ];
     let start: Vec<Sent> = hosts
         .iter()
         .map(|(_, h)| read(&lab, &lab.host(*h).ns.clone()))
@@ -146,14 +182,29 @@ async fn bench_discovery_idle() {
         .await;
 
     println!("\ndiscovery traffic sent, warm-up {WARM_UP:?} then idle {idle:?} (per host)");
-    println!("{:<16} {:>22} {:>22} {:>26} {:>26}", "", "start-up mDNS pkts/B", "start-up DHT pkts/B", "idle mDNS pkts/min (B/min)", "idle DHT pkts/min (B/min)");
+    println!(
+        "{:<16} {:>22} {:>22} {:>26} {:>26}",
+        "",
+        "start-up mDNS pkts/B",
+        "start-up DHT pkts/B",
+        "idle mDNS pkts/min (B/min)",
+        "idle DHT pkts/min (B/min)"
+    );
     for ((name, _), (s, c)) in hosts.iter().zip(start.iter().zip(&counted)) {
         println!(
             "{name:<16} {:>22} {:>22} {:>26} {:>26}",
             format!("{}/{}", s.mdns.0, s.mdns.1),
             format!("{}/{}", s.dht.0, s.dht.1),
-            format!("{:.1} ({:.0})", per_minute(c.mdns.0, idle), per_minute(c.mdns.1, idle)),
-            format!("{:.1} ({:.0})", per_minute(c.dht.0, idle), per_minute(c.dht.1, idle)),
+            format!(
+                "{:.1} ({:.0})",
+                per_minute(c.mdns.0, idle),
+                per_minute(c.mdns.1, idle)
+            ),
+            format!(
+                "{:.1} ({:.0})",
+                per_minute(c.dht.0, idle),
+                per_minute(c.dht.1, idle)
+            ),
         );
     }
     let bare = counted[2];
@@ -169,8 +220,16 @@ async fn bench_discovery_idle() {
     );
     println!("alice's discovery counters: {}", {
         let c = &stats["counters"];
-        let keys = ["discovery.lan_announcements", "discovery.lan_published", "discovery.dht_published", "discovery.dht_publish_failures"];
-        keys.iter().map(|k| format!("{k}={}", c[*k])).collect::<Vec<_>>().join(" ")
+        let keys = [
+            "discovery.lan_announcements",
+            "discovery.lan_published",
+            "discovery.dht_published",
+            "discovery.dht_publish_failures",
+        ];
+        keys.iter()
+            .map(|k| format!("{k}={}", c[*k]))
+            .collect::<Vec<_>>()
+            .join(" ")
     });
     assert!(
         counted[0].mdns.0 + counted[0].dht.0 > 0 || idle < Duration::from_secs(60),

@@ -62,7 +62,11 @@ async fn lan_peers_find_each_other_and_chat_without_an_index() {
     ] {
         for name in others {
             daemon
-                .expect("joined", |v| v["room"] == "lobby" && v["name"] == name, FIND)
+                .expect(
+                    "joined",
+                    |v| v["room"] == "lobby" && v["name"] == name,
+                    FIND,
+                )
                 .await;
         }
     }
@@ -75,7 +79,10 @@ async fn lan_peers_find_each_other_and_chat_without_an_index() {
         .iter()
         .filter_map(|p| p["name"].as_str())
         .collect();
-    assert!(names.contains(&"bob") && names.contains(&"carol"), "{users}");
+    assert!(
+        names.contains(&"bob") && names.contains(&"carol"),
+        "{users}"
+    );
 
     // By name, privately: resolved on the LAN, proven by the handshake.
     alice.send_line("/msg bob hello over the LAN").await;
@@ -91,21 +98,37 @@ async fn lan_peers_find_each_other_and_chat_without_an_index() {
     let receipt = alice
         .expect("delivered", |v| v["room"] == "lobby", ACK)
         .await;
-    assert_eq!((receipt["delivered"].as_u64(), receipt["total"].as_u64()), (Some(2), Some(2)), "{receipt}");
+    assert_eq!(
+        (receipt["delivered"].as_u64(), receipt["total"].as_u64()),
+        (Some(2), Some(2)),
+        "{receipt}"
+    );
     carol
-        .expect("message", |v| v["text"] == "hello lobby" && v["name"] == "alice", ACK)
+        .expect(
+            "message",
+            |v| v["text"] == "hello lobby" && v["name"] == "alice",
+            ACK,
+        )
         .await;
 
     // A room of two: bob and carol join #rust; alice is not in it.
     bob.send_line("/join rust").await;
     carol.send_line("/join rust").await;
-    bob.expect("joined", |v| v["room"] == "rust" && v["name"] == "carol", FIND)
-        .await;
+    bob.expect(
+        "joined",
+        |v| v["room"] == "rust" && v["name"] == "carol",
+        FIND,
+    )
+    .await;
     bob.send_line("rust talk").await;
     let receipt = bob.expect("delivered", |v| v["room"] == "rust", ACK).await;
     assert_eq!(receipt["delivered"], 1, "{receipt}");
     carol
-        .expect("message", |v| v["text"] == "rust talk" && v["room"] == "rust", ACK)
+        .expect(
+            "message",
+            |v| v["text"] == "rust talk" && v["room"] == "rust",
+            ACK,
+        )
         .await;
 
     // The other LAN saw nobody, and nobody saw it.
@@ -113,7 +136,10 @@ async fn lan_peers_find_each_other_and_chat_without_an_index() {
     assert_eq!(far_view["lan_peers"], 0, "{far_view}");
     dave.send_line("/msg alice can you hear me").await;
     let failed = dave.expect("error", |_| true, ACK).await;
-    assert!(failed["message"].as_str().unwrap().contains("alice"), "{failed}");
+    assert!(
+        failed["message"].as_str().unwrap().contains("alice"),
+        "{failed}"
+    );
 
     // Leaving withdraws the announcement: the others forget alice at once.
     alice.send_line("/quit").await;
@@ -124,11 +150,15 @@ async fn lan_peers_find_each_other_and_chat_without_an_index() {
         bob.send_line("/stats").await;
         bob.expect("stats", |_| true, ACK).await
     };
-    assert!(stats["counters"]["discovery.lan_announcements"].as_u64() >= Some(2), "{stats}");
+    assert!(
+        stats["counters"]["discovery.lan_announcements"].as_u64() >= Some(2),
+        "{stats}"
+    );
 }
 
 /// A hostile host on the LAN floods it with announcements: hundreds with forged signatures,
-/// some with oversized or unsafe fields, and hundreds of validly signed fakes from fresh keys.
+/// some with oversized or unsafe fields, hundreds of validly signed fakes from fresh keys, and
+/// thousands of malformed mDNS packets.
 /// The daemons ignore and count the bad ones, keep at most `MAX_LAN_PEERS`, and keep chatting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_fake_announcements_is_ignored_and_bounded() {
@@ -195,6 +225,28 @@ async fn a_flood_of_fake_announcements_is_ignored_and_bounded() {
     for i in FORGED + HOSTILE..FORGED + HOSTILE + SIGNED {
         let key = Identity::from_secret(rand_secret(i));
         register(i, announce::lan_txt(&key, &me(i), 1));
+    }
+
+    // And plain garbage on the mDNS port, multicast and straight at alice.
+    let garbage = crate::netns::in_netns(&flooder_ns, || {
+        std::net::UdpSocket::bind("0.0.0.0:0").expect("the flooder's raw socket")
+    });
+    let alice_ip = lab.host(h1).ip;
+    for i in 0..2000u32 {
+        let mut datagram = vec![0u8; (i as usize * 37) % 1400 + 1];
+        for (j, byte) in datagram.iter_mut().enumerate() {
+            *byte = (i as usize * 31 + j * 7) as u8;
+        }
+        // A DNS header claiming thousands of records, then noise.
+        if datagram.len() >= 12 {
+            datagram[4..12].copy_from_slice(&[0xff; 8]);
+        }
+        let to: std::net::SocketAddr = if i % 2 == 0 {
+            "224.0.0.251:5353".parse().unwrap()
+        } else {
+            (alice_ip, 5353).into()
+        };
+        let _ = garbage.send_to(&datagram, to);
     }
 
     // The bad ones are counted, the book stays bounded, and alice still reaches bob at once.

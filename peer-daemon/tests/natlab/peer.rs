@@ -78,7 +78,14 @@ impl Lab {
     }
 
     /// Starts the daemon on `host` without waiting for anything.
-    fn launch(&self, host: HostId, name: &str, index: &str, mdns: bool, extra: &[&str]) -> LabDaemon {
+    fn launch(
+        &self,
+        host: HostId,
+        name: &str,
+        index: &str,
+        mdns: bool,
+        extra: &[&str],
+    ) -> LabDaemon {
         let state = tempfile::tempdir_in(self.dir.path()).expect("daemon state directory");
         let mut command = Command::new("ip");
         command

@@ -251,7 +251,14 @@ impl SecureEndpoint {
             to: from,
             bytes: bytes.clone(),
         });
-        self.establish(peer, key, initiation.index, remote_index, transport, Some(bytes));
+        self.establish(
+            peer,
+            key,
+            initiation.index,
+            remote_index,
+            transport,
+            Some(bytes),
+        );
     }
 
     pub(super) fn on_final(&mut self, _remote_index: u32, index: u32, noise: &[u8]) {

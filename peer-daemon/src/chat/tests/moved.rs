@@ -40,7 +40,11 @@ fn a_peer_that_moved_is_looked_up_again_and_reached_where_it_is_now() {
     net.run_for(2 * SEC);
     assert_eq!(net.texts(1), [(net.id(0), "one".to_owned())]);
     net.run_for(RELOOK_EVERY);
-    assert_eq!(lookups_of(&net, 0, bob), 0, "bob answers: never asked about");
+    assert_eq!(
+        lookups_of(&net, 0, bob),
+        0,
+        "bob answers: never asked about"
+    );
     let contact = net.nodes[0].contacts.last().expect("bob is a contact");
     assert_eq!(contact.uuid, bob);
     assert_eq!(contact.public_key, identity(1).public_key());
@@ -51,7 +55,11 @@ fn a_peer_that_moved_is_looked_up_again_and_reached_where_it_is_now() {
     net.run_for(RELOOK_AFTER - SEC);
     assert_eq!(lookups_of(&net, 0, bob), 0, "too early");
     net.run_for(10 * SEC);
-    assert_eq!(lookups_of(&net, 0, bob), 1, "looked up once it did not answer");
+    assert_eq!(
+        lookups_of(&net, 0, bob),
+        1,
+        "looked up once it did not answer"
+    );
     assert_eq!(net.texts(1), [(net.id(0), "two".to_owned())]);
     let delivered = net
         .shown(0)
