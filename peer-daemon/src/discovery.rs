@@ -103,7 +103,7 @@ pub struct Directory {
 pub struct Status {
     /// Whether we announce and browse on the LAN.
     pub mdns: bool,
-    /// Whether we publish in and look up from the DHT.
+    /// Whether we publish in and look up from the DHT (it runs).
     pub dht: bool,
     /// Peers heard on the LAN.
     pub lan_peers: usize,
@@ -138,7 +138,7 @@ impl Directory {
     pub fn status(&self) -> Status {
         Status {
             mdns: self.lan.is_some(),
-            dht: self.dht.is_some(),
+            dht: self.dht.as_ref().is_some_and(|dht| dht.get().is_some()),
             lan_peers: self.lan.as_ref().map_or(0, |lan| lan.book().len()),
             contacts: self.contacts().len(),
         }
