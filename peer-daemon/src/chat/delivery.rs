@@ -100,19 +100,21 @@ impl ChatCore {
     pub(super) fn on_lookup(&mut self, peer: Uuid, answer: Answer<Option<Lookup>>) {
         let pending = self.waiting.remove(&peer).unwrap_or_default();
         let reason = match answer {
-            Ok(Some(Lookup {
-                record,
-                max_age,
-                source,
-            })) => match self.learn_record(&record, max_age, source) {
+            Ok(Some(lookup)) => match self.learn_lookup(&lookup) {
                 Some(addr) => {
                     for (payload, tag) in pending {
                         self.transmit(peer, addr, payload, tag);
                     }
                     return;
                 }
-                None => format!("the index returned an unusable address `{}`", record.addr),
+                None => format!(
+                    "the answer held an unusable address `{}`",
+                    lookup.record.addr
+                ),
             },
+            Ok(None) if self.index == super::IndexStatus::Disabled => {
+                "no such peer is on the LAN, nor a contact found in the DHT".to_owned()
+            }
             Ok(None) => "no such peer is registered at the index".to_owned(),
             Err(error) => format!("could not look the peer up: {error}"),
         };

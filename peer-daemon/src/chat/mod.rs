@@ -430,6 +430,11 @@ impl ChatCore {
             .or_else(|| self.addresses.get(peer, self.now))
     }
 
+    /// [`ChatCore::learn_record`] for a directory's answer.
+    fn learn_lookup(&mut self, lookup: &Lookup) -> Option<SocketAddr> {
+        self.learn_record(&lookup.record, lookup.max_age, lookup.source)
+    }
+
     /// Remembers what a directory said about a peer: its name (when the source vouches for
     /// names, see [`Source`]), and its address while that holds.
     fn learn_record(

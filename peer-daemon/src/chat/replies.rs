@@ -17,12 +17,8 @@ impl ChatCore {
             IndexReply::Name(name, answer) => self.on_name(name, answer),
             IndexReply::Verify(peer, answer) => {
                 match answer {
-                    Ok(Some(Lookup {
-                        record,
-                        max_age,
-                        source,
-                    })) => {
-                        self.learn_record(&record, max_age, source);
+                    Ok(Some(lookup)) => {
+                        self.learn_lookup(&lookup);
                     }
                     Ok(None) => self.roster.vouch(peer, None, self.now, Duration::ZERO),
                     Err(error) => tracing::debug!(%peer, %error, "could not check a peer's name"),
@@ -200,14 +196,10 @@ impl ChatCore {
     fn on_name(&mut self, name: String, answer: Answer<Option<Lookup>>) {
         let actions = self.waiting_names.remove(&name).unwrap_or_default();
         match answer {
-            Ok(Some(Lookup {
-                record,
-                max_age,
-                source,
-            })) => {
-                self.learn_record(&record, max_age, source);
+            Ok(Some(lookup)) => {
+                self.learn_lookup(&lookup);
                 for action in actions {
-                    self.act_on(record.uuid, action);
+                    self.act_on(lookup.record.uuid, action);
                 }
             }
             Ok(None) => self.error(format!("nobody called `{name}` is registered at the index")),

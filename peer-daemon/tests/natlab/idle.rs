@@ -33,39 +33,13 @@ struct Sent {
 }
 
 fn count_rules(lab: &Lab, ns: &str, dht_ip: Ipv4Addr) {
-    let dht = dht_ip.to_string();
-    lab.ns(
-        ns,
-        &[
-            "iptables",
-            "-A",
-            "OUTPUT",
-            "-p",
-            "udp",
-            "--dport",
-            "5353",
-            "-m",
-            "comment",
-            "--comment",
-            "mdns",
-        ],
-    );
-    lab.ns(
-        ns,
-        &[
-            "iptables",
-            "-A",
-            "OUTPUT",
-            "-p",
-            "udp",
-            "-d",
-            &dht,
-            "-m",
-            "comment",
-            "--comment",
-            "dht",
-        ],
-    );
+    let dht = format!("-d {dht_ip}");
+    for (matching, comment) in [("--dport 5353", "mdns"), (dht.as_str(), "dht")] {
+        let mut rule = vec!["iptables", "-A", "OUTPUT", "-p", "udp"];
+        rule.extend(matching.split(' '));
+        rule.extend(["-m", "comment", "--comment", comment]);
+        lab.ns(ns, &rule);
+    }
 }
 
 fn read(lab: &Lab, ns: &str) -> Sent {
