@@ -332,10 +332,10 @@ impl Directory {
                     .map_or_else(Vec::new, |lan| lan.book().rooms());
                 IndexReply::Rooms(Ok(rooms))
             }
-            // Answered above.
-            IndexRequest::Lookup(_) | IndexRequest::Verify(_) | IndexRequest::Name(_) => {
-                unreachable!("peer requests are answered by the directory itself")
-            }
+            // The directory answers these itself (`answer`); the LAN alone knows nobody.
+            IndexRequest::Lookup(peer) => IndexReply::Lookup(peer, Ok(None)),
+            IndexRequest::Verify(peer) => IndexReply::Verify(peer, Ok(None)),
+            IndexRequest::Name(name) => IndexReply::Name(name, Ok(None)),
         }
     }
 }

@@ -156,6 +156,39 @@ async fn lan_peers_find_each_other_and_chat_without_an_index() {
     );
 }
 
+/// With an index that went away, the LAN stands in: a peer that started after the index died
+/// (never registered) is found by name on the LAN, and its messages show under its LAN name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_index_is_down_the_lan_stands_in() {
+    let Some(mut lab) = Lab::new("lan stands in") else {
+        return;
+    };
+    let home = lab.add_router(NatKind::Cone);
+    let (h1, h2) = (lab.add_host(home), lab.add_host(home));
+    lab.start_servers();
+    let url = lab.servers.as_ref().unwrap().index_url();
+    let mut alice = lab.spawn_on_lan(h1, "alice", &url, &[]).await;
+    alice
+        .expect("registered", |_| true, Duration::from_secs(15))
+        .await;
+    lab.servers().kill_index();
+    let mut bob = lab.spawn_on_lan(h2, "bob", &url, &[]).await;
+    wait_lan_peers(&mut alice, 1).await;
+
+    alice.send_line("/msg bob the index is gone").await;
+    alice.receipt(bob.uuid, ACK).await;
+    let message = bob
+        .expect("message", |v| v["text"] == "the index is gone", ACK)
+        .await;
+    assert_eq!(message["name"], "alice", "{message}");
+    bob.send_line("/msg alice and yet here we are").await;
+    bob.receipt(alice.uuid, ACK).await;
+    let reply = alice
+        .expect("message", |v| v["text"] == "and yet here we are", ACK)
+        .await;
+    assert_eq!(reply["name"], "bob", "{reply}");
+}
+
 /// A hostile host on the LAN floods it with announcements: hundreds with forged signatures,
 /// some with oversized or unsafe fields, hundreds of validly signed fakes from fresh keys, and
 /// thousands of malformed mDNS packets.
