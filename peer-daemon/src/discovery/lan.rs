@@ -292,7 +292,13 @@ async fn announce_loop(
                             .lan_published
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
-                    Err(error) => tracing::warn!(%error, "could not announce on the LAN"),
+                    // A busy library (its command queue full) or a passing failure: again
+                    // shortly, not only at the next change.
+                    Err(error) => {
+                        tracing::debug!(%error, "could not announce on the LAN; trying again");
+                        tokio::time::sleep(ANNOUNCE_GAP).await;
+                        continue;
+                    }
                 }
             }
             Err(error) => tracing::warn!(%error, "could not build the LAN announcement"),
