@@ -24,12 +24,13 @@ use crate::output::{Output, UiEvent};
 use crate::store::Store;
 use crate::udp::Udp;
 
+mod input;
 mod report;
+
+pub use input::Input;
 
 /// Datagrams read in one go before acknowledging them together.
 const RECV_BATCH: usize = 64;
-/// Commands taken in one go before sending what they asked for.
-const INPUT_BATCH: usize = 64;
 /// Longest wait for the goodbyes to leave when the daemon stops.
 const GOODBYE_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -63,27 +64,6 @@ pub fn unix_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// What a front-end (the terminal, stdin, the control API) hands over: a parsed command, or
-/// why a line did not parse.
-#[derive(Debug)]
-pub enum Input {
-    /// A command.
-    Command(Command),
-    /// What the user typed is not a command; the message says what to type instead.
-    Invalid(String),
-}
-
-impl Input {
-    /// Parses one complete input (continuation lines joined, see
-    /// [`crate::command::LineJoiner`]).
-    pub fn parse(text: &str) -> Input {
-        match crate::command::parse(text) {
-            Ok(command) => Input::Command(command),
-            Err(message) => Input::Invalid(message),
-        }
-    }
 }
 
 /// A non-zero number that grows across runs: the start time in microseconds.
@@ -163,25 +143,12 @@ impl Driver {
 
     /// Tells the LAN and the DHT what changed about us (name, addresses, rooms).
     fn announce(&mut self) {
-        let mut candidates: Vec<proto::api::Candidate> = self
-            .facts
-            .host
-            .iter()
-            .map(|addr| proto::api::Candidate {
-                kind: proto::api::CandidateKind::Host,
-                addr: *addr,
-            })
-            .collect();
-        for candidate in self.core.candidates() {
-            if !candidates.iter().any(|c| c.addr == candidate.addr) {
-                candidates.push(*candidate);
-            }
-        }
-        let me = Me {
-            name: self.core.own_name(),
-            candidates,
-            rooms: self.core.rooms(),
-        };
+        let me = Me::new(
+            self.core.own_name(),
+            &self.facts.host,
+            self.core.candidates(),
+            self.core.rooms(),
+        );
         self.announce.send_if_modified(|current| {
             let changed = *current != me;
             if changed {
@@ -348,30 +315,6 @@ impl Driver {
                     message: format!("could not read the message history: {error}"),
                 });
             }
-        }
-    }
-
-    /// Hands `first` and whatever else is queued (up to [`INPUT_BATCH`]) to the core: a pasted
-    /// or scripted burst is taken in one turn, so its messages go out together and their
-    /// events in one write.
-    fn on_input(&mut self, first: Input, input: &mut mpsc::Receiver<Input>) {
-        let mut next = Some(first);
-        for taken in 1..=INPUT_BATCH {
-            let Some(item) = next else { return };
-            let now = Instant::now();
-            match item {
-                Input::Command(Command::Quit) => {
-                    return self.core.handle_command(now, Command::Quit);
-                }
-                Input::Command(Command::Stats) => self.out.emit(self.stats()),
-                Input::Command(Command::WhoAmI) => self.out.emit(self.whoami()),
-                Input::Command(command) => self.core.handle_command(now, command),
-                Input::Invalid(message) => self.out.emit(UiEvent::Error { message }),
-            }
-            // Taken only when it will be handled: the rest wakes the next turn.
-            next = (taken < INPUT_BATCH)
-                .then(|| input.try_recv().ok())
-                .flatten();
         }
     }
 

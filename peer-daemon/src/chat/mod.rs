@@ -268,14 +268,7 @@ impl ChatCore {
         let due: Vec<Uuid> = self
             .unanswered
             .iter()
-            .filter(|(peer, since)| {
-                now.saturating_duration_since(**since) >= RELOOK_AFTER
-                    && self
-                        .relooked
-                        .get(peer)
-                        .is_none_or(|at| now.saturating_duration_since(*at) >= RELOOK_EVERY)
-                    && !self.waiting.contains_key(peer)
-            })
+            .filter(|(peer, since)| self.relook_at(peer, **since).is_some_and(|at| at <= now))
             .map(|(peer, _)| *peer)
             .collect();
         for peer in due {
@@ -287,17 +280,25 @@ impl ChatCore {
             .retain(|_, at| stale.is_none_or(|stale| *at > stale));
     }
 
+    /// When `peer`, unanswered since `since`, is due to be looked up again: never while a
+    /// lookup of it is under way (its answer comes anyway).
+    fn relook_at(&self, peer: &Uuid, since: Instant) -> Option<Instant> {
+        if self.waiting.contains_key(peer) {
+            return None;
+        }
+        let after = since + RELOOK_AFTER;
+        Some(
+            self.relooked
+                .get(peer)
+                .map_or(after, |at| after.max(*at + RELOOK_EVERY)),
+        )
+    }
+
     /// When the next look-up-again is due.
     fn next_relook(&self) -> Option<Instant> {
         self.unanswered
             .iter()
-            .map(|(peer, since)| {
-                let after = *since + RELOOK_AFTER;
-                match self.relooked.get(peer) {
-                    Some(at) => after.max(*at + RELOOK_EVERY),
-                    None => after,
-                }
-            })
+            .filter_map(|(peer, since)| self.relook_at(peer, *since))
             .min()
     }
 

@@ -38,6 +38,35 @@ pub struct Me {
     pub rooms: Vec<String>,
 }
 
+impl Me {
+    /// What to announce: our name, our host addresses followed by the gathered candidates
+    /// that are not among them, and our rooms.
+    pub fn new(
+        name: Option<String>,
+        host: &[SocketAddr],
+        gathered: &[Candidate],
+        rooms: Vec<String>,
+    ) -> Me {
+        let mut candidates: Vec<Candidate> = host
+            .iter()
+            .map(|addr| Candidate {
+                kind: CandidateKind::Host,
+                addr: *addr,
+            })
+            .collect();
+        for candidate in gathered {
+            if !candidates.iter().any(|c| c.addr == candidate.addr) {
+                candidates.push(*candidate);
+            }
+        }
+        Me {
+            name,
+            candidates,
+            rooms,
+        }
+    }
+}
+
 /// Why a received record was ignored.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum Rejected {
