@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod mailbox;
+
 /// Most candidates one registration may list.
 pub const MAX_CANDIDATES: usize = 8;
 

@@ -6,6 +6,7 @@ pub mod chat;
 pub mod display;
 mod endpoint;
 pub mod identity;
+pub mod mailbox;
 mod path;
 mod recv;
 mod replay;

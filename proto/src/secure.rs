@@ -25,7 +25,7 @@ use crate::wire::{self, MAX_DATAGRAM, Sealed};
 
 mod cookie;
 mod handshake;
-mod rng;
+pub(crate) mod rng;
 mod transport;
 
 use rng::{SeededResolver, SeededRng};

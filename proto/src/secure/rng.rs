@@ -38,7 +38,7 @@ impl Random for SeededRng {
 }
 
 /// snow's default primitives, with our seeded RNG instead of the OS's.
-pub(super) struct SeededResolver(pub(super) [u8; 32]);
+pub(crate) struct SeededResolver(pub(crate) [u8; 32]);
 
 impl CryptoResolver for SeededResolver {
     fn resolve_rng(&self) -> Option<Box<dyn Random>> {
