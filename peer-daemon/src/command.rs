@@ -112,6 +112,16 @@ pub enum Command {
         /// How many (default [`HISTORY_PAGE`]).
         count: usize,
     },
+    /// `/block <peer>`: drop its messages, and have the index refuse its mail for us.
+    Block {
+        /// The peer.
+        peer: PeerRef,
+    },
+    /// `/unblock <peer>`.
+    Unblock {
+        /// The peer.
+        peer: PeerRef,
+    },
     /// `/help`.
     Help,
     /// `/quit`.
@@ -177,6 +187,10 @@ pub const HELP: &[(&str, &str)] = &[
     (
         "/stats",
         "show the daemon's counters (datagrams, paths, NAT traversal)",
+    ),
+    (
+        "/block <peer>, /unblock <peer>",
+        "ignore a peer's messages and refuse its mail (or take it back)",
     ),
     ("/help", "show this list"),
     ("/quit", "leave"),
@@ -262,6 +276,12 @@ pub fn parse(input: &str) -> Result<Command, String> {
             };
             Ok(Command::History { count })
         }
+        "block" => Ok(Command::Block {
+            peer: PeerRef::parse(&one_arg("/block <peer>")?),
+        }),
+        "unblock" => Ok(Command::Unblock {
+            peer: PeerRef::parse(&one_arg("/unblock <peer>")?),
+        }),
         "help" | "h" | "?" => Ok(Command::Help),
         "quit" | "exit" | "q" => Ok(Command::Quit),
         other => Err(format!("unknown command /{other}; type /help for the list")),

@@ -162,6 +162,11 @@ impl Directory {
         });
     }
 
+    /// The key of a contact (proven in a handshake when it became one).
+    pub fn contact_key(&self, peer: &Uuid) -> Option<[u8; 32]> {
+        self.contacts().get(peer).map(|contact| contact.public_key)
+    }
+
     /// Withdraws our LAN announcement.
     pub async fn stop(&self) {
         if let Some(lan) = &self.lan {

@@ -98,6 +98,9 @@ pub struct Driver {
     facts: Facts,
     /// What we announce on the LAN and in the DHT.
     announce: tokio::sync::watch::Sender<Me>,
+    /// The mailman (`None` without an index: nothing to deposit in).
+    mailman: Option<mpsc::UnboundedSender<crate::mailbox::Job>>,
+    mail_stats: std::sync::Arc<crate::mailbox::Stats>,
 }
 
 impl Driver {
@@ -132,6 +135,8 @@ impl Driver {
             presence,
             facts,
             announce,
+            mailman: None,
+            mail_stats: Default::default(),
         };
         if let Some(preset) = driver.nat.preset() {
             driver.resolve(preset);
@@ -139,6 +144,38 @@ impl Driver {
         driver.nat_changes();
         driver.announce();
         driver
+    }
+
+    /// Letters for peers' mailboxes go to `mailman` (counting in `stats`).
+    pub fn with_mailman(
+        mut self,
+        mailman: Option<mpsc::UnboundedSender<crate::mailbox::Job>>,
+        stats: std::sync::Arc<crate::mailbox::Stats>,
+    ) -> Self {
+        self.mailman = mailman;
+        self.mail_stats = stats;
+        self
+    }
+
+    /// Hands a job to the mailman; without one, a deposit is answered at once.
+    fn to_mailman(&mut self, job: crate::mailbox::Job) {
+        let job = match &self.mailman {
+            Some(mailman) => match mailman.send(job) {
+                Ok(()) => return,
+                Err(error) => error.0,
+            },
+            None => job,
+        };
+        if let crate::mailbox::Job::Deposit(outgoing) = job {
+            let reply = IndexReply::Deposited {
+                to: outgoing.to,
+                id: outgoing.id,
+                at: 0,
+                receipt: matches!(outgoing.content, proto::mailbox::Content::Receipt { .. }),
+                answer: Err("this daemon runs without an index, which keeps mailboxes".into()),
+            };
+            self.core.handle_index_reply(Instant::now(), reply);
+        }
     }
 
     /// Tells the LAN and the DHT what changed about us (name, addresses, rooms).
@@ -198,6 +235,9 @@ impl Driver {
     fn on_news(&mut self, mut reply: IndexReply) {
         if let IndexReply::Met(record, _) = &mut reply {
             self.directory.check_lan_name(record);
+        }
+        if matches!(reply, IndexReply::Registered(_)) {
+            self.to_mailman(crate::mailbox::Job::Registered);
         }
         let servers = match &reply {
             IndexReply::Registered(record) => Some(&record.ice_servers),
@@ -363,6 +403,13 @@ impl Driver {
                         .spawn(async move { directory.answer(&identity, request).await });
                 }
                 Action::Contact(contact) => self.directory.remember(contact),
+                Action::Deposit(outgoing) => {
+                    self.to_mailman(crate::mailbox::Job::Deposit(outgoing))
+                }
+                Action::MailTaken(through) => self.to_mailman(crate::mailbox::Job::Taken(through)),
+                Action::Block { peer, blocked } => {
+                    self.to_mailman(crate::mailbox::Job::Block(peer, blocked))
+                }
                 Action::Show(event) => self.out.emit(event),
                 Action::Sessions(lines) => self.out.publish_sessions(lines),
                 Action::Quit => {

@@ -35,6 +35,9 @@ pub enum Delivery {
         #[serde(skip_serializing_if = "Option::is_none")]
         total: Option<usize>,
     },
+    /// Ours, sealed in the recipient's mailbox on the index (it was offline); delivered
+    /// once it takes it.
+    Mailbox,
     /// Ours, given up.
     Failed {
         /// Why, for a person.
@@ -103,6 +106,52 @@ pub enum Change {
     },
     /// The session list changed (opened, closed, switched, unread counts).
     Sessions(SavedSessions),
+    /// Something about mailbox letters.
+    Mail(MailChange),
+}
+
+/// What the store remembers about mailbox letters ([`crate::chat`] decides, the store keeps).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailChange {
+    /// Our message `id` waits in `peer`'s mailbox, sealed at `at` (Unix milliseconds).
+    Waiting {
+        /// The message's line id.
+        id: u64,
+        /// The recipient.
+        peer: Uuid,
+        /// The letter's stamp.
+        at: u64,
+    },
+    /// The receipt for our message `id` came: it waits no more.
+    Receipted {
+        /// The message's line id.
+        id: u64,
+    },
+    /// We took this letter from `from` (so it is never shown twice).
+    Seen {
+        /// The sender.
+        from: Uuid,
+        /// The letter's stamp.
+        stamp: proto::mailbox::Stamp,
+    },
+    /// We block (`true`) or unblock `peer`.
+    Blocked {
+        /// The peer.
+        peer: Uuid,
+        /// Blocked now?
+        blocked: bool,
+    },
+}
+
+/// What the store remembered about mailbox letters at start-up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SavedMail {
+    /// Our letters still waiting: (message id, recipient, stamp time).
+    pub waiting: Vec<(u64, Uuid, u64)>,
+    /// Letters taken in the last days, oldest first.
+    pub seen: Vec<(Uuid, proto::mailbox::Stamp)>,
+    /// Peers we block.
+    pub blocked: Vec<Uuid>,
 }
 
 /// Which lines to read back.

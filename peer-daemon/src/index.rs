@@ -19,6 +19,7 @@ use reqwest::{Method, StatusCode, header};
 
 mod error;
 mod lookups;
+mod mail;
 mod read;
 
 use error::Doing;
@@ -230,12 +231,14 @@ impl IndexClient {
         }
     }
 
-    /// An owner-only request: signed over method, path, body and time.
+    /// An owner-only request: signed over method, path, body and time (`query`, if any, is
+    /// not signed: the index reads only the path).
     fn signed(
         &self,
         identity: &Identity,
         method: Method,
         path: &str,
+        query: &str,
         body: Vec<u8>,
     ) -> reqwest::RequestBuilder {
         let timestamp = signing_time();
@@ -245,7 +248,12 @@ impl IndexClient {
             &body,
             timestamp,
         ));
-        let mut request = self.request(method, path).header(
+        let url = if query.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}?{query}")
+        };
+        let mut request = self.request(method, &url).header(
             header::AUTHORIZATION,
             format!("Signature {timestamp}.{}", hex::encode(signature)),
         );
@@ -267,9 +275,23 @@ impl IndexClient {
         path: &str,
         doing: &Doing<'_>,
     ) -> Result<reqwest::Response, IndexError> {
+        self.send_signed_with(identity, method, path, "", Vec::new(), doing)
+            .await
+    }
+
+    /// [`IndexClient::send_signed`] with a query and a body.
+    async fn send_signed_with(
+        &self,
+        identity: &Identity,
+        method: Method,
+        path: &str,
+        query: &str,
+        body: Vec<u8>,
+        doing: &Doing<'_>,
+    ) -> Result<reqwest::Response, IndexError> {
         let response = self
             .send(
-                self.signed(identity, method.clone(), path, Vec::new()),
+                self.signed(identity, method.clone(), path, query, body.clone()),
                 doing,
             )
             .await?;
@@ -281,7 +303,7 @@ impl IndexClient {
             return Err(error);
         }
         tracing::debug!(%path, "signature seen before; signing again");
-        self.send(self.signed(identity, method, path, Vec::new()), doing)
+        self.send(self.signed(identity, method, path, query, body), doing)
             .await
     }
 

@@ -9,6 +9,7 @@ pub mod discovery;
 pub mod driver;
 pub mod history;
 pub mod index;
+pub mod mailbox;
 pub mod nat;
 pub mod output;
 pub mod presence;
@@ -18,6 +19,7 @@ pub mod terminal;
 pub mod udp;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -117,9 +119,21 @@ pub async fn run(
         port,
         &state_dir,
         index.clone(),
-        news_tx,
+        news_tx.clone(),
         announced,
     );
+    let mail_stats = Arc::new(mailbox::Stats::default());
+    let mailman = index.clone().map(|index| {
+        mailbox::Mailman {
+            index,
+            identity: identity.clone(),
+            directory: directory.clone(),
+            store: store.clone(),
+            news: news_tx,
+            stats: mail_stats.clone(),
+        }
+        .spawn()
+    });
     let protocol = proto::Config {
         deadline: Duration::from_secs(config.deadline_secs),
         ..proto::Config::default()
@@ -127,6 +141,7 @@ pub async fn run(
     let udp = udp::Udp::new(socket).context("setting up the UDP socket")?;
     let mut core = driver::Driver::core(&identity, config.name.clone(), protocol);
     core.restore(saved.sessions, saved.next_id);
+    core.restore_mail(saved.mail);
     if index.is_none() {
         core.handle_index_reply(std::time::Instant::now(), chat::IndexReply::NoIndex);
     }
@@ -147,7 +162,8 @@ pub async fn run(
         presence_tx,
         facts,
         announce,
-    );
+    )
+    .with_mailman(mailman, mail_stats);
     let result = driver.run(input, news, shutdown).await;
     if let Some(presence) = presence {
         presence.abort();

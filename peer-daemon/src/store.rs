@@ -12,6 +12,7 @@
 //! back is checked ([`read`]), rows that do not make sense are skipped, and text is capped.
 
 mod group;
+mod mail;
 mod read;
 mod writer;
 
@@ -65,6 +66,8 @@ pub struct Saved {
     /// 1 + the largest [`Line::id`] stored, 0 when there is none: where the driver's ids go on,
     /// so lines of this run never collide with earlier ones.
     pub next_id: u64,
+    /// What it remembered about mailbox letters.
+    pub mail: crate::history::SavedMail,
 }
 
 /// How many lines to keep, and how often to check while running.
@@ -202,6 +205,7 @@ impl Store {
             return Ok(Saved {
                 sessions: None,
                 next_id: 0,
+                mail: Default::default(),
             });
         }
         self.ask(Request::Load).await?

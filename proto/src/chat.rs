@@ -53,6 +53,12 @@ pub enum ChatMessage {
     },
     /// The sender is going offline (it quit); it has left its rooms too.
     Bye,
+    /// The sender took these letters of ours from its mailbox (see [`crate::mailbox`]): their
+    /// delivery receipt, sent directly when we are both online.
+    Received {
+        /// The letters, as their seals named them.
+        letters: Vec<crate::mailbox::Stamp>,
+    },
     /// A kind this version does not know (a newer peer's): ignored, never shown as text.
     #[serde(other)]
     Unknown,

@@ -106,6 +106,28 @@ pub enum IndexReply {
     /// A peer announced itself on the LAN as a member of these rooms (its signed
     /// announcement, checked against its key): it joins the ones we are in.
     Met(Box<PeerRecord>, Vec<String>),
+    /// Answers [`Action::Deposit`]: the letter is in the recipient's mailbox (sealed at `at`,
+    /// Unix milliseconds), or why not.
+    Deposited {
+        /// The recipient.
+        to: Uuid,
+        /// The letter's id (for a text, the message's).
+        id: u64,
+        /// When it was sealed, as its stamp says.
+        at: u64,
+        /// Whether it was a receipt rather than a text.
+        receipt: bool,
+        /// The index's answer.
+        answer: Answer<()>,
+    },
+    /// Letters taken from our mailbox, opened and checked (seal, sender key, UUID), in the
+    /// order they were deposited; answer with [`Action::MailTaken`] once handled.
+    Mail {
+        /// The letters.
+        letters: Vec<proto::mailbox::Opened>,
+        /// The mailbox id of the last letter fetched (opened or not).
+        through: i64,
+    },
 }
 
 /// Whether the index answers, as far as the registration knows.
@@ -171,6 +193,33 @@ pub enum Action {
     /// A peer proved this key in a handshake and talks to us (or its vouched name changed):
     /// remember it as a contact, to find it in the DHT when the index cannot answer.
     Contact(Contact),
+    /// Seal this letter and deposit it in the recipient's mailbox on the index; answer with
+    /// [`IndexReply::Deposited`].
+    Deposit(Outgoing),
+    /// The letters of an [`IndexReply::Mail`] are handled (and their changes queued for the
+    /// store before this): delete them from the mailbox, through this id.
+    MailTaken(i64),
+    /// Tell the index to refuse (`blocked`) or accept again mail from `peer`.
+    Block {
+        /// The peer.
+        peer: Uuid,
+        /// Refuse (true) or accept again.
+        blocked: bool,
+    },
+}
+
+/// A letter for a peer's mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The recipient.
+    pub to: Uuid,
+    /// Its key, when the core knows it (from a record or a handshake); the driver falls
+    /// back to the contacts.
+    pub key: Option<[u8; 32]>,
+    /// Our id for it (a text's message id).
+    pub id: u64,
+    /// What it says.
+    pub content: proto::mailbox::Content,
 }
 
 /// A peer we talked to, as the contacts file keeps it.

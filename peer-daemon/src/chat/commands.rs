@@ -19,6 +19,8 @@ pub(super) enum NameAction {
     Msg(String),
     /// `/fork <name>`.
     Fork,
+    /// `/block <name>` (true) or `/unblock <name>`.
+    Block(bool),
 }
 
 impl ChatCore {
@@ -34,6 +36,8 @@ impl ChatCore {
                 self.error(format!("you are not in #{room}; /join {room} first"))
             }
             Command::Fork { peer } => self.with_peer(peer, NameAction::Fork),
+            Command::Block { peer } => self.with_peer(peer, NameAction::Block(true)),
+            Command::Unblock { peer } => self.with_peer(peer, NameAction::Block(false)),
             Command::Sessions => {
                 let sessions = self.roster.session_lines();
                 self.show(UiEvent::Sessions { sessions })
@@ -210,6 +214,7 @@ impl ChatCore {
                 let n = self.roster.open_private(peer);
                 self.switch(n);
             }
+            NameAction::Block(blocked) => self.block(peer, blocked),
         }
     }
 
@@ -221,6 +226,7 @@ impl ChatCore {
             id,
         });
         self.remember_sent(id, SessionKind::Private(peer), &text, action);
+        self.draft(id, &text, action);
         let message = ChatMessage::Text {
             room: None,
             text,

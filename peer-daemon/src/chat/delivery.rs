@@ -21,6 +21,9 @@ pub(super) enum Tag {
     Group(u64),
     /// Control traffic (introductions, joins) the user need not hear about.
     Quiet,
+    /// A receipt for letters we took from our mailbox (the key of its stamps): if it fails,
+    /// it goes to the sender's mailbox.
+    Receipt(u64),
 }
 
 /// A room message on its way to every member.
@@ -72,7 +75,8 @@ impl ChatCore {
             waiting.push((payload, tag));
             return;
         }
-        let Some(addr) = self.addr_of(&peer) else {
+        // A peer that said goodbye may be back elsewhere, or still away (then: its mailbox).
+        let Some(addr) = self.addr_of(&peer).filter(|_| !self.mail.is_gone(&peer)) else {
             self.waiting.insert(peer, vec![(payload, tag)]);
             self.ask(IndexRequest::Lookup(peer));
             return;
@@ -100,7 +104,10 @@ impl ChatCore {
     pub(super) fn on_lookup(&mut self, peer: Uuid, answer: Answer<Option<Lookup>>) {
         let pending = self.waiting.remove(&peer).unwrap_or_default();
         let reason = match answer {
-            Ok(Some(lookup)) => match self.learn_lookup(&lookup) {
+            Ok(Some(lookup)) => match self
+                .learn_lookup(&lookup)
+                .inspect(|_| self.mail.back(&peer))
+            {
                 Some(addr) => {
                     for (payload, tag) in pending {
                         self.transmit(peer, addr, payload, tag);
@@ -144,7 +151,11 @@ impl ChatCore {
     pub(super) fn settle(&mut self, peer: Uuid, tag: Tag, outcome: Result<Duration, String>) {
         match (tag, outcome) {
             (Tag::Quiet, _) => {}
+            (Tag::Receipt(key), outcome) => self.receipt_settled(key, outcome.is_ok()),
+            (Tag::Direct(id), Err(reason)) if self.to_mailbox(peer, id, reason.clone()).is_ok() => {
+            }
             (Tag::Direct(id), Ok(rtt)) => {
+                self.delivered_directly(id);
                 self.remember(Change::Outcome {
                     id,
                     delivery: Delivery::Delivered {

@@ -27,6 +27,7 @@ mod api;
 mod commands;
 mod delivery;
 mod history;
+mod mailbox;
 pub mod names;
 mod peers;
 mod replies;
@@ -49,7 +50,9 @@ use delivery::{Group, Tag};
 use roster::Roster;
 
 pub use addresses::DEFAULT_TTL;
-pub use api::{Action, Answer, Contact, IndexReply, IndexRequest, IndexStatus, Lookup, Source};
+pub use api::{
+    Action, Answer, Contact, IndexReply, IndexRequest, IndexStatus, Lookup, Outgoing, Source,
+};
 
 /// How long a message to a peer may go unanswered before the peer is looked up again (it may
 /// have moved: restarted on another port, changed networks).
@@ -115,6 +118,8 @@ pub struct ChatCore {
     relooked: HashMap<Uuid, Instant>,
     /// The contact (name) last reported for each peer, so each is reported once.
     contacts: HashMap<Uuid, Option<String>>,
+    /// Offline delivery: drafts, letters waiting, letters taken, blocked peers.
+    mail: mailbox::Mail,
 }
 
 impl ChatCore {
@@ -149,6 +154,7 @@ impl ChatCore {
             unanswered: HashMap::new(),
             relooked: HashMap::new(),
             contacts: HashMap::new(),
+            mail: mailbox::Mail::default(),
         }
     }
 
@@ -338,6 +344,11 @@ impl ChatCore {
         match event {
             Event::Message { from, data } => {
                 self.unanswered.remove(&from);
+                if self.mail.blocks(&from) {
+                    self.mail.from_blocked += 1;
+                    return;
+                }
+                self.mail.back(&from);
                 if !self.contacts.contains_key(&from) {
                     self.note_contact(from);
                 }
@@ -477,6 +488,13 @@ impl ChatCore {
                 // It does not answer where we send: it may have moved.
                 self.endpoint.relocate(self.now, record.uuid, addr);
             }
+        }
+        if let Some(key) = record
+            .public_key
+            .as_deref()
+            .and_then(|key| proto::identity::parse_public_key(key).ok())
+        {
+            self.learn_key(record.uuid, key);
         }
         self.note_contact(record.uuid);
         Some(addr)

@@ -58,7 +58,9 @@ impl ChatCore {
                     self.about(from, event);
                 }
             }
+            ChatMessage::Received { letters } => self.on_receipt(from, &letters),
             ChatMessage::Bye => {
+                self.mail.left(from);
                 let mut was_known = false;
                 for room in self.roster.my_rooms() {
                     was_known |= self.roster.remove_member(&room, &from);
@@ -98,6 +100,8 @@ impl ChatCore {
                     text,
                     room,
                     session,
+                    via: None,
+                    sent_at_ms: None,
                 };
                 self.about(from, event);
             }

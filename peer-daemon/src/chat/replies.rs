@@ -133,6 +133,14 @@ impl ChatCore {
                 self.reconcile_rooms();
             }
             IndexReply::Met(record, rooms) => self.met(&record, rooms),
+            IndexReply::Deposited {
+                to,
+                id,
+                at,
+                receipt,
+                answer,
+            } => self.on_deposited(to, id, at, receipt, answer),
+            IndexReply::Mail { letters, through } => self.on_mail(letters, through),
         }
     }
 

@@ -53,6 +53,8 @@ impl Driver {
             counters: counters
                 .into_iter()
                 .chain(self.directory.stats().counters())
+                .chain(self.mail_stats.counters())
+                .chain(self.core.mail_counters())
                 .map(|(name, value)| (name.to_owned(), value))
                 .collect(),
         }

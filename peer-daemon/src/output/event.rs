@@ -46,6 +46,26 @@ pub enum UiEvent {
         /// For private messages: the private session (the sender's UUID).
         #[serde(skip_serializing_if = "Option::is_none")]
         session: Option<Uuid>,
+        /// `"mailbox"` when it waited in our mailbox on the index while we were offline;
+        /// absent for messages that came directly.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        via: Option<&'static str>,
+        /// For mailbox messages: when the sender wrote it (Unix milliseconds, its clock).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sent_at_ms: Option<u64>,
+    },
+    /// The recipient is offline: the message waits, sealed, in its mailbox on the index;
+    /// `delivered` (with `"via":"mailbox"`) follows when it takes it.
+    Queued {
+        /// The recipient.
+        to: Uuid,
+        /// The recipient's name as the index vouches for it, when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// Id from the `sent` event.
+        id: u64,
+        /// Why direct delivery did not work.
+        reason: String,
     },
     /// A message was handed to the network.
     Sent {
@@ -79,7 +99,8 @@ pub enum UiEvent {
         /// Room messages: members it was sent to.
         #[serde(skip_serializing_if = "Option::is_none")]
         total: Option<usize>,
-        /// Private messages: `"direct"` or `"relay"`, the path the acknowledgement came by.
+        /// Private messages: `"direct"` or `"relay"`, the path the acknowledgement came by, or
+        /// `"mailbox"` when the recipient took it from its mailbox (then `rtt_ms` is 0).
         #[serde(skip_serializing_if = "Option::is_none")]
         via: Option<&'static str>,
     },
@@ -371,6 +392,8 @@ mod tests {
             text: "a\u{2028}b\u{2029}c\u{202e}\r\n\u{1b}[2J".into(),
             room: None,
             session: None,
+            via: None,
+            sent_at_ms: None,
         };
         let line = serde_json::to_string(&event).unwrap();
         assert!(

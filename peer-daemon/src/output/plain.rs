@@ -141,6 +141,7 @@ fn history(
         let outcome = match &line.delivery {
             crate::history::Delivery::Received => String::new(),
             crate::history::Delivery::Queued => " (not acknowledged)".to_owned(),
+            crate::history::Delivery::Mailbox => " ✉ in their mailbox".to_owned(),
             crate::history::Delivery::Delivered {
                 delivered: Some(n),
                 total: Some(t),
@@ -208,6 +209,16 @@ impl UiEvent {
                 rtt_ms,
                 via,
                 ..
+            } if *via == Some("mailbox") => format!(
+                "✓ delivered to {} (it took the message from its mailbox)",
+                who(to, name, &None)
+            ),
+            UiEvent::Delivered {
+                to: Some(to),
+                name,
+                rtt_ms,
+                via,
+                ..
             } => format!(
                 "✓ delivered to {} ({rtt_ms:.2} ms{})",
                 who(to, name, &None),
@@ -219,6 +230,10 @@ impl UiEvent {
                 via,
                 addr,
             } => format!("· path to {}: {via} ({addr})", who(peer, name, &None)),
+            UiEvent::Queued { to, name, .. } => format!(
+                "✉ {} is offline: the message waits, sealed, in their mailbox on the index",
+                who(to, name, &None)
+            ),
             UiEvent::Delivered {
                 room,
                 total: Some(0),
@@ -435,6 +450,8 @@ mod tests {
             text: "hi\u{1b}[2J\nsecond\u{202e}".into(),
             room: Some("lo\u{7}bby".into()),
             session: None,
+            via: None,
+            sent_at_ms: None,
         };
         assert_eq!(
             message(Some("bob"), None).human().unwrap(),

@@ -22,6 +22,8 @@ pub(super) fn coalesce(changes: &[Change]) -> (Vec<Line>, Vec<Change>) {
                 None => rest.push(change.clone()),
             },
             Change::Sessions(saved) => sessions = Some(saved),
+            // In order, after the lines: a receipt's outcome and its row go together.
+            Change::Mail(_) => rest.push(change.clone()),
         }
     }
     rest.extend(sessions.map(|saved| Change::Sessions(saved.clone())));

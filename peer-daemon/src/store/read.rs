@@ -20,6 +20,8 @@ pub(super) const RECEIVED: &str = "received";
 pub(super) const QUEUED: &str = "queued";
 /// The `state` of our acknowledged line.
 pub(super) const DELIVERED: &str = "delivered";
+/// The `state` of our line waiting in the recipient's mailbox.
+pub(super) const MAILBOX: &str = "mailbox";
 /// The `state` of our line given up.
 pub(super) const FAILED: &str = "failed";
 
@@ -56,6 +58,7 @@ pub(super) async fn load(connection: &mut SqliteConnection) -> anyhow::Result<Sa
         return Ok(Saved {
             sessions: None,
             next_id,
+            mail: Default::default(),
         });
     };
     let (Some(active), Some(next_n)) = (number(&meta, "active"), number(&meta, "next_n")) else {
@@ -63,6 +66,7 @@ pub(super) async fn load(connection: &mut SqliteConnection) -> anyhow::Result<Sa
         return Ok(Saved {
             sessions: None,
             next_id,
+            mail: Default::default(),
         });
     };
     let rows = sqlx::query(
@@ -98,6 +102,7 @@ pub(super) async fn load(connection: &mut SqliteConnection) -> anyhow::Result<Sa
             next_n,
         }),
         next_id,
+        mail: Default::default(),
     })
 }
 
@@ -204,6 +209,7 @@ fn line(row: &SqliteRow) -> Option<Line> {
     let delivery = match row.try_get::<String, _>("state").ok()?.as_str() {
         RECEIVED => Delivery::Received,
         QUEUED => Delivery::Queued,
+        MAILBOX => Delivery::Mailbox,
         DELIVERED => Delivery::Delivered {
             // SQLite stores a NaN as NULL: the line is still worth showing.
             rtt_ms: row.try_get::<Option<f64>, _>("rtt_ms").ok()?.unwrap_or(0.0),

@@ -69,7 +69,8 @@ async fn round_trip() {
         store.load().await.unwrap(),
         Saved {
             sessions: None,
-            next_id: 0
+            next_id: 0,
+            mail: Default::default(),
         }
     );
     // Lines 0..10 in the lobby (even: ours, odd: theirs), 10..14 in private.

@@ -31,7 +31,7 @@ const MAX_GROUP: usize = 10_000;
 
 /// Why a change could not be written.
 #[derive(Debug, thiserror::Error)]
-enum WriteError {
+pub(super) enum WriteError {
     #[error(transparent)]
     Sql(#[from] sqlx::Error),
     #[error("a number too large for the store ({0})")]
@@ -135,7 +135,13 @@ impl Writer {
             }
             Request::Load(reply) => {
                 let saved = match self.connection().await {
-                    Ok(connection) => read::load(connection).await,
+                    Ok(connection) => match read::load(connection).await {
+                        Ok(mut saved) => super::mail::load(connection).await.map(|mail| {
+                            saved.mail = mail;
+                            saved
+                        }),
+                        Err(error) => Err(error),
+                    },
                     Err(error) => Err(error.into()),
                 };
                 let _ = reply.send(saved);
@@ -291,6 +297,10 @@ async fn apply(connection: &mut SqliteConnection, change: &Change) -> Result<u64
             save_sessions(connection, sessions).await?;
             Ok(0)
         }
+        Change::Mail(change) => {
+            super::mail::apply(connection, change).await?;
+            Ok(0)
+        }
     }
 }
 
@@ -391,6 +401,10 @@ impl<'a> State<'a> {
             },
             Delivery::Queued => State {
                 state: read::QUEUED,
+                ..none
+            },
+            Delivery::Mailbox => State {
+                state: read::MAILBOX,
                 ..none
             },
             Delivery::Delivered {

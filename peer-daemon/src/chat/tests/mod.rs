@@ -57,6 +57,10 @@ pub struct Node {
     pub checks: usize,
     /// Contacts reported.
     pub contacts: Vec<crate::chat::Contact>,
+    /// Letters handed out for mailboxes, mailbox ids taken, blocks.
+    pub deposits: Vec<crate::chat::Outgoing>,
+    pub taken: Vec<i64>,
+    pub blocks: Vec<(Uuid, bool)>,
 }
 
 /// A few chat cores on one virtual network.
@@ -104,6 +108,9 @@ impl ChatNet {
                     exit: None,
                     checks: 0,
                     contacts: Vec::new(),
+                    deposits: Vec::new(),
+                    taken: Vec::new(),
+                    blocks: Vec::new(),
                 }
             })
             .collect();
@@ -231,6 +238,9 @@ impl ChatNet {
                     Action::Rename(name) => node.renames.push(name),
                     Action::CheckIndex => node.checks += 1,
                     Action::Contact(contact) => node.contacts.push(contact),
+                    Action::Deposit(outgoing) => node.deposits.push(outgoing),
+                    Action::MailTaken(through) => node.taken.push(through),
+                    Action::Block { peer, blocked } => node.blocks.push((peer, blocked)),
                 }
             }
             self.transmit(i);

@@ -63,6 +63,8 @@ fn messages_show_coloured_names_and_indent_further_lines() {
         text: "hi\nthere".into(),
         room: Some("lobby".into()),
         session: None,
+        via: None,
+        sent_at_ms: None,
     };
     let code = name_colour("bob");
     assert_eq!(
@@ -133,6 +135,8 @@ fn text_from_outside_is_made_safe_before_it_is_coloured() {
         text: "\u{1b}]0;owned\u{7}\u{202e}x".into(),
         room: Some("r\u{9b}2J".into()),
         session: None,
+        via: None,
+        sent_at_ms: None,
     };
     let plain = renderer(false).render(&event).unwrap();
     assert_eq!(

@@ -1,0 +1,164 @@
+//! Offline delivery end to end: the real index on its SQLite file and real daemons. A message
+//! for a peer that quit waits, sealed, in its mailbox on the index; the peer takes every
+//! letter exactly once, in order, when it comes back, and the sender sees `delivered`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Daemon, EVENT_TIMEOUT, Index};
+
+/// Messages sent while the recipient is away.
+const LETTERS: usize = 100;
+
+/// Every byte of the index's database files (the main file and its write-ahead log).
+fn database_bytes(index: &Index) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for suffix in ["", "-wal"] {
+        let mut path = index.db_path().into_os_string();
+        path.push(suffix);
+        if let Ok(mut file) = std::fs::read(&path) {
+            bytes.append(&mut file);
+        }
+    }
+    bytes
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+#[tokio::test]
+async fn a_peer_that_was_away_gets_every_message_once_in_order() {
+    let index = Index::start().await;
+    let mut alice = Daemon::spawn(&index.url(), "alice").await;
+    let mut bob = Daemon::spawn(&index.url(), "bob").await;
+    let bob_id = bob.uuid.to_string();
+    let bob_state = bob.state();
+
+    // They talk once; then bob quits (his record goes offline at once).
+    alice.msg(&bob_id, "are you there?").await;
+    bob.expect("message", |v| v["text"] == "are you there?", EVENT_TIMEOUT)
+        .await;
+    alice
+        .expect("delivered", |v| v["to"] == bob_id.as_str(), EVENT_TIMEOUT)
+        .await;
+    bob.send_line("/quit").await;
+    bob.wait_exit(EVENT_TIMEOUT).await;
+    let (status, _) = index.get_peer(&bob_id).await;
+    assert_eq!(status, 404, "bob's record went offline when he quit");
+
+    // Alice writes anyway: each message waits in bob's mailbox.
+    for n in 0..LETTERS {
+        alice
+            .msg(&bob_id, &format!("while you were out #{n:03}"))
+            .await;
+    }
+    let mut queued = Vec::new();
+    for _ in 0..LETTERS {
+        let event = alice
+            .expect("queued", |v| v["to"] == bob_id.as_str(), EVENT_TIMEOUT)
+            .await;
+        queued.push(event["id"].as_u64().expect("an id"));
+    }
+    assert_eq!(alice.seen_failed(), Vec::<serde_json::Value>::new());
+
+    // The index holds them sealed: not one byte of any text is in its files.
+    let stored = database_bytes(&index);
+    assert!(
+        !contains(&stored, b"while you were out"),
+        "plaintext in the index's database"
+    );
+    let rows = std::process::Command::new("sqlite3")
+        .arg(index.db_path())
+        .arg(format!(
+            "select count(*), count(distinct sender) from mailbox where recipient = '{bob_id}'"
+        ))
+        .output();
+    match rows {
+        Ok(out) if out.status.success() => {
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout).trim(),
+                format!("{LETTERS}|1")
+            );
+        }
+        _ => common::skip("sqlite3 is not installed: the mailbox rows were not counted"),
+    }
+
+    // Bob comes back: every letter, once, in alice's order; alice hears they arrived.
+    let mut bob = Daemon::spawn_with_state(&index.url(), "bob", bob_state.clone()).await;
+    for n in 0..LETTERS {
+        let message = bob.expect("message", |_| true, EVENT_TIMEOUT).await;
+        assert_eq!(
+            message["text"],
+            format!("while you were out #{n:03}"),
+            "{message}"
+        );
+        assert_eq!(message["from"], alice.uuid.to_string().as_str());
+        assert_eq!(message["via"], "mailbox");
+        assert!(message["sent_at_ms"].as_u64().is_some(), "{message}");
+    }
+    let mut delivered = Vec::new();
+    for _ in 0..LETTERS {
+        let event = alice
+            .expect(
+                "delivered",
+                |v| v["to"] == bob_id.as_str() && v["via"] == "mailbox",
+                EVENT_TIMEOUT,
+            )
+            .await;
+        delivered.push(event["id"].as_u64().expect("an id"));
+    }
+    delivered.sort_unstable();
+    queued.sort_unstable();
+    assert_eq!(delivered, queued, "each queued message is delivered once");
+
+    // The mailbox is empty now, and nothing comes twice: not now, not after a restart.
+    let waiting = wait_until_empty(&index, &bob_id).await;
+    assert_eq!(
+        waiting, 0,
+        "bob's mailbox is emptied once he took the letters"
+    );
+    bob.send_line("/quit").await;
+    bob.wait_exit(EVENT_TIMEOUT).await;
+    let mut bob = Daemon::spawn_with_state(&index.url(), "bob", bob_state).await;
+    alice.msg(&bob_id, "one more, directly").await;
+    bob.expect(
+        "message",
+        |v| v["text"] == "one more, directly",
+        EVENT_TIMEOUT,
+    )
+    .await;
+    let repeated = bob
+        .backlog_events()
+        .filter(|v| v["event"] == "message" && v["via"] == "mailbox")
+        .count();
+    assert_eq!(repeated, 0, "no letter is shown twice");
+}
+
+/// Counts bob's waiting letters until there are none (or 10 s passed); returns the count.
+async fn wait_until_empty(index: &Index, bob: &str) -> usize {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = std::process::Command::new("sqlite3")
+            .arg(index.db_path())
+            .arg(format!(
+                "select count(*) from mailbox where recipient = '{bob}'"
+            ))
+            .output();
+        let Ok(out) = out else {
+            common::skip("sqlite3 is not installed: the emptied mailbox was not checked");
+            return 0;
+        };
+        let count: usize = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(usize::MAX);
+        if count == 0 || tokio::time::Instant::now() > deadline {
+            return count;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
