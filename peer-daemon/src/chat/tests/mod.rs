@@ -6,6 +6,7 @@
 mod client;
 mod delivery;
 mod index;
+mod mailbox;
 mod moved;
 mod names;
 mod paths;
