@@ -127,6 +127,38 @@ pub struct Config {
     /// get new ones with every registration and heartbeat.
     #[arg(long, env = "INDEX_TURN_CREDENTIAL_TTL", default_value = "24h", value_parser = parse_duration)]
     pub turn_credential_ttl: Duration,
+
+    /// How long a letter waits in a mailbox ("7d", "48h") before it is deleted unless its
+    /// recipient took it first.
+    #[arg(long, env = "INDEX_MAILBOX_TTL", default_value = "7d", value_parser = parse_duration)]
+    pub mailbox_ttl: Duration,
+
+    /// Most letters waiting in one recipient's mailbox; a deposit beyond it is refused with
+    /// 507 until the recipient takes some. 0: no cap.
+    #[arg(long, env = "INDEX_MAILBOX_MAX_LETTERS", default_value_t = 1000)]
+    pub mailbox_max_letters: u32,
+
+    /// Most bytes (sealed) waiting in one recipient's mailbox; 0: no cap.
+    #[arg(long, env = "INDEX_MAILBOX_MAX_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub mailbox_max_bytes: u64,
+
+    /// Most letters one sender may have waiting in all mailboxes together; beyond it its
+    /// deposits are refused with 429 until recipients take them or they expire. 0: no cap.
+    #[arg(long, env = "INDEX_MAILBOX_MAX_PER_SENDER", default_value_t = 500)]
+    pub mailbox_max_per_sender: u32,
+
+    /// Most bytes (sealed) all mailboxes together may hold; 0: no cap.
+    #[arg(long, env = "INDEX_MAILBOX_MAX_TOTAL_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub mailbox_max_total_bytes: u64,
+
+    /// Letters each sender (by UUID, whatever its address) may deposit per second, on
+    /// average; 0 turns the limit off.
+    #[arg(long, env = "INDEX_MAILBOX_SENDER_RATE_PER_SEC", default_value_t = 2.0, value_parser = parse_rate)]
+    pub mailbox_sender_rate_per_sec: f64,
+
+    /// Letters a sender may deposit in a burst before the per-second rate applies.
+    #[arg(long, env = "INDEX_MAILBOX_SENDER_BURST", default_value_t = 200)]
+    pub mailbox_sender_burst: u32,
 }
 
 /// Longest duration any setting accepts: ten years. Longer ones are mistakes (and overflow the
@@ -194,6 +226,12 @@ impl Config {
             self.turn_credential_ttl,
             "every TURN credential would be expired when handed out",
             "24h",
+        )?;
+        positive(
+            "--mailbox-ttl",
+            self.mailbox_ttl,
+            "every letter would expire as it is deposited",
+            "7d",
         )?;
         let no_secret = self.turn_secret.as_ref().is_none_or(TurnSecret::is_empty);
         if no_secret && let Some(url) = self.ice_urls().find(|u| u.scheme == Scheme::Turn) {
@@ -358,6 +396,21 @@ mod tests {
         assert!(parse_rate("-1").is_err() && parse_rate("inf").is_err());
         let mut config = Config::for_database("sqlite::memory:");
         assert_eq!(config.peer_ttl, Duration::from_secs(7200));
+        // The mailbox's defaults: a week, 1000 letters or 4 MiB per mailbox, 500 per sender.
+        assert_eq!(config.mailbox_ttl, Duration::from_secs(7 * 86_400));
+        assert_eq!(
+            (config.mailbox_max_letters, config.mailbox_max_bytes),
+            (1000, 4_194_304)
+        );
+        assert_eq!(config.mailbox_max_per_sender, 500);
+        assert_eq!(config.mailbox_max_total_bytes, 1_073_741_824);
+        assert_eq!(
+            (
+                config.mailbox_sender_rate_per_sec,
+                config.mailbox_sender_burst
+            ),
+            (2.0, 200)
+        );
         assert_eq!(config.purge_every(), Duration::from_secs(60));
         config.peer_ttl = Duration::from_secs(90);
         assert_eq!(config.purge_every(), Duration::from_secs(9));
@@ -432,6 +485,7 @@ mod tests {
         assert!(
             with(|c| c.turn_credential_ttl = Duration::ZERO).starts_with("--turn-credential-ttl 0")
         );
+        assert!(with(|c| c.mailbox_ttl = Duration::ZERO).starts_with("--mailbox-ttl 0"));
         assert!(
             with(|c| c.turn_urls = vec![parse_ice_urls("turn:192.0.2.1").unwrap()])
                 .contains("--turn-url turn:192.0.2.1:3478 needs --turn-secret")

@@ -104,6 +104,14 @@ impl Service {
         {
             tracing::warn!("--turn-secret is set but no --turn-url: peers get no ICE servers");
         }
+        let largest_deposit = proto::mailbox::MAX_SEALED.div_ceil(3) * 4 + 128;
+        if config.max_body_bytes < largest_deposit {
+            tracing::warn!(
+                max_body_bytes = config.max_body_bytes,
+                "--max-body-bytes is below {largest_deposit}: the largest sealed letters will be \
+                 refused with 413"
+            );
+        }
         let url = config.database_url.clone();
         let options = db::connect_options(&url)?;
         let path = options.get_filename().to_owned();

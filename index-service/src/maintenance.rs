@@ -1,4 +1,4 @@
-//! The background task: purges expired records (counting them), and keeps the metrics and
+//! The background task: purges expired records and letters (counting them), and keeps the metrics and
 //! rate-limit tables from growing without bound.
 
 use std::time::Duration;
@@ -28,6 +28,7 @@ pub fn spawn(state: AppState, stop: CancellationToken, tasks: &TaskTracker) -> J
                 () = stop.cancelled() => break,
                 _ = purge.tick() => {
                     purge_expired(&state).await;
+                    purge_expired_letters(&state).await;
                 }
                 _ = upkeep.tick() => {
                     state.metrics.upkeep();
@@ -59,6 +60,30 @@ pub async fn purge_expired(state: &AppState) -> u64 {
     }
     if total > 0 {
         tracing::info!(expired = total, "purged expired records");
+    }
+    total
+}
+
+/// Deletes every expired letter now; returns how many went.
+pub async fn purge_expired_letters(state: &AppState) -> u64 {
+    let mut total = 0;
+    loop {
+        match state.writer.purge_mailbox(PURGE_CHUNK).await {
+            Ok(purged) => {
+                total += purged;
+                state.metrics.mailbox.expired.increment(purged);
+                if purged < u64::from(PURGE_CHUNK) {
+                    break;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "purging expired letters");
+                break;
+            }
+        }
+    }
+    if total > 0 {
+        tracing::info!(expired = total, "purged expired letters");
     }
     total
 }

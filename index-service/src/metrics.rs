@@ -44,6 +44,8 @@ pub struct Metrics {
     db_writable: Gauge,
     /// Connection limits and timeouts (`serve`).
     pub connections: ConnectionMetrics,
+    /// Letters deposited, refused, taken and expired, and what waits.
+    pub mailbox: MailboxMetrics,
     /// Request series by route template, then by (method, status).
     request_handles: RwLock<HashMap<Box<str>, ByOutcome>>,
 }
@@ -77,6 +79,7 @@ impl Metrics {
             .build_recorder();
         let handle = recorder.handle();
         let connections = metrics::with_local_recorder(&recorder, ConnectionMetrics::register);
+        let mailbox = metrics::with_local_recorder(&recorder, MailboxMetrics::register);
         let (expired, live_peers, rate_limited_read, rate_limited_write, db_writable) =
             metrics::with_local_recorder(&recorder, || {
                 metrics::describe_counter!(
@@ -130,6 +133,7 @@ impl Metrics {
             rate_limited_write,
             db_writable,
             connections,
+            mailbox,
             request_handles: RwLock::default(),
         }
     }
@@ -310,5 +314,106 @@ impl ConnectionMetrics {
             Timeout::Header => self.timeout_header.increment(1),
             Timeout::Idle => self.timeout_idle.increment(1),
         }
+    }
+}
+
+/// Why a deposit was refused, as `index_mailbox_refused_total` labels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailRefused {
+    /// The recipient blocks the sender (403).
+    Blocked,
+    /// The recipient's mailbox holds its most letters or bytes (507).
+    Full,
+    /// All mailboxes hold `--mailbox-max-total-bytes` (507).
+    TotalFull,
+    /// The sender has `--mailbox-max-per-sender` letters waiting (429).
+    SenderCap,
+    /// The sender's deposit rate is spent (429).
+    Rate,
+    /// The letter is larger than a sealed letter may be (413).
+    TooLarge,
+}
+
+impl MailRefused {
+    const ALL: [MailRefused; 6] = [
+        MailRefused::Blocked,
+        MailRefused::Full,
+        MailRefused::TotalFull,
+        MailRefused::SenderCap,
+        MailRefused::Rate,
+        MailRefused::TooLarge,
+    ];
+
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            MailRefused::Blocked => "blocked",
+            MailRefused::Full => "full",
+            MailRefused::TotalFull => "total_full",
+            MailRefused::SenderCap => "sender_cap",
+            MailRefused::Rate => "rate",
+            MailRefused::TooLarge => "too_large",
+        }
+    }
+}
+
+/// The mailbox series.
+pub struct MailboxMetrics {
+    /// Letters stored.
+    pub deposits: Counter,
+    /// Letters deleted by their recipients (taken, or from a sender they blocked).
+    pub taken: Counter,
+    /// Letters the purge deleted because they waited past `--mailbox-ttl`.
+    pub expired: Counter,
+    /// Letters stored, refreshed on every scrape.
+    pub letters: Gauge,
+    /// Sealed bytes stored, refreshed on every scrape.
+    pub bytes: Gauge,
+    refused: [Counter; MailRefused::ALL.len()],
+}
+
+impl MailboxMetrics {
+    /// Describes and registers the series; call with the service's recorder installed.
+    fn register() -> Self {
+        metrics::describe_counter!(
+            "index_mailbox_deposits_total",
+            "Sealed letters deposited in mailboxes"
+        );
+        metrics::describe_counter!(
+            "index_mailbox_refused_total",
+            "Deposits refused, by reason (blocked, full, total_full, sender_cap, rate, too_large)"
+        );
+        metrics::describe_counter!(
+            "index_mailbox_taken_total",
+            "Letters deleted by their recipients (taken, or from a sender they blocked)"
+        );
+        metrics::describe_counter!(
+            "index_mailbox_expired_total",
+            "Letters purged because they waited longer than the mailbox TTL"
+        );
+        metrics::describe_gauge!(
+            "index_mailbox_letters",
+            "Letters stored in all mailboxes (expired ones until the purge deletes them)"
+        );
+        metrics::describe_gauge!(
+            "index_mailbox_bytes",
+            Unit::Bytes,
+            "Sealed bytes stored in all mailboxes (expired ones until the purge deletes them)"
+        );
+        MailboxMetrics {
+            deposits: metrics::counter!("index_mailbox_deposits_total"),
+            taken: metrics::counter!("index_mailbox_taken_total"),
+            expired: metrics::counter!("index_mailbox_expired_total"),
+            letters: metrics::gauge!("index_mailbox_letters"),
+            bytes: metrics::gauge!("index_mailbox_bytes"),
+            refused: MailRefused::ALL.map(
+                |why| metrics::counter!("index_mailbox_refused_total", "reason" => why.label()),
+            ),
+        }
+    }
+
+    /// Counts a refused deposit.
+    pub fn refused(&self, why: MailRefused) {
+        self.refused[why as usize].increment(1);
     }
 }

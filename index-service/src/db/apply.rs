@@ -10,12 +10,12 @@ use sqlx::sqlite::SqliteConnection;
 
 use super::change::{
     Delete, Done, Heartbeat, InsertKeyless, Membership, Op, Purge, Update, UpsertKeyed,
-    UsedSignature, WriteError,
+    UsedSignature, Vouch, WriteError,
 };
 use super::clock::Now;
 use super::peers::RecordRow;
 use super::quota::{self, NewRow, Origin, Quotas};
-use super::{names, rooms};
+use super::{mailbox, names, rooms};
 use crate::naming::Name;
 
 /// What applying one change gives.
@@ -42,6 +42,11 @@ pub(super) async fn apply(
         Op::Delete(op) => delete(tx, op, now).await,
         Op::Membership(op) => membership(tx, op, now).await,
         Op::Purge(op) => purge(tx, op, now).await,
+        Op::Deposit(op) => mailbox::deposit(tx, op, now, &quotas.mailbox).await,
+        Op::Vouch(op) => vouch(tx, op, now).await,
+        Op::Take(op) => mailbox::take(tx, op, now).await,
+        Op::Block(op) => mailbox::block(tx, op, now).await,
+        Op::PurgeMail(limit) => Ok(Ok(Done::Purged(mailbox::purge(tx, *limit, now).await?))),
     }
 }
 
@@ -240,6 +245,12 @@ async fn membership(tx: &mut SqliteConnection, op: &Membership, now: &Now) -> Ou
         rooms::leave(tx, &op.room, &uuid, &op.owner, now).await?
     };
     Ok(changed(done))
+}
+
+/// Nothing but the owner's signature, spent above, and the proof that the record is live.
+async fn vouch(tx: &mut SqliteConnection, op: &Vouch, now: &Now) -> Outcome {
+    let live = rooms::owned_live(tx, &op.uuid.to_string(), &op.owner, now).await?;
+    Ok(changed(live))
 }
 
 async fn purge(tx: &mut SqliteConnection, op: &Purge, now: &Now) -> Outcome {

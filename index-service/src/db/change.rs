@@ -10,6 +10,7 @@ use proto::api::{Candidate, PeerRecord};
 use uuid::Uuid;
 
 use super::health::Fault;
+use super::mailbox::MailRefusal;
 use super::peers::Owner;
 use super::quota::{Exceeded, Origin};
 use crate::naming::Name;
@@ -39,6 +40,9 @@ pub enum WriteError {
     /// The write would pass a per-address quota or the global cap on records.
     #[error("{0}")]
     Quota(Exceeded),
+    /// The mailbox refuses the change (a blocked sender, a cap).
+    #[error("{0}")]
+    Mail(MailRefusal),
     /// The change itself failed in the database (a constraint it breaks, a bug).
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -109,6 +113,40 @@ pub(super) struct Purge {
     pub(super) limit: u32,
 }
 
+/// A sealed letter for `recipient`, deposited by the live keyed record `sender` whose key
+/// (64 lowercase hex digits) signed the request.
+pub(super) struct Deposit {
+    pub(super) recipient: Uuid,
+    pub(super) sender: Uuid,
+    pub(super) sender_key: String,
+    pub(super) sealed: Vec<u8>,
+    pub(super) signature: UsedSignature,
+}
+
+/// A live record's owner proving itself (spending its signature) before a read.
+pub(super) struct Vouch {
+    pub(super) uuid: Uuid,
+    pub(super) owner: Owner,
+    pub(super) signature: Option<UsedSignature>,
+}
+
+/// The owner of `uuid` deleting its waiting letters numbered up to `through`.
+pub(super) struct Take {
+    pub(super) uuid: Uuid,
+    pub(super) owner: Owner,
+    pub(super) signature: Option<UsedSignature>,
+    pub(super) through: i64,
+}
+
+/// The owner of `uuid` refusing mail from `sender` (`block`), or accepting it again.
+pub(super) struct Block {
+    pub(super) uuid: Uuid,
+    pub(super) owner: Owner,
+    pub(super) signature: Option<UsedSignature>,
+    pub(super) sender: Uuid,
+    pub(super) block: bool,
+}
+
 /// One change.
 pub(super) enum Op {
     InsertKeyless(InsertKeyless),
@@ -118,6 +156,12 @@ pub(super) enum Op {
     Delete(Delete),
     Membership(Membership),
     Purge(Purge),
+    Deposit(Deposit),
+    Vouch(Vouch),
+    Take(Take),
+    Block(Block),
+    /// Up to this many expired letters deleted.
+    PurgeMail(u32),
 }
 
 impl Op {
@@ -128,8 +172,12 @@ impl Op {
             Op::Update(Update { signature, .. })
             | Op::Heartbeat(Heartbeat { signature, .. })
             | Op::Delete(Delete { signature, .. })
-            | Op::Membership(Membership { signature, .. }) => signature.as_ref(),
-            Op::InsertKeyless(_) | Op::Purge(_) => None,
+            | Op::Membership(Membership { signature, .. })
+            | Op::Vouch(Vouch { signature, .. })
+            | Op::Take(Take { signature, .. })
+            | Op::Block(Block { signature, .. }) => signature.as_ref(),
+            Op::Deposit(op) => Some(&op.signature),
+            Op::InsertKeyless(_) | Op::Purge(_) | Op::PurgeMail(_) => None,
         }
     }
 }
@@ -143,6 +191,15 @@ pub(super) enum Done {
     Record(PeerRecord),
     /// A deletion or membership change was made.
     Changed,
-    /// How many expired records the purge deleted.
+    /// How many expired records (or letters) the purge deleted.
     Purged(u64),
+    /// A letter was stored.
+    Deposited {
+        /// Its number.
+        id: i64,
+        /// When it expires, as stored.
+        expires_at: String,
+    },
+    /// How many letters an owner's change deleted.
+    Deleted(u64),
 }

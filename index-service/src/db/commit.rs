@@ -257,7 +257,7 @@ impl Committer {
 /// to delete, or a refusal, commits without writing).
 fn proves_writable(result: &Result<Done, WriteError>) -> bool {
     match result {
-        Ok(Done::Record(_) | Done::Changed) => true,
+        Ok(Done::Record(_) | Done::Changed | Done::Deposited { .. } | Done::Deleted(_)) => true,
         Ok(Done::Purged(n)) => *n > 0,
         Err(_) => false,
     }

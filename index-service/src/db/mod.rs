@@ -6,8 +6,8 @@
 //! themselves and their errors (`change`); the SQL of each operation (`apply`, and `batch` for
 //! runs of keyless registrations); the in-memory copy the writer keeps current ([`cache`]); the
 //! transaction loop (`commit`); and the queue handlers submit to ([`writer`]). Whether the
-//! database can be written is [`health`]'s; names ([`names`]), quotas ([`quota`]) and room
-//! membership ([`rooms`]) have their own modules.
+//! database can be written is [`health`]'s; names ([`names`]), quotas ([`quota`]), room
+//! membership ([`rooms`]) and the offline mailbox ([`mailbox`]) have their own modules.
 //!
 //! Liveness is computed, not stored: a record is live while `last_seen` is younger than the
 //! TTL by the index's [`Clock`] ([`clock`]), so an expired record disappears from lookups at
@@ -22,6 +22,7 @@ mod change;
 pub mod clock;
 mod commit;
 pub mod health;
+pub mod mailbox;
 pub mod names;
 mod peers;
 pub mod quota;

@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use sqlx::sqlite::SqliteConnection;
 
 use super::clock::Now;
+use super::mailbox::MailboxCaps;
 use crate::Config;
 
 /// Expired rows deleted at most when the global cap is reached, before refusing.
@@ -31,6 +32,8 @@ pub struct Quotas {
     pub names_per_subnet: u32,
     /// Records in the database.
     pub max_records: u64,
+    /// The mailbox's caps, checked in the same transaction as the deposit they limit.
+    pub mailbox: MailboxCaps,
 }
 
 impl Quotas {
@@ -42,6 +45,7 @@ impl Quotas {
             names_per_ip: config.max_names_per_ip,
             names_per_subnet: config.max_names_per_subnet,
             max_records: config.max_records,
+            mailbox: MailboxCaps::from_config(config),
         }
     }
 }

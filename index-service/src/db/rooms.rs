@@ -13,7 +13,7 @@ use super::clock::Now;
 use super::peers::{Owner, StoredPeer, StoredRow};
 
 /// Whether `uuid` is a live record owned by `owner`.
-async fn owned_live(
+pub(super) async fn owned_live(
     tx: &mut SqliteConnection,
     uuid: &str,
     owner: &Owner,

@@ -24,8 +24,8 @@ use crate::metrics::Metrics;
 
 use super::cache::LookupCache;
 use super::change::{
-    Delete, Done, Heartbeat, InsertKeyless, Membership, Op, Purge, Update, UpsertKeyed,
-    UsedSignature, WriteError,
+    Block, Delete, Deposit, Done, Heartbeat, InsertKeyless, Membership, Op, Purge, Take, Update,
+    UpsertKeyed, UsedSignature, Vouch, WriteError,
 };
 use super::clock::Liveness;
 use super::commit::{self, Committer, Job};
@@ -237,6 +237,100 @@ impl Writer {
     /// many records went.
     pub async fn purge(&self, limit: u32) -> Result<u64, WriteError> {
         match self.submit(Op::Purge(Purge { limit })).await? {
+            Done::Purged(n) => Ok(n),
+            _ => unreachable!("purge answers with a count"),
+        }
+    }
+
+    /// Stores a sealed letter for `recipient` from the live keyed record `sender` (whose key,
+    /// `sender_key`, signed the request), unless the recipient blocks it or a mailbox cap
+    /// would be passed; returns its number and when it expires.
+    pub async fn deposit(
+        &self,
+        recipient: Uuid,
+        sender: Uuid,
+        sender_key: String,
+        sealed: Vec<u8>,
+        signature: UsedSignature,
+    ) -> Result<(i64, String), WriteError> {
+        let op = Op::Deposit(Deposit {
+            recipient,
+            sender,
+            sender_key,
+            sealed,
+            signature,
+        });
+        match self.submit(op).await? {
+            Done::Deposited { id, expires_at } => Ok((id, expires_at)),
+            _ => unreachable!("deposits answer with the letter's number"),
+        }
+    }
+
+    /// Spends an owner's signature (so the request cannot be replayed) and checks that
+    /// `owner` still owns the live record `uuid`, before a read on its behalf.
+    pub async fn vouch(
+        &self,
+        uuid: Uuid,
+        owner: Owner,
+        signature: Option<UsedSignature>,
+    ) -> Result<(), WriteError> {
+        self.submit(Op::Vouch(Vouch {
+            uuid,
+            owner,
+            signature,
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    /// Deletes the waiting letters of `uuid`'s mailbox numbered up to `through`, if `owner`
+    /// owns the live record; returns how many went.
+    pub async fn take(
+        &self,
+        uuid: Uuid,
+        owner: Owner,
+        signature: Option<UsedSignature>,
+        through: i64,
+    ) -> Result<u64, WriteError> {
+        self.deleted(Op::Take(Take {
+            uuid,
+            owner,
+            signature,
+            through,
+        }))
+        .await
+    }
+
+    /// Makes `uuid`'s mailbox refuse mail from `sender` (`block`, deleting its waiting
+    /// letters, whose number it returns) or accept it again.
+    pub async fn block(
+        &self,
+        uuid: Uuid,
+        owner: Owner,
+        signature: Option<UsedSignature>,
+        sender: Uuid,
+        block: bool,
+    ) -> Result<u64, WriteError> {
+        self.deleted(Op::Block(Block {
+            uuid,
+            owner,
+            signature,
+            sender,
+            block,
+        }))
+        .await
+    }
+
+    async fn deleted(&self, op: Op) -> Result<u64, WriteError> {
+        match self.submit(op).await? {
+            Done::Deleted(n) => Ok(n),
+            _ => unreachable!("mailbox changes answer with a count"),
+        }
+    }
+
+    /// Deletes up to `limit` expired letters; returns how many went.
+    pub async fn purge_mailbox(&self, limit: u32) -> Result<u64, WriteError> {
+        match self.submit(Op::PurgeMail(limit)).await? {
             Done::Purged(n) => Ok(n),
             _ => unreachable!("purge answers with a count"),
         }

@@ -51,6 +51,23 @@ pub enum ApiError {
     /// The index holds as many records as it may (`--max-records`).
     #[error("{0}")]
     InsufficientStorage(String),
+    /// A per-sender limit of the mailbox (its deposit rate, its letters waiting): 429 with
+    /// `Retry-After`.
+    #[error("{message}")]
+    Throttled {
+        /// What was refused and what to do.
+        message: String,
+        /// Whole seconds worth waiting before trying again.
+        retry_after_secs: u64,
+    },
+    /// A mailbox (or all of them) holds as much as the index keeps: 507 with `Retry-After`.
+    #[error("{message}")]
+    StorageFull {
+        /// What is full and what to do.
+        message: String,
+        /// Whole seconds worth waiting before trying again.
+        retry_after_secs: u64,
+    },
     /// A failure on our side; the details go to the log, not to the client.
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
@@ -66,10 +83,12 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::TooManyRequests { .. } | ApiError::QuotaExceeded(_) => {
-                StatusCode::TOO_MANY_REQUESTS
+            ApiError::TooManyRequests { .. }
+            | ApiError::QuotaExceeded(_)
+            | ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::InsufficientStorage(_) | ApiError::StorageFull { .. } => {
+                StatusCode::INSUFFICIENT_STORAGE
             }
-            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::CannotWrite(Fault::Full) => StatusCode::INSUFFICIENT_STORAGE,
@@ -114,7 +133,13 @@ impl IntoResponse for ApiError {
                     ),
                 );
             }
-            ApiError::TooManyRequests { retry_after_secs } => {
+            ApiError::TooManyRequests { retry_after_secs }
+            | ApiError::Throttled {
+                retry_after_secs, ..
+            }
+            | ApiError::StorageFull {
+                retry_after_secs, ..
+            } => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));

@@ -86,6 +86,9 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let live = db::count_live(&state.pool, &state.now()).await?;
     state.metrics.live_peers.set(live as f64);
+    let (letters, bytes) = db::mailbox::totals(&state.pool).await?;
+    state.metrics.mailbox.letters.set(letters as f64);
+    state.metrics.mailbox.bytes.set(bytes as f64);
     Ok((
         [(
             header::CONTENT_TYPE,

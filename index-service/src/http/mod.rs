@@ -4,6 +4,7 @@ pub mod auth;
 pub mod error;
 mod health;
 mod json;
+mod mailbox;
 mod owner;
 pub mod peers;
 pub mod ratelimit;
@@ -38,6 +39,7 @@ use crate::AppState;
     tags(
         (name = "peers", description = "Registration, lookup and owner-only changes"),
         (name = "rooms", description = "Who is in which room; owners join and leave"),
+        (name = "mailbox", description = "Sealed letters for peers that are offline: signed senders deposit, owners take and delete, and block senders"),
         (name = "operations", description = "Health checks and metrics")
     ),
     modifiers(&OwnerAuth)
@@ -68,6 +70,13 @@ impl Modify for OwnerAuth {
                 "Keyed records: `Signature <timestamp>.<hex signature>`, the record key's Ed25519 signature over proto::identity::owner_message(method, path, body, timestamp), timestamp in Unix seconds within 300 s of the index's clock. Each signature is accepted once.",
             ))),
         );
+        components.add_security_scheme(
+            "sender_signature",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "Mailbox deposits: `Signature <timestamp>.<hex signature>`, the Ed25519 signature of the sender's key (the live keyed record `from` of the body) over proto::identity::owner_message(\"POST\", path, body, timestamp), timestamp in Unix seconds within 300 s of the index's clock. Each signature is accepted once.",
+            ))),
+        );
     }
 }
 
@@ -84,6 +93,12 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(rooms::list_rooms))
         .routes(routes!(rooms::get_room))
         .routes(routes!(rooms::join_room, rooms::leave_room))
+        .routes(routes!(
+            mailbox::deposit,
+            mailbox::take_mail,
+            mailbox::delete_mail
+        ))
+        .routes(routes!(mailbox::block_sender, mailbox::unblock_sender))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
@@ -93,7 +108,30 @@ fn routes() -> OpenApiRouter<AppState> {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = routes().into_openapi();
     require_key_for_name(&mut doc);
+    sealed_is_base64(&mut doc);
     doc
+}
+
+/// Says in the schema of `Deposit` what the derive cannot: `sealed` is standard padded
+/// base64 (with zero padding bits, as encoders write it) of at least one byte.
+fn sealed_is_base64(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{RefOr, Schema};
+    let schema = doc
+        .components
+        .as_mut()
+        .and_then(|components| components.schemas.get_mut("Deposit"));
+    let Some(RefOr::T(Schema::Object(object))) = schema else {
+        return;
+    };
+    if let Some(RefOr::T(Schema::Object(sealed))) = object.properties.get_mut("sealed") {
+        // No maxLength: a longer letter is answered 413 (the contract's status for a letter
+        // too large), which a schema bound would make a "malformed request" wanting a 400.
+        sealed.min_length = Some(4);
+        sealed.pattern = Some(
+            "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$"
+                .into(),
+        );
+    }
 }
 
 /// Says in the schema of `RegisterRequest` what the derive cannot: a `name` or `candidates`

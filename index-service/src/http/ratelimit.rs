@@ -12,16 +12,21 @@ use axum::extract::{ConnectInfo, Request};
 use axum::http::Method;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use uuid::Uuid;
 
 use super::error::ApiError;
 use crate::AppState;
 use crate::config::Config;
 use crate::metrics::Budget;
 
-/// The read and write limiters; `None` is a budget that is turned off.
+/// The read and write limiters, and the mailbox's per-sender one; `None` is a budget that
+/// is turned off.
 pub struct RateLimits {
     read: Option<DefaultKeyedRateLimiter<IpAddr>>,
     write: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Deposits per sender UUID: a sender's key, not its address, is what it cannot change
+    /// cheaply once registered.
+    mail: Option<DefaultKeyedRateLimiter<Uuid>>,
     clock: DefaultClock,
 }
 
@@ -33,6 +38,11 @@ impl RateLimits {
         RateLimits {
             read: limiter(config.read_rate_per_sec, config.read_burst),
             write: limiter(config.write_rate_per_sec, config.write_burst),
+            mail: quota(
+                config.mailbox_sender_rate_per_sec,
+                config.mailbox_sender_burst,
+            )
+            .map(RateLimiter::keyed),
             clock: DefaultClock::default(),
         }
     }
@@ -51,9 +61,23 @@ impl RateLimits {
         }
     }
 
+    /// Spends one deposit of `sender`'s mailbox budget, or says how long to wait.
+    pub fn check_sender(&self, sender: Uuid) -> Result<(), Duration> {
+        match &self.mail {
+            None => Ok(()),
+            Some(limiter) => limiter
+                .check_key(&sender)
+                .map_err(|not_until| not_until.wait_time_from(self.clock.now())),
+        }
+    }
+
     /// Forgets clients whose budget is full again, so the tables do not grow forever.
     pub fn forget_idle_clients(&self) {
         for limiter in [&self.read, &self.write].into_iter().flatten() {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        if let Some(limiter) = &self.mail {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
@@ -102,11 +126,15 @@ pub fn admit(state: &AppState, request: &Request) -> Result<(), ApiError> {
     let budget = budget(request.method());
     state.limits.check(budget, client.ip()).map_err(|wait| {
         state.metrics.rate_limited(budget);
-        let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         ApiError::TooManyRequests {
-            retry_after_secs: retry_after_secs.max(1),
+            retry_after_secs: whole_secs(wait),
         }
     })
+}
+
+/// `wait` rounded up to whole seconds, at least one (what `Retry-After` carries).
+pub fn whole_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 #[cfg(test)]

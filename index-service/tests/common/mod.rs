@@ -17,6 +17,7 @@ use proto::identity::{self, Identity};
 use serde_json::Value;
 use tower::ServiceExt;
 
+pub mod mailbox;
 pub mod names;
 pub mod raw;
 pub mod rooms;

@@ -1,0 +1,102 @@
+//! Helpers for the mailbox tests: sealed letters, signed deposits, and the owner's takes.
+
+use axum::http::StatusCode;
+use proto::api::mailbox::encode_sealed;
+use proto::identity::Identity;
+use proto::mailbox::{Content, Letter, Stamp, seal};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{Answer, TestApp, owner_request, signature_header, unix_now};
+
+/// `text` sealed by `from` for `to`, as the API carries it (base64).
+pub fn sealed(from: &Identity, to: &Identity, id: u64, text: &str) -> String {
+    let letter = Letter {
+        to: to.uuid(),
+        stamp: Stamp { id, at: 1_000 + id },
+        content: Content::Text {
+            text: text.to_owned(),
+            action: false,
+        },
+    };
+    let mut seed = [7u8; 32];
+    seed[..8].copy_from_slice(&id.to_le_bytes());
+    encode_sealed(&seal(from, &to.public_key(), &letter, seed).unwrap())
+}
+
+/// The body of a deposit from `from`.
+pub fn deposit_body(from: Uuid, sealed: &str) -> String {
+    json!({ "from": from, "sealed": sealed }).to_string()
+}
+
+/// `POST /peers/{recipient}/mailbox` with `body`, signed by `signer` at `timestamp`.
+pub async fn deposit_signed(
+    app: &TestApp,
+    signer: &Identity,
+    recipient: &str,
+    body: &str,
+    timestamp: u64,
+) -> Answer {
+    let path = format!("/peers/{recipient}/mailbox");
+    let auth = signature_header(signer, "POST", &path, body.as_bytes(), timestamp);
+    app.send(owner_request("POST", &path, body, Some(&auth)))
+        .await
+}
+
+/// A letter saying `text` from `from` to `to`, deposited (signed by `from` now).
+pub async fn deposit(app: &TestApp, from: &Identity, to: &Identity, id: u64, text: &str) -> Answer {
+    let body = deposit_body(from.uuid(), &sealed(from, to, id, text));
+    deposit_signed(
+        app,
+        from,
+        &to.uuid().to_string(),
+        &body,
+        unix_now() + id % 50,
+    )
+    .await
+}
+
+/// An owner request on `path_and_query` signed by `id` at a fresh timestamp: each call signs
+/// at another second (back in time, within the allowed skew) so no two collide.
+pub async fn signed(app: &TestApp, id: &Identity, method: &str, path_and_query: &str) -> Answer {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let back = NEXT.fetch_add(1, Ordering::SeqCst) % 250;
+    let path = path_and_query.split('?').next().unwrap();
+    let auth = signature_header(id, method, path, b"", unix_now() - back);
+    app.send(owner_request(method, path_and_query, "", Some(&auth)))
+        .await
+}
+
+/// `GET /peers/{id}/mailbox[?limit=]` by `id`, which must answer 200.
+pub async fn take(app: &TestApp, id: &Identity, limit: Option<u32>) -> Value {
+    let query = limit.map(|l| format!("?limit={l}")).unwrap_or_default();
+    let answer = signed(
+        app,
+        id,
+        "GET",
+        &format!("/peers/{}/mailbox{query}", id.uuid()),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.headers["cache-control"], "no-store");
+    answer.body
+}
+
+/// The ids of the letters in a mailbox answer.
+pub fn ids(mailbox: &Value) -> Vec<i64> {
+    mailbox["letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["id"].as_i64().unwrap())
+        .collect()
+}
+
+/// Letters stored, waiting or expired.
+pub async fn stored(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM mailbox")
+        .fetch_one(&app.service.state().pool)
+        .await
+        .unwrap()
+}
