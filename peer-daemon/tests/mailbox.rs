@@ -7,6 +7,10 @@ mod common;
 use std::time::Duration;
 
 use common::{Daemon, EVENT_TIMEOUT, Index};
+use peer_daemon::index::IndexClient;
+use proto::identity::Identity;
+use proto::mailbox::{Content, Letter, Stamp, seal};
+use uuid::Uuid;
 
 /// Messages sent while the recipient is away.
 const LETTERS: usize = 100;
@@ -168,4 +172,146 @@ async fn wait_until_empty(index: &Index, bob: &str) -> usize {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// `/stats` counters of `daemon`.
+async fn counters(daemon: &mut Daemon) -> serde_json::Value {
+    daemon.send_line("/stats").await;
+    daemon.expect("stats", |_| true, EVENT_TIMEOUT).await["counters"].clone()
+}
+
+/// A text letter from `from` for `to`, sealed.
+fn letter(from: &Identity, to: &[u8; 32], id: u64, text: &str) -> Vec<u8> {
+    let letter = Letter {
+        to: Uuid::nil(),
+        stamp: Stamp {
+            id,
+            at: 1_796_000_000_000 + id,
+        },
+        content: Content::Text {
+            text: text.to_owned(),
+            action: false,
+        },
+    };
+    seal(from, to, &letter, rand::random()).expect("sealed")
+}
+
+#[tokio::test]
+async fn altered_and_misdirected_letters_are_dropped_and_counted() {
+    let index = Index::start().await;
+    let mut bob = Daemon::spawn(&index.url(), "bob").await;
+    let bob_key = {
+        let (_, record) = index.get_peer(&bob.uuid.to_string()).await;
+        let hex = record["public_key"]
+            .as_str()
+            .expect("a keyed record")
+            .to_owned();
+        proto::identity::parse_public_key(&hex).expect("a key")
+    };
+    // Mallory is a registered peer with her own key, writing to bob through the real API.
+    let client = IndexClient::new(&index.url()).expect("a client");
+    let mallory = Identity::from_secret(rand::random());
+    let alice = Identity::from_secret(rand::random());
+    client
+        .register(&mallory, 9, None, Vec::new())
+        .await
+        .expect("mallory registers");
+
+    // 1. Altered on the way: one bit of the ciphertext flipped.
+    let mut altered = letter(&mallory, &bob_key, 1, "altered");
+    let last = altered.len() - 1;
+    altered[last] ^= 1;
+    // 2. Alice's genuine letter, deposited by mallory as if it were hers.
+    let stolen = letter(&alice, &bob_key, 2, "stolen from alice");
+    // 3. Mallory's own honest letter: it must come through (or the test proves nothing).
+    let honest = letter(&mallory, &bob_key, 3, "an honest letter from mallory");
+    for sealed in [&altered, &stolen, &honest] {
+        client
+            .deposit(&mallory, bob.uuid, sealed)
+            .await
+            .expect("the index takes any sealed letter from a registered sender");
+    }
+
+    // Bob looks into his mailbox within POLL_MIN..POLL_MAX of registering; wait for the honest
+    // one, then check nothing else came through.
+    let message = bob
+        .expect("message", |_| true, Duration::from_secs(70))
+        .await;
+    assert_eq!(
+        message["text"], "an honest letter from mallory",
+        "{message}"
+    );
+    assert_eq!(message["from"], mallory.uuid().to_string().as_str());
+    let stats = counters(&mut bob).await;
+    assert_eq!(stats["mailbox.rejected"], 2, "{stats}");
+    assert_eq!(stats["mailbox.taken"], 1, "{stats}");
+    assert_eq!(
+        bob.backlog_events()
+            .filter(|v| v["event"] == "message")
+            .count(),
+        0
+    );
+    assert_eq!(wait_until_empty(&index, &bob.uuid.to_string()).await, 0);
+}
+
+#[tokio::test]
+async fn a_peer_that_blocks_a_sender_gets_no_mail_from_it() {
+    let index = Index::start().await;
+    let mut alice = Daemon::spawn(&index.url(), "alice").await;
+    let mut carol = Daemon::spawn(&index.url(), "carol").await;
+    let carol_id = carol.uuid.to_string();
+    alice.msg(&carol_id, "hi carol").await;
+    carol
+        .expect("message", |v| v["text"] == "hi carol", EVENT_TIMEOUT)
+        .await;
+    alice
+        .expect("delivered", |v| v["to"] == carol_id.as_str(), EVENT_TIMEOUT)
+        .await;
+    carol.send_line("/block alice").await;
+    carol
+        .expect(
+            "info",
+            |v| {
+                v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("blocked alice"))
+            },
+            EVENT_TIMEOUT,
+        )
+        .await;
+
+    // Directly: dropped by carol (alice hears nothing back but the acknowledgement).
+    alice.msg(&carol_id, "still there?").await;
+    alice
+        .expect("delivered", |v| v["to"] == carol_id.as_str(), EVENT_TIMEOUT)
+        .await;
+
+    // By mail, once carol is offline: the index refuses it, and alice is told.
+    carol.send_line("/quit").await;
+    carol.wait_exit(EVENT_TIMEOUT).await;
+    alice.msg(&carol_id, "let me in").await;
+    let failed = alice
+        .expect("failed", |v| v["to"] == carol_id.as_str(), EVENT_TIMEOUT)
+        .await;
+    let reason = failed["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("does not accept mail from you"), "{failed}");
+    assert!(alice.backlog_events().all(|v| v["event"] != "queued"));
+    // Carol saw none of it.
+    let carol_state = carol.state();
+    let mut carol = Daemon::spawn_with_state(&index.url(), "carol", carol_state).await;
+    alice.msg(&carol_id, "and now?").await;
+    alice
+        .expect("delivered", |v| v["to"] == carol_id.as_str(), EVENT_TIMEOUT)
+        .await;
+    let stats = counters(&mut carol).await;
+    // The text, and alice's introduction to this new run of carol's.
+    assert!(stats["mailbox.from_blocked"].as_u64() >= Some(1), "{stats}");
+    assert_eq!(
+        carol
+            .backlog_events()
+            .filter(|v| v["event"] == "message")
+            .count(),
+        0,
+        "nothing from a blocked peer is shown"
+    );
 }
