@@ -123,7 +123,15 @@ impl ChatCore {
                 "no such peer is on the LAN, nor a contact found in the DHT".to_owned()
             }
             Ok(None) => "no such peer is registered at the index".to_owned(),
-            Err(error) => format!("could not look the peer up: {error}"),
+            Err(error) => {
+                // The index does not answer: its mailboxes would not either.
+                for (_, tag) in &pending {
+                    if let Tag::Direct(id) = tag {
+                        self.delivered_directly(*id);
+                    }
+                }
+                format!("could not look the peer up: {error}")
+            }
         };
         for (_, tag) in pending {
             self.settle(peer, tag, Err(reason.clone()));

@@ -133,7 +133,8 @@ impl ChatCore {
         matches!(self.index, IndexStatus::Online | IndexStatus::Connecting)
     }
 
-    /// Our private message `id` was delivered directly: its draft goes.
+    /// Our private message `id` was delivered directly (or cannot go to a mailbox): its draft
+    /// goes.
     pub(super) fn delivered_directly(&mut self, id: u64) {
         self.mail.drafts.remove(&id);
     }

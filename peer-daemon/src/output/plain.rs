@@ -95,6 +95,16 @@ pub fn said(room: Option<&str>, sender: &str, text: &str, action: bool) -> Strin
     )
 }
 
+/// What follows a message that waited in our mailbox: when its sender wrote it.
+pub fn from_mailbox(sent_at_ms: Option<u64>) -> String {
+    sent_at_ms.map_or_else(String::new, |at| {
+        format!(
+            "  ✉ from your mailbox, written {}",
+            super::stamp::written_at(at)
+        )
+    })
+}
+
 /// `<bob> text`, or `* bob waves` for an action; the text made safe, further lines indented.
 fn utterance(sender: &str, text: &str, action: bool) -> String {
     if action {
@@ -195,13 +205,16 @@ impl UiEvent {
                 text,
                 room,
                 action,
+                sent_at_ms,
                 ..
-            } => said(
-                room.as_deref(),
-                &who(from, name, claimed_name),
-                text,
-                *action,
-            ),
+            } => {
+                said(
+                    room.as_deref(),
+                    &who(from, name, claimed_name),
+                    text,
+                    *action,
+                ) + &from_mailbox(*sent_at_ms)
+            }
             UiEvent::Sent { .. } => return None,
             UiEvent::Delivered {
                 to: Some(to),

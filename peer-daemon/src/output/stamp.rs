@@ -10,6 +10,17 @@ pub fn clock_of(at_ms: i64) -> String {
     local(at_ms).format("%H:%M").to_string()
 }
 
+/// When a peer says it wrote something (its clock, so only a hint): `HH:MM` today, with the
+/// date on other days.
+pub fn written_at(at_ms: u64) -> String {
+    let at = local(i64::try_from(at_ms).unwrap_or(i64::MAX));
+    if at.date_naive() == Local::now().date_naive() {
+        at.format("%H:%M").to_string()
+    } else {
+        at.format("%a %-d %b %H:%M").to_string()
+    }
+}
+
 /// The day line for a date: `── Tuesday 1 December 2026 ──`.
 pub fn day_line(date: NaiveDate) -> String {
     format!("── {} ──", date.format("%A %-d %B %Y"))

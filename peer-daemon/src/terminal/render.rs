@@ -155,15 +155,26 @@ impl Renderer {
                 text,
                 room,
                 action,
+                sent_at_ms,
                 ..
             } => {
                 self.learn(*from, name);
                 let sender = self.peer(from, name.as_ref(), claimed_name.as_ref());
                 let context = self.paint(DIM, &message_context(room.as_deref()));
+                let mailbox = match sent_at_ms {
+                    Some(_) => self.paint(DIM, &crate::output::plain::from_mailbox(*sent_at_ms)),
+                    None => String::new(),
+                };
                 Some(if *action {
-                    format!("{context} * {sender} {}", indent_continuation(text))
+                    format!(
+                        "{context} * {sender} {}{mailbox}",
+                        indent_continuation(text)
+                    )
                 } else {
-                    format!("{context} <{sender}> {}", indent_continuation(text))
+                    format!(
+                        "{context} <{sender}> {}{mailbox}",
+                        indent_continuation(text)
+                    )
                 })
             }
             UiEvent::Delivered {
