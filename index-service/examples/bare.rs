@@ -1,16 +1,19 @@
-//! The benchmark's baseline: axum handlers of the same shape as the index's `GET /peers/{uuid}`
-//! and `POST /register` (same paths, same UUID parsing, same JSON types in and out) with no
-//! database, no middleware and nothing durable. `scripts/bench-index.sh` serves it next to the
+//! The benchmark's baseline: axum handlers of the same shape as the index's `GET /peers/{uuid}`,
+//! `POST /register` and `POST /peers/{uuid}/mailbox` (same paths, same UUID parsing, same JSON
+//! types in and out, the sealed letter decoded from base64) with no database, no middleware, no
+//! signature check and nothing durable. `scripts/bench-index.sh` serves it next to the
 //! real index and reports the index's throughput as a fraction of this.
 //!
 //! Usage: `cargo run --release -p index-service --example bare -- 127.0.0.1:9000`
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use axum::extract::{ConnectInfo, Path};
 use axum::http::{StatusCode, header};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use proto::api::mailbox::{Deposit, Deposited, decode_sealed};
 use proto::api::{PeerRecord, RegisterRequest};
 use uuid::Uuid;
 
@@ -62,6 +65,32 @@ async fn register(
     )
 }
 
+/// A deposit as the index reads it before its checks: the recipient's UUID, the JSON body and
+/// the letter's base64; the answer the index gives once it stored the letter.
+async fn deposit(
+    Path(raw): Path<String>,
+    Json(deposit): Json<Deposit>,
+) -> Result<
+    (
+        StatusCode,
+        [(header::HeaderName, String); 1],
+        Json<Deposited>,
+    ),
+    StatusCode,
+> {
+    static NEXT_ID: AtomicI64 = AtomicI64::new(1);
+    Uuid::parse_str(&raw).map_err(|_| StatusCode::BAD_REQUEST)?;
+    decode_sealed(&deposit.sealed).ok_or(StatusCode::BAD_REQUEST)?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store".to_owned())],
+        Json(Deposited {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            expires_at: NOW.into(),
+        }),
+    ))
+}
+
 // The same allocator as the index binary, so the comparison is between handlers.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -73,7 +102,8 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:9000".into());
     let app = Router::new()
         .route("/peers/{uuid}", get(get_peer))
-        .route("/register", post(register));
+        .route("/register", post(register))
+        .route("/peers/{uuid}/mailbox", post(deposit));
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     eprintln!("bare baseline listening on {}", listener.local_addr()?);
     axum::serve(

@@ -158,7 +158,7 @@ impl Driver {
     }
 
     /// Hands a job to the mailman; without one, a deposit is answered at once.
-    fn to_mailman(&mut self, job: crate::mailbox::Job) {
+    fn hand_to_mailman(&mut self, job: crate::mailbox::Job) {
         let job = match &self.mailman {
             Some(mailman) => match mailman.send(job) {
                 Ok(()) => return,
@@ -237,7 +237,7 @@ impl Driver {
             self.directory.check_lan_name(record);
         }
         if matches!(reply, IndexReply::Registered(_)) {
-            self.to_mailman(crate::mailbox::Job::Registered);
+            self.hand_to_mailman(crate::mailbox::Job::Registered);
         }
         let servers = match &reply {
             IndexReply::Registered(record) => Some(&record.ice_servers),
@@ -404,11 +404,13 @@ impl Driver {
                 }
                 Action::Contact(contact) => self.directory.remember(contact),
                 Action::Deposit(outgoing) => {
-                    self.to_mailman(crate::mailbox::Job::Deposit(outgoing))
+                    self.hand_to_mailman(crate::mailbox::Job::Deposit(outgoing))
                 }
-                Action::MailTaken(through) => self.to_mailman(crate::mailbox::Job::Taken(through)),
+                Action::MailTaken(through) => {
+                    self.hand_to_mailman(crate::mailbox::Job::Taken(through))
+                }
                 Action::Block { peer, blocked } => {
-                    self.to_mailman(crate::mailbox::Job::Block(peer, blocked))
+                    self.hand_to_mailman(crate::mailbox::Job::Block(peer, blocked))
                 }
                 Action::Show(event) => self.out.emit(event),
                 Action::Sessions(lines) => self.out.publish_sessions(lines),

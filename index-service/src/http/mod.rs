@@ -95,10 +95,13 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(rooms::join_room, rooms::leave_room))
         .routes(routes!(
             mailbox::deposit,
-            mailbox::take_mail,
-            mailbox::delete_mail
+            mailbox::take::take_mail,
+            mailbox::take::delete_mail
         ))
-        .routes(routes!(mailbox::block_sender, mailbox::unblock_sender))
+        .routes(routes!(
+            mailbox::take::block_sender,
+            mailbox::take::unblock_sender
+        ))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))

@@ -1,13 +1,26 @@
-//! Helpers for the mailbox tests: sealed letters, signed deposits, and the owner's takes.
+//! Helpers for the mailbox tests (`mailbox_deposit`, `mailbox_owner`, `mailbox_limits`): the
+//! cast, sealed letters, signed deposits, the owner's takes, and the metrics they move.
 
 use axum::http::StatusCode;
-use proto::api::mailbox::encode_sealed;
+use http_body_util::BodyExt;
+use proto::api::mailbox::{decode_sealed, encode_sealed};
 use proto::identity::Identity;
-use proto::mailbox::{Content, Letter, Stamp, seal};
+use proto::mailbox::{Content, Letter, Stamp, open, seal};
 use serde_json::{Value, json};
+use tower::ServiceExt;
 use uuid::Uuid;
 
 use super::{Answer, TestApp, owner_request, signature_header, unix_now};
+
+pub fn alice() -> Identity {
+    Identity::from_secret([1; 32])
+}
+pub fn bob() -> Identity {
+    Identity::from_secret([2; 32])
+}
+pub fn carol() -> Identity {
+    Identity::from_secret([3; 32])
+}
 
 /// `text` sealed by `from` for `to`, as the API carries it (base64).
 pub fn sealed(from: &Identity, to: &Identity, id: u64, text: &str) -> String {
@@ -99,4 +112,30 @@ pub async fn stored(app: &TestApp) -> i64 {
         .fetch_one(&app.service.state().pool)
         .await
         .unwrap()
+}
+
+/// The text of a letter `me` opens from a mailbox answer.
+pub fn open_text(me: &Identity, letter: &Value) -> String {
+    let sealed = decode_sealed(letter["sealed"].as_str().unwrap()).unwrap();
+    assert_eq!(letter["size"].as_u64().unwrap(), sealed.len() as u64);
+    let from = letter["from"].as_str().unwrap().parse().unwrap();
+    let opened = open(me, from, &sealed).unwrap();
+    match opened.letter.content {
+        Content::Text { text, .. } => text,
+        other => panic!("not a text: {other:?}"),
+    }
+}
+
+/// Whether `GET /metrics` (which refreshes the gauges) has exactly this line.
+pub async fn metric(app: &TestApp, line: &str) -> bool {
+    let answer = app
+        .router
+        .clone()
+        .oneshot(owner_request("GET", "/metrics", "", None))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    let bytes = answer.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    text.lines().any(|l| l == line)
 }

@@ -160,8 +160,8 @@ impl ChatCore {
         match (tag, outcome) {
             (Tag::Quiet, _) => {}
             (Tag::Receipt(key), outcome) => self.receipt_settled(key, outcome.is_ok()),
-            (Tag::Direct(id), Err(reason)) if self.to_mailbox(peer, id, reason.clone()).is_ok() => {
-            }
+            (Tag::Direct(id), Err(reason))
+                if self.into_mailbox(peer, id, reason.clone()).is_ok() => {}
             (Tag::Direct(id), Ok(rtt)) => {
                 self.delivered_directly(id);
                 self.remember(Change::Outcome {

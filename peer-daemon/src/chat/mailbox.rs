@@ -141,7 +141,12 @@ impl ChatCore {
 
     /// Our private message `id` to `peer` could not be delivered directly: into the peer's
     /// mailbox with it, when there is an index; `Err(reason)` when there is none.
-    pub(super) fn to_mailbox(&mut self, peer: Uuid, id: u64, reason: String) -> Result<(), String> {
+    pub(super) fn into_mailbox(
+        &mut self,
+        peer: Uuid,
+        id: u64,
+        reason: String,
+    ) -> Result<(), String> {
         let Some((text, action)) = self.mail.drafts.remove(&id) else {
             return Err(reason);
         };
