@@ -161,7 +161,7 @@ impl ChatCore {
             (Tag::Quiet, _) => {}
             (Tag::Receipt(key), outcome) => self.receipt_settled(key, outcome.is_ok()),
             (Tag::Direct(id), Err(reason))
-                if self.into_mailbox(peer, id, reason.clone()).is_ok() => {}
+                if self.mail_instead(peer, id, reason.clone()).is_ok() => {}
             (Tag::Direct(id), Ok(rtt)) => {
                 self.delivered_directly(id);
                 self.remember(Change::Outcome {

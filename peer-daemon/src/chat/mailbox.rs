@@ -141,7 +141,7 @@ impl ChatCore {
 
     /// Our private message `id` to `peer` could not be delivered directly: into the peer's
     /// mailbox with it, when there is an index; `Err(reason)` when there is none.
-    pub(super) fn into_mailbox(
+    pub(super) fn mail_instead(
         &mut self,
         peer: Uuid,
         id: u64,
