@@ -315,3 +315,59 @@ async fn a_peer_that_blocks_a_sender_gets_no_mail_from_it() {
         "nothing from a blocked peer is shown"
     );
 }
+
+#[tokio::test]
+async fn a_receipt_waits_in_the_senders_mailbox_when_the_sender_went_away_too() {
+    let index = Index::start().await;
+    let mut alice = Daemon::spawn(&index.url(), "alice").await;
+    let mut bob = Daemon::spawn(&index.url(), "bob").await;
+    let bob_id = bob.uuid.to_string();
+    let (alice_state, bob_state) = (alice.state(), bob.state());
+    alice.msg(&bob_id, "hello").await;
+    alice
+        .expect("delivered", |v| v["to"] == bob_id.as_str(), EVENT_TIMEOUT)
+        .await;
+    bob.send_line("/quit").await;
+    bob.wait_exit(EVENT_TIMEOUT).await;
+    alice.msg(&bob_id, "see you monday").await;
+    let queued = alice
+        .expect("queued", |v| v["to"] == bob_id.as_str(), EVENT_TIMEOUT)
+        .await;
+    // Alice leaves too; bob comes back, takes the letter, and can only leave his receipt in
+    // alice's mailbox.
+    alice.send_line("/quit").await;
+    alice.wait_exit(EVENT_TIMEOUT).await;
+    let mut bob = Daemon::spawn_with_state(&index.url(), "bob", bob_state).await;
+    bob.expect("message", |v| v["text"] == "see you monday", EVENT_TIMEOUT)
+        .await;
+    // Alice's next run finds the receipt for the message her last run queued.
+    let mut alice = Daemon::spawn_with_state(&index.url(), "alice", alice_state).await;
+    let delivered = alice
+        .expect(
+            "delivered",
+            |v| v["to"] == bob_id.as_str() && v["via"] == "mailbox",
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(delivered["id"], queued["id"], "{delivered}");
+    // And her history says so (the store writes within 100 ms).
+    let store = alice.state().path().join("messages.db");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let state = loop {
+        let out = std::process::Command::new("sqlite3")
+            .arg(&store)
+            .arg("select state from lines where text = 'see you monday'")
+            .output();
+        let Ok(out) = out else {
+            common::skip("sqlite3 is not installed: alice's history was not checked");
+            break "delivered".to_owned();
+        };
+        let state = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if state == "delivered" || tokio::time::Instant::now() > deadline {
+            break state;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(state, "delivered");
+    drop(bob);
+}

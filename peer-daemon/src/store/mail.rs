@@ -82,8 +82,26 @@ fn number(row: &sqlx::sqlite::SqliteRow, column: &str) -> Option<u64> {
     u64::try_from(row.try_get::<i64, _>(column).ok()?).ok()
 }
 
-/// What the store remembers about mail.
+/// Why a letter that was never receipted stops waiting.
+pub const EXPIRED_REASON: &str =
+    "it waited in the recipient's mailbox for 8 days without being taken (letters expire)";
+
+/// What the store remembers about mail. Our letters that waited longer than the index keeps
+/// them are given up first (their lines become `failed`).
 pub(super) async fn load(connection: &mut SqliteConnection) -> anyhow::Result<SavedMail> {
+    let cutoff = crate::driver::unix_millis() - SEEN_FOR_MS;
+    sqlx::query(
+        "UPDATE lines SET state = 'failed', reason = ?1 \
+         WHERE state = 'mailbox' AND id IN (SELECT id FROM mail_waiting WHERE at_ms < ?2)",
+    )
+    .bind(EXPIRED_REASON)
+    .bind(cutoff)
+    .execute(&mut *connection)
+    .await?;
+    sqlx::query("DELETE FROM mail_waiting WHERE at_ms < ?1")
+        .bind(cutoff)
+        .execute(&mut *connection)
+        .await?;
     let waiting = sqlx::query("SELECT id, peer, at_ms FROM mail_waiting ORDER BY id LIMIT ?1")
         .bind(MAX_ROWS)
         .fetch_all(&mut *connection)
@@ -127,3 +145,6 @@ pub(super) async fn load(connection: &mut SqliteConnection) -> anyhow::Result<Sa
         blocked,
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -316,3 +316,42 @@ fn without_an_index_an_undeliverable_message_fails_as_before() {
     assert!(net.nodes[0].deposits.is_empty());
     assert!(net.shown(0).any(|e| matches!(e, UiEvent::Failed { .. })));
 }
+
+#[test]
+fn a_message_a_silent_peer_never_acknowledges_goes_to_its_mailbox_after_the_deadline() {
+    let mut net = ChatNet::registered(&[Some("alice"), Some("bob")]);
+    let bob = net.id(1);
+    net.type_line(0, &format!("/msg {bob} first"));
+    net.run_for(2 * SEC);
+    // Bob's machine dies without a goodbye: his record stays, he just stops answering.
+    net.impair(1, proto::sim::DEAD);
+    net.links[0].impair = proto::sim::DEAD;
+    net.type_line(0, &format!("/msg {bob} are you still there?"));
+    net.run_for(DEADLINE - SEC);
+    assert!(net.nodes[0].deposits.is_empty(), "not before the deadline");
+    net.run_for(3 * SEC);
+    let deposit = net.nodes[0]
+        .deposits
+        .first()
+        .expect("in the mailbox after the deadline");
+    assert_eq!(
+        deposit.content,
+        Content::Text {
+            text: "are you still there?".into(),
+            action: false
+        }
+    );
+    let mut post = Post::default();
+    post.collect(&mut net, 0);
+    let reason = net
+        .shown(0)
+        .find_map(|e| match e {
+            UiEvent::Queued { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .expect("queued");
+    assert!(
+        !reason.is_empty(),
+        "the queued event says why direct delivery failed"
+    );
+}
