@@ -406,8 +406,8 @@ impl Driver {
                 Action::Deposit(outgoing) => {
                     self.hand_to_mailman(crate::mailbox::Job::Deposit(outgoing))
                 }
-                Action::MailTaken(through) => {
-                    self.hand_to_mailman(crate::mailbox::Job::Taken(through))
+                Action::MailTaken { through, fresh } => {
+                    self.hand_to_mailman(crate::mailbox::Job::Taken { through, fresh })
                 }
                 Action::Block { peer, blocked } => {
                     self.hand_to_mailman(crate::mailbox::Job::Block(peer, blocked))

@@ -20,6 +20,8 @@ use reqwest::{Method, StatusCode, header};
 mod error;
 mod lookups;
 mod mail;
+
+pub use mail::MAIL_BATCH;
 mod read;
 
 use error::Doing;

@@ -5,6 +5,8 @@
 //! and checks it ([`proto::mailbox::open`]: seal, sender key, UUID), hands the good ones to
 //! the core, and deletes the batch once the core has handled it and the store has written what
 //! it remembered (so a crash in between shows nothing twice: the store knows what was taken).
+//! A batch with nothing new in it counts as an empty mailbox, so an index that replays letters
+//! cannot make the mailman look again and again.
 //! Letters that do not open are counted, logged and deleted with the rest.
 
 use std::sync::Arc;
@@ -36,8 +38,14 @@ pub enum Job {
     /// Seal and deposit this letter; the answer goes to the core as
     /// [`IndexReply::Deposited`].
     Deposit(Outgoing),
-    /// The core handled the letters through this mailbox id: delete them.
-    Taken(i64),
+    /// The core handled the letters through this mailbox id (`fresh` of them were news):
+    /// delete them.
+    Taken {
+        /// The last letter's mailbox id.
+        through: i64,
+        /// Letters the core had not seen before.
+        fresh: usize,
+    },
     /// Have the index refuse or accept again mail from a peer.
     Block(Uuid, bool),
     /// We are (again) registered: look into the mailbox now.
@@ -107,6 +115,8 @@ impl Mailman {
         let mut registered = false;
         // Letters handed to the core and not deleted yet: no new look until they are.
         let mut handing = false;
+        // Whether the last look brought a full batch (more may wait).
+        let mut full = false;
         let mut wait = POLL_MIN;
         let mut next = Instant::now();
         // Stamps are unique per run: never two letters sealed in the same millisecond.
@@ -120,13 +130,19 @@ impl Mailman {
                         last_at = at;
                         self.deposit(outgoing, at).await;
                     }
-                    Some(Job::Taken(through)) => {
+                    Some(Job::Taken { through, fresh }) => {
                         handing = false;
                         self.store.flush().await;
                         match self.index.take_mail(&self.identity, through).await {
+                            // Only news earns a quick look again: an index that hands out
+                            // the same letters over and over is looked at ever less often.
+                            Ok(_) if fresh == 0 => {
+                                next = Instant::now() + wait;
+                                wait = (wait * 2).min(POLL_MAX);
+                            }
                             Ok(_) => {
                                 wait = POLL_MIN;
-                                next = Instant::now();
+                                next = Instant::now() + if full { Duration::ZERO } else { POLL_MIN };
                             }
                             // The letters come again and are recognised as taken.
                             Err(error) => {
@@ -147,8 +163,11 @@ impl Mailman {
                 },
                 () = sleep_until(next), if registered && !handing => {
                     match self.look().await {
-                        Ok(true) => handing = true,
-                        Ok(false) => {
+                        Ok(Some(batch)) => {
+                            handing = true;
+                            full = batch >= crate::index::MAIL_BATCH;
+                        }
+                        Ok(None) => {
                             next = Instant::now() + wait;
                             wait = (wait * 2).min(POLL_MAX);
                         }
@@ -219,8 +238,8 @@ impl Mailman {
         }
     }
 
-    /// One look into our mailbox: `Ok(true)` when letters went to the core.
-    async fn look(&self) -> Result<bool, ()> {
+    /// One look into our mailbox: how many letters it fetched, when some went to the core.
+    async fn look(&self) -> Result<Option<usize>, ()> {
         let mailbox = match self.index.fetch_mail(&self.identity).await {
             Ok(mailbox) => mailbox,
             Err(error) => {
@@ -229,8 +248,9 @@ impl Mailman {
             }
         };
         let Some(through) = mailbox.letters.iter().map(|letter| letter.id).max() else {
-            return Ok(false);
+            return Ok(None);
         };
+        let fetched = mailbox.letters.len();
         let mut letters = Vec::with_capacity(mailbox.letters.len());
         for letter in &mailbox.letters {
             let opened = decode_sealed(&letter.sealed)
@@ -246,6 +266,6 @@ impl Mailman {
         }
         self.stats.taken.fetch_add(letters.len() as u64, Relaxed);
         let _ = self.news.send(IndexReply::Mail { letters, through }).await;
-        Ok(true)
+        Ok(Some(fetched))
     }
 }

@@ -197,8 +197,14 @@ pub enum Action {
     /// [`IndexReply::Deposited`].
     Deposit(Outgoing),
     /// The letters of an [`IndexReply::Mail`] are handled (and their changes queued for the
-    /// store before this): delete them from the mailbox, through this id.
-    MailTaken(i64),
+    /// store before this): delete them from the mailbox, through `through`.
+    MailTaken {
+        /// The mailbox id of the last letter of the batch.
+        through: i64,
+        /// How many of them were news (not seen before): an index that hands out the same
+        /// letters again gets looked at less often, not more.
+        fresh: usize,
+    },
     /// Tell the index to refuse (`blocked`) or accept again mail from `peer`.
     Block {
         /// The peer.

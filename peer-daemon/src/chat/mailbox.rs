@@ -217,6 +217,7 @@ impl ChatCore {
     pub(super) fn on_mail(&mut self, mut letters: Vec<Opened>, through: i64) {
         in_sender_order(&mut letters);
         let mut receipts: Vec<(Uuid, Vec<Stamp>)> = Vec::new();
+        let mut news = 0;
         for opened in letters {
             let (from, stamp) = (opened.from, opened.letter.stamp);
             self.learn_key(from, opened.sender_key);
@@ -226,6 +227,7 @@ impl ChatCore {
             }
             let fresh = self.mail.see(from, stamp);
             if fresh {
+                news += 1;
                 self.remember(Change::Mail(MailChange::Seen { from, stamp }));
             } else {
                 self.mail.duplicates += 1;
@@ -250,7 +252,10 @@ impl ChatCore {
                 self.send_receipt(peer, chunk.to_vec());
             }
         }
-        self.actions.push_back(Action::MailTaken(through));
+        self.actions.push_back(Action::MailTaken {
+            through,
+            fresh: news,
+        });
     }
 
     fn show_letter(&mut self, from: Uuid, stamp: Stamp, text: String, action: bool) {

@@ -240,7 +240,7 @@ impl ChatNet {
                     Action::CheckIndex => node.checks += 1,
                     Action::Contact(contact) => node.contacts.push(contact),
                     Action::Deposit(outgoing) => node.deposits.push(outgoing),
-                    Action::MailTaken(through) => node.taken.push(through),
+                    Action::MailTaken { through, .. } => node.taken.push(through),
                     Action::Block { peer, blocked } => node.blocks.push((peer, blocked)),
                 }
             }
