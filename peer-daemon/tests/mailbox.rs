@@ -6,11 +6,10 @@ mod common;
 
 use std::time::Duration;
 
+use common::mail::{key_of, sealed_text};
 use common::{Daemon, EVENT_TIMEOUT, Index};
 use peer_daemon::index::IndexClient;
 use proto::identity::Identity;
-use proto::mailbox::{Content, Letter, Stamp, seal};
-use uuid::Uuid;
 
 /// Messages sent while the recipient is away.
 const LETTERS: usize = 100;
@@ -180,34 +179,11 @@ async fn counters(daemon: &mut Daemon) -> serde_json::Value {
     daemon.expect("stats", |_| true, EVENT_TIMEOUT).await["counters"].clone()
 }
 
-/// A text letter from `from` for `to`, sealed.
-fn letter(from: &Identity, to: &[u8; 32], id: u64, text: &str) -> Vec<u8> {
-    let letter = Letter {
-        to: Uuid::nil(),
-        stamp: Stamp {
-            id,
-            at: 1_796_000_000_000 + id,
-        },
-        content: Content::Text {
-            text: text.to_owned(),
-            action: false,
-        },
-    };
-    seal(from, to, &letter, rand::random()).expect("sealed")
-}
-
 #[tokio::test]
 async fn altered_and_misdirected_letters_are_dropped_and_counted() {
     let index = Index::start().await;
     let mut bob = Daemon::spawn(&index.url(), "bob").await;
-    let bob_key = {
-        let (_, record) = index.get_peer(&bob.uuid.to_string()).await;
-        let hex = record["public_key"]
-            .as_str()
-            .expect("a keyed record")
-            .to_owned();
-        proto::identity::parse_public_key(&hex).expect("a key")
-    };
+    let bob_key = key_of(&index, bob.uuid).await;
     // Mallory is a registered peer with her own key, writing to bob through the real API.
     let client = IndexClient::new(&index.url()).expect("a client");
     let mallory = Identity::from_secret(rand::random());
@@ -218,13 +194,13 @@ async fn altered_and_misdirected_letters_are_dropped_and_counted() {
         .expect("mallory registers");
 
     // 1. Altered on the way: one bit of the ciphertext flipped.
-    let mut altered = letter(&mallory, &bob_key, 1, "altered");
+    let mut altered = sealed_text(&mallory, &bob_key, 1, "altered");
     let last = altered.len() - 1;
     altered[last] ^= 1;
     // 2. Alice's genuine letter, deposited by mallory as if it were hers.
-    let stolen = letter(&alice, &bob_key, 2, "stolen from alice");
+    let stolen = sealed_text(&alice, &bob_key, 2, "stolen from alice");
     // 3. Mallory's own honest letter: it must come through (or the test proves nothing).
-    let honest = letter(&mallory, &bob_key, 3, "an honest letter from mallory");
+    let honest = sealed_text(&mallory, &bob_key, 3, "an honest letter from mallory");
     for sealed in [&altered, &stolen, &honest] {
         client
             .deposit(&mallory, bob.uuid, sealed)

@@ -13,12 +13,11 @@ use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use common::mail::{key_of, sealed_text};
 use common::{Daemon, EVENT_TIMEOUT, Index};
 use peer_daemon::index::{IndexClient, MAIL_BATCH};
 use proto::identity::Identity;
-use proto::mailbox::{Content, Letter, Stamp, seal};
 use tokio::sync::Mutex;
-use uuid::Uuid;
 
 #[derive(Clone)]
 struct Proxy {
@@ -111,25 +110,12 @@ async fn an_index_that_replays_letters_gets_each_shown_once_and_no_busy_polling(
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let mut bob = Daemon::spawn(&proxy_url, "bob").await;
-    let (_, record) = index.get_peer(&bob.uuid.to_string()).await;
-    let bob_key =
-        proto::identity::parse_public_key(record["public_key"].as_str().unwrap()).unwrap();
+    let bob_key = key_of(&index, bob.uuid).await;
     let client = IndexClient::new(&index.url()).unwrap();
     let alice = Identity::from_secret(rand::random());
     client.register(&alice, 9, None, Vec::new()).await.unwrap();
     for id in 0..MAIL_BATCH as u64 {
-        let letter = Letter {
-            to: Uuid::nil(),
-            stamp: Stamp {
-                id,
-                at: 1_796_000_000_000 + id,
-            },
-            content: Content::Text {
-                text: format!("letter {id:02}"),
-                action: false,
-            },
-        };
-        let sealed = seal(&alice, &bob_key, &letter, rand::random()).unwrap();
+        let sealed = sealed_text(&alice, &bob_key, id, &format!("letter {id:02}"));
         client.deposit(&alice, bob.uuid, &sealed).await.unwrap();
     }
 

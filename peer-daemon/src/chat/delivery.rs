@@ -183,21 +183,7 @@ impl ChatCore {
                     via: self.endpoint.path(&peer).map(|(_, kind)| kind.via()),
                 })
             }
-            (Tag::Direct(id), Err(reason)) => {
-                self.remember(Change::Outcome {
-                    id,
-                    delivery: Delivery::Failed {
-                        reason: reason.clone(),
-                    },
-                });
-                self.show(UiEvent::Failed {
-                    to: Some(peer),
-                    name: self.roster.name(&peer),
-                    room: None,
-                    id: Some(id),
-                    reason,
-                })
-            }
+            (Tag::Direct(id), Err(reason)) => self.fail_direct(peer, id, reason),
             (Tag::Group(id), outcome) => {
                 let label = outcome.is_err().then(|| self.roster.label(&peer));
                 let Some(group) = self.groups.get_mut(&id) else {
@@ -220,6 +206,23 @@ impl ChatCore {
                 }
             }
         }
+    }
+
+    /// Our private message `id` to `peer` is given up: remembered and told so.
+    pub(super) fn fail_direct(&mut self, peer: Uuid, id: u64, reason: String) {
+        self.remember(Change::Outcome {
+            id,
+            delivery: Delivery::Failed {
+                reason: reason.clone(),
+            },
+        });
+        self.show(UiEvent::Failed {
+            to: Some(peer),
+            name: self.roster.name(&peer),
+            room: None,
+            id: Some(id),
+            reason,
+        })
     }
 
     fn report_group(&mut self, id: u64, group: Group) {

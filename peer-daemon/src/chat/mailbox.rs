@@ -196,19 +196,7 @@ impl ChatCore {
             }
             Err(error) => {
                 let reason = format!("{reason}; nor could it wait in the mailbox: {error}");
-                self.remember(Change::Outcome {
-                    id,
-                    delivery: Delivery::Failed {
-                        reason: reason.clone(),
-                    },
-                });
-                self.show(UiEvent::Failed {
-                    to: Some(to),
-                    name: self.roster.name(&to),
-                    room: None,
-                    id: Some(id),
-                    reason,
-                });
+                self.fail_direct(to, id, reason);
             }
         }
     }

@@ -11,6 +11,7 @@ use std::path::Path;
 
 mod daemon;
 mod index;
+pub mod mail;
 pub mod process;
 pub mod relay;
 mod wait;
