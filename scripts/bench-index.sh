@@ -29,6 +29,10 @@ case "$only" in
   "" | mailbox) ;;
   *) echo "BENCH_ONLY is empty (everything) or mailbox, not '$only'" >&2; exit 2 ;;
 esac
+if (( letters < rounds )); then
+  echo "BENCH_LETTERS ($letters) must give every round at least one deposit" >&2
+  exit 2
+fi
 
 need() {
   command -v "$1" >/dev/null 2>&1 && return
