@@ -67,6 +67,11 @@ pub struct Config {
     #[arg(long, env = "PEER_NO_HISTORY", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
     pub no_history: bool,
 
+    /// Use no mailbox on the index: a private message the peer does not acknowledge fails
+    /// instead of waiting, sealed, in its mailbox, and nobody's letters are taken from ours.
+    #[arg(long, env = "PEER_NO_MAILBOX", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
+    pub no_mailbox: bool,
+
     /// STUN/TURN servers to gather candidates from instead of the ones the index hands out:
     /// `stun:HOST[:PORT]` or `turn:USER:PASSWORD@HOST[:PORT]` (USER may contain colons, as TURN
     /// REST usernames do; PASSWORD may not) (repeatable; the environment

@@ -123,7 +123,7 @@ pub async fn run(
         announced,
     );
     let mail_stats = Arc::new(mailbox::Stats::default());
-    let mailman = index.clone().map(|index| {
+    let mailman = index.clone().filter(|_| !config.no_mailbox).map(|index| {
         mailbox::Mailman {
             index,
             identity: identity.clone(),
@@ -142,6 +142,7 @@ pub async fn run(
     let mut core = driver::Driver::core(&identity, config.name.clone(), protocol);
     core.restore(saved.sessions, saved.next_id);
     core.restore_mail(saved.mail);
+    core.set_mailbox(mailman.is_some());
     if index.is_none() {
         core.handle_index_reply(std::time::Instant::now(), chat::IndexReply::NoIndex);
     }

@@ -347,3 +347,25 @@ async fn a_receipt_waits_in_the_senders_mailbox_when_the_sender_went_away_too() 
     assert_eq!(state, "delivered");
     drop(bob);
 }
+
+#[tokio::test]
+async fn with_no_mailbox_a_message_for_a_peer_that_left_fails_at_once() {
+    let index = Index::start().await;
+    let mut alice = Daemon::spawn_with_args(&index.url(), "alice", &["--no-mailbox"]).await;
+    let mut bob = Daemon::spawn(&index.url(), "bob").await;
+    let bob_id = bob.uuid.to_string();
+    alice.msg(&bob_id, "hi").await;
+    alice
+        .expect("delivered", |v| v["to"] == bob_id.as_str(), EVENT_TIMEOUT)
+        .await;
+    bob.send_line("/quit").await;
+    bob.wait_exit(EVENT_TIMEOUT).await;
+    alice.msg(&bob_id, "still there?").await;
+    let failed = alice
+        .expect("failed", |v| v["to"] == bob_id.as_str(), EVENT_TIMEOUT)
+        .await;
+    assert_eq!(failed["reason"], "no such peer is registered at the index");
+    assert!(alice.backlog_events().all(|v| v["event"] != "queued"));
+    let (status, _) = index.get_peer(&bob_id).await;
+    assert_eq!(status, 404);
+}

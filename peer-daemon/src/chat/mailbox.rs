@@ -41,6 +41,8 @@ pub(super) struct Mail {
     next_receipt: u64,
     /// Peers we block.
     blocked: HashSet<Uuid>,
+    /// Whether letters may be deposited at all (an index, and no `--no-mailbox`).
+    off: bool,
     /// Peers that said goodbye and have not been heard from since: a message for one asks
     /// the index first whether it is back, and goes to its mailbox if not.
     gone: HashSet<Uuid>,
@@ -98,6 +100,12 @@ impl ChatCore {
         self.mail.blocked.extend(saved.blocked);
     }
 
+    /// Whether undeliverable private messages go to the peer's mailbox (on by default; off
+    /// without an index or with `--no-mailbox`).
+    pub fn set_mailbox(&mut self, on: bool) {
+        self.mail.off = !on;
+    }
+
     /// The core's mail counters (`/stats`).
     pub fn mail_counters(&self) -> [(&'static str, u64); 2] {
         [
@@ -130,7 +138,7 @@ impl ChatCore {
 
     /// Whether the index may take letters now.
     fn mailbox_open(&self) -> bool {
-        matches!(self.index, IndexStatus::Online | IndexStatus::Connecting)
+        !self.mail.off && matches!(self.index, IndexStatus::Online | IndexStatus::Connecting)
     }
 
     /// Our private message `id` was delivered directly (or cannot go to a mailbox): its draft

@@ -355,3 +355,17 @@ fn a_message_a_silent_peer_never_acknowledges_goes_to_its_mailbox_after_the_dead
         "the queued event says why direct delivery failed"
     );
 }
+
+#[test]
+fn with_the_mailbox_off_an_undeliverable_message_fails_as_before() {
+    let mut net = bob_quit();
+    let bob = net.id(1);
+    net.nodes[0].core.set_mailbox(false);
+    net.type_line(0, &format!("/msg {bob} anyone?"));
+    net.run_for(2 * SEC);
+    assert!(net.nodes[0].deposits.is_empty());
+    let failed = net.shown(0).any(|e| {
+        matches!(e, UiEvent::Failed { reason, .. } if reason == "no such peer is registered at the index")
+    });
+    assert!(failed, "{:?}", net.nodes[0].shown);
+}
