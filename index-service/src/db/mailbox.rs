@@ -116,22 +116,14 @@ pub(super) async fn deposit(
 ) -> Outcome {
     let sender = op.sender.to_string();
     let recipient = op.recipient.to_string();
-    let sender_live: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM peers
-         WHERE uuid = ?1 AND public_key IS ?2 AND last_seen >= ?3)",
-    )
-    .bind(&sender)
-    .bind(&op.sender_key)
-    .bind(&now.live_since)
-    .fetch_one(&mut *tx)
-    .await?;
-    if !sender_live {
+    let standing = standing(tx, op, &sender, &recipient, caps, now).await?;
+    if !standing.sender_live {
         return Ok(Err(WriteError::Gone));
     }
-    if blocked(&mut *tx, &recipient, &sender).await? {
+    if standing.blocked {
         return Ok(Err(WriteError::Mail(MailRefusal::Blocked)));
     }
-    if let Some(refused) = over_cap(tx, caps, &recipient, &sender, op.sealed.len(), now).await? {
+    if let Some(refused) = over_cap(tx, caps, &standing, op.sealed.len(), now).await? {
         return Ok(Err(WriteError::Mail(refused)));
     }
     let expires_at = format_ms(now.ms.saturating_add(duration_ms(caps.ttl)));
@@ -150,52 +142,84 @@ pub(super) async fn deposit(
     Ok(Ok(Done::Deposited { id, expires_at }))
 }
 
-/// The cap a letter of `size` bytes from `sender` to `recipient` would pass, if any.
+/// What a deposit is checked against, read in one statement (each statement is a round trip
+/// to the connection's thread, which is what deposits spend their time on): the sender's
+/// record, the recipient's blocks, and the counts the caps that are on need.
+#[derive(Debug, sqlx::FromRow)]
+struct Standing {
+    /// The sender is a live record of the key that signed.
+    sender_live: bool,
+    /// The recipient blocks the sender.
+    blocked: bool,
+    /// The sender's letters waiting in all mailboxes (0 when that cap is off).
+    sender_waiting: i64,
+    /// The recipient's waiting letters and their bytes (0 when those caps are off).
+    letters: i64,
+    bytes: i64,
+    /// Sealed bytes in all mailboxes.
+    total: i64,
+}
+
+async fn standing(
+    tx: &mut SqliteConnection,
+    op: &Deposit,
+    sender: &str,
+    recipient: &str,
+    caps: &MailboxCaps,
+    now: &Now,
+) -> sqlx::Result<Standing> {
+    sqlx::query_as(
+        "SELECT
+            EXISTS (SELECT 1 FROM peers
+                    WHERE uuid = ?1 AND public_key IS ?2 AND last_seen >= ?3) AS sender_live,
+            EXISTS (SELECT 1 FROM mailbox_blocks
+                    WHERE recipient = ?4 AND sender = ?1) AS blocked,
+            s.waiting AS sender_waiting, r.letters AS letters, r.bytes AS bytes,
+            (SELECT bytes FROM mailbox_total WHERE id = 0) AS total
+         FROM (SELECT count(*) AS waiting FROM mailbox
+               WHERE ?6 AND sender = ?1 AND expires_at > ?5) AS s,
+              (SELECT count(*) AS letters, coalesce(sum(size), 0) AS bytes FROM mailbox
+               WHERE ?7 AND recipient = ?4 AND expires_at > ?5) AS r",
+    )
+    .bind(sender)
+    .bind(&op.sender_key)
+    .bind(&now.live_since)
+    .bind(recipient)
+    .bind(&now.text)
+    .bind(caps.max_per_sender > 0)
+    .bind(caps.max_letters > 0 || caps.max_bytes > 0)
+    .fetch_one(&mut *tx)
+    .await
+}
+
+/// The cap a letter of `size` bytes would pass, given the deposit's [`Standing`], if any.
 async fn over_cap(
     tx: &mut SqliteConnection,
     caps: &MailboxCaps,
-    recipient: &str,
-    sender: &str,
+    standing: &Standing,
     size: usize,
     now: &Now,
 ) -> sqlx::Result<Option<MailRefusal>> {
     let size = size as u64;
-    if caps.max_per_sender > 0 {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM mailbox WHERE sender = ?1 AND expires_at > ?2",
-        )
-        .bind(sender)
-        .bind(&now.text)
-        .fetch_one(&mut *tx)
-        .await?;
-        if waiting >= i64::from(caps.max_per_sender) {
-            return Ok(Some(MailRefusal::SenderCap(caps.max_per_sender)));
-        }
+    if caps.max_per_sender > 0 && standing.sender_waiting >= i64::from(caps.max_per_sender) {
+        return Ok(Some(MailRefusal::SenderCap(caps.max_per_sender)));
     }
-    if caps.max_letters > 0 || caps.max_bytes > 0 {
-        let (letters, bytes): (i64, i64) = sqlx::query_as(
-            "SELECT count(*), coalesce(sum(size), 0) FROM mailbox
-             WHERE recipient = ?1 AND expires_at > ?2",
-        )
-        .bind(recipient)
-        .bind(&now.text)
-        .fetch_one(&mut *tx)
-        .await?;
-        if caps.max_letters > 0 && letters >= i64::from(caps.max_letters) {
-            return Ok(Some(MailRefusal::MailboxFull(format!(
-                "{} letters",
-                caps.max_letters
-            ))));
-        }
-        if caps.max_bytes > 0 && (bytes.max(0) as u64).saturating_add(size) > caps.max_bytes {
-            return Ok(Some(MailRefusal::MailboxFull(format!(
-                "at most {} bytes",
-                caps.max_bytes
-            ))));
-        }
+    if caps.max_letters > 0 && standing.letters >= i64::from(caps.max_letters) {
+        return Ok(Some(MailRefusal::MailboxFull(format!(
+            "{} letters",
+            caps.max_letters
+        ))));
+    }
+    let bytes = standing.bytes.max(0) as u64;
+    if caps.max_bytes > 0 && bytes.saturating_add(size) > caps.max_bytes {
+        return Ok(Some(MailRefusal::MailboxFull(format!(
+            "at most {} bytes",
+            caps.max_bytes
+        ))));
     }
     let max = caps.max_total_bytes;
-    if max > 0 && !total_fits(tx, size, max).await? {
+    let total = standing.total.max(0) as u64;
+    if max > 0 && total.saturating_add(size) > max {
         // Expired letters the purge has not reached yet make room first.
         purge(tx, RECLAIM, now).await?;
         if !total_fits(tx, size, max).await? {
