@@ -25,6 +25,7 @@ use crate::store::Store;
 use crate::udp::Udp;
 
 mod input;
+mod mail;
 mod report;
 
 pub use input::Input;
@@ -144,38 +145,6 @@ impl Driver {
         driver.nat_changes();
         driver.announce();
         driver
-    }
-
-    /// Letters for peers' mailboxes go to `mailman` (counting in `stats`).
-    pub fn with_mailman(
-        mut self,
-        mailman: Option<mpsc::UnboundedSender<crate::mailbox::Job>>,
-        stats: std::sync::Arc<crate::mailbox::Stats>,
-    ) -> Self {
-        self.mailman = mailman;
-        self.mail_stats = stats;
-        self
-    }
-
-    /// Hands a job to the mailman; without one, a deposit is answered at once.
-    fn hand_to_mailman(&mut self, job: crate::mailbox::Job) {
-        let job = match &self.mailman {
-            Some(mailman) => match mailman.send(job) {
-                Ok(()) => return,
-                Err(error) => error.0,
-            },
-            None => job,
-        };
-        if let crate::mailbox::Job::Deposit(outgoing) = job {
-            let reply = IndexReply::Deposited {
-                to: outgoing.to,
-                id: outgoing.id,
-                at: 0,
-                receipt: matches!(outgoing.content, proto::mailbox::Content::Receipt { .. }),
-                answer: Err("this daemon runs without an index, which keeps mailboxes".into()),
-            };
-            self.core.handle_index_reply(Instant::now(), reply);
-        }
     }
 
     /// Tells the LAN and the DHT what changed about us (name, addresses, rooms).
