@@ -164,24 +164,8 @@ impl ChatCore {
                 if self.mail_instead(peer, id, reason.clone()).is_ok() => {}
             (Tag::Direct(id), Ok(rtt)) => {
                 self.delivered_directly(id);
-                self.remember(Change::Outcome {
-                    id,
-                    delivery: Delivery::Delivered {
-                        rtt_ms: millis(rtt),
-                        delivered: None,
-                        total: None,
-                    },
-                });
-                self.show(UiEvent::Delivered {
-                    to: Some(peer),
-                    name: self.roster.name(&peer),
-                    room: None,
-                    id,
-                    rtt_ms: millis(rtt),
-                    delivered: None,
-                    total: None,
-                    via: self.endpoint.path(&peer).map(|(_, kind)| kind.via()),
-                })
+                let via = self.endpoint.path(&peer).map(|(_, kind)| kind.via());
+                self.report_delivered(peer, id, millis(rtt), via);
             }
             (Tag::Direct(id), Err(reason)) => self.fail_direct(peer, id, reason),
             (Tag::Group(id), outcome) => {
@@ -206,6 +190,35 @@ impl ChatCore {
                 }
             }
         }
+    }
+
+    /// Our private message `id` reached `peer` (`via` a path, or its mailbox): remembered and
+    /// told so.
+    pub(super) fn report_delivered(
+        &mut self,
+        peer: Uuid,
+        id: u64,
+        rtt_ms: f64,
+        via: Option<&'static str>,
+    ) {
+        self.remember(Change::Outcome {
+            id,
+            delivery: Delivery::Delivered {
+                rtt_ms,
+                delivered: None,
+                total: None,
+            },
+        });
+        self.show(UiEvent::Delivered {
+            to: Some(peer),
+            name: self.roster.name(&peer),
+            room: None,
+            id,
+            rtt_ms,
+            delivered: None,
+            total: None,
+            via,
+        })
     }
 
     /// Our private message `id` to `peer` is given up: remembered and told so.

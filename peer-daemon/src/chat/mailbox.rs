@@ -292,24 +292,8 @@ impl ChatCore {
             self.mail.waiting.remove(&stamp.id);
             let id = stamp.id;
             self.remember(Change::Mail(MailChange::Receipted { id }));
-            self.remember(Change::Outcome {
-                id,
-                delivery: Delivery::Delivered {
-                    rtt_ms: 0.0,
-                    delivered: None,
-                    total: None,
-                },
-            });
-            self.show(UiEvent::Delivered {
-                to: Some(peer),
-                name: self.roster.name(&peer),
-                room: None,
-                id,
-                rtt_ms: 0.0,
-                delivered: None,
-                total: None,
-                via: Some("mailbox"),
-            });
+            // No round trip to measure: it took as long as the recipient was away.
+            self.report_delivered(peer, id, 0.0, Some("mailbox"));
         }
     }
 

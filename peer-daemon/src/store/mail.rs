@@ -54,10 +54,6 @@ pub(super) async fn apply(
             .bind(now)
             .execute(&mut *connection)
             .await?;
-            sqlx::query("DELETE FROM mail_seen WHERE taken_ms < ?1")
-                .bind(now - SEEN_FOR_MS)
-                .execute(&mut *connection)
-                .await?;
         }
         MailChange::Blocked { peer, blocked } => {
             let sql = if *blocked {
@@ -102,6 +98,11 @@ pub(super) async fn load(connection: &mut SqliteConnection) -> anyhow::Result<Sa
         .bind(cutoff)
         .execute(&mut *connection)
         .await?;
+    // Taken letters are forgotten here, once per start, not at every letter taken.
+    sqlx::query("DELETE FROM mail_seen WHERE taken_ms < ?1")
+        .bind(cutoff)
+        .execute(&mut *connection)
+        .await?;
     let waiting = sqlx::query("SELECT id, peer, at_ms FROM mail_waiting ORDER BY id LIMIT ?1")
         .bind(MAX_ROWS)
         .fetch_all(&mut *connection)
@@ -115,11 +116,12 @@ pub(super) async fn load(connection: &mut SqliteConnection) -> anyhow::Result<Sa
             ))
         })
         .collect();
-    let seen = sqlx::query(
+    // The newest ones when there are more than are read back, oldest first.
+    let mut seen: Vec<(Uuid, Stamp)> = sqlx::query(
         "SELECT sender, id, at_ms FROM mail_seen WHERE taken_ms >= ?1 \
-         ORDER BY taken_ms LIMIT ?2",
+         ORDER BY taken_ms DESC LIMIT ?2",
     )
-    .bind(crate::driver::unix_millis() - SEEN_FOR_MS)
+    .bind(cutoff)
     .bind(MAX_ROWS)
     .fetch_all(&mut *connection)
     .await?
@@ -132,6 +134,7 @@ pub(super) async fn load(connection: &mut SqliteConnection) -> anyhow::Result<Sa
         Some((uuid(row, "sender")?, stamp))
     })
     .collect();
+    seen.reverse();
     let blocked = sqlx::query("SELECT peer FROM blocked LIMIT ?1")
         .bind(MAX_ROWS)
         .fetch_all(&mut *connection)
