@@ -57,6 +57,14 @@ async fn only_the_owner_reads_and_deletes_mail() {
             StatusCode::FORBIDDEN,
             "not by this record's key",
         ),
+        // The query is signed too: bob's signature over the bare path deletes nothing.
+        (
+            "DELETE",
+            format!("{path}?through=9"),
+            Some(signature_header(&bob, "DELETE", &path, b"", now)),
+            StatusCode::FORBIDDEN,
+            "not by this record's key",
+        ),
         (
             "GET",
             path.clone(),

@@ -233,8 +233,7 @@ impl IndexClient {
         }
     }
 
-    /// An owner-only request: signed over method, path, body and time (`query`, if any, is
-    /// not signed: the index reads only the path).
+    /// An owner-only request: signed over method, path (with `query`, if any), body and time.
     fn signed(
         &self,
         identity: &Identity,
@@ -244,17 +243,17 @@ impl IndexClient {
         body: Vec<u8>,
     ) -> reqwest::RequestBuilder {
         let timestamp = signing_time();
-        let signature = identity.sign(&identity::owner_message(
-            method.as_str(),
-            path,
-            &body,
-            timestamp,
-        ));
         let url = if query.is_empty() {
             path.to_owned()
         } else {
             format!("{path}?{query}")
         };
+        let signature = identity.sign(&identity::owner_message(
+            method.as_str(),
+            &url,
+            &body,
+            timestamp,
+        ));
         let mut request = self.request(method, &url).header(
             header::AUTHORIZATION,
             format!("Signature {timestamp}.{}", hex::encode(signature)),

@@ -125,7 +125,8 @@ pub fn register_message(
 }
 
 /// What an owner-only request on a keyed record signs (`method` is the HTTP method, `path`
-/// the request path, `body` the exact request body bytes).
+/// the request path with its query as sent (`/peers/{uuid}/mailbox?through=7`; most requests
+/// have none), `body` the exact request body bytes).
 pub fn owner_message(method: &str, path: &str, body: &[u8], timestamp: u64) -> Vec<u8> {
     let body_hash = hex::encode(Sha256::digest(body));
     format!("peerlink-owner-v1\n{method}\n{path}\n{body_hash}\n{timestamp}").into_bytes()

@@ -93,7 +93,8 @@ fn malformed() -> ApiError {
 pub struct SignedRequest<'a> {
     /// HTTP method, e.g. `PUT`.
     pub method: &'a str,
-    /// The request path as sent, e.g. `/peers/<uuid>/heartbeat`.
+    /// The request path with its query, as sent, e.g. `/peers/<uuid>/heartbeat` or
+    /// `/peers/<uuid>/mailbox?through=7`.
     pub path: &'a str,
     /// The exact body bytes.
     pub body: &'a [u8],

@@ -135,7 +135,8 @@ async fn deposit_checked(
     };
     let request = SignedRequest {
         method: head.method.as_str(),
-        path: head.uri.path(),
+        // With the query: `?through=` says what a DELETE deletes.
+        path: head.uri.path_and_query().map_or("/", |p| p.as_str()),
         body,
     };
     let owner = db::Owner::Key(key.clone());

@@ -67,7 +67,7 @@ impl Modify for OwnerAuth {
             "owner_signature",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 "Authorization",
-                "Keyed records: `Signature <timestamp>.<hex signature>`, the record key's Ed25519 signature over proto::identity::owner_message(method, path, body, timestamp), timestamp in Unix seconds within 300 s of the index's clock. Each signature is accepted once.",
+                "Keyed records: `Signature <timestamp>.<hex signature>`, the record key's Ed25519 signature over proto::identity::owner_message(method, path with its query as sent, body, timestamp), timestamp in Unix seconds within 300 s of the index's clock. Each signature is accepted once.",
             ))),
         );
         components.add_security_scheme(

@@ -88,7 +88,8 @@ async fn authorize(
         .ok_or_else(|| not_found(uuid))?;
     let request = SignedRequest {
         method: head.method.as_str(),
-        path: head.uri.path(),
+        // With the query: `?through=` says what a DELETE deletes.
+        path: head.uri.path_and_query().map_or("/", |p| p.as_str()),
         body,
     };
     let signature = auth::authorize(&peer.owner, &credentials, &request, auth::unix_now())?;

@@ -69,14 +69,19 @@ pub async fn deposit(app: &TestApp, from: &Identity, to: &Identity, id: u64, tex
     .await
 }
 
-/// An owner request on `path_and_query` signed by `id` at a fresh timestamp: each call signs
-/// at another second (back in time, within the allowed skew) so no two collide.
+/// An owner request on `path_and_query` (both signed) by `id` at a timestamp no earlier call
+/// used: now, or one past the last one (as the daemon signs), so no two ever collide.
 pub async fn signed(app: &TestApp, id: &Identity, method: &str, path_and_query: &str) -> Answer {
     use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let back = NEXT.fetch_add(1, Ordering::SeqCst) % 250;
-    let path = path_and_query.split('?').next().unwrap();
-    let auth = signature_header(id, method, path, b"", unix_now() - back);
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = unix_now();
+    let previous = LAST
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+            Some(now.max(last + 1))
+        })
+        .unwrap_or(now);
+    let timestamp = now.max(previous + 1);
+    let auth = signature_header(id, method, path_and_query, b"", timestamp);
     app.send(owner_request(method, path_and_query, "", Some(&auth)))
         .await
 }
