@@ -122,6 +122,40 @@ pub enum Command {
         /// The peer.
         peer: PeerRef,
     },
+    /// `/set <key> <value>`: sets a key of the room's shared state (the active room's, or
+    /// `room`'s from the control API).
+    Set {
+        /// The room; the active one when `None`.
+        room: Option<String>,
+        /// The key.
+        key: String,
+        /// The value, exactly as typed.
+        value: String,
+    },
+    /// `/unset <key>`.
+    Unset {
+        /// The room; the active one when `None`.
+        room: Option<String>,
+        /// The key.
+        key: String,
+    },
+    /// `/get <key>`: answered by a `state` event with `key` and `value`.
+    Get {
+        /// The room; the active one when `None`.
+        room: Option<String>,
+        /// The key.
+        key: String,
+    },
+    /// `/state`: every key of the room's shared state.
+    State {
+        /// The room; the active one when `None`.
+        room: Option<String>,
+    },
+    /// `/topic [text]`: shows or sets the active room's topic (the key `topic`).
+    Topic {
+        /// The new topic; `None` shows it.
+        text: Option<String>,
+    },
     /// `/help`.
     Help,
     /// `/quit`.
@@ -192,6 +226,17 @@ pub const HELP: &[(&str, &str)] = &[
         "/block <peer>, /unblock <peer>",
         "ignore a peer's messages and refuse its mail (or take it back)",
     ),
+    (
+        "/set <key> <value>",
+        "set a key of the active room's shared state (every member sees it)",
+    ),
+    ("/get <key>", "show a key of the active room's shared state"),
+    (
+        "/unset <key>",
+        "remove a key from the active room's shared state",
+    ),
+    ("/state", "list the active room's shared state"),
+    ("/topic [text]", "show or set the active room's topic"),
     ("/help", "show this list"),
     ("/quit", "leave"),
     ("line ending in \\", "continue the message on the next line"),
@@ -282,6 +327,28 @@ pub fn parse(input: &str) -> Result<Command, String> {
         "unblock" => Ok(Command::Unblock {
             peer: PeerRef::parse(&one_arg("/unblock <peer>")?),
         }),
+        "set" => {
+            let args = args.trim_start();
+            let (key, value) = args.split_once([' ', '\n']).unwrap_or((args, ""));
+            if key.is_empty() || value.trim().is_empty() {
+                return Err("usage: /set <key> <value> (/unset <key> removes it)".into());
+            }
+            Ok(Command::Set {
+                room: None,
+                key: key.to_owned(),
+                value: value.to_owned(),
+            })
+        }
+        "unset" => Ok(Command::Unset {
+            room: None,
+            key: one_arg("/unset <key>")?,
+        }),
+        "get" => Ok(Command::Get {
+            room: None,
+            key: one_arg("/get <key>")?,
+        }),
+        "state" => Ok(Command::State { room: None }),
+        "topic" => Ok(Command::Topic { text: optional() }),
         "help" | "h" | "?" => Ok(Command::Help),
         "quit" | "exit" | "q" => Ok(Command::Quit),
         other => Err(format!("unknown command /{other}; type /help for the list")),

@@ -37,6 +37,7 @@ use crate::output::{Output, UiEvent};
 use crate::store::Store;
 
 mod history;
+mod state;
 
 /// The token file inside the state directory.
 pub const TOKEN_FILE: &str = "control.token";
@@ -91,10 +92,14 @@ pub enum ControlError {
     #[error("{1}")]
     Body(StatusCode, String),
     /// No such route.
-    #[error("no such route; the API has POST /send, GET /sessions, GET /history and GET /events")]
+    #[error(
+        "no such route; the API has POST /send, GET /sessions, GET /history, GET /events and GET/PUT/DELETE /rooms/{{room}}/state/{{key}}"
+    )]
     NotFound,
     /// A route exists, with another method.
-    #[error("method not allowed: POST /send, GET /sessions, GET /history, GET /events")]
+    #[error(
+        "method not allowed: POST /send, GET /sessions, GET /history, GET /events, GET /rooms/{{room}}/state, GET/PUT/DELETE /rooms/{{room}}/state/{{key}}"
+    )]
     MethodNotAllowed,
     /// The daemon is shutting down.
     #[error("the daemon is stopping")]
@@ -142,6 +147,11 @@ pub fn app(state: ControlState) -> Router {
         .route("/sessions", get(sessions))
         .route("/history", get(history::history))
         .route("/events", get(events))
+        .route("/rooms/{room}/state", get(state::list))
+        .route(
+            "/rooms/{room}/state/{key}",
+            get(state::get).put(state::put).delete(state::delete),
+        )
         .fallback(|| async { ControlError::NotFound })
         .method_not_allowed_fallback(|| async { ControlError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(state.clone(), authorize))

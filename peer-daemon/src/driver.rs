@@ -28,7 +28,7 @@ mod input;
 mod mail;
 mod report;
 
-pub use input::Input;
+pub use input::{Input, StateOp, StateRequest};
 
 /// Datagrams read in one go before acknowledging them together.
 const RECV_BATCH: usize = 64;

@@ -108,6 +108,8 @@ pub enum Change {
     Sessions(SavedSessions),
     /// Something about mailbox letters.
     Mail(MailChange),
+    /// A room's shared state took changes (appended), or is stored whole anew.
+    RoomState(crate::roomstate::Saved),
 }
 
 /// What the store remembers about mailbox letters ([`crate::chat`] decides, the store keeps).

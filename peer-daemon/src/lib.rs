@@ -13,6 +13,7 @@ pub mod mailbox;
 pub mod nat;
 pub mod output;
 pub mod presence;
+pub mod roomstate;
 pub mod state;
 pub mod store;
 pub mod terminal;
@@ -142,6 +143,7 @@ pub async fn run(
     let mut core = driver::Driver::core(&identity, config.name.clone(), protocol);
     core.restore(saved.sessions, saved.next_id);
     core.restore_mail(saved.mail);
+    core.restore_state(saved.states);
     core.set_mailbox(mailman.is_some());
     if index.is_none() {
         core.handle_index_reply(std::time::Instant::now(), chat::IndexReply::NoIndex);

@@ -9,8 +9,9 @@
 pub mod event;
 pub mod fanout;
 pub mod plain;
+pub mod roomstate;
 pub mod stamp;
 
-pub use event::{PeerLine, RoomLine, SessionLine, UiEvent, millis};
+pub use event::{PeerLine, RoomLine, SessionLine, StateLine, UiEvent, millis};
 pub use fanout::{Output, Sink, WriteSink};
 pub use plain::{claim_label, clean, indent_continuation, message_context, peer_label};

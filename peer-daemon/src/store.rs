@@ -14,6 +14,7 @@
 mod group;
 mod mail;
 mod read;
+mod roomstate;
 mod writer;
 
 #[cfg(test)]
@@ -68,6 +69,8 @@ pub struct Saved {
     pub next_id: u64,
     /// What it remembered about mailbox letters.
     pub mail: crate::history::SavedMail,
+    /// The rooms' shared state, as appended pieces.
+    pub states: roomstate::SavedStates,
 }
 
 /// How many lines to keep, and how often to check while running.
@@ -206,6 +209,7 @@ impl Store {
                 sessions: None,
                 next_id: 0,
                 mail: Default::default(),
+                states: Vec::new(),
             });
         }
         self.ask(Request::Load).await?

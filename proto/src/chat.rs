@@ -59,9 +59,40 @@ pub enum ChatMessage {
         /// The letters, as their seals named them.
         letters: Vec<crate::mailbox::Stamp>,
     },
+    /// Room state sync (see docs/protocol.md, "Room state"): one Automerge sync message about
+    /// `room`'s shared key-value state, with the signatures of the changes it carries.
+    State {
+        /// The room.
+        room: String,
+        /// The Automerge sync message (base64 on the wire).
+        #[serde(with = "b64")]
+        sync: Vec<u8>,
+        /// For each change carried: its 32-byte hash, then its author's 64-byte Ed25519
+        /// signature (base64 on the wire; absent when there are none).
+        #[serde(default, with = "b64", skip_serializing_if = "Vec::is_empty")]
+        sigs: Vec<u8>,
+    },
     /// A kind this version does not know (a newer peer's): ignored, never shown as text.
     #[serde(other)]
     Unknown,
+}
+
+/// Bytes as standard padded base64 in JSON.
+mod b64 {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        STANDARD
+            .decode(text.as_bytes())
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// A payload that is not a chat message.
@@ -119,6 +150,20 @@ mod tests {
                 text: "old peers send no action".into(),
                 action: false
             }
+        );
+        let state = ChatMessage::State {
+            room: "rust".into(),
+            sync: vec![0x43, 0, 255],
+            sigs: vec![],
+        };
+        let encoded = state.encode();
+        assert_eq!(
+            std::str::from_utf8(&encoded).unwrap(),
+            r#"{"kind":"state","room":"rust","sync":"QwD/"}"#
+        );
+        assert_eq!(ChatMessage::decode(&encoded).unwrap(), state);
+        assert!(
+            ChatMessage::decode(br#"{"kind":"state","room":"r","sync":"not base64!"}"#).is_err()
         );
         assert_eq!(
             ChatMessage::decode(&ChatMessage::Bye.encode()).unwrap(),

@@ -162,8 +162,18 @@ pub fn verify_signature(
     let mut bytes = [0u8; 64];
     hex::decode_to_slice(signature_hex, &mut bytes)
         .map_err(|_| IdentityError::BadSignatureEncoding)?;
+    verify_raw(public_key, message, &bytes)
+}
+
+/// Checks a raw 64-byte signature by `public_key` over `message` (strict verification: no
+/// malleable or small-order forms).
+pub fn verify_raw(
+    public_key: &[u8; 32],
+    message: &[u8],
+    signature: &[u8; 64],
+) -> Result<(), IdentityError> {
     let key = VerifyingKey::from_bytes(public_key).map_err(|_| IdentityError::BadKey)?;
-    key.verify_strict(message, &Signature::from_bytes(&bytes))
+    key.verify_strict(message, &Signature::from_bytes(signature))
         .map_err(|_| IdentityError::BadSignature)
 }
 

@@ -174,6 +174,11 @@ impl SecureEndpoint {
         self.inner.id()
     }
 
+    /// Who we are: what our signatures are made with (room state changes, for one).
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
     /// Counters of the reliable layer.
     pub fn stats(&self) -> Stats {
         self.inner.stats()

@@ -65,6 +65,14 @@ impl ChatCore {
                 None => self.error("usage: /who <room> (the active session is not a room)".into()),
             },
             Command::Users | Command::Peers => self.list_peers(),
+            Command::Set { room, key, value } => self.set_command(room, key, Some(value)),
+            Command::Unset { room, key } => self.set_command(room, key, None),
+            Command::Get { room, key } => self.get_command(room, key, "get"),
+            Command::State { room } => self.list_command(room),
+            Command::Topic { text: Some(text) } => {
+                self.set_command(None, super::TOPIC.to_owned(), Some(text))
+            }
+            Command::Topic { text: None } => self.get_command(None, super::TOPIC.to_owned(), "get"),
             // The driver answers these: the counters of NAT traversal and the local addresses
             // live there.
             Command::Stats | Command::WhoAmI => {}
@@ -74,7 +82,7 @@ impl ChatCore {
         }
     }
 
-    fn active_room(&self) -> Option<String> {
+    pub(super) fn active_room(&self) -> Option<String> {
         match self.roster.active() {
             SessionKind::Room(room) => Some(room),
             SessionKind::Private(_) => None,
@@ -271,12 +279,13 @@ impl ChatCore {
         } else {
             self.joined_shown.insert(room.clone());
             self.show(UiEvent::Joined {
-                room,
+                room: room.clone(),
                 peer: None,
                 name: None,
                 claimed_name: None,
                 members: Some(0),
             });
+            self.show_topic(&room);
         }
     }
 

@@ -24,6 +24,8 @@ pub(super) enum Tag {
     /// A receipt for letters we took from our mailbox (the key of its stamps): if it fails,
     /// it goes to the sender's mailbox.
     Receipt(u64),
+    /// Room state sync: when it fails, the sync with that peer starts afresh later.
+    State,
 }
 
 /// A room message on its way to every member.
@@ -158,7 +160,8 @@ impl ChatCore {
     /// Reports the outcome of one copy of a message.
     pub(super) fn settle(&mut self, peer: Uuid, tag: Tag, outcome: Result<Duration, String>) {
         match (tag, outcome) {
-            (Tag::Quiet, _) => {}
+            (Tag::Quiet, _) | (Tag::State, Ok(_)) => {}
+            (Tag::State, Err(_)) => self.state_failed(peer),
             (Tag::Receipt(key), outcome) => self.receipt_settled(key, outcome.is_ok()),
             (Tag::Direct(id), Err(reason))
                 if self.mail_instead(peer, id, reason.clone()).is_ok() => {}

@@ -33,6 +33,7 @@ mod peers;
 mod relook;
 mod replies;
 pub mod roster;
+mod state;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -54,6 +55,7 @@ pub use addresses::DEFAULT_TTL;
 pub use api::{
     Action, Answer, Contact, IndexReply, IndexRequest, IndexStatus, Lookup, Outgoing, Source,
 };
+pub use state::{SetError, TOPIC};
 
 /// How long a message to a peer may go unanswered before the peer is looked up again (it may
 /// have moved: restarted on another port, changed networks).
@@ -121,6 +123,8 @@ pub struct ChatCore {
     contacts: HashMap<Uuid, Option<String>>,
     /// Offline delivery: drafts, letters waiting, letters taken, blocked peers.
     mail: mailbox::Mail,
+    /// Every room's shared state.
+    states: crate::roomstate::RoomStates,
 }
 
 impl ChatCore {
@@ -128,6 +132,10 @@ impl ChatCore {
     /// `name`, as of `now`.
     pub fn new(endpoint: SecureEndpoint, name: Option<String>, now: Instant) -> Self {
         let me = endpoint.id();
+        let states = crate::roomstate::RoomStates::new(
+            endpoint.identity().clone(),
+            crate::roomstate::Limits::default(),
+        );
         let mut chat = Roster::new(me);
         chat.set_own_name(name);
         ChatCore {
@@ -156,7 +164,24 @@ impl ChatCore {
             relooked: HashMap::new(),
             contacts: HashMap::new(),
             mail: mailbox::Mail::default(),
+            states,
         }
+    }
+
+    /// Takes back the rooms' states as stored (see [`crate::store::Store`]); rooms stored in
+    /// many pieces are stored again whole.
+    pub fn restore_state(&mut self, rooms: Vec<(String, crate::roomstate::Pieces)>) {
+        for (room, pieces) in rooms {
+            if let Some(whole) = self.states.restore(&room, pieces) {
+                self.actions
+                    .push_back(Action::Store(Change::RoomState(whole)));
+            }
+        }
+    }
+
+    /// The room state counters, for `/stats`.
+    pub fn state_counters(&self) -> &crate::roomstate::Counters {
+        self.states.counters()
     }
 
     /// Takes back what an earlier run saved: its sessions (rooms are joined again once the
@@ -267,6 +292,7 @@ impl ChatCore {
             self.ask(IndexRequest::Verify(peer));
         }
         self.relook(now);
+        self.state_timeout(now);
     }
 
     /// Reports `peer` as a contact when it proved a key and its name is news.
@@ -363,6 +389,7 @@ impl ChatCore {
             held,
             self.roster.next_check(),
             self.next_relook(),
+            self.next_state_round(),
         ]
         .into_iter()
         .flatten()

@@ -40,14 +40,21 @@ impl ChatCore {
                     self.ask(IndexRequest::Verify(from));
                 }
                 for room in rooms {
-                    self.member_joined(room, from);
+                    if !self.member_joined(room.clone(), from) {
+                        // Known already: it may have restarted since, so its state is synced
+                        // from scratch.
+                        self.resync(&room, from);
+                    }
                 }
                 if self.roster.needs_hello(from) {
                     self.send_payload(from, self.hello().encode(), Tag::Quiet);
                 }
             }
-            ChatMessage::Joined { room } => self.member_joined(room, from),
+            ChatMessage::Joined { room } => {
+                self.member_joined(room, from);
+            }
             ChatMessage::Left { room } => {
+                self.state_forget(&room, &from);
                 if self.roster.remove_member(&room, &from) {
                     let event = UiEvent::Left {
                         room,
@@ -59,10 +66,12 @@ impl ChatCore {
                 }
             }
             ChatMessage::Received { letters } => self.on_receipt(from, &letters),
+            ChatMessage::State { room, sync, sigs } => self.on_state(from, room, &sync, &sigs),
             ChatMessage::Bye => {
                 self.mail.left(from);
                 let mut was_known = false;
                 for room in self.roster.my_rooms() {
+                    self.state_forget(&room, &from);
                     was_known |= self.roster.remove_member(&room, &from);
                 }
                 was_known |= self
@@ -108,9 +117,12 @@ impl ChatCore {
         }
     }
 
-    /// Adds `peer` to `room` and tells the user, unless it was a member already.
-    fn member_joined(&mut self, room: String, peer: Uuid) {
-        if self.roster.add_member(&room, peer) {
+    /// Adds `peer` to `room`, tells the user and syncs the room's state with it, unless it
+    /// was a member already; returns whether it is new.
+    fn member_joined(&mut self, room: String, peer: Uuid) -> bool {
+        let new = self.roster.add_member(&room, peer);
+        if new {
+            self.resync(&room, peer);
             let event = UiEvent::Joined {
                 room,
                 peer: Some(peer),
@@ -120,6 +132,7 @@ impl ChatCore {
             };
             self.about(peer, event);
         }
+        new
     }
 
     /// Reports an event about `peer` under the names known now (its vouched name, and any

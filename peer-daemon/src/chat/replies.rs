@@ -58,6 +58,7 @@ impl ChatCore {
                         .into_iter()
                         .map(|r| RoomLine {
                             joined: self.roster.in_room(&r.room),
+                            topic: self.topic(&r.room).filter(|_| self.roster.in_room(&r.room)),
                             room: r.room,
                             members: r.members,
                         })
@@ -65,6 +66,7 @@ impl ChatCore {
                     for room in self.roster.my_rooms() {
                         if !lines.iter().any(|l| l.room == room) {
                             lines.push(RoomLine {
+                                topic: self.topic(&room),
                                 room,
                                 members: 0,
                                 joined: true,
@@ -173,6 +175,7 @@ impl ChatCore {
                     &ChatMessage::Joined { room: room.clone() },
                     Tag::Quiet,
                 );
+                self.resync(&room, record.uuid);
                 let event = UiEvent::Joined {
                     room,
                     peer: Some(record.uuid),
@@ -254,22 +257,25 @@ impl ChatCore {
             self.roster.add_member(&room, peer);
         }
         let count = others.len();
-        // Tell every member directly, so they know without asking the index.
+        // Tell every member directly, so they know without asking the index, and sync the
+        // room's state with each.
         for peer in self.roster.members(&room) {
             self.send_chat(
                 peer,
                 &ChatMessage::Joined { room: room.clone() },
                 Tag::Quiet,
             );
+            self.resync(&room, peer);
         }
         if first {
             self.show(UiEvent::Joined {
-                room,
+                room: room.clone(),
                 peer: None,
                 name: None,
                 claimed_name: None,
                 members: Some(count),
             });
+            self.show_topic(&room);
         }
     }
 

@@ -55,6 +55,7 @@ impl Driver {
                 .chain(self.directory.stats().counters())
                 .chain(self.mail_stats.counters())
                 .chain(self.core.mail_counters())
+                .chain(self.core.state_counters().named())
                 .map(|(name, value)| (name.to_owned(), value))
                 .collect(),
         }

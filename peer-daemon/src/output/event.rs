@@ -260,6 +260,32 @@ pub enum UiEvent {
         /// Each room with its member count.
         rooms: Vec<RoomLine>,
     },
+    /// A key of a room's shared state: it changed (`reason` `"changed"`), was asked for
+    /// (`/get`, `/topic`: `"get"`), or is the topic of a room just joined (`"joined"`).
+    State {
+        /// The room.
+        room: String,
+        /// The key.
+        key: String,
+        /// What it holds; `null` when it is not set.
+        value: Option<String>,
+        /// Who wrote it (for an unset: who removed it), proven by the change's signature;
+        /// absent for a key never set.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        author: Option<Uuid>,
+        /// The author's name as the index vouches for it, when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        author_name: Option<String>,
+        /// Why it is reported.
+        reason: &'static str,
+    },
+    /// A room's whole shared state (`/state`).
+    StateList {
+        /// The room.
+        room: String,
+        /// Its keys, in order.
+        entries: Vec<StateLine>,
+    },
     /// Members of a room (`/who`).
     Who {
         /// The room.
@@ -358,6 +384,23 @@ pub struct RoomLine {
     pub members: usize,
     /// Whether we are in it.
     pub joined: bool,
+    /// Its topic (the shared state's key `topic`), for rooms we are in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+}
+
+/// One key of a room's shared state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StateLine {
+    /// The key.
+    pub key: String,
+    /// What it holds; `null` when it is not set.
+    pub value: Option<String>,
+    /// Who wrote it, proven by the change's signature.
+    pub author: Option<Uuid>,
+    /// The author's name as the index vouches for it, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author_name: Option<String>,
 }
 
 /// Milliseconds with microsecond precision, for people and for JSON.

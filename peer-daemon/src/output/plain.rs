@@ -416,15 +416,35 @@ impl UiEvent {
             UiEvent::Who { room, members } => {
                 format!("#{}:\n{}", clean(room), peer_list(members))
             }
+            UiEvent::State {
+                room,
+                key,
+                value,
+                author,
+                author_name,
+                reason,
+            } => super::roomstate::state(
+                room,
+                key,
+                value.as_deref(),
+                author.as_ref(),
+                author_name.as_deref(),
+                reason,
+            ),
+            UiEvent::StateList { room, entries } => super::roomstate::list(room, entries),
             UiEvent::Rooms { rooms } if rooms.is_empty() => "no rooms".into(),
             UiEvent::Rooms { rooms } => rooms
                 .iter()
                 .map(|r| {
                     format!(
-                        "{}#{} ({} members)",
+                        "{}#{} ({} members){}",
                         if r.joined { "*" } else { " " },
                         clean(&r.room),
-                        r.members
+                        r.members,
+                        r.topic
+                            .as_deref()
+                            .map(|t| format!(": {}", clean(t)))
+                            .unwrap_or_default()
                     )
                 })
                 .collect::<Vec<_>>()

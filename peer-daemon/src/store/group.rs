@@ -23,7 +23,7 @@ pub(super) fn coalesce(changes: &[Change]) -> (Vec<Line>, Vec<Change>) {
             },
             Change::Sessions(saved) => sessions = Some(saved),
             // In order, after the lines: a receipt's outcome and its row go together.
-            Change::Mail(_) => rest.push(change.clone()),
+            Change::Mail(_) | Change::RoomState(_) => rest.push(change.clone()),
         }
     }
     rest.extend(sessions.map(|saved| Change::Sessions(saved.clone())));

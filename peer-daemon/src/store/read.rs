@@ -59,6 +59,7 @@ pub(super) async fn load(connection: &mut SqliteConnection) -> anyhow::Result<Sa
             sessions: None,
             next_id,
             mail: Default::default(),
+            states: Vec::new(),
         });
     };
     let (Some(active), Some(next_n)) = (number(&meta, "active"), number(&meta, "next_n")) else {
@@ -67,6 +68,7 @@ pub(super) async fn load(connection: &mut SqliteConnection) -> anyhow::Result<Sa
             sessions: None,
             next_id,
             mail: Default::default(),
+            states: Vec::new(),
         });
     };
     let rows = sqlx::query(
@@ -103,6 +105,7 @@ pub(super) async fn load(connection: &mut SqliteConnection) -> anyhow::Result<Sa
         }),
         next_id,
         mail: Default::default(),
+        states: Vec::new(),
     })
 }
 

@@ -71,6 +71,7 @@ async fn round_trip() {
             sessions: None,
             next_id: 0,
             mail: Default::default(),
+            states: Vec::new(),
         }
     );
     // Lines 0..10 in the lobby (even: ours, odd: theirs), 10..14 in private.

@@ -136,10 +136,16 @@ impl Writer {
             Request::Load(reply) => {
                 let saved = match self.connection().await {
                     Ok(connection) => match read::load(connection).await {
-                        Ok(mut saved) => super::mail::load(connection).await.map(|mail| {
-                            saved.mail = mail;
-                            saved
-                        }),
+                        Ok(mut saved) => match super::mail::load(connection).await {
+                            Ok(mail) => {
+                                saved.mail = mail;
+                                super::roomstate::load(connection).await.map(|states| {
+                                    saved.states = states;
+                                    saved
+                                })
+                            }
+                            Err(error) => Err(error),
+                        },
                         Err(error) => Err(error),
                     },
                     Err(error) => Err(error.into()),
@@ -299,6 +305,10 @@ async fn apply(connection: &mut SqliteConnection, change: &Change) -> Result<u64
         }
         Change::Mail(change) => {
             super::mail::apply(connection, change).await?;
+            Ok(0)
+        }
+        Change::RoomState(saved) => {
+            super::roomstate::apply(connection, saved).await?;
             Ok(0)
         }
     }

@@ -1,0 +1,515 @@
+//! One room's state: the Automerge document, the signatures of its changes, what its keys
+//! hold, and the sync with each member.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
+
+use automerge::legacy::{Key, ObjectId, OpType};
+use automerge::sync::{self, SyncDoc};
+use automerge::transaction::Transactable;
+use automerge::{ActorId, Automerge, Change, ChangeHash, ObjId, ROOT, ReadDoc, ScalarValue, Value};
+use proto::identity::{Identity, uuid_for_key, verify_raw};
+use uuid::Uuid;
+
+use super::{
+    Entry, Limits, QUIET_AFTER_REJECT, ROUND_EVERY, Reject, STALL_AFTER, Saved, StateError, Update,
+    signed_message, valid_key,
+};
+
+/// Bytes of one signature record: the change hash, then the signature.
+const SIG_RECORD: usize = 32 + 64;
+
+/// The sync with one member.
+struct PeerSync {
+    state: sync::State,
+    /// When the round in progress began.
+    round_at: Option<Instant>,
+    /// When a sync message to it was given up (it is unreachable), unless heard from since.
+    failed_at: Option<Instant>,
+    /// Not synced with until then (it sent something we refused).
+    quiet_until: Option<Instant>,
+}
+
+impl PeerSync {
+    fn new() -> Self {
+        PeerSync {
+            state: sync::State::new(),
+            round_at: None,
+            failed_at: None,
+            quiet_until: None,
+        }
+    }
+}
+
+/// One room's state; see the module documentation of [`super`].
+pub struct RoomDoc {
+    room: String,
+    actor: ActorId,
+    limits: Limits,
+    doc: Automerge,
+    /// The signature of every change in the document.
+    sigs: HashMap<ChangeHash, [u8; 64]>,
+    /// Signatures heard for changes not in the document yet.
+    pending: HashMap<ChangeHash, [u8; 64]>,
+    /// What the keys hold, kept in step with the document.
+    view: BTreeMap<String, Entry>,
+    /// Bytes of the changes in the document.
+    history: usize,
+    peers: HashMap<Uuid, PeerSync>,
+    /// The document's heads when it was last saved.
+    saved: Vec<ChangeHash>,
+}
+
+impl RoomDoc {
+    /// An empty state for `room`, written to as `identity`.
+    pub fn new(room: &str, identity: &Identity, limits: Limits) -> Self {
+        let actor = ActorId::from(&identity.public_key()[..]);
+        RoomDoc {
+            room: room.to_owned(),
+            doc: Automerge::new().with_actor(actor.clone()),
+            actor,
+            limits,
+            sigs: HashMap::new(),
+            pending: HashMap::new(),
+            view: BTreeMap::new(),
+            history: 0,
+            peers: HashMap::new(),
+            saved: Vec::new(),
+        }
+    }
+
+    /// The state as stored: pieces of Automerge data with their signatures, in order. The
+    /// store is ours, so nothing is checked again but that it loads.
+    pub fn load(room: &str, identity: &Identity, limits: Limits, pieces: super::Pieces) -> Self {
+        let mut doc = RoomDoc::new(room, identity, limits);
+        for (data, sigs) in pieces {
+            let loaded = catch_unwind(AssertUnwindSafe(|| doc.doc.load_incremental(&data)));
+            if !matches!(loaded, Ok(Ok(_))) {
+                tracing::warn!(room, "a stored piece of room state does not load; skipped");
+                continue;
+            }
+            if let Some(records) = parse_sigs(&sigs, usize::MAX) {
+                doc.sigs.extend(records);
+            }
+        }
+        let changes = doc.doc.get_changes(&[]);
+        doc.history = changes.iter().map(|c| c.raw_bytes().len()).sum();
+        let keys: Vec<String> = doc.doc.keys(ROOT).collect();
+        for key in keys {
+            doc.refresh(&key);
+        }
+        doc.saved = doc.doc.get_heads();
+        doc
+    }
+
+    /// What `key` holds.
+    pub fn get(&self, key: &str) -> Option<&Entry> {
+        self.view.get(key)
+    }
+
+    /// Every key, in order.
+    pub fn entries(&self) -> Vec<(String, Entry)> {
+        self.view
+            .iter()
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect()
+    }
+
+    /// Sets or unsets `key`, signing the change as `identity`.
+    pub fn put(
+        &mut self,
+        identity: &Identity,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<Option<Update>, StateError> {
+        if !valid_key(key, self.limits.key) {
+            return Err(StateError::BadKey(key.to_owned()));
+        }
+        if let Some(value) = value
+            && value.len() > self.limits.value
+        {
+            return Err(StateError::ValueTooLong {
+                len: value.len(),
+                max: self.limits.value,
+            });
+        }
+        let current = self.view.get(key);
+        let unchanged = match (current, value) {
+            (None, None) => true,
+            (Some(entry), Some(value)) => entry.value == value && entry.author == identity.uuid(),
+            _ => false,
+        };
+        if unchanged {
+            return Ok(None);
+        }
+        if current.is_none() && self.view.len() >= self.limits.keys {
+            return Err(StateError::TooManyKeys {
+                room: self.room.clone(),
+                max: self.limits.keys,
+            });
+        }
+        // A change costs its value, its key and about a hundred bytes of header and heads.
+        let estimate = key.len() + value.map_or(0, str::len) + 160;
+        if self.sigs.len() + 1 > self.limits.changes
+            || self.history + estimate > self.limits.history
+        {
+            return Err(self.full());
+        }
+        let mut tx = self.doc.transaction();
+        let done = match value {
+            Some(value) => tx.put(ROOT, key, value),
+            None => tx.delete(ROOT, key),
+        };
+        if done.is_err() {
+            tx.rollback();
+            return Ok(None);
+        }
+        let (Some(hash), _) = tx.commit() else {
+            return Ok(None);
+        };
+        let signature = identity.sign(&signed_message(&self.room, &hash.0));
+        self.sigs.insert(hash, signature);
+        if let Some(change) = self.doc.get_last_local_change() {
+            self.history += change.raw_bytes().len();
+        }
+        Ok(self.refresh(key).then(|| self.update(key, identity.uuid())))
+    }
+
+    /// The report of `key`'s current value, changed by `author`.
+    fn update(&self, key: &str, author: Uuid) -> Update {
+        let entry = self.view.get(key).cloned();
+        Update {
+            room: self.room.clone(),
+            key: key.to_owned(),
+            author: entry.as_ref().map_or(author, |e| e.author),
+            entry,
+        }
+    }
+
+    fn full(&self) -> StateError {
+        StateError::HistoryFull {
+            room: self.room.clone(),
+            changes: self.sigs.len(),
+            bytes: self.history,
+            max_changes: self.limits.changes,
+            max_bytes: self.limits.history,
+        }
+    }
+
+    /// Reads `key` from the document into the view; returns whether it changed.
+    fn refresh(&mut self, key: &str) -> bool {
+        let entry = match self.doc.get(ROOT, key) {
+            Ok(Some((Value::Scalar(value), ObjId::Id(_, actor, _)))) => match value.as_ref() {
+                ScalarValue::Str(text) => author_of(&actor).map(|author| Entry {
+                    value: text.to_string(),
+                    author,
+                }),
+                _ => None,
+            },
+            _ => None,
+        };
+        let old = match &entry {
+            Some(entry) => self.view.insert(key.to_owned(), entry.clone()),
+            None => self.view.remove(key),
+        };
+        old != entry
+    }
+
+    /// A sync message for `peer`, if there is anything to say.
+    pub fn generate(&mut self, peer: Uuid, now: Instant) -> Option<(Vec<u8>, Vec<u8>)> {
+        let sync = self.peers.entry(peer).or_insert_with(PeerSync::new);
+        if sync.quiet_until.is_some_and(|until| now < until) {
+            return None;
+        }
+        let before = sync.state.sent_hashes.len();
+        let sent_before: BTreeSet<ChangeHash> = if before == 0 {
+            BTreeSet::new()
+        } else {
+            sync.state.sent_hashes.clone()
+        };
+        let message = self.doc.generate_sync_message(&mut sync.state)?;
+        sync.round_at.get_or_insert(now);
+        let mut sigs = Vec::new();
+        for hash in sync.state.sent_hashes.difference(&sent_before) {
+            match self.sigs.get(hash) {
+                Some(signature) => {
+                    sigs.extend_from_slice(&hash.0);
+                    sigs.extend_from_slice(signature);
+                }
+                None => tracing::warn!(room = %self.room, "a change without its signature"),
+            }
+        }
+        Some((message.encode(), sigs))
+    }
+
+    /// Starts a fresh round with `peer`: it says what it has from scratch.
+    pub fn restart(&mut self, peer: Uuid) {
+        let sync = self.peers.entry(peer).or_insert_with(PeerSync::new);
+        let quiet_until = sync.quiet_until;
+        *sync = PeerSync::new();
+        sync.quiet_until = quiet_until;
+    }
+
+    /// A sync message to `peer` was given up: a fresh round follows after [`STALL_AFTER`].
+    pub fn failed(&mut self, peer: Uuid, now: Instant) {
+        if let Some(sync) = self.peers.get_mut(&peer) {
+            sync.failed_at = Some(now);
+        }
+    }
+
+    /// Forgets the sync with `peer`.
+    pub fn forget(&mut self, peer: &Uuid) {
+        self.peers.remove(peer);
+    }
+
+    /// Members due a fresh round at `now`.
+    pub fn due(&self, members: &[Uuid], now: Instant) -> Vec<Uuid> {
+        members
+            .iter()
+            .filter(|peer| match self.peers.get(peer) {
+                None => true,
+                Some(sync) => {
+                    sync.quiet_until.is_none_or(|until| until <= now)
+                        && (sync.failed_at.is_some_and(|at| at + STALL_AFTER <= now)
+                            || sync.round_at.is_none_or(|at| at + ROUND_EVERY <= now))
+                }
+            })
+            .copied()
+            .collect()
+    }
+
+    /// When [`RoomDoc::due`] may next name a member it knows.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.peers
+            .values()
+            .filter_map(|sync| {
+                let stall = sync.failed_at.map(|at| at + STALL_AFTER);
+                let round = sync.round_at.map(|at| at + ROUND_EVERY);
+                let due = [stall, round].into_iter().flatten().min()?;
+                Some(sync.quiet_until.map_or(due, |until| due.max(until)))
+            })
+            .min()
+    }
+
+    /// A sync message from `peer`: the keys that changed, or why nothing of it was kept.
+    pub fn receive(
+        &mut self,
+        peer: Uuid,
+        now: Instant,
+        data: &[u8],
+        sigs: &[u8],
+    ) -> Result<Vec<Update>, Reject> {
+        let message = sync::Message::decode(data).map_err(|_| Reject::Malformed)?;
+        let records = parse_sigs(sigs, self.limits.changes).ok_or(Reject::Malformed)?;
+        if self.pending.len() + records.len() > 2 * self.limits.changes {
+            self.pending.clear();
+        }
+        for (hash, signature) in records {
+            if !self.sigs.contains_key(&hash) {
+                self.pending.insert(hash, signature);
+            }
+        }
+        let before = self.doc.get_heads();
+        let sync = self.peers.entry(peer).or_insert_with(PeerSync::new);
+        sync.failed_at = None;
+        let state = &mut sync.state;
+        let doc = &mut self.doc;
+        let applied = catch_unwind(AssertUnwindSafe(|| {
+            doc.receive_sync_message(state, message)
+        }));
+        let checked = match applied {
+            Ok(Ok(())) => self.check_new(&before),
+            Ok(Err(_)) | Err(_) => Err(Reject::Malformed),
+        };
+        match checked {
+            Ok(new) => Ok(self.accept(new)),
+            Err(reason) => {
+                self.undo(&before);
+                let sync = self.peers.entry(peer).or_insert_with(PeerSync::new);
+                *sync = PeerSync::new();
+                sync.quiet_until = Some(now + QUIET_AFTER_REJECT);
+                tracing::debug!(room = %self.room, %peer, reason = reason.as_str(), "room state refused");
+                Err(reason)
+            }
+        }
+    }
+
+    /// The changes applied since `before`, each checked, with their signatures and sizes.
+    fn check_new(&self, before: &[ChangeHash]) -> Result<Vec<(Change, [u8; 64])>, Reject> {
+        let new = catch_unwind(AssertUnwindSafe(|| self.doc.get_changes(before)))
+            .map_err(|_| Reject::Malformed)?;
+        let bytes: usize = new.iter().map(|c| c.raw_bytes().len()).sum();
+        if self.sigs.len() + new.len() > self.limits.changes
+            || self.history + bytes > self.limits.history
+        {
+            return Err(Reject::Full);
+        }
+        let mut checked = Vec::with_capacity(new.len());
+        for change in new {
+            let signature = self.check(&change)?;
+            checked.push((change, signature));
+        }
+        let keys = self.doc.length(ROOT);
+        if keys > self.limits.keys {
+            return Err(Reject::Full);
+        }
+        Ok(checked)
+    }
+
+    /// One change: signed by its actor for this room, and of the shape we write.
+    fn check(&self, change: &Change) -> Result<[u8; 64], Reject> {
+        let hash = change.hash();
+        let signature = self
+            .sigs
+            .get(&hash)
+            .or_else(|| self.pending.get(&hash))
+            .ok_or(Reject::Signature)?;
+        let key: [u8; 32] = change
+            .actor_id()
+            .to_bytes()
+            .try_into()
+            .map_err(|_| Reject::Signature)?;
+        verify_raw(&key, &signed_message(&self.room, &hash.0), signature)
+            .map_err(|_| Reject::Signature)?;
+        if change.message().is_some()
+            || !change.extra_bytes().is_empty()
+            || change.raw_bytes().len() > self.limits.key + self.limits.value + 1024
+        {
+            return Err(Reject::Shape);
+        }
+        let expanded =
+            catch_unwind(AssertUnwindSafe(|| change.decode())).map_err(|_| Reject::Shape)?;
+        if expanded.operations.is_empty() || expanded.operations.len() > 16 {
+            return Err(Reject::Shape);
+        }
+        for op in &expanded.operations {
+            let Key::Map(key) = &op.key else {
+                return Err(Reject::Shape);
+            };
+            let shape = op.obj == ObjectId::Root
+                && !op.insert
+                && valid_key(key, self.limits.key)
+                && match &op.action {
+                    OpType::Put(ScalarValue::Str(text)) => text.len() <= self.limits.value,
+                    OpType::Delete => true,
+                    _ => false,
+                };
+            if !shape {
+                return Err(Reject::Shape);
+            }
+        }
+        Ok(*signature)
+    }
+
+    /// Keeps checked changes: their signatures, their size, and the keys they touched.
+    fn accept(&mut self, new: Vec<(Change, [u8; 64])>) -> Vec<Update> {
+        let mut touched: BTreeMap<String, Uuid> = BTreeMap::new();
+        for (change, signature) in new {
+            let hash = change.hash();
+            self.pending.remove(&hash);
+            self.sigs.insert(hash, signature);
+            self.history += change.raw_bytes().len();
+            let author = author_of(change.actor_id()).unwrap_or_default();
+            for op in change.decode().operations {
+                if let Key::Map(key) = op.key {
+                    touched.insert(key.to_string(), author);
+                }
+            }
+        }
+        touched
+            .into_iter()
+            .filter_map(|(key, author)| self.refresh(&key).then(|| self.update(&key, author)))
+            .collect()
+    }
+
+    /// Takes the document back to `before` (what a refused message applied is dropped).
+    fn undo(&mut self, before: &[ChangeHash]) {
+        let forked = catch_unwind(AssertUnwindSafe(|| self.doc.fork_at(before)));
+        let mut doc = match forked {
+            Ok(Ok(doc)) => doc,
+            _ => {
+                // Rebuilt from the changes we signed or checked, which are the ones we keep.
+                let mut doc = Automerge::new();
+                let kept: Vec<Change> = self
+                    .doc
+                    .get_changes(&[])
+                    .into_iter()
+                    .filter(|c| self.sigs.contains_key(&c.hash()))
+                    .collect();
+                if doc.apply_changes(kept).is_err() {
+                    tracing::warn!(room = %self.room, "room state rebuilt empty");
+                    doc = Automerge::new();
+                }
+                doc
+            }
+        };
+        doc.set_actor(self.actor.clone());
+        self.doc = doc;
+    }
+
+    /// The changes to store since the last call, if any.
+    pub fn take_save(&mut self) -> Option<Saved> {
+        let heads = self.doc.get_heads();
+        if heads == self.saved {
+            return None;
+        }
+        let changes = self.doc.get_changes(&self.saved);
+        self.saved = heads;
+        let mut data = Vec::new();
+        let mut sigs = Vec::new();
+        for change in &changes {
+            data.extend_from_slice(change.raw_bytes());
+            if let Some(signature) = self.sigs.get(&change.hash()) {
+                sigs.extend_from_slice(&change.hash().0);
+                sigs.extend_from_slice(signature);
+            }
+        }
+        (!data.is_empty()).then(|| Saved {
+            room: self.room.clone(),
+            data,
+            sigs,
+            replace: false,
+        })
+    }
+
+    /// The whole state, to store in place of the pieces it was loaded from.
+    pub fn save_all(&self) -> Saved {
+        let mut sigs = Vec::with_capacity(self.sigs.len() * SIG_RECORD);
+        for (hash, signature) in &self.sigs {
+            sigs.extend_from_slice(&hash.0);
+            sigs.extend_from_slice(signature);
+        }
+        Saved {
+            room: self.room.clone(),
+            data: self.doc.save(),
+            sigs,
+            replace: true,
+        }
+    }
+}
+
+/// The member an actor stands for: the UUID of the Ed25519 key it is.
+fn author_of(actor: &ActorId) -> Option<Uuid> {
+    let key: [u8; 32] = actor.to_bytes().try_into().ok()?;
+    Some(uuid_for_key(&key))
+}
+
+/// Signature records (hash, signature), at most `max` of them; `None` when they are not.
+fn parse_sigs(bytes: &[u8], max: usize) -> Option<Vec<(ChangeHash, [u8; 64])>> {
+    if !bytes.len().is_multiple_of(SIG_RECORD) || bytes.len() / SIG_RECORD > max {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(SIG_RECORD)
+            .map(|record| {
+                let (hash, signature) = record.split_at(32);
+                (
+                    ChangeHash(hash.try_into().expect("32 bytes")),
+                    signature.try_into().expect("64 bytes"),
+                )
+            })
+            .collect(),
+    )
+}
