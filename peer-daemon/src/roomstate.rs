@@ -32,9 +32,10 @@ pub use doc::RoomDoc;
 /// How long after a sync message to a member was given up (it was unreachable) a fresh round
 /// starts.
 pub const STALL_AFTER: Duration = Duration::from_secs(3);
-/// How often every member starts a fresh sync round even when all seems in step
-/// (anti-entropy: it repairs whatever was lost however it was lost).
-pub const ROUND_EVERY: Duration = Duration::from_secs(30);
+/// How often a room's state starts a fresh sync round with one member (the next in turn)
+/// even when all seems in step (anti-entropy: it repairs whatever was lost however it was
+/// lost).
+pub const ROUND_EVERY: Duration = Duration::from_secs(10);
 /// How long a member that sent something we refused is not synced with.
 pub const QUIET_AFTER_REJECT: Duration = Duration::from_secs(10);
 
@@ -293,9 +294,13 @@ impl RoomStates {
         Some(message)
     }
 
-    /// Starts a fresh sync round with `peer` about `room` (it joined, came back, or went quiet).
-    pub fn restart(&mut self, room: &str, peer: Uuid) {
-        self.doc(room).restart(peer);
+    /// Starts a fresh sync round with `peer` about `room` (it joined, came back, or went
+    /// quiet); returns whether we have anything to start it with (an empty state waits for
+    /// members that have some).
+    pub fn restart(&mut self, room: &str, peer: Uuid) -> bool {
+        let doc = self.doc(room);
+        doc.restart(peer);
+        !doc.is_empty()
     }
 
     /// A sync message to `peer` was given up: every room's sync with it starts afresh soon.
@@ -314,11 +319,16 @@ impl RoomStates {
 
     /// Members whose sync about `room` needs a fresh round at `now` (quiet too long, or due
     /// for anti-entropy).
-    pub fn due(&self, room: &str, members: &[Uuid], now: Instant) -> Vec<Uuid> {
-        match self.rooms.get(room) {
+    pub fn due(&mut self, room: &str, members: &[Uuid], now: Instant) -> Vec<Uuid> {
+        match self.rooms.get_mut(room) {
             Some(doc) => doc.due(members, now),
             None => Vec::new(),
         }
+    }
+
+    /// The rooms that have a state here.
+    pub fn rooms(&self) -> Vec<String> {
+        self.rooms.keys().cloned().collect()
     }
 
     /// When [`RoomStates::due`] may next name someone.

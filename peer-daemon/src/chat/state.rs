@@ -3,8 +3,10 @@
 //!
 //! A room's state is synced with a member when it joins or says `hello` again (it may have
 //! restarted), when either side changes something, when a message to it was given up (a
-//! fresh round follows), and every [`crate::roomstate::ROUND_EVERY`] as anti-entropy. Only
-//! members are synced with, and sync messages from anyone else are dropped and counted.
+//! fresh round follows), and with one member in turn every [`crate::roomstate::ROUND_EVERY`]
+//! as anti-entropy. Rounds are started by members that hold some state (an empty one has
+//! nothing to offer and is found by the others); answers are always given. Only members are
+//! synced with, and sync messages from anyone else are dropped and counted.
 
 use std::time::Instant;
 
@@ -245,8 +247,7 @@ impl ChatCore {
 
     /// Starts a fresh round with `peer` about `room` (it joined, or may have restarted).
     pub(super) fn resync(&mut self, room: &str, peer: Uuid) {
-        if self.roster.in_room(room) {
-            self.states.restart(room, peer);
+        if self.roster.in_room(room) && self.states.restart(room, peer) {
             self.sync_with(room, peer);
         }
     }
@@ -267,7 +268,8 @@ impl ChatCore {
 
     /// Fresh rounds for members whose sync stalled or is due for anti-entropy.
     pub(super) fn state_timeout(&mut self, now: Instant) {
-        for room in self.roster.my_rooms() {
+        // Rooms we left too: their members are none, which ends their timers.
+        for room in self.states.rooms() {
             let members = self.roster.members(&room);
             for peer in self.states.due(&room, &members, now) {
                 self.resync(&room, peer);

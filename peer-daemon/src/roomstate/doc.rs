@@ -23,8 +23,6 @@ const SIG_RECORD: usize = 32 + 64;
 /// The sync with one member.
 struct PeerSync {
     state: sync::State,
-    /// When the round in progress began.
-    round_at: Option<Instant>,
     /// When a sync message to it was given up (it is unreachable), unless heard from since.
     failed_at: Option<Instant>,
     /// Not synced with until then (it sent something we refused).
@@ -35,7 +33,6 @@ impl PeerSync {
     fn new() -> Self {
         PeerSync {
             state: sync::State::new(),
-            round_at: None,
             failed_at: None,
             quiet_until: None,
         }
@@ -59,6 +56,9 @@ pub struct RoomDoc {
     peers: HashMap<Uuid, PeerSync>,
     /// The document's heads when it was last saved.
     saved: Vec<ChangeHash>,
+    /// When the next anti-entropy round is due, and which member's turn it is.
+    next_round: Option<Instant>,
+    rotation: usize,
 }
 
 impl RoomDoc {
@@ -76,6 +76,8 @@ impl RoomDoc {
             history: 0,
             peers: HashMap::new(),
             saved: Vec::new(),
+            next_round: None,
+            rotation: 0,
         }
     }
 
@@ -229,7 +231,6 @@ impl RoomDoc {
             sync.state.sent_hashes.clone()
         };
         let message = self.doc.generate_sync_message(&mut sync.state)?;
-        sync.round_at.get_or_insert(now);
         let mut sigs = Vec::new();
         for hash in sync.state.sent_hashes.difference(&sent_before) {
             match self.sigs.get(hash) {
@@ -263,33 +264,60 @@ impl RoomDoc {
         self.peers.remove(peer);
     }
 
-    /// Members due a fresh round at `now`.
-    pub fn due(&self, members: &[Uuid], now: Instant) -> Vec<Uuid> {
-        members
-            .iter()
-            .filter(|peer| match self.peers.get(peer) {
-                None => true,
-                Some(sync) => {
-                    sync.quiet_until.is_none_or(|until| until <= now)
-                        && (sync.failed_at.is_some_and(|at| at + STALL_AFTER <= now)
-                            || sync.round_at.is_none_or(|at| at + ROUND_EVERY <= now))
-                }
-            })
-            .copied()
-            .collect()
+    /// Whether the room has no state at all (then it starts no rounds: a member that has
+    /// some starts them, and answers are always given).
+    pub fn is_empty(&self) -> bool {
+        self.doc.get_heads().is_empty()
     }
 
-    /// When [`RoomDoc::due`] may next name a member it knows.
-    pub fn next_due(&self) -> Option<Instant> {
-        self.peers
-            .values()
-            .filter_map(|sync| {
-                let stall = sync.failed_at.map(|at| at + STALL_AFTER);
-                let round = sync.round_at.map(|at| at + ROUND_EVERY);
-                let due = [stall, round].into_iter().flatten().min()?;
-                Some(sync.quiet_until.map_or(due, |until| due.max(until)))
+    /// Members due a fresh round at `now`: those a sync message to failed (after
+    /// [`STALL_AFTER`]), and every [`ROUND_EVERY`] the next member in turn (anti-entropy: one
+    /// member at a time, so a large room costs no more than a small one).
+    pub fn due(&mut self, members: &[Uuid], now: Instant) -> Vec<Uuid> {
+        // Whoever is no member (any more, or the room was left) is not synced with, and its
+        // timers must not keep waking us.
+        self.peers.retain(|peer, _| members.contains(peer));
+        if members.is_empty() {
+            self.next_round = None;
+        }
+        if self.is_empty() || members.is_empty() {
+            return Vec::new();
+        }
+        let calm = |sync: &PeerSync| sync.quiet_until.is_none_or(|until| until <= now);
+        let mut due: Vec<Uuid> = members
+            .iter()
+            .filter(|peer| {
+                self.peers.get(peer).is_some_and(|sync| {
+                    calm(sync) && sync.failed_at.is_some_and(|at| at + STALL_AFTER <= now)
+                })
             })
-            .min()
+            .copied()
+            .collect();
+        match self.next_round {
+            Some(at) if at > now => {}
+            Some(_) => {
+                self.next_round = Some(now + ROUND_EVERY);
+                let peer = members[self.rotation % members.len()];
+                self.rotation = self.rotation.wrapping_add(1);
+                if !due.contains(&peer) && self.peers.get(&peer).is_none_or(calm) {
+                    due.push(peer);
+                }
+            }
+            None => self.next_round = Some(now + ROUND_EVERY),
+        }
+        due
+    }
+
+    /// When [`RoomDoc::due`] may next name a member.
+    pub fn next_due(&self) -> Option<Instant> {
+        if self.is_empty() {
+            return None;
+        }
+        let stalls = self.peers.values().filter_map(|sync| {
+            let stall = sync.failed_at? + STALL_AFTER;
+            Some(sync.quiet_until.map_or(stall, |until| stall.max(until)))
+        });
+        stalls.chain(self.next_round).min()
     }
 
     /// A sync message from `peer`: the keys that changed, or why nothing of it was kept.

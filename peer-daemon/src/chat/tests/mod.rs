@@ -12,6 +12,7 @@ mod names;
 mod paths;
 mod rooms;
 mod sessions;
+mod state;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -72,6 +73,8 @@ pub struct ChatNet {
     rng: Rng,
     start: Instant,
     pub now: Duration,
+    /// Nodes cut off the network: nothing they send or are sent arrives.
+    pub cut: Vec<usize>,
 }
 
 pub fn identity(i: usize) -> Identity {
@@ -122,6 +125,7 @@ impl ChatNet {
             rng: Rng(7),
             start,
             now: Duration::ZERO,
+            cut: Vec::new(),
         };
         net.flush();
         net
@@ -212,6 +216,10 @@ impl ChatNet {
             for datagram in self.links[from].take_due(self.now) {
                 let now = self.instant();
                 let source = self.nodes[from].addr;
+                let to = self.nodes.iter().position(|n| n.addr == datagram.to);
+                if self.cut.contains(&from) || to.is_some_and(|to| self.cut.contains(&to)) {
+                    continue;
+                }
                 if let Some(to) = self.nodes.iter_mut().find(|n| n.addr == datagram.to) {
                     to.core.handle_datagram(now, source, &datagram.bytes);
                 }
