@@ -394,6 +394,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn parses_room_state_commands() {
+        assert_eq!(
+            parse("/set deploy v1.2  on friday"),
+            Ok(Command::Set {
+                room: None,
+                key: "deploy".into(),
+                value: "v1.2  on friday".into()
+            })
+        );
+        assert_eq!(
+            parse("/get deploy"),
+            Ok(Command::Get {
+                room: None,
+                key: "deploy".into()
+            })
+        );
+        assert_eq!(
+            parse("/unset deploy"),
+            Ok(Command::Unset {
+                room: None,
+                key: "deploy".into()
+            })
+        );
+        assert_eq!(parse("/state"), Ok(Command::State { room: None }));
+        assert_eq!(parse("/topic"), Ok(Command::Topic { text: None }));
+        assert_eq!(
+            parse("/topic Rust, mostly"),
+            Ok(Command::Topic {
+                text: Some("Rust, mostly".into())
+            })
+        );
+        for bad in ["/set", "/set key", "/set key   ", "/get", "/get a b", "/unset"] {
+            assert!(parse(bad).unwrap_err().starts_with("usage:"), "{bad}");
+        }
+    }
+
+    #[test]
     fn parses_commands() {
         let id = Uuid::from_u128(42);
         assert_eq!(
