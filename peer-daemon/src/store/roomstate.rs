@@ -50,3 +50,6 @@ pub(super) async fn load(connection: &mut SqliteConnection) -> anyhow::Result<Sa
     }
     Ok(rooms)
 }
+
+#[cfg(test)]
+mod tests;
