@@ -19,6 +19,10 @@ use super::{
 
 /// Bytes of one signature record: the change hash, then the signature.
 const SIG_RECORD: usize = 32 + 64;
+/// How every Automerge chunk begins: magic bytes, a checksum, the chunk's type.
+const CHUNK_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+/// The type of a plain (uncompressed) change chunk.
+const CHANGE_CHUNK: u8 = 1;
 
 /// The sync with one member.
 struct PeerSync {
@@ -230,7 +234,10 @@ impl RoomDoc {
         } else {
             sync.state.sent_hashes.clone()
         };
-        let message = self.doc.generate_sync_message(&mut sync.state)?;
+        let mut message = self.doc.generate_sync_message(&mut sync.state)?;
+        // Without the flags a peer takes us for a first-version peer, and sends plain changes
+        // only (see `plain_changes_only`); we send nothing else either.
+        message.flags = None;
         let mut sigs = Vec::new();
         for hash in sync.state.sent_hashes.difference(&sent_before) {
             match self.sigs.get(hash) {
@@ -329,6 +336,9 @@ impl RoomDoc {
         sigs: &[u8],
     ) -> Result<Vec<Update>, Reject> {
         let message = sync::Message::decode(data).map_err(|_| Reject::Malformed)?;
+        if !plain_changes_only(&message) {
+            return Err(Reject::Malformed);
+        }
         let records = parse_sigs(sigs, self.limits.changes).ok_or(Reject::Malformed)?;
         if self.pending.len() + records.len() > 2 * self.limits.changes {
             self.pending.clear();
@@ -515,6 +525,37 @@ impl RoomDoc {
             replace: true,
         }
     }
+}
+
+/// Whether `message` is what we send: the first version of Automerge's sync message, without
+/// flags, each entry of its change list exactly one plain change chunk. Whole documents and
+/// compressed changes are refused before Automerge sees them: both are DEFLATE data that
+/// Automerge inflates without a bound (a megabyte can become a gigabyte) before anything could
+/// be checked.
+fn plain_changes_only(message: &sync::Message) -> bool {
+    message.version == sync::MessageVersion::V1
+        && message.flags.is_none()
+        && message.changes.iter().all(|chunk| {
+            let Some(rest) = chunk.strip_prefix(&CHUNK_MAGIC[..]) else {
+                return false;
+            };
+            let Some((&kind, mut body)) = rest.get(4..).and_then(<[u8]>::split_first) else {
+                return false;
+            };
+            // The body's length, LEB128, then exactly that many bytes.
+            let mut len: u64 = 0;
+            for shift in (0..64).step_by(7) {
+                let Some((&byte, after)) = body.split_first() else {
+                    return false;
+                };
+                body = after;
+                len |= u64::from(byte & 0x7f) << shift;
+                if byte & 0x80 == 0 {
+                    return kind == CHANGE_CHUNK && len == body.len() as u64;
+                }
+            }
+            false
+        })
 }
 
 /// The member an actor stands for: the UUID of the Ed25519 key it is.

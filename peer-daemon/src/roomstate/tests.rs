@@ -119,10 +119,13 @@ fn forged(
     // What an empty member says first, then the answer that carries the change.
     let mut theirs = sync::State::new();
     let empty = Automerge::new();
-    let hello = empty.generate_sync_message(&mut theirs).unwrap();
+    let mut hello = empty.generate_sync_message(&mut theirs).unwrap();
+    // As our members speak: the first version, without flags.
+    hello.flags = None;
     let mut ours = sync::State::new();
     doc.receive_sync_message(&mut ours, hello).unwrap();
-    let message = doc.generate_sync_message(&mut ours).unwrap();
+    let mut message = doc.generate_sync_message(&mut ours).unwrap();
+    message.flags = None;
     (message.encode(), sigs)
 }
 
@@ -202,6 +205,45 @@ fn forged_moved_and_odd_changes_are_refused_whole() {
         bob.receive("r", m, now, &data, &[0; 95]),
         Err(Reject::Malformed),
         "signature records come in 96 bytes"
+    );
+    // Whole documents, compressed changes, trailing chunks and the second version are refused
+    // before Automerge inflates anything.
+    let (data, sigs) = forged(mallory_id.public_key(), &mallory_id, "r", |tx| {
+        tx.put(ROOT, "topic", "mallory's own").unwrap();
+    });
+    let plain = sync::Message::decode(&data).unwrap();
+    let chunk = plain.changes.iter().next().unwrap().to_vec();
+    let mut doc = Automerge::new();
+    doc.load_incremental(&chunk).unwrap();
+    let mut compressed = chunk.clone();
+    compressed[8] = 2;
+    let mut trailing = chunk.clone();
+    trailing.extend_from_slice(&doc.save());
+    for (what, changes) in [
+        ("a whole document", doc.save()),
+        ("a compressed change", compressed),
+        ("a change with a document after it", trailing),
+        ("a cut change", chunk[..chunk.len() - 1].to_vec()),
+    ] {
+        let mut message = plain.clone();
+        message.changes = vec![changes].into();
+        assert_eq!(
+            bob.receive("r", m, now, &message.encode(), &sigs),
+            Err(Reject::Malformed),
+            "{what}"
+        );
+    }
+    let mut v2 = plain.clone();
+    v2.version = sync::MessageVersion::V2;
+    assert_eq!(
+        bob.receive("r", m, now, &v2.encode(), &sigs),
+        Err(Reject::Malformed)
+    );
+    let mut flagged = plain.clone();
+    flagged.flags = Some(sync::MessageFlags::new());
+    assert_eq!(
+        bob.receive("r", m, now, &flagged.encode(), &sigs),
+        Err(Reject::Malformed)
     );
     let mallory_honest = forged(mallory_id.public_key(), &mallory_id, "r", |tx| {
         tx.put(ROOT, "topic", "mallory's own").unwrap();
