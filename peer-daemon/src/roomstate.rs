@@ -17,6 +17,7 @@
 //! A sync message with any change that fails is undone as a whole ([`Reject`]) and counted.
 //! The author shown for a value is the signer of the change that wrote it, never a claim.
 
+mod check;
 mod doc;
 #[cfg(test)]
 mod tests;

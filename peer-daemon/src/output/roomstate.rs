@@ -59,3 +59,40 @@ pub fn list(room: &str, entries: &[StateLine]) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_and_keys_from_members_are_made_safe() {
+        let bob = Uuid::from_u128(7);
+        let line = state(
+            "rust",
+            "k\u{202e}",
+            Some("\u{1b}[2Jgone\nnext"),
+            Some(&bob),
+            Some("bob"),
+            "changed",
+        );
+        assert!(!line.contains('\u{1b}') && !line.contains('\n'), "{line:?}");
+        assert!(line.starts_with("[#rust] bob set k"), "{line}");
+        assert_eq!(
+            state("rust", "topic", None, None, None, "get"),
+            "[#rust] no topic; /topic <text> sets one"
+        );
+        let entries = [StateLine {
+            key: "k".into(),
+            value: Some("v\u{7}".into()),
+            author: Some(bob),
+            author_name: None,
+        }];
+        let text = list("rust", &entries);
+        assert!(!text.contains('\u{7}'), "{text}");
+        assert!(text.contains(&format!("({bob})")), "{text}");
+        assert_eq!(
+            list("rust", &[]),
+            "[#rust] no shared state yet; /set <key> <value> adds some"
+        );
+    }
+}

@@ -15,7 +15,9 @@ async fn room_state_survives_a_restart_and_is_compacted() {
             states
                 .put("rust", &format!("k{i}"), Some(&format!("v{i}")))
                 .unwrap();
-            states.put("lobby", "topic", Some(&format!("t{i}"))).unwrap();
+            states
+                .put("lobby", "topic", Some(&format!("t{i}")))
+                .unwrap();
             for saved in states.take_saves() {
                 store.record(Change::RoomState(saved));
             }
@@ -29,7 +31,9 @@ async fn room_state_survives_a_restart_and_is_compacted() {
     assert!(saved.states.iter().all(|(_, pieces)| pieces.len() == 20));
     let mut again = RoomStates::new(identity.clone(), Limits::default());
     for (room, pieces) in saved.states {
-        let whole = again.restore(&room, pieces).expect("20 pieces are stored again whole");
+        let whole = again
+            .restore(&room, pieces)
+            .expect("20 pieces are stored again whole");
         store.record(Change::RoomState(whole));
     }
     for room in ["lobby", "rust"] {
