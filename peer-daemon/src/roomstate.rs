@@ -145,6 +145,9 @@ pub enum Reject {
     Shape,
     /// It would take the room past its [`Limits`].
     Full,
+    /// The member sent something refused less than [`QUIET_AFTER_REJECT`] ago: what it sends
+    /// meanwhile is dropped unread (so refusals cannot be made to cost us at its pace).
+    Quiet,
 }
 
 impl Reject {
@@ -155,6 +158,7 @@ impl Reject {
             Reject::Signature => "signature",
             Reject::Shape => "shape",
             Reject::Full => "full",
+            Reject::Quiet => "quiet",
         }
     }
 }
@@ -210,6 +214,7 @@ impl Counters {
             ("state.rejected_signature", rejected(Reject::Signature)),
             ("state.rejected_shape", rejected(Reject::Shape)),
             ("state.rejected_full", rejected(Reject::Full)),
+            ("state.rejected_quiet", rejected(Reject::Quiet)),
         ]
     }
 }

@@ -330,6 +330,27 @@ impl RoomDoc {
         data: &[u8],
         sigs: &[u8],
     ) -> Result<Vec<Update>, Reject> {
+        if self
+            .peers
+            .get(&peer)
+            .and_then(|sync| sync.quiet_until)
+            .is_some_and(|until| now < until)
+        {
+            return Err(Reject::Quiet);
+        }
+        let result = self.apply(peer, data, sigs);
+        if let Err(reason) = result {
+            // Started afresh once the member is listened to again.
+            let sync = self.peers.entry(peer).or_insert_with(PeerSync::new);
+            *sync = PeerSync::new();
+            sync.quiet_until = Some(now + QUIET_AFTER_REJECT);
+            tracing::debug!(room = %self.room, %peer, reason = reason.as_str(), "room state refused");
+        }
+        result
+    }
+
+    /// [`RoomDoc::receive`] once the member is listened to: all of the message, or none.
+    fn apply(&mut self, peer: Uuid, data: &[u8], sigs: &[u8]) -> Result<Vec<Update>, Reject> {
         let message = sync::Message::decode(data).map_err(|_| Reject::Malformed)?;
         if !plain_changes_only(&message) {
             return Err(Reject::Malformed);
@@ -359,10 +380,6 @@ impl RoomDoc {
             Ok(new) => Ok(self.accept(new)),
             Err(reason) => {
                 self.undo(&before);
-                let sync = self.peers.entry(peer).or_insert_with(PeerSync::new);
-                *sync = PeerSync::new();
-                sync.quiet_until = Some(now + QUIET_AFTER_REJECT);
-                tracing::debug!(room = %self.room, %peer, reason = reason.as_str(), "room state refused");
                 Err(reason)
             }
         }

@@ -182,10 +182,17 @@ fn forged_moved_and_odd_changes_are_refused_whole() {
             Reject::Shape,
         ),
     ];
+    // Each case a while after the one before: a member whose message was refused is not
+    // listened to for a while.
+    let turns = std::cell::Cell::new(0u32);
+    let turn = || {
+        turns.set(turns.get() + 1);
+        now + QUIET_AFTER_REJECT * turns.get()
+    };
     for (what, (data, sigs), reason) in cases {
         let before = bob.entries("r");
         assert_eq!(
-            bob.receive("r", m, now, &data, &sigs),
+            bob.receive("r", m, turn(), &data, &sigs),
             Err(reason),
             "{what}"
         );
@@ -197,12 +204,18 @@ fn forged_moved_and_odd_changes_are_refused_whole() {
     let (data, _) = forged(mallory_id.public_key(), &mallory_id, "r", |tx| {
         tx.put(ROOT, "topic", "unsigned").unwrap();
     });
-    assert_eq!(bob.receive("r", m, now, &data, &[]), Err(Reject::Signature));
+    assert_eq!(
+        bob.receive("r", m, turn(), &data, &[]),
+        Err(Reject::Signature)
+    );
     for junk in [&b"junk"[..], &[0x42][..], &[]] {
-        assert_eq!(bob.receive("r", m, now, junk, &[]), Err(Reject::Malformed));
+        assert_eq!(
+            bob.receive("r", m, turn(), junk, &[]),
+            Err(Reject::Malformed)
+        );
     }
     assert_eq!(
-        bob.receive("r", m, now, &data, &[0; 95]),
+        bob.receive("r", m, turn(), &data, &[0; 95]),
         Err(Reject::Malformed),
         "signature records come in 96 bytes"
     );
@@ -228,7 +241,7 @@ fn forged_moved_and_odd_changes_are_refused_whole() {
         let mut message = plain.clone();
         message.changes = vec![changes].into();
         assert_eq!(
-            bob.receive("r", m, now, &message.encode(), &sigs),
+            bob.receive("r", m, turn(), &message.encode(), &sigs),
             Err(Reject::Malformed),
             "{what}"
         );
@@ -236,21 +249,26 @@ fn forged_moved_and_odd_changes_are_refused_whole() {
     let mut v2 = plain.clone();
     v2.version = sync::MessageVersion::V2;
     assert_eq!(
-        bob.receive("r", m, now, &v2.encode(), &sigs),
+        bob.receive("r", m, turn(), &v2.encode(), &sigs),
         Err(Reject::Malformed)
     );
     let mut flagged = plain.clone();
     flagged.flags = Some(sync::MessageFlags::new());
     assert_eq!(
-        bob.receive("r", m, now, &flagged.encode(), &sigs),
+        bob.receive("r", m, turn(), &flagged.encode(), &sigs),
         Err(Reject::Malformed)
     );
     let mallory_honest = forged(mallory_id.public_key(), &mallory_id, "r", |tx| {
         tx.put(ROOT, "topic", "mallory's own").unwrap();
     });
-    // The member that sent something refused is not synced with for a while.
-    assert!(bob.generate("r", m, now).is_none());
-    let later = now + QUIET_AFTER_REJECT;
+    // The member that sent something refused is not synced with for a while, nor listened to.
+    let last = now + QUIET_AFTER_REJECT * turns.get();
+    assert!(bob.generate("r", m, last).is_none());
+    assert_eq!(
+        bob.receive("r", m, last, &mallory_honest.0, &mallory_honest.1),
+        Err(Reject::Quiet)
+    );
+    let later = last + QUIET_AFTER_REJECT;
     let updates = bob
         .receive("r", m, later, &mallory_honest.0, &mallory_honest.1)
         .expect("an honest change of mallory's own is a member's write");
