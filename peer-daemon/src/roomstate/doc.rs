@@ -26,7 +26,15 @@ struct PeerSync {
     failed_at: Option<Instant>,
     /// Not synced with until then (it sent something we refused).
     quiet_until: Option<Instant>,
+    /// Both sides' heads when we last sent, and how many messages in a row went out with
+    /// them unchanged: the exchange is going round in circles when that grows.
+    last_heads: Option<(Vec<ChangeHash>, Option<Vec<ChangeHash>>)>,
+    idle_sends: u32,
 }
+
+/// Messages in a row with neither side's heads moving before the exchange counts as stuck: it
+/// pauses, and starts afresh after [`STALL_AFTER`]. An honest exchange needs two or three.
+const MAX_IDLE_SENDS: u32 = 4;
 
 impl PeerSync {
     fn new() -> Self {
@@ -34,6 +42,8 @@ impl PeerSync {
             state: sync::State::new(),
             failed_at: None,
             quiet_until: None,
+            last_heads: None,
+            idle_sends: 0,
         }
     }
 }
@@ -223,6 +233,16 @@ impl RoomDoc {
         if sync.quiet_until.is_some_and(|until| now < until) {
             return None;
         }
+        let heads = (self.doc.get_heads(), sync.state.their_heads.clone());
+        if sync.last_heads.as_ref() == Some(&heads) {
+            if sync.idle_sends >= MAX_IDLE_SENDS {
+                // Going round in circles (whatever the cause): a fresh round later.
+                sync.failed_at.get_or_insert(now);
+                return None;
+            }
+        } else {
+            sync.idle_sends = 0;
+        }
         let before = sync.state.sent_hashes.len();
         let sent_before: BTreeSet<ChangeHash> = if before == 0 {
             BTreeSet::new()
@@ -230,6 +250,8 @@ impl RoomDoc {
             sync.state.sent_hashes.clone()
         };
         let mut message = self.doc.generate_sync_message(&mut sync.state)?;
+        sync.idle_sends += 1;
+        sync.last_heads = Some(heads);
         // Without the flags a peer takes us for a first-version peer, and sends plain changes
         // only (see `plain_changes_only`); we send nothing else either.
         message.flags = None;
@@ -257,6 +279,9 @@ impl RoomDoc {
     /// A sync message to `peer` was given up: a fresh round follows after [`STALL_AFTER`].
     pub fn failed(&mut self, peer: Uuid, now: Instant) {
         if let Some(sync) = self.peers.get_mut(&peer) {
+            // What the lost message carried counts as sent for Automerge until its sync state
+            // is forgotten: without this, those changes were never offered again.
+            sync.state = sync::State::new();
             sync.failed_at = Some(now);
         }
     }
@@ -366,7 +391,11 @@ impl RoomDoc {
         }
         let before = self.doc.get_heads();
         let sync = self.peers.entry(peer).or_insert_with(PeerSync::new);
-        sync.failed_at = None;
+        if sync.idle_sends < MAX_IDLE_SENDS {
+            // Heard from: no fresh round needed (unless the exchange is paused, going round
+            // in circles; then only a fresh round ends the pause).
+            sync.failed_at = None;
+        }
         let state = &mut sync.state;
         let doc = &mut self.doc;
         let applied = catch_unwind(AssertUnwindSafe(|| {

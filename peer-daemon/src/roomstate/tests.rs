@@ -470,3 +470,90 @@ fn no_flipped_byte_gets_a_forged_value_in_or_panics() {
     assert!(refused.contains_key(&Reject::Signature), "{refused:?}");
     assert!(refused.contains_key(&Reject::Malformed), "{refused:?}");
 }
+
+/// Exchanges between `a` and `b` about `room` at `now`, `turns` at most; whether they went
+/// quiet.
+fn settle(
+    a: (&mut RoomStates, Uuid),
+    b: (&mut RoomStates, Uuid),
+    now: Instant,
+    turns: usize,
+) -> bool {
+    let ((a, a_id), (b, b_id)) = (a, b);
+    for _ in 0..turns {
+        let mut quiet = true;
+        if let Some((data, sigs)) = a.generate("r", b_id, now) {
+            let _ = b.receive("r", a_id, now, &data, &sigs);
+            quiet = false;
+        }
+        if let Some((data, sigs)) = b.generate("r", a_id, now) {
+            let _ = a.receive("r", b_id, now, &data, &sigs);
+            quiet = false;
+        }
+        if quiet {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn what_a_lost_message_carried_is_offered_again() {
+    let (alice_id, mut alice) = member(1);
+    let (carol_id, mut carol) = member(3);
+    let (a, c) = (alice_id.uuid(), carol_id.uuid());
+    alice.put("r", "before", Some("1")).unwrap();
+    let t0 = Instant::now();
+    assert!(settle((&mut alice, a), (&mut carol, c), t0, 20));
+    // Both write while cut off; the messages that carried the writes are lost and given up.
+    alice.put("r", "alice.during", Some("1")).unwrap();
+    carol.put("r", "carol.during", Some("1")).unwrap();
+    assert!(alice.generate("r", c, t0).is_some());
+    assert!(carol.generate("r", a, t0).is_some());
+    alice.failed(c, t0);
+    carol.failed(a, t0);
+    // Carol's fresh round comes first and reaches alice before hers is due.
+    let later = t0 + STALL_AFTER;
+    assert_eq!(carol.due("r", &[a], later), [a]);
+    carol.restart("r", a);
+    assert!(
+        settle((&mut carol, c), (&mut alice, a), later, 20),
+        "the exchange goes quiet"
+    );
+    assert_eq!(values(&alice, "r"), values(&carol, "r"));
+    assert_eq!(values(&carol, "r").len(), 3);
+}
+
+#[test]
+fn an_exchange_going_round_in_circles_pauses_and_starts_afresh() {
+    let (alice_id, mut alice) = member(1);
+    let (carol_id, mut carol) = member(3);
+    let (a, c) = (alice_id.uuid(), carol_id.uuid());
+    alice.put("r", "before", Some("1")).unwrap();
+    let t0 = Instant::now();
+    assert!(settle((&mut alice, a), (&mut carol, c), t0, 20));
+    // Alice's message is lost without her hearing of it (so her sync state still counts its
+    // changes as sent), and carol starts a fresh round: Automerge alone would go round in
+    // circles, carol asking, alice answering without the changes.
+    alice.put("r", "alice.during", Some("1")).unwrap();
+    assert!(alice.generate("r", c, t0).is_some());
+    carol.restart("r", a);
+    assert!(
+        settle((&mut carol, c), (&mut alice, a), t0, 40),
+        "the circle is broken"
+    );
+    assert!(carol.get("r", "alice.during").is_none());
+    assert!(carol.counters().sent + alice.counters().sent < 30);
+    // The side that paused starts afresh once STALL_AFTER has passed.
+    let later = t0 + STALL_AFTER;
+    let due = alice.due("r", &[c], later);
+    let due_carol = carol.due("r", &[a], later);
+    assert!(due == [c] || due_carol == [a], "{due:?} {due_carol:?}");
+    if due == [c] {
+        alice.restart("r", c);
+    } else {
+        carol.restart("r", a);
+    }
+    assert!(settle((&mut alice, a), (&mut carol, c), later, 20));
+    assert_eq!(values(&alice, "r"), values(&carol, "r"));
+}
