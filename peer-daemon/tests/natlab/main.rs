@@ -30,6 +30,7 @@ mod pair;
 mod peer;
 mod selfcheck;
 mod servers;
+mod state;
 mod stun;
 
 use std::time::Duration;
