@@ -146,7 +146,7 @@ pub enum Command {
         /// The key.
         key: String,
     },
-    /// `/state`: every key of the room's shared state.
+    /// `/state [room]`: every key of a room's shared state.
     State {
         /// The room; the active one when `None`.
         room: Option<String>,
@@ -235,7 +235,10 @@ pub const HELP: &[(&str, &str)] = &[
         "/unset <key>",
         "remove a key from the active room's shared state",
     ),
-    ("/state", "list the active room's shared state"),
+    (
+        "/state [room]",
+        "list a room's shared state (the active room's by default)",
+    ),
     ("/topic [text]", "show or set the active room's topic"),
     ("/help", "show this list"),
     ("/quit", "leave"),
@@ -347,7 +350,9 @@ pub fn parse(input: &str) -> Result<Command, String> {
             room: None,
             key: one_arg("/get <key>")?,
         }),
-        "state" => Ok(Command::State { room: None }),
+        "state" => Ok(Command::State {
+            room: optional().map(|room| room.trim_start_matches('#').to_owned()),
+        }),
         "topic" => Ok(Command::Topic { text: optional() }),
         "help" | "h" | "?" => Ok(Command::Help),
         "quit" | "exit" | "q" => Ok(Command::Quit),

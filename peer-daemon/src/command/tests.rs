@@ -27,6 +27,12 @@ fn parses_room_state_commands() {
         })
     );
     assert_eq!(parse("/state"), Ok(Command::State { room: None }));
+    assert_eq!(
+        parse("/state #rust"),
+        Ok(Command::State {
+            room: Some("rust".into())
+        })
+    );
     assert_eq!(parse("/topic"), Ok(Command::Topic { text: None }));
     assert_eq!(
         parse("/topic Rust, mostly"),
