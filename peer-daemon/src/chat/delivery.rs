@@ -160,8 +160,8 @@ impl ChatCore {
     /// Reports the outcome of one copy of a message.
     pub(super) fn settle(&mut self, peer: Uuid, tag: Tag, outcome: Result<Duration, String>) {
         match (tag, outcome) {
-            (Tag::Quiet, _) | (Tag::State, Ok(_)) => {}
-            (Tag::State, Err(_)) => self.state_failed(peer),
+            (Tag::Quiet, _) => {}
+            (Tag::State, outcome) => self.state_settled(peer, outcome.is_ok()),
             (Tag::Receipt(key), outcome) => self.receipt_settled(key, outcome.is_ok()),
             (Tag::Direct(id), Err(reason))
                 if self.mail_instead(peer, id, reason.clone()).is_ok() => {}

@@ -125,6 +125,8 @@ pub struct ChatCore {
     mail: mailbox::Mail,
     /// Every room's shared state.
     states: crate::roomstate::RoomStates,
+    /// Room state sync messages on their way, and what waits for them.
+    state_out: state::Outbox,
 }
 
 impl ChatCore {
@@ -165,6 +167,7 @@ impl ChatCore {
             contacts: HashMap::new(),
             mail: mailbox::Mail::default(),
             states,
+            state_out: state::Outbox::default(),
         }
     }
 

@@ -8,6 +8,7 @@
 //! nothing to offer and is found by the others); answers are always given. Only members are
 //! synced with, and sync messages from anyone else are dropped and counted.
 
+use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use proto::chat::{ChatMessage, valid_room};
@@ -21,6 +22,15 @@ use crate::roomstate::{Entry, StateError, Update};
 
 /// The key `/topic` sets, shown on `/join` and in `/rooms`.
 pub const TOPIC: &str = "topic";
+
+/// Sync messages on their way to each member: one at a time per member (until the reliable
+/// layer acknowledges or gives it up), so a burst of writes goes out as one message per round
+/// trip, not one per write; what comes up meanwhile waits, one entry per room.
+#[derive(Debug, Default)]
+pub(super) struct Outbox {
+    sending: HashMap<Uuid, u32>,
+    waiting: HashMap<Uuid, BTreeSet<String>>,
+}
 
 /// Why a read or write of room state was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -233,15 +243,45 @@ impl ChatCore {
         }
     }
 
-    /// Sends `peer` what it lacks of `room`'s state, if anything.
+    /// Sends `peer` what it lacks of `room`'s state, if anything: now, or once the message
+    /// on its way to it has arrived (see [`Outbox`]).
     pub(super) fn sync_with(&mut self, room: &str, peer: Uuid) {
+        if self.state_out.sending.get(&peer).is_some_and(|n| *n > 0) {
+            self.state_out
+                .waiting
+                .entry(peer)
+                .or_default()
+                .insert(room.to_owned());
+            return;
+        }
         if let Some((sync, sigs)) = self.states.generate(room, peer, self.now) {
             let message = ChatMessage::State {
                 room: room.to_owned(),
                 sync,
                 sigs,
             };
+            *self.state_out.sending.entry(peer).or_default() += 1;
             self.send_chat(peer, &message, Tag::State);
+        }
+    }
+
+    /// A sync message to `peer` arrived (`true`) or was given up: what waited goes out.
+    pub(super) fn state_settled(&mut self, peer: Uuid, arrived: bool) {
+        if let Some(n) = self.state_out.sending.get_mut(&peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.state_out.sending.remove(&peer);
+            }
+        }
+        if !arrived {
+            self.states.failed(peer, self.now);
+        }
+        if !self.state_out.sending.contains_key(&peer) {
+            for room in self.state_out.waiting.remove(&peer).unwrap_or_default() {
+                if self.roster.in_room(&room) {
+                    self.sync_with(&room, peer);
+                }
+            }
         }
     }
 
@@ -259,11 +299,6 @@ impl ChatCore {
                 self.sync_with(room, peer);
             }
         }
-    }
-
-    /// A sync message to `peer` was given up.
-    pub(super) fn state_failed(&mut self, peer: Uuid) {
-        self.states.failed(peer, self.now);
     }
 
     /// Fresh rounds for members whose sync stalled or is due for anti-entropy.
