@@ -173,7 +173,10 @@ async fn when_the_index_is_down_the_lan_stands_in() {
         .await;
     lab.servers().kill_index();
     let mut bob = lab.spawn_on_lan(h2, "bob", &url, &[]).await;
+    // Each must have heard the other's announcement: the name a message shows under comes
+    // from the receiver's LAN peers (under load bob's could lag behind alice's).
     wait_lan_peers(&mut alice, 1).await;
+    wait_lan_peers(&mut bob, 1).await;
 
     alice.send_line("/msg bob the index is gone").await;
     alice.receipt(bob.uuid, ACK).await;
