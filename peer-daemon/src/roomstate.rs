@@ -19,6 +19,7 @@
 
 mod check;
 mod doc;
+mod save;
 #[cfg(test)]
 mod tests;
 

@@ -13,11 +13,11 @@ use proto::identity::Identity;
 use uuid::Uuid;
 
 use super::{
-    Entry, Limits, QUIET_AFTER_REJECT, ROUND_EVERY, Reject, STALL_AFTER, Saved, StateError, Update,
+    Entry, Limits, QUIET_AFTER_REJECT, ROUND_EVERY, Reject, STALL_AFTER, StateError, Update,
     signed_message, valid_key,
 };
 
-use super::check::{SIG_RECORD, author_of, parse_sigs, plain_changes_only};
+use super::check::{author_of, parse_sigs, plain_changes_only};
 
 /// The sync with one member.
 struct PeerSync {
@@ -64,7 +64,7 @@ pub struct RoomDoc {
     pub(super) history: usize,
     peers: HashMap<Uuid, PeerSync>,
     /// The document's heads when it was last saved.
-    saved: Vec<ChangeHash>,
+    pub(super) saved: Vec<ChangeHash>,
     /// When the next anti-entropy round is due, and which member's turn it is.
     next_round: Option<Instant>,
     rotation: usize,
@@ -458,45 +458,5 @@ impl RoomDoc {
         };
         doc.set_actor(self.actor.clone());
         self.doc = doc;
-    }
-
-    /// The changes to store since the last call, if any.
-    pub fn take_save(&mut self) -> Option<Saved> {
-        let heads = self.doc.get_heads();
-        if heads == self.saved {
-            return None;
-        }
-        let changes = self.doc.get_changes(&self.saved);
-        self.saved = heads;
-        let mut data = Vec::new();
-        let mut sigs = Vec::new();
-        for change in &changes {
-            data.extend_from_slice(change.raw_bytes());
-            if let Some(signature) = self.sigs.get(&change.hash()) {
-                sigs.extend_from_slice(&change.hash().0);
-                sigs.extend_from_slice(signature);
-            }
-        }
-        (!data.is_empty()).then(|| Saved {
-            room: self.room.clone(),
-            data,
-            sigs,
-            replace: false,
-        })
-    }
-
-    /// The whole state, to store in place of the pieces it was loaded from.
-    pub fn save_all(&self) -> Saved {
-        let mut sigs = Vec::with_capacity(self.sigs.len() * SIG_RECORD);
-        for (hash, signature) in &self.sigs {
-            sigs.extend_from_slice(&hash.0);
-            sigs.extend_from_slice(signature);
-        }
-        Saved {
-            room: self.room.clone(),
-            data: self.doc.save(),
-            sigs,
-            replace: true,
-        }
     }
 }
