@@ -20,10 +20,20 @@ pub struct Config {
     #[arg(long, env = "INDEX_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
 
-    /// SQLite database URL (`sqlite://PATH`); the file is created if missing, and must be
-    /// writable.
+    /// Database URL: `sqlite://PATH` (the default; the file is created if missing, and must be
+    /// writable; one index process per file) or `postgres://USER:PASSWORD@HOST:PORT/DB` (any
+    /// number of index processes on one database; the schema is created if missing).
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://index.db")]
     pub database_url: String,
+
+    /// Database connections for reads (the writer has one more of its own).
+    #[arg(long, env = "INDEX_DATABASE_CONNECTIONS", default_value_t = 8)]
+    pub database_connections: u32,
+
+    /// Records the lookup cache holds at most (about 400 bytes each); the least used go
+    /// first. Records not held are read from the database.
+    #[arg(long, env = "INDEX_CACHE_ENTRIES", default_value_t = 1_000_000)]
+    pub cache_entries: u64,
 
     /// Largest request body accepted, in bytes (at least 1024).
     #[arg(long, env = "INDEX_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
@@ -240,7 +250,23 @@ impl Config {
                  TURN credentials: give the secret, or only stun: URLs"
             ));
         }
+        if self.database_connections == 0 {
+            return Err(
+                "--database-connections 0 leaves no connection for reads: give at least 1".into(),
+            );
+        }
         check_database_url(&self.database_url)
+    }
+
+    /// The database URL as it may be shown in messages and logs: without its password.
+    pub fn database_shown(&self) -> String {
+        match url::Url::parse(&self.database_url) {
+            Ok(mut url) if url.password().is_some() => {
+                let _ = url.set_password(Some("***"));
+                url.to_string()
+            }
+            _ => self.database_url.clone(),
+        }
     }
 
     /// The ICE servers owner answers carry, from `--turn-url`, `--turn-secret` and
@@ -328,12 +354,18 @@ fn positive(flag: &str, value: Duration, zero_means: &str, example: &str) -> Res
 pub fn check_database_url(url: &str) -> Result<(), String> {
     let Some(rest) = url.strip_prefix("sqlite:") else {
         if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            return Err(format!(
-                "--database-url `{url}`: PostgreSQL is not supported yet; give sqlite://PATH"
-            ));
+            return sqlx::postgres::PgConnectOptions::from_str(url)
+                .map(drop)
+                .map_err(|error| {
+                    format!(
+                        "--database-url: not a usable PostgreSQL URL ({error}): give \
+                     postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+                    )
+                });
         }
         return Err(format!(
-            "--database-url `{url}` is not a SQLite URL: give sqlite://PATH, e.g. sqlite://index.db"
+            "--database-url `{url}` is neither a SQLite nor a PostgreSQL URL: give \
+             sqlite://PATH (e.g. sqlite://index.db) or postgres://USER:PASSWORD@HOST:PORT/DATABASE"
         ));
     };
     let rest = rest.strip_prefix("//").unwrap_or(rest);
@@ -353,6 +385,13 @@ pub fn check_database_url(url: &str) -> Result<(), String> {
     sqlx::sqlite::SqliteConnectOptions::from_str(url)
         .map(drop)
         .map_err(|error| format!("--database-url `{url}` is not usable: {error}"))
+}
+
+/// The file a `sqlite://PATH` URL names.
+pub fn sqlite_path(url: &str) -> std::path::PathBuf {
+    sqlx::sqlite::SqliteConnectOptions::from_str(url)
+        .map(|options| options.get_filename().to_owned())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

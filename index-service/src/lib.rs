@@ -16,8 +16,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
-use sqlx::sqlite::SqliteConnection;
-use sqlx::{Connection, SqlitePool};
+use sqlx::AnyPool;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -27,9 +26,10 @@ pub use config::Config;
 pub use http::{app, openapi};
 
 use crate::db::cache::LookupCache;
+use crate::db::coherence::{self, Replica};
 use crate::db::health::DbFile;
 use crate::db::writer::WriterParts;
-use crate::db::{Clock, Liveness, Now, Writer};
+use crate::db::{Backend, Clock, Liveness, Now, Writer};
 use crate::http::ratelimit::RateLimits;
 use crate::metrics::Metrics;
 
@@ -48,9 +48,9 @@ impl std::ops::Deref for AppState {
 
 /// What [`AppState`] points to.
 pub struct Shared {
-    /// The SQLite pool, for reads.
-    pub pool: SqlitePool,
-    /// Every live record in memory, for lookups by UUID.
+    /// The database's pool, for reads.
+    pub pool: AnyPool,
+    /// Recently used records in memory, for lookups by UUID.
     pub cache: Arc<LookupCache>,
     /// The single writer every change goes through.
     pub writer: Writer,
@@ -113,46 +113,70 @@ impl Service {
             );
         }
         let url = config.database_url.clone();
-        let options = db::connect_options(&url)?;
-        let path = options.get_filename().to_owned();
-        let unwritable = |error: sqlx::Error| {
-            anyhow::anyhow!(
-                "cannot write the database {} ({error}): check that the file and its directory \
-                 are writable and that its file system is not full or mounted read-only",
-                path.display()
-            )
+        let backend =
+            Backend::of(&url).context("--database-url is neither sqlite: nor postgres:")?;
+        let shown = config.database_shown();
+        let unwritable = |error: sqlx::Error| match backend {
+            Backend::Sqlite => anyhow::anyhow!(
+                "cannot write the database {shown} ({error}): check that the file and its \
+                 directory are writable and that its file system is not full or mounted read-only"
+            ),
+            Backend::Postgres => anyhow::anyhow!(
+                "cannot write the database {shown} ({error}): check that the server runs and \
+                 takes connections, the user, password and database name, and that the user may \
+                 write"
+            ),
         };
         // The writer's own connection, outside the pool, so writes never wait for a pooled
         // connection and lookups never wait for the writer.
-        let mut connection = SqliteConnection::connect_with(&options)
+        let options = backend.options(&url, true)?;
+        let mut connection = backend.connect(&options).await.map_err(unwritable)?;
+        db::check_writable(&mut connection, backend)
             .await
             .map_err(unwritable)?;
-        db::check_writable(&mut connection)
+        let file =
+            match backend {
+                Backend::Sqlite => {
+                    let path = config::sqlite_path(&url);
+                    Some(DbFile::identify(&path).with_context(|| {
+                        format!("looking at the database file {}", path.display())
+                    })?)
+                }
+                Backend::Postgres => None,
+            };
+        let pool = db::connect(backend, &url, config.database_connections)
             .await
-            .map_err(unwritable)?;
-        let file = DbFile::identify(&path)
-            .with_context(|| format!("looking at the database file {}", path.display()))?;
-        let pool = db::connect(&url)
-            .await
-            .with_context(|| format!("opening database {url}"))?;
+            .with_context(|| format!("opening the database {shown}"))?;
         let liveness = Liveness {
             clock,
             ttl: config.peer_ttl,
         };
-        let cache = Arc::new(LookupCache::new(liveness.clone()));
-        let started = std::time::Instant::now();
-        let live = cache
-            .load(&pool)
-            .await
-            .with_context(|| format!("loading the live records of {url}"))?;
-        tracing::info!(live, took = ?started.elapsed(), "loaded the live records");
+        let replicated = backend == Backend::Postgres;
+        let cache = Arc::new(LookupCache::new(
+            liveness.clone(),
+            config.cache_entries,
+            replicated,
+        ));
         let metrics = Arc::new(Metrics::new());
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let replica = replicated.then(Replica::random);
+        if let Some(replica) = &replica {
+            coherence::spawn(
+                url.clone(),
+                pool.clone(),
+                cache.clone(),
+                replica.clone(),
+                stop.child_token(),
+                &tasks,
+            );
+        }
         let parts = WriterParts {
             connection,
-            options,
+            options: backend.options(&url, false)?,
+            backend,
             file,
+            replica,
             liveness: liveness.clone(),
             quotas: db::quota::Quotas::from_config(&config),
             cache: cache.clone(),

@@ -6,15 +6,17 @@ mod common;
 
 use std::borrow::Cow;
 
-use common::database_url;
+use common::sqlite_url;
 use index_service::db;
 
 #[tokio::test]
 async fn the_migration_keeps_the_newest_of_duplicate_names_and_the_index_backs_the_rule() {
     let dir = tempfile::tempdir().unwrap();
-    let url = database_url(&dir);
+    let url = sqlite_url(&dir);
     // A database as the previous release left it: two records share a name.
-    let options = db::connect_options(&url).unwrap();
+    let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
+        .unwrap()
+        .create_if_missing(true);
     let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
     let mut migrator = sqlx::migrate::Migrator::new(std::path::Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -86,7 +88,7 @@ async fn the_migration_keeps_the_newest_of_duplicate_names_and_the_index_backs_t
     }
     pool.close().await;
 
-    let pool = db::connect(&url).await.unwrap();
+    let pool = db::connect(db::Backend::Sqlite, &url, 2).await.unwrap();
     type Row = (String, Option<String>, Option<String>, Option<String>);
     let names: Vec<Row> =
         sqlx::query_as("SELECT uuid, name, name_key, subnet FROM peers ORDER BY uuid")

@@ -185,17 +185,20 @@ fn database_urls_the_index_cannot_keep_records_in_are_refused() {
     refused(
         dir.path(),
         &["--database-url", "notaurl"],
-        "is not a SQLite URL",
+        "is neither a SQLite nor a PostgreSQL URL",
     );
     refused(
         dir.path(),
         &["--database-url", "/var/lib/index.db"],
-        "is not a SQLite URL",
+        "is neither a SQLite nor a PostgreSQL URL",
     );
     refused(
         dir.path(),
-        &["--database-url", "postgres://index@localhost/index"],
-        "PostgreSQL is not supported yet",
+        &[
+            "--database-url",
+            "postgres://index@localhost/index?sslmode=bogus",
+        ],
+        "not a usable PostgreSQL URL",
     );
     refused(
         dir.path(),

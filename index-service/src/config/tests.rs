@@ -149,14 +149,16 @@ fn validation() {
     assert!(
         check_database_url("notaurl")
             .unwrap_err()
-            .contains("not a SQLite URL")
+            .contains("neither a SQLite nor a PostgreSQL URL")
     );
     assert!(
-        check_database_url("postgres://h/db")
+        check_database_url("postgres://h/db?sslmode=bogus")
             .unwrap_err()
-            .contains("not supported yet")
+            .contains("not a usable PostgreSQL URL")
     );
     for url in [
+        "postgres://h/db",
+        "postgresql://index:secret@db.example.org:5433/index",
         "sqlite://index.db",
         "sqlite:///var/lib/x.db",
         "sqlite:rel.db?mode=rwc",

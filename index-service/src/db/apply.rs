@@ -6,7 +6,7 @@
 //! database failure (the writer rolls the group back), the inner one a refusal, committed with
 //! the rest of the group.
 
-use sqlx::sqlite::SqliteConnection;
+use sqlx::AnyConnection;
 
 use super::change::{
     Delete, Done, Heartbeat, InsertKeyless, Membership, Op, Purge, Update, UpsertKeyed,
@@ -23,12 +23,7 @@ type Outcome = sqlx::Result<Result<Done, WriteError>>;
 
 /// Applies `op` in the open transaction `tx` at the time `now`: a signed change first spends
 /// its signature (a replay goes no further), then the operation's own function runs.
-pub(super) async fn apply(
-    tx: &mut SqliteConnection,
-    op: &Op,
-    now: &Now,
-    quotas: &Quotas,
-) -> Outcome {
+pub(super) async fn apply(tx: &mut AnyConnection, op: &Op, now: &Now, quotas: &Quotas) -> Outcome {
     if let Some(signature) = op.signature()
         && !spend(tx, signature).await?
     {
@@ -51,9 +46,9 @@ pub(super) async fn apply(
 }
 
 /// Records `signature` as used; false if it was used before.
-async fn spend(tx: &mut SqliteConnection, signature: &UsedSignature) -> sqlx::Result<bool> {
+async fn spend(tx: &mut AnyConnection, signature: &UsedSignature) -> sqlx::Result<bool> {
     let inserted = sqlx::query(
-        "INSERT INTO used_signatures (signature_hash, expires_at) VALUES (?1, ?2)
+        "INSERT INTO used_signatures (signature_hash, expires_at) VALUES ($1, $2)
          ON CONFLICT DO NOTHING",
     )
     .bind(&signature.hash)
@@ -67,7 +62,7 @@ async fn spend(tx: &mut SqliteConnection, signature: &UsedSignature) -> sqlx::Re
 /// Why a registration of record `uuid` from `origin` (carrying `name`) may not be written: a
 /// quota it would pass, or a name another live record holds. `None` lets it through.
 async fn refusal(
-    tx: &mut SqliteConnection,
+    tx: &mut AnyConnection,
     quotas: &Quotas,
     now: &Now,
     uuid: &str,
@@ -103,7 +98,7 @@ fn changed(done: bool) -> Result<Done, WriteError> {
 }
 
 async fn insert_keyless(
-    tx: &mut SqliteConnection,
+    tx: &mut AnyConnection,
     op: &InsertKeyless,
     now: &Now,
     quotas: &Quotas,
@@ -114,7 +109,7 @@ async fn insert_keyless(
     }
     let row = sqlx::query_as::<_, RecordRow>(
         "INSERT INTO peers (uuid, addr, registered_at, last_seen, token_hash, ip, subnet)
-         VALUES (?1, ?2, ?6, ?6, ?3, ?4, ?5)
+         VALUES ($1, $2, $6, $6, $3, $4, $5)
          RETURNING uuid, addr, name, public_key, registered_at, last_seen, candidates",
     )
     .bind(uuid)
@@ -131,7 +126,7 @@ async fn insert_keyless(
 /// Creates the record of `op.public_key`, or refreshes it; one that had expired (but was not
 /// purged yet) comes back as new: a fresh `registered_at`, and in no room.
 async fn upsert_keyed(
-    tx: &mut SqliteConnection,
+    tx: &mut AnyConnection,
     op: &UpsertKeyed,
     now: &Now,
     quotas: &Quotas,
@@ -147,7 +142,7 @@ async fn upsert_keyed(
         "INSERT INTO peers
             (uuid, addr, name, registered_at, last_seen, public_key, name_key, ip, subnet,
              candidates)
-         VALUES (?1, ?2, ?3, ?9, ?9, ?4, ?6, ?7, ?8, ?10)
+         VALUES ($1, $2, $3, $9, $9, $4, $6, $7, $8, $10)
          ON CONFLICT (uuid) DO UPDATE SET
             addr = excluded.addr,
             name = excluded.name,
@@ -156,9 +151,9 @@ async fn upsert_keyed(
             ip = excluded.ip,
             subnet = excluded.subnet,
             last_seen = excluded.last_seen,
-            registered_at = CASE WHEN peers.last_seen < ?5
+            registered_at = CASE WHEN peers.last_seen < $5
                 THEN excluded.registered_at ELSE peers.registered_at END
-         WHERE peers.public_key IS excluded.public_key
+         WHERE peers.public_key IS NOT DISTINCT FROM excluded.public_key
          RETURNING uuid, addr, name, public_key, registered_at, last_seen, candidates",
     )
     .bind(uuid)
@@ -176,7 +171,7 @@ async fn upsert_keyed(
     Ok(record(row))
 }
 
-async fn update(tx: &mut SqliteConnection, op: &Update, now: &Now, quotas: &Quotas) -> Outcome {
+async fn update(tx: &mut AnyConnection, op: &Update, now: &Now, quotas: &Quotas) -> Outcome {
     let uuid = op.uuid.to_string();
     let name = op.name.as_ref();
     if let Some(refused) = refusal(tx, quotas, now, &uuid, &op.origin, name, NewRow::No).await? {
@@ -184,9 +179,9 @@ async fn update(tx: &mut SqliteConnection, op: &Update, now: &Now, quotas: &Quot
     }
     let (key, token) = op.owner.columns();
     let row = sqlx::query_as::<_, RecordRow>(
-        "UPDATE peers SET addr = ?2, name = ?3, name_key = ?7, ip = ?8, subnet = ?9,
-                          last_seen = ?10
-         WHERE uuid = ?1 AND public_key IS ?4 AND token_hash IS ?5 AND last_seen >= ?6
+        "UPDATE peers SET addr = $2, name = $3, name_key = $7, ip = $8, subnet = $9,
+                          last_seen = $10
+         WHERE uuid = $1 AND public_key IS NOT DISTINCT FROM $4 AND token_hash IS NOT DISTINCT FROM $5 AND last_seen >= $6
          RETURNING uuid, addr, name, public_key, registered_at, last_seen, candidates",
     )
     .bind(uuid)
@@ -204,11 +199,11 @@ async fn update(tx: &mut SqliteConnection, op: &Update, now: &Now, quotas: &Quot
     Ok(record(row))
 }
 
-async fn heartbeat(tx: &mut SqliteConnection, op: &Heartbeat, now: &Now) -> Outcome {
+async fn heartbeat(tx: &mut AnyConnection, op: &Heartbeat, now: &Now) -> Outcome {
     let (key, token) = op.owner.columns();
     let row = sqlx::query_as::<_, RecordRow>(
-        "UPDATE peers SET last_seen = ?5
-         WHERE uuid = ?1 AND public_key IS ?2 AND token_hash IS ?3 AND last_seen >= ?4
+        "UPDATE peers SET last_seen = $5
+         WHERE uuid = $1 AND public_key IS NOT DISTINCT FROM $2 AND token_hash IS NOT DISTINCT FROM $3 AND last_seen >= $4
          RETURNING uuid, addr, name, public_key, registered_at, last_seen, candidates",
     )
     .bind(op.uuid.to_string())
@@ -221,11 +216,11 @@ async fn heartbeat(tx: &mut SqliteConnection, op: &Heartbeat, now: &Now) -> Outc
     Ok(record(row))
 }
 
-async fn delete(tx: &mut SqliteConnection, op: &Delete, now: &Now) -> Outcome {
+async fn delete(tx: &mut AnyConnection, op: &Delete, now: &Now) -> Outcome {
     let (key, token) = op.owner.columns();
     let deleted = sqlx::query(
         "DELETE FROM peers
-         WHERE uuid = ?1 AND public_key IS ?2 AND token_hash IS ?3 AND last_seen >= ?4",
+         WHERE uuid = $1 AND public_key IS NOT DISTINCT FROM $2 AND token_hash IS NOT DISTINCT FROM $3 AND last_seen >= $4",
     )
     .bind(op.uuid.to_string())
     .bind(key)
@@ -237,7 +232,7 @@ async fn delete(tx: &mut SqliteConnection, op: &Delete, now: &Now) -> Outcome {
     Ok(changed(deleted == 1))
 }
 
-async fn membership(tx: &mut SqliteConnection, op: &Membership, now: &Now) -> Outcome {
+async fn membership(tx: &mut AnyConnection, op: &Membership, now: &Now) -> Outcome {
     let uuid = op.uuid.to_string();
     let done = if op.join {
         rooms::join(tx, &op.room, &uuid, &op.owner, now).await?
@@ -248,22 +243,22 @@ async fn membership(tx: &mut SqliteConnection, op: &Membership, now: &Now) -> Ou
 }
 
 /// Nothing but the owner's signature, spent above, and the proof that the record is live.
-async fn vouch(tx: &mut SqliteConnection, op: &Vouch, now: &Now) -> Outcome {
+async fn vouch(tx: &mut AnyConnection, op: &Vouch, now: &Now) -> Outcome {
     let live = rooms::owned_live(tx, &op.uuid.to_string(), &op.owner, now).await?;
     Ok(changed(live))
 }
 
-async fn purge(tx: &mut SqliteConnection, op: &Purge, now: &Now) -> Outcome {
+async fn purge(tx: &mut AnyConnection, op: &Purge, now: &Now) -> Outcome {
     let purged = sqlx::query(
         "DELETE FROM peers WHERE uuid IN
-            (SELECT uuid FROM peers WHERE last_seen < ?1 LIMIT ?2)",
+            (SELECT uuid FROM peers WHERE last_seen < $1 LIMIT $2)",
     )
     .bind(&now.live_since)
-    .bind(op.limit)
+    .bind(i64::from(op.limit))
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    sqlx::query("DELETE FROM used_signatures WHERE expires_at < ?1")
+    sqlx::query("DELETE FROM used_signatures WHERE expires_at < $1")
         .bind(now.unix_secs())
         .execute(&mut *tx)
         .await?;

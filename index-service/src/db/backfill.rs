@@ -6,7 +6,9 @@
 
 use std::net::SocketAddr;
 
-use sqlx::{Connection, SqlitePool};
+use sqlx::{AnyConnection, AnyPool};
+
+use super::backend::Backend;
 
 use super::quota::Origin;
 use crate::naming;
@@ -23,24 +25,43 @@ pub struct Backfilled {
     pub dropped_names: u64,
 }
 
-/// Fills in missing origins and name keys.
-pub async fn run(pool: &SqlitePool) -> sqlx::Result<Backfilled> {
+/// Fills in missing origins and name keys. Both are found through indexes (`peers_origin`
+/// leads with `subnet`; `peers_unkeyed_names` holds only named rows without a key), so when
+/// there is nothing to fill in, this takes the same time whatever the number of records.
+pub async fn run(pool: &AnyPool, backend: Backend) -> sqlx::Result<Backfilled> {
     let mut connection = pool.acquire().await?;
-    let mut tx = connection.begin_with("BEGIN IMMEDIATE").await?;
+    backend.begin_write(&mut connection).await?;
+    let done = fill_in(&mut connection, backend).await;
+    match done {
+        Ok(done) => {
+            sqlx::query("COMMIT").execute(&mut *connection).await?;
+            Ok(done)
+        }
+        Err(error) => {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
+            Err(error)
+        }
+    }
+}
+
+async fn fill_in(tx: &mut AnyConnection, backend: Backend) -> sqlx::Result<Backfilled> {
     let mut done = Backfilled::default();
     // IPv4 addresses (`a.b.c.d:port`, as the index writes them) in one statement, so a
-    // database of a million rows is not updated row by row.
-    done.origins += sqlx::query(
-        "UPDATE peers SET ip = substr(addr, 1, instr(addr, ':') - 1),
+    // SQLite database of a million rows from before quotas is not updated row by row.
+    // PostgreSQL databases were created with origins (the rows below are the rest).
+    if backend == Backend::Sqlite {
+        done.origins += sqlx::query(
+            "UPDATE peers SET ip = substr(addr, 1, instr(addr, ':') - 1),
                           subnet = rtrim(substr(addr, 1, instr(addr, ':') - 1), '0123456789')
                                    || '0/24'
-         WHERE ip IS NULL AND addr NOT LIKE '[%' AND addr LIKE '%.%.%.%:%'",
-    )
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+         WHERE subnet IS NULL AND ip IS NULL AND addr NOT LIKE '[%' AND addr LIKE '%.%.%.%:%'",
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    }
     let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT uuid, addr FROM peers WHERE ip IS NULL")
+        sqlx::query_as("SELECT uuid, addr FROM peers WHERE subnet IS NULL AND ip IS NULL")
             .fetch_all(&mut *tx)
             .await?;
     for (uuid, addr) in rows {
@@ -49,7 +70,7 @@ pub async fn run(pool: &SqlitePool) -> sqlx::Result<Backfilled> {
             continue;
         };
         let origin = Origin::of(addr.ip());
-        sqlx::query("UPDATE peers SET ip = ?2, subnet = ?3 WHERE uuid = ?1")
+        sqlx::query("UPDATE peers SET ip = $2, subnet = $3 WHERE uuid = $1")
             .bind(&uuid)
             .bind(&origin.ip)
             .bind(&origin.subnet)
@@ -74,17 +95,18 @@ pub async fn run(pool: &SqlitePool) -> sqlx::Result<Backfilled> {
         };
         let taken = match &key {
             Some(key) => {
-                sqlx::query_scalar::<_, bool>(
-                    "SELECT EXISTS (SELECT 1 FROM peers WHERE name_key = ?1)",
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT CAST(EXISTS (SELECT 1 FROM peers WHERE name_key = $1) AS INTEGER)",
                 )
                 .bind(key)
                 .fetch_one(&mut *tx)
                 .await?
+                    != 0
             }
             None => false,
         };
         if key.is_some() && !taken {
-            sqlx::query("UPDATE peers SET name_key = ?2 WHERE uuid = ?1")
+            sqlx::query("UPDATE peers SET name_key = $2 WHERE uuid = $1")
                 .bind(&uuid)
                 .bind(&key)
                 .execute(&mut *tx)
@@ -94,13 +116,12 @@ pub async fn run(pool: &SqlitePool) -> sqlx::Result<Backfilled> {
             if taken {
                 tracing::warn!(peer = %uuid, ?name, "dropping a name that looks like one a more recent record holds");
             }
-            sqlx::query("UPDATE peers SET name = NULL WHERE uuid = ?1")
+            sqlx::query("UPDATE peers SET name = NULL WHERE uuid = $1")
                 .bind(&uuid)
                 .execute(&mut *tx)
                 .await?;
             done.dropped_names += 1;
         }
     }
-    tx.commit().await?;
     Ok(done)
 }

@@ -9,8 +9,7 @@
 
 use std::collections::HashMap;
 
-use sqlx::QueryBuilder;
-use sqlx::sqlite::{Sqlite, SqliteConnection};
+use sqlx::AnyConnection;
 
 use super::change::{Done, InsertKeyless, Op};
 use super::clock::Now;
@@ -36,26 +35,35 @@ pub(super) fn leading_chunk<'a>(ops: impl Iterator<Item = &'a Op>) -> Vec<&'a In
 
 /// Inserts `ops` (a [`leading_chunk`]) and returns their records in the same order.
 pub(super) async fn insert_keyless(
-    tx: &mut SqliteConnection,
+    tx: &mut AnyConnection,
     ops: &[&InsertKeyless],
     now: &Now,
 ) -> sqlx::Result<Vec<Done>> {
-    let mut insert = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO peers (uuid, addr, registered_at, last_seen, token_hash, ip, subnet) ",
+    // Numbered parameters (`$1`, `$2`, …), which both databases read; `?` is SQLite's only.
+    const COLUMNS: usize = 7;
+    let mut sql = String::from(
+        "INSERT INTO peers (uuid, addr, registered_at, last_seen, token_hash, ip, subnet) VALUES ",
     );
-    insert.push_values(ops, |mut row, op| {
-        row.push_bind(op.uuid.to_string())
-            .push_bind(op.addr.as_str())
-            .push_bind(now.text.as_str())
-            .push_bind(now.text.as_str())
-            .push_bind(op.token_hash.as_str())
-            .push_bind(op.origin.ip.as_str())
-            .push_bind(op.origin.subnet.as_str());
-    });
-    insert.push(" RETURNING uuid, addr, name, public_key, registered_at, last_seen, candidates");
+    for row in 0..ops.len() {
+        let first = row * COLUMNS + 1;
+        let params: Vec<String> = (first..first + COLUMNS).map(|n| format!("${n}")).collect();
+        let separator = if row == 0 { "" } else { ", " };
+        sql.push_str(&format!("{separator}({})", params.join(", ")));
+    }
+    sql.push_str(" RETURNING uuid, addr, name, public_key, registered_at, last_seen, candidates");
+    let mut insert = sqlx::query_as::<_, RecordRow>(sqlx::AssertSqlSafe(sql));
+    for op in ops {
+        insert = insert
+            .bind(op.uuid.to_string())
+            .bind(op.addr.as_str())
+            .bind(now.text.as_str())
+            .bind(now.text.as_str())
+            .bind(op.token_hash.as_str())
+            .bind(op.origin.ip.as_str())
+            .bind(op.origin.subnet.as_str());
+    }
     // RETURNING promises no order: match the rows to the operations by UUID.
     let mut records: HashMap<_, _> = insert
-        .build_query_as::<RecordRow>()
         .fetch_all(&mut *tx)
         .await?
         .into_iter()

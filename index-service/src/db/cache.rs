@@ -1,30 +1,48 @@
-//! The lookup cache: every live record in memory, so `GET /peers/{uuid}` — the index's hot
-//! path — never waits for SQLite (nor for a group commit holding its lock).
+//! The lookup cache: recently looked-up and recently written records in memory, so
+//! `GET /peers/{uuid}` — the index's hot path — usually never waits for the database.
 //!
-//! It is loaded from the database at start-up and afterwards changed only by the
-//! [`super::Writer`], after the transaction holding a change committed and before the change is
-//! acknowledged: a lookup never sees a change that could still be lost, and a client that got
-//! its 2xx sees its own change. A UUID the cache does not hold is looked up in SQLite, so a row
-//! written by another program (e.g. `sqlite3`) is still found; such rows are not cached, and
-//! a change another program makes to a cached row is not seen until the row's next change
-//! through the index or a restart.
+//! It is bounded (`--cache-entries`, least recently and least frequently used entries go
+//! first: moka's TinyLFU) and filled on demand: nothing is loaded at start-up, so start-up takes
+//! the same time whatever the number of records, and memory does not grow with them.
 //!
-//! Entries are compact (binary address, key and times; text is rebuilt on each hit) because the
-//! cache holds every live record: see docs/index.md for the memory per record. They hold what
-//! lookups show (candidates included), not who owns the record: ownership checks read SQLite.
-//! ICE servers are never cached: they belong to the owner's own answers, not to lookups.
+//! What it serves is never older than the database allows:
+//! - the [`super::Writer`] applies each committed change before acknowledging it, so a client
+//!   that got its 2xx sees its own change, and a lookup never sees a change that could still
+//!   be lost;
+//! - a lookup that misses reads the database and fills the entry only if no change to that
+//!   record was applied or announced meanwhile (a [`Ticket`] taken before the read), so an old
+//!   row read just before a change cannot overwrite the change;
+//! - on PostgreSQL, other replicas change records too: [`super::coherence`] removes each entry
+//!   another replica announces as changed, and the cache only answers while it has heard its own
+//!   announcements come back within [`COHERENCE_WINDOW`] (proof that nothing announced before
+//!   is still unread). When the announcements stop (the listening connection broke, the server
+//!   is slow), every lookup reads the database until they flow again, and the cache is emptied
+//!   first: a change made through any replica is served by every replica within a second.
+//!
+//! A change another program makes to a cached row directly in the database is not seen until
+//! the entry is evicted, changed through the index, or the index restarts.
+//!
+//! Entries are compact (binary address, key and times; text is rebuilt on each hit). They hold
+//! what lookups show (candidates included), not who owns the record: ownership checks read the
+//! database. ICE servers are never cached: they belong to the owner's own answers.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use dashmap::DashMap;
-use futures_util::TryStreamExt;
+use moka::sync::Cache;
 use proto::api::{Candidate, PeerRecord};
-use sqlx::{FromRow, SqlitePool};
 use uuid::Uuid;
 
 use super::change::{Delete, Done, Op, WriteError};
 use super::clock::{Liveness, duration_ms, format_ms, parse_ms};
-use super::peers::RecordRow;
+
+/// How long after the last of its own announcements came back a replica's cache still answers.
+pub const COHERENCE_WINDOW: Duration = Duration::from_millis(800);
+
+/// Slots of change counters; a record's slot is picked by its UUID.
+const SLOTS: usize = 256;
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -74,76 +92,163 @@ impl Entry {
     }
 }
 
-/// Every live record by UUID.
+/// Whether the cache may answer: always on SQLite (one process writes), only while
+/// announcements flow on PostgreSQL.
+#[derive(Debug)]
+enum Coherence {
+    Always,
+    /// Milliseconds (since `epoch`) until which the cache may answer.
+    Until {
+        epoch: Instant,
+        until_ms: AtomicI64,
+    },
+}
+
+/// Recently used live records by UUID.
 #[derive(Debug)]
 pub struct LookupCache {
-    entries: DashMap<Uuid, Entry>,
+    entries: Cache<Uuid, Arc<Entry>>,
+    /// Changes applied or announced per slot: a fill is only kept if its slot's count did not
+    /// move while it read the database. Also held while an entry is inserted or removed, so a
+    /// fill and a change of the same slot never interleave.
+    changes: Box<[Mutex<u64>]>,
+    coherence: Coherence,
     liveness: Liveness,
     ttl_ms: i64,
 }
 
+/// Taken before a lookup reads the database; [`LookupCache::fill`] keeps what it read only if
+/// no change to the record's slot came in meanwhile.
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket {
+    slot: usize,
+    changes: u64,
+}
+
 impl LookupCache {
-    /// An empty cache for records that are live by `liveness`.
-    pub fn new(liveness: Liveness) -> LookupCache {
+    /// An empty cache of at most `capacity` records that are live by `liveness`; `replicated`
+    /// when other processes write the same database (PostgreSQL), so the cache only answers
+    /// while [`LookupCache::heard`] keeps it coherent.
+    pub fn new(liveness: Liveness, capacity: u64, replicated: bool) -> LookupCache {
         LookupCache {
-            entries: DashMap::new(),
+            entries: Cache::new(capacity),
+            changes: (0..SLOTS).map(|_| Mutex::new(0)).collect(),
+            coherence: if replicated {
+                Coherence::Until {
+                    epoch: Instant::now(),
+                    until_ms: AtomicI64::new(0),
+                }
+            } else {
+                Coherence::Always
+            },
             ttl_ms: duration_ms(liveness.ttl),
             liveness,
         }
     }
 
-    /// Loads every live record from the database; returns how many.
-    pub async fn load(&self, pool: &SqlitePool) -> anyhow::Result<usize> {
-        let mut rows = sqlx::query(
-            "SELECT uuid, addr, name, public_key, registered_at, last_seen, candidates
-             FROM peers WHERE last_seen >= ?1",
-        )
-        .bind(self.liveness.now().live_since)
-        .fetch(pool);
-        while let Some(row) = rows.try_next().await? {
-            // A row that does not decode (written by another program) is left to SQLite.
-            let Ok(row) = RecordRow::from_row(&row) else {
-                continue;
-            };
-            let record = PeerRecord::from(row);
-            if let Some(entry) = Entry::new(&record) {
-                self.entries.insert(record.uuid, entry);
-            }
-        }
-        Ok(self.entries.len())
-    }
-
     /// The public record of `uuid` (TTL fields and `token` unset) and the seconds it stays
-    /// live, if cached and live: what a lookup needs, without the owner.
+    /// live, if cached, live, and the cache is coherent: what a lookup needs, without the owner.
     pub fn lookup(&self, uuid: Uuid) -> Option<(PeerRecord, f64)> {
-        let now = self.liveness.clock.now_ms();
+        if !self.coherent() {
+            return None;
+        }
         let entry = self.entries.get(&uuid)?;
+        let now = self.liveness.clock.now_ms();
         let remaining_ms = entry.last_seen_ms + self.ttl_ms - now;
         (remaining_ms > 0).then(|| (entry.record(uuid), remaining_ms as f64 / 1000.0))
+    }
+
+    /// Take before reading `uuid` from the database, for [`LookupCache::fill`].
+    pub fn ticket(&self, uuid: Uuid) -> Ticket {
+        let slot = slot(uuid);
+        Ticket {
+            slot,
+            changes: *lock(&self.changes[slot]),
+        }
+    }
+
+    /// Keeps `record`, read from the database after `ticket` was taken, unless a change to its
+    /// slot came in meanwhile or the cache is not coherent.
+    pub fn fill(&self, ticket: Ticket, record: &PeerRecord) {
+        let Some(entry) = Entry::new(record) else {
+            return;
+        };
+        let changes = lock(&self.changes[ticket.slot]);
+        if *changes == ticket.changes && self.coherent() {
+            self.entries.insert(record.uuid, Arc::new(entry));
+        }
     }
 
     /// Applies a committed change; the writer calls this before acknowledging it.
     pub(super) fn observe(&self, op: &Op, result: &Result<Done, WriteError>) {
         match (op, result) {
-            (_, Ok(Done::Record(record))) => match Entry::new(record) {
-                Some(entry) => {
-                    self.entries.insert(record.uuid, entry);
+            (_, Ok(Done::Record(record))) => {
+                let mut changes = lock(&self.changes[slot(record.uuid)]);
+                *changes += 1;
+                match Entry::new(record) {
+                    Some(entry) => self.entries.insert(record.uuid, Arc::new(entry)),
+                    // Never serve an outdated copy: without an entry the lookup asks the database.
+                    None => self.entries.invalidate(&record.uuid),
                 }
-                // Never serve an outdated copy: without an entry the lookup asks SQLite.
-                None => {
-                    self.entries.remove(&record.uuid);
-                }
-            },
-            (Op::Delete(Delete { uuid, .. }), Ok(Done::Changed)) => {
-                self.entries.remove(uuid);
             }
-            (Op::Purge(_), Ok(Done::Purged(_))) => {
-                let cutoff = self.liveness.clock.now_ms() - self.ttl_ms;
-                self.entries.retain(|_, entry| entry.last_seen_ms > cutoff);
-            }
+            (Op::Delete(Delete { uuid, .. }), Ok(Done::Changed)) => self.forget(*uuid),
             _ => {}
         }
     }
+
+    /// Drops `uuid`'s entry: another replica changed or deleted the record.
+    pub fn forget(&self, uuid: Uuid) {
+        let mut changes = lock(&self.changes[slot(uuid)]);
+        *changes += 1;
+        self.entries.invalidate(&uuid);
+    }
+
+    /// Drops every entry (announcements may have been missed).
+    pub fn clear(&self) {
+        let mut slots: Vec<_> = self.changes.iter().map(lock).collect();
+        for changes in &mut slots {
+            **changes += 1;
+        }
+        self.entries.invalidate_all();
+    }
+
+    /// Records that every change announced before `sent` has been applied: the cache may
+    /// answer until [`COHERENCE_WINDOW`] after `sent`.
+    pub fn heard(&self, sent: Instant) {
+        if let Coherence::Until { epoch, until_ms } = &self.coherence {
+            let until = sent.saturating_duration_since(*epoch) + COHERENCE_WINDOW;
+            until_ms.fetch_max(duration_ms(until), Ordering::SeqCst);
+        }
+    }
+
+    /// Whether the cache may answer now.
+    pub fn coherent(&self) -> bool {
+        match &self.coherence {
+            Coherence::Always => true,
+            Coherence::Until { epoch, until_ms } => {
+                duration_ms(epoch.elapsed()) < until_ms.load(Ordering::SeqCst)
+            }
+        }
+    }
+
+    /// Records held now (approximately: evictions are applied lazily).
+    pub fn len(&self) -> u64 {
+        self.entries.entry_count()
+    }
+
+    /// Whether it holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A slot's counter; a panic elsewhere while holding it leaves a count that is still right.
+fn lock(slot: &Mutex<u64>) -> MutexGuard<'_, u64> {
+    slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn slot(uuid: Uuid) -> usize {
+    (uuid.as_u128() % SLOTS as u128) as usize
 }
 
 fn decode32(hex_text: &str) -> Option<[u8; 32]> {
@@ -154,8 +259,6 @@ fn decode32(hex_text: &str) -> Option<[u8; 32]> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::db::ManualClock;
 
@@ -216,15 +319,17 @@ mod tests {
     #[test]
     fn lookups_end_with_the_ttl() {
         let clock = ManualClock::starting_now();
-        let cache = LookupCache::new(Liveness {
-            clock: clock.clone().into(),
-            ttl: Duration::from_secs(60),
-        });
+        let cache = LookupCache::new(
+            Liveness {
+                clock: clock.clone().into(),
+                ttl: Duration::from_secs(60),
+            },
+            16,
+            false,
+        );
         let mut fresh = record("192.0.2.1:4000", "2026-11-24T11:00:00.000Z");
         fresh.last_seen = Some(format_ms(clock.now_ms() - 1_000));
-        cache
-            .entries
-            .insert(fresh.uuid, Entry::new(&fresh).unwrap());
+        cache.fill(cache.ticket(fresh.uuid), &fresh);
         let (found, remaining) = cache.lookup(fresh.uuid).unwrap();
         assert_eq!(found, fresh);
         assert_eq!(remaining, 59.0);
@@ -232,5 +337,65 @@ mod tests {
         assert_eq!(cache.lookup(fresh.uuid).unwrap().1, 0.25);
         clock.advance(Duration::from_millis(250));
         assert!(cache.lookup(fresh.uuid).is_none(), "expired");
+    }
+
+    fn cache(replicated: bool) -> LookupCache {
+        let liveness = Liveness {
+            clock: ManualClock::starting_now().into(),
+            ttl: Duration::from_secs(60),
+        };
+        LookupCache::new(liveness, 16, replicated)
+    }
+
+    fn live(n: u128) -> PeerRecord {
+        let mut fresh = record("192.0.2.1:4000", "2026-11-24T11:00:00.000Z");
+        fresh.uuid = Uuid::from_u128(n);
+        fresh.last_seen = Some(format_ms(crate::db::Clock::System.now_ms()));
+        fresh
+    }
+
+    #[test]
+    fn a_read_that_raced_a_change_is_not_kept() {
+        let cache = cache(false);
+        let old = live(1);
+        let ticket = cache.ticket(old.uuid);
+        // A change to the record is applied while the lookup read the old row…
+        cache.forget(old.uuid);
+        cache.fill(ticket, &old);
+        assert!(cache.lookup(old.uuid).is_none(), "the old row was kept");
+        // …while a read with no change meanwhile is.
+        cache.fill(cache.ticket(old.uuid), &old);
+        assert_eq!(cache.lookup(old.uuid).unwrap().0, old);
+        cache.clear();
+        assert!(cache.lookup(old.uuid).is_none(), "cleared");
+    }
+
+    #[test]
+    fn a_replica_answers_only_while_it_hears_its_announcements() {
+        let cache = cache(true);
+        let fresh = live(2);
+        cache.fill(cache.ticket(fresh.uuid), &fresh);
+        assert!(
+            cache.lookup(fresh.uuid).is_none(),
+            "not coherent: neither kept nor served"
+        );
+        cache.heard(Instant::now());
+        cache.fill(cache.ticket(fresh.uuid), &fresh);
+        assert_eq!(cache.lookup(fresh.uuid).unwrap().0, fresh);
+        // Announcements stop: the cache stops answering once the window has passed.
+        std::thread::sleep(COHERENCE_WINDOW);
+        assert!(!cache.coherent(), "the window passed without a word");
+        assert!(cache.lookup(fresh.uuid).is_none());
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let cache = cache(false);
+        for n in 0..1000 {
+            let record = live(n);
+            cache.fill(cache.ticket(record.uuid), &record);
+        }
+        cache.entries.run_pending_tasks();
+        assert!(cache.len() <= 16, "{} entries", cache.len());
     }
 }

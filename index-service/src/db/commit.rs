@@ -1,16 +1,18 @@
 //! The writer task's loop: group commit, and recovery when the database fails.
 //!
-//! Transactions are opened with plain `BEGIN IMMEDIATE` / `COMMIT` / `ROLLBACK` statements
-//! rather than sqlx's `Transaction`, so their state is ours: after SQLite rolls a transaction
+//! Transactions are opened with plain statements ([`Backend::begin_write`], `COMMIT`,
+//! `ROLLBACK`) rather than sqlx's `Transaction`, so their state is ours: after SQLite rolls a transaction
 //! back by itself (it may, on a full disk or an I/O error) sqlx's own bookkeeping would still
 //! count it as open and refuse every later `begin_with` until a restart. After any failure the
 //! task sends `ROLLBACK` (an error saying no transaction is active is fine); if even that
 //! fails, it drops the connection and opens a new one for the next group, but only on the very
 //! file opened at start-up (never creating one).
 //!
-//! Before each `COMMIT` the task checks that the database's path still names the file it
-//! opened ([`DbFile`]): a change committed to a deleted or replaced file would be acknowledged
-//! and then lost at the next restart, so such a group is rolled back and refused.
+//! Before each `COMMIT` on SQLite the task checks that the database's path still names the file
+//! it opened ([`DbFile`]): a change committed to a deleted or replaced file would be
+//! acknowledged and then lost at the next restart, so such a group is rolled back and refused.
+//! On PostgreSQL the transaction also announces the records it changed to the other replicas
+//! ([`super::coherence`]); the announcement is delivered only if the transaction commits.
 //!
 //! While writes fail, the task publishes [`WriteHealth::Failing`] (for `/readyz`) and, every
 //! [`PROBE_EVERY`] without a successful write, tries a one-page write of its own, so the index
@@ -19,17 +21,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{ConnectOptions, Connection};
+use sqlx::any::AnyConnectOptions;
+use sqlx::{AnyConnection, Connection};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use super::apply::apply;
+use super::backend::Backend;
 use super::batch;
 use super::cache::LookupCache;
+use super::change::Delete;
 use super::change::{Done, Op, WriteError};
 use super::clock::Liveness;
+use super::coherence::{self, Replica};
 use super::health::{self, DbFile, Fault, WriteHealth};
 use super::names;
 use super::quota::{self, Quotas};
@@ -66,10 +72,14 @@ pub(super) struct Job {
 /// What the task owns.
 pub(super) struct Committer {
     /// `None` after a failure left the connection unusable; reopened for the next write.
-    pub(super) connection: Option<SqliteConnection>,
-    /// How to reopen it (never creating the file).
-    pub(super) options: SqliteConnectOptions,
-    pub(super) file: Arc<DbFile>,
+    pub(super) connection: Option<AnyConnection>,
+    /// How to reopen it (never creating a SQLite file).
+    pub(super) options: AnyConnectOptions,
+    pub(super) backend: Backend,
+    /// SQLite's file as opened at start-up.
+    pub(super) file: Option<Arc<DbFile>>,
+    /// PostgreSQL: this replica, which announces the records it changes.
+    pub(super) replica: Option<Replica>,
     /// What is live: read once per change, as SQLite read its own `'now'` once per statement.
     pub(super) liveness: Liveness,
     /// Per-address quotas and the global cap, checked inside each transaction.
@@ -174,8 +184,19 @@ impl Committer {
     /// Applies `jobs` in one transaction; `Err` means nothing was committed and the connection
     /// is ready for the next transaction.
     async fn transaction(&mut self, jobs: &[Job]) -> Result<Vec<Result<Done, WriteError>>, Failed> {
-        let connection = open(&mut self.connection, &self.options, &self.file).await?;
-        let result = apply_all(connection, &self.file, jobs, &self.liveness, &self.quotas).await;
+        let connection = open(
+            &mut self.connection,
+            &self.options,
+            self.backend,
+            &self.file,
+        )
+        .await?;
+        let place = Place {
+            backend: self.backend,
+            file: self.file.as_deref(),
+            replica: self.replica.as_ref(),
+        };
+        let result = apply_all(connection, place, jobs, &self.liveness, &self.quotas).await;
         if result.is_err() {
             self.roll_back().await;
         }
@@ -185,11 +206,19 @@ impl Committer {
     /// A one-page write ([`health::check_writable`]): whether the database takes writes again.
     async fn probe(&mut self) {
         let result = async {
-            let connection = open(&mut self.connection, &self.options, &self.file).await?;
-            if !self.file.unchanged() {
-                return Err(replaced(&self.file));
+            let connection = open(
+                &mut self.connection,
+                &self.options,
+                self.backend,
+                &self.file,
+            )
+            .await?;
+            if let Some(file) = self.file.as_deref()
+                && !file.unchanged()
+            {
+                return Err(replaced(file));
             }
-            health::check_writable(connection).await?;
+            health::check_writable(connection, self.backend).await?;
             Ok(())
         }
         .await;
@@ -219,6 +248,7 @@ impl Committer {
         match sqlx::query("ROLLBACK").execute(&mut *connection).await {
             Ok(_) => {}
             // SQLite already rolled it back (it does after some I/O and disk-full errors).
+            // (PostgreSQL only warns when no transaction is open.)
             Err(error) if error.to_string().contains("no transaction is active") => {}
             Err(error) => {
                 tracing::warn!(%error, "rollback failed; the writer will reopen its connection");
@@ -275,37 +305,44 @@ fn refusal(error: sqlx::Error) -> WriteError {
 
 /// The connection in `slot`, reopened if a failure dropped it.
 async fn open<'a>(
-    slot: &'a mut Option<SqliteConnection>,
-    options: &SqliteConnectOptions,
-    file: &DbFile,
-) -> Result<&'a mut SqliteConnection, Failed> {
+    slot: &'a mut Option<AnyConnection>,
+    options: &AnyConnectOptions,
+    backend: Backend,
+    file: &Option<Arc<DbFile>>,
+) -> Result<&'a mut AnyConnection, Failed> {
     if slot.is_none() {
-        if !file.unchanged() {
+        if file.as_ref().is_some_and(|file| !file.unchanged()) {
             return Err(Failed::Environment(
                 Fault::Replaced,
                 "not reopening a file that is not the one opened at start-up".into(),
             ));
         }
-        let connection = options.connect().await?;
+        let connection = backend.connect(options).await?;
         tracing::info!("reopened the writer's connection");
         *slot = Some(connection);
     }
     Ok(slot.as_mut().expect("just opened"))
 }
 
+/// Where a transaction is committed.
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    backend: Backend,
+    /// SQLite's file, checked before the commit.
+    file: Option<&'a DbFile>,
+    /// PostgreSQL's replica, which announces what it changed.
+    replica: Option<&'a Replica>,
+}
+
 /// Applies `jobs` in one transaction and commits it.
 async fn apply_all(
-    connection: &mut SqliteConnection,
-    file: &DbFile,
+    connection: &mut AnyConnection,
+    place: Place<'_>,
     jobs: &[Job],
     liveness: &Liveness,
     quotas: &Quotas,
 ) -> Result<Vec<Result<Done, WriteError>>, Failed> {
-    // IMMEDIATE takes the write lock up front, so a concurrent writer (another process, the
-    // sqlite3 shell) makes us wait in busy_timeout instead of failing the upgrade mid-way.
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut *connection)
-        .await?;
+    place.backend.begin_write(connection).await?;
     let mut results = Vec::with_capacity(jobs.len());
     let mut rest = jobs;
     while let Some(job) = rest.first() {
@@ -323,14 +360,33 @@ async fn apply_all(
             rest = &rest[1..];
         }
     }
-    commit(connection, file).await?;
+    if let Some(replica) = place.replica {
+        for payload in replica.announcements(&changed_records(jobs, &results)) {
+            coherence::announce(&mut *connection, &payload).await?;
+        }
+    }
+    commit(connection, place.file).await?;
     Ok(results)
 }
 
-/// Commits the open transaction, unless the database file is no longer the one opened at
+/// The records a group changed or deleted, for the other replicas' caches.
+fn changed_records(jobs: &[Job], results: &[Result<Done, WriteError>]) -> Vec<Uuid> {
+    jobs.iter()
+        .zip(results)
+        .filter_map(|(job, result)| match (&job.op, result) {
+            (_, Ok(Done::Record(record))) => Some(record.uuid),
+            (Op::Delete(Delete { uuid, .. }), Ok(Done::Changed)) => Some(*uuid),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Commits the open transaction, unless SQLite's database file is no longer the one opened at
 /// start-up (one `stat`).
-async fn commit(connection: &mut SqliteConnection, file: &DbFile) -> Result<(), Failed> {
-    if !file.unchanged() {
+async fn commit(connection: &mut AnyConnection, file: Option<&DbFile>) -> Result<(), Failed> {
+    if let Some(file) = file
+        && !file.unchanged()
+    {
         return Err(replaced(file));
     }
     sqlx::query("COMMIT").execute(&mut *connection).await?;

@@ -12,17 +12,23 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use sqlx::sqlite::SqliteConnection;
+use sqlx::AnyConnection;
+use sqlx::postgres::PgDatabaseError;
 
-/// Proves the database takes writes with one real one (the header's `user_version`, rewritten
-/// unchanged, one page): a read-only file, directory or file system, or a full disk, is found
-/// at start-up rather than by the first client; while writes fail, the writer probes with it.
-pub async fn check_writable(connection: &mut SqliteConnection) -> sqlx::Result<()> {
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut *connection)
-        .await?;
+use super::backend::Backend;
+
+/// Proves the database takes writes with one real one: a read-only file, directory or file
+/// system, a full disk or a read-only server is found at start-up rather than by the first
+/// client; while writes fail, the writer probes with it. SQLite: the header's `user_version`,
+/// rewritten unchanged (one page). PostgreSQL: the mailbox totals' row, rewritten unchanged,
+/// under the replicas' write lock (before the schema exists: nothing).
+pub async fn check_writable(connection: &mut AnyConnection, backend: Backend) -> sqlx::Result<()> {
+    backend.begin_write(connection).await?;
     let written = async {
-        rewrite_header(connection).await?;
+        match backend {
+            Backend::Sqlite => rewrite_header(connection).await?,
+            Backend::Postgres => rewrite_totals(connection).await?,
+        }
         sqlx::query("COMMIT").execute(&mut *connection).await
     }
     .await;
@@ -34,7 +40,7 @@ pub async fn check_writable(connection: &mut SqliteConnection) -> sqlx::Result<(
 
 /// Rewrites the database header's `user_version` unchanged, in the open transaction: the
 /// smallest real write (one page), for probing whether writes work.
-async fn rewrite_header(connection: &mut SqliteConnection) -> sqlx::Result<()> {
+async fn rewrite_header(connection: &mut AnyConnection) -> sqlx::Result<()> {
     let version: i64 = sqlx::query_scalar("PRAGMA user_version")
         .fetch_one(&mut *connection)
         .await?;
@@ -43,6 +49,20 @@ async fn rewrite_header(connection: &mut SqliteConnection) -> sqlx::Result<()> {
     )))
     .execute(&mut *connection)
     .await?;
+    Ok(())
+}
+
+/// Rewrites the mailbox totals' row unchanged, if the schema exists yet.
+async fn rewrite_totals(connection: &mut AnyConnection) -> sqlx::Result<()> {
+    let exists: i64 =
+        sqlx::query_scalar("SELECT CAST(to_regclass('mailbox_total') IS NOT NULL AS INTEGER)")
+            .fetch_one(&mut *connection)
+            .await?;
+    if exists != 0 {
+        sqlx::query("UPDATE mailbox_total SET letters = letters WHERE id = 0")
+            .execute(&mut *connection)
+            .await?;
+    }
     Ok(())
 }
 
@@ -60,7 +80,8 @@ pub enum Fault {
     /// The file at the database's path is no longer the one the index opened at start-up
     /// (deleted, or replaced): a change written now would be lost at the next restart.
     Replaced,
-    /// Any other failure of the database rather than of the change.
+    /// Any other failure of the database rather than of the change (PostgreSQL: the server
+    /// cannot be reached, shuts down, or refuses for want of resources).
     Other,
 }
 
@@ -69,8 +90,13 @@ impl Fault {
     /// constraint it breaks, a value that cannot be decoded: retrying it cannot help).
     pub fn of(error: &sqlx::Error) -> Option<Fault> {
         let code = match error {
-            sqlx::Error::Database(error) => error.code().and_then(|c| c.parse::<i32>().ok()),
-            sqlx::Error::Io(_) => return Some(Fault::Io),
+            sqlx::Error::Database(error) => match error.try_downcast_ref::<PgDatabaseError>() {
+                Some(error) => return postgres_fault(error.code()),
+                None => error.code().and_then(|c| c.parse::<i32>().ok()),
+            },
+            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => {
+                return Some(Fault::Io);
+            }
             sqlx::Error::WorkerCrashed | sqlx::Error::PoolClosed | sqlx::Error::PoolTimedOut => {
                 return Some(Fault::Other);
             }
@@ -121,6 +147,24 @@ impl Fault {
             _ => 5,
         }
     }
+}
+
+/// The fault behind a PostgreSQL error (`SQLSTATE` code), or `None` when the change itself
+/// failed: a constraint it breaks, a value the server refuses, an error raised by a rule.
+fn postgres_fault(code: &str) -> Option<Fault> {
+    Some(match code {
+        "53100" => Fault::Full,                               // disk_full
+        "25006" | "42501" => Fault::ReadOnly, // read-only transaction (a standby), no privilege
+        "55P03" | "57014" | "40001" | "40P01" => Fault::Busy, // lock or statement timeout, conflicts
+        _ if code.starts_with("58") || code.starts_with("XX") => Fault::Io, // system, internal
+        _ if ["22", "23", "42", "P0"]
+            .iter()
+            .any(|class| code.starts_with(class)) =>
+        {
+            return None;
+        }
+        _ => Fault::Other, // connection lost, server shutting down, out of resources, …
+    })
 }
 
 /// The writer's last outcome, published to `/readyz`.

@@ -13,8 +13,8 @@
 
 use std::time::Duration;
 
-use sqlx::SqlitePool;
-use sqlx::sqlite::SqliteConnection;
+use sqlx::AnyConnection;
+use sqlx::AnyPool;
 
 use super::change::{Block, Deposit, Done, Take, WriteError};
 use super::clock::{Now, duration_ms, format_ms};
@@ -109,7 +109,7 @@ type Outcome = sqlx::Result<Result<Done, WriteError>>;
 /// Stores a letter, unless the sender is not (any more) a live record of its key, the
 /// recipient blocks it, or a cap would be passed; checked in this order.
 pub(super) async fn deposit(
-    tx: &mut SqliteConnection,
+    tx: &mut AnyConnection,
     op: &Deposit,
     now: &Now,
     caps: &MailboxCaps,
@@ -117,10 +117,10 @@ pub(super) async fn deposit(
     let sender = op.sender.to_string();
     let recipient = op.recipient.to_string();
     let standing = standing(tx, op, &sender, &recipient, caps, now).await?;
-    if !standing.sender_live {
+    if standing.sender_live == 0 {
         return Ok(Err(WriteError::Gone));
     }
-    if standing.blocked {
+    if standing.blocked != 0 {
         return Ok(Err(WriteError::Mail(MailRefusal::Blocked)));
     }
     if let Some(refused) = over_cap(tx, caps, &standing, op.sealed.len(), now).await? {
@@ -129,7 +129,7 @@ pub(super) async fn deposit(
     let expires_at = format_ms(now.ms.saturating_add(duration_ms(caps.ttl)));
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO mailbox (recipient, sender, size, deposited_at, expires_at, sealed)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
     .bind(&recipient)
     .bind(&sender)
@@ -147,10 +147,10 @@ pub(super) async fn deposit(
 /// record, the recipient's blocks, and the counts the caps that are on need.
 #[derive(Debug, sqlx::FromRow)]
 struct Standing {
-    /// The sender is a live record of the key that signed.
-    sender_live: bool,
-    /// The recipient blocks the sender.
-    blocked: bool,
+    /// The sender is a live record of the key that signed (1) or not (0).
+    sender_live: i64,
+    /// The recipient blocks the sender (1) or not (0).
+    blocked: i64,
     /// The sender's letters waiting in all mailboxes (0 when that cap is off).
     sender_waiting: i64,
     /// The recipient's waiting letters and their bytes (0 when those caps are off).
@@ -161,7 +161,7 @@ struct Standing {
 }
 
 async fn standing(
-    tx: &mut SqliteConnection,
+    tx: &mut AnyConnection,
     op: &Deposit,
     sender: &str,
     recipient: &str,
@@ -170,16 +170,17 @@ async fn standing(
 ) -> sqlx::Result<Standing> {
     sqlx::query_as(
         "SELECT
-            EXISTS (SELECT 1 FROM peers
-                    WHERE uuid = ?1 AND public_key IS ?2 AND last_seen >= ?3) AS sender_live,
-            EXISTS (SELECT 1 FROM mailbox_blocks
-                    WHERE recipient = ?4 AND sender = ?1) AS blocked,
+            CAST(EXISTS (SELECT 1 FROM peers
+                         WHERE uuid = $1 AND public_key IS NOT DISTINCT FROM $2
+                           AND last_seen >= $3) AS INTEGER) AS sender_live,
+            CAST(EXISTS (SELECT 1 FROM mailbox_blocks
+                         WHERE recipient = $4 AND sender = $1) AS INTEGER) AS blocked,
             s.waiting AS sender_waiting, r.letters AS letters, r.bytes AS bytes,
             (SELECT bytes FROM mailbox_total WHERE id = 0) AS total
          FROM (SELECT count(*) AS waiting FROM mailbox
-               WHERE ?6 AND sender = ?1 AND expires_at > ?5) AS s,
-              (SELECT count(*) AS letters, coalesce(sum(size), 0) AS bytes FROM mailbox
-               WHERE ?7 AND recipient = ?4 AND expires_at > ?5) AS r",
+               WHERE $6 AND sender = $1 AND expires_at > $5) AS s,
+              (SELECT count(*) AS letters, CAST(coalesce(sum(size), 0) AS BIGINT) AS bytes FROM mailbox
+               WHERE $7 AND recipient = $4 AND expires_at > $5) AS r",
     )
     .bind(sender)
     .bind(&op.sender_key)
@@ -194,7 +195,7 @@ async fn standing(
 
 /// The cap a letter of `size` bytes would pass, given the deposit's [`Standing`], if any.
 async fn over_cap(
-    tx: &mut SqliteConnection,
+    tx: &mut AnyConnection,
     caps: &MailboxCaps,
     standing: &Standing,
     size: usize,
@@ -230,7 +231,7 @@ async fn over_cap(
 }
 
 /// Whether `size` more bytes keep all mailboxes within `max`.
-async fn total_fits(tx: &mut SqliteConnection, size: u64, max: u64) -> sqlx::Result<bool> {
+async fn total_fits(tx: &mut AnyConnection, size: u64, max: u64) -> sqlx::Result<bool> {
     let bytes: i64 = sqlx::query_scalar("SELECT bytes FROM mailbox_total WHERE id = 0")
         .fetch_one(&mut *tx)
         .await?;
@@ -238,24 +239,26 @@ async fn total_fits(tx: &mut SqliteConnection, size: u64, max: u64) -> sqlx::Res
 }
 
 /// Whether `recipient` blocks `sender`.
-async fn blocked(tx: &mut SqliteConnection, recipient: &str, sender: &str) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM mailbox_blocks WHERE recipient = ?1 AND sender = ?2)",
+async fn blocked(tx: &mut AnyConnection, recipient: &str, sender: &str) -> sqlx::Result<bool> {
+    let blocked: i64 = sqlx::query_scalar(
+        "SELECT CAST(EXISTS (SELECT 1 FROM mailbox_blocks WHERE recipient = $1 AND sender = $2)
+                AS INTEGER)",
     )
     .bind(recipient)
     .bind(sender)
     .fetch_one(&mut *tx)
-    .await
+    .await?;
+    Ok(blocked != 0)
 }
 
 /// Deletes the owner's waiting letters numbered up to `op.through`; answers how many went.
-pub(super) async fn take(tx: &mut SqliteConnection, op: &Take, now: &Now) -> Outcome {
+pub(super) async fn take(tx: &mut AnyConnection, op: &Take, now: &Now) -> Outcome {
     let uuid = op.uuid.to_string();
     if !owned_live(tx, &uuid, &op.owner, now).await? {
         return Ok(Err(WriteError::Gone));
     }
     let deleted =
-        sqlx::query("DELETE FROM mailbox WHERE recipient = ?1 AND id <= ?2 AND expires_at > ?3")
+        sqlx::query("DELETE FROM mailbox WHERE recipient = $1 AND id <= $2 AND expires_at > $3")
             .bind(&uuid)
             .bind(op.through)
             .bind(&now.text)
@@ -267,14 +270,14 @@ pub(super) async fn take(tx: &mut SqliteConnection, op: &Take, now: &Now) -> Out
 
 /// Blocks (deleting the sender's waiting letters, whose number it answers) or unblocks a
 /// sender for the owner's mailbox.
-pub(super) async fn block(tx: &mut SqliteConnection, op: &Block, now: &Now) -> Outcome {
+pub(super) async fn block(tx: &mut AnyConnection, op: &Block, now: &Now) -> Outcome {
     let recipient = op.uuid.to_string();
     let sender = op.sender.to_string();
     if !owned_live(tx, &recipient, &op.owner, now).await? {
         return Ok(Err(WriteError::Gone));
     }
     if !op.block {
-        sqlx::query("DELETE FROM mailbox_blocks WHERE recipient = ?1 AND sender = ?2")
+        sqlx::query("DELETE FROM mailbox_blocks WHERE recipient = $1 AND sender = $2")
             .bind(&recipient)
             .bind(&sender)
             .execute(&mut *tx)
@@ -283,7 +286,7 @@ pub(super) async fn block(tx: &mut SqliteConnection, op: &Block, now: &Now) -> O
     }
     if !blocked(&mut *tx, &recipient, &sender).await? {
         let blocks: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM mailbox_blocks WHERE recipient = ?1")
+            sqlx::query_scalar("SELECT count(*) FROM mailbox_blocks WHERE recipient = $1")
                 .bind(&recipient)
                 .fetch_one(&mut *tx)
                 .await?;
@@ -292,13 +295,13 @@ pub(super) async fn block(tx: &mut SqliteConnection, op: &Block, now: &Now) -> O
                 MAX_BLOCKS,
             ))));
         }
-        sqlx::query("INSERT INTO mailbox_blocks (recipient, sender) VALUES (?1, ?2)")
+        sqlx::query("INSERT INTO mailbox_blocks (recipient, sender) VALUES ($1, $2)")
             .bind(&recipient)
             .bind(&sender)
             .execute(&mut *tx)
             .await?;
     }
-    let deleted = sqlx::query("DELETE FROM mailbox WHERE recipient = ?1 AND sender = ?2")
+    let deleted = sqlx::query("DELETE FROM mailbox WHERE recipient = $1 AND sender = $2")
         .bind(&recipient)
         .bind(&sender)
         .execute(&mut *tx)
@@ -308,13 +311,13 @@ pub(super) async fn block(tx: &mut SqliteConnection, op: &Block, now: &Now) -> O
 }
 
 /// Deletes up to `limit` expired letters; answers how many went.
-pub(super) async fn purge(tx: &mut SqliteConnection, limit: u32, now: &Now) -> sqlx::Result<u64> {
+pub(super) async fn purge(tx: &mut AnyConnection, limit: u32, now: &Now) -> sqlx::Result<u64> {
     Ok(sqlx::query(
         "DELETE FROM mailbox WHERE id IN
-            (SELECT id FROM mailbox WHERE expires_at <= ?1 LIMIT ?2)",
+            (SELECT id FROM mailbox WHERE expires_at <= $1 LIMIT $2)",
     )
     .bind(&now.text)
-    .bind(limit)
+    .bind(i64::from(limit))
     .execute(&mut *tx)
     .await?
     .rows_affected())
@@ -322,14 +325,14 @@ pub(super) async fn purge(tx: &mut SqliteConnection, limit: u32, now: &Now) -> s
 
 /// Up to `limit` of `recipient`'s waiting letters, oldest first, and whether more wait.
 pub async fn letters(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     recipient: uuid::Uuid,
     limit: u32,
     now: &Now,
 ) -> sqlx::Result<(Vec<StoredLetter>, bool)> {
     let mut rows = sqlx::query_as::<_, StoredLetter>(
         "SELECT id, sender, size, deposited_at, expires_at, sealed FROM mailbox
-         WHERE recipient = ?1 AND expires_at > ?2 ORDER BY id LIMIT ?3",
+         WHERE recipient = $1 AND expires_at > $2 ORDER BY id LIMIT $3",
     )
     .bind(recipient.to_string())
     .bind(&now.text)
@@ -343,7 +346,7 @@ pub async fn letters(
 
 /// Whether `recipient` blocks `sender` (a read before the writer, which checks again).
 pub async fn is_blocked(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     recipient: uuid::Uuid,
     sender: uuid::Uuid,
 ) -> sqlx::Result<bool> {
@@ -353,7 +356,7 @@ pub async fn is_blocked(
 
 /// Letters and sealed bytes stored in all mailboxes (expired ones until the purge takes
 /// them): one row kept by triggers.
-pub async fn totals(pool: &SqlitePool) -> sqlx::Result<(i64, i64)> {
+pub async fn totals(pool: &AnyPool) -> sqlx::Result<(i64, i64)> {
     sqlx::query_as("SELECT letters, bytes FROM mailbox_total WHERE id = 0")
         .fetch_one(pool)
         .await

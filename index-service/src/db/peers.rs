@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use proto::api::PeerRecord;
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 use uuid::Uuid;
 
-use super::clock::Now;
+use super::clock::{Now, parse_ms};
 
 /// Who may change a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,20 +83,21 @@ impl From<RecordRow> for PeerRecord {
     }
 }
 
-/// A whole record as the handlers need it: [`RecordRow`]'s columns, `token_hash`, and `age`
-/// (seconds since `last_seen`, computed by the query).
+/// A whole record as the handlers need it: [`RecordRow`]'s columns and `token_hash`.
 #[derive(Debug, sqlx::FromRow)]
 pub(super) struct StoredRow {
     #[sqlx(flatten)]
     record: RecordRow,
     token_hash: Option<String>,
-    age: f64,
 }
 
-impl From<StoredRow> for StoredPeer {
-    fn from(row: StoredRow) -> StoredPeer {
-        let record = PeerRecord::from(row.record);
-        let owner = match (&record.public_key, row.token_hash) {
+impl StoredRow {
+    /// The record with its owner, and its age at `now` (a `last_seen` that is not a stored
+    /// time, written by another program, counts as expiring now).
+    pub(super) fn into_peer(self, now: &Now) -> StoredPeer {
+        let age_ms = parse_ms(&self.record.last_seen).map(|seen| now.ms.saturating_sub(seen));
+        let record = PeerRecord::from(self.record);
+        let owner = match (&record.public_key, self.token_hash) {
             (Some(key), _) => Owner::Key(key.clone()),
             (None, Some(hash)) => Owner::Token(hash),
             (None, None) => Owner::Nobody,
@@ -104,33 +105,27 @@ impl From<StoredRow> for StoredPeer {
         StoredPeer {
             record,
             owner,
-            age_secs: row.age.max(0.0),
+            age_secs: age_ms.map_or(f64::INFINITY, |ms| ms.max(0) as f64 / 1000.0),
         }
     }
 }
 
 /// Looks a live peer up by UUID; an expired record is `None` even before it is purged.
-pub async fn find_peer(
-    pool: &SqlitePool,
-    uuid: Uuid,
-    now: &Now,
-) -> sqlx::Result<Option<StoredPeer>> {
+pub async fn find_peer(pool: &AnyPool, uuid: Uuid, now: &Now) -> sqlx::Result<Option<StoredPeer>> {
     let row = sqlx::query_as::<_, StoredRow>(
-        "SELECT uuid, addr, name, public_key, registered_at, last_seen, candidates, token_hash,
-                (julianday(?3) - julianday(last_seen)) * 86400.0 AS age
-         FROM peers WHERE uuid = ?1 AND last_seen >= ?2",
+        "SELECT uuid, addr, name, public_key, registered_at, last_seen, candidates, token_hash
+         FROM peers WHERE uuid = $1 AND last_seen >= $2",
     )
     .bind(uuid.to_string())
     .bind(&now.live_since)
-    .bind(&now.text)
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(StoredPeer::from))
+    Ok(row.map(|row| row.into_peer(now)))
 }
 
 /// How many records are live.
-pub async fn count_live(pool: &SqlitePool, now: &Now) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT count(*) FROM peers WHERE last_seen >= ?1")
+pub async fn count_live(pool: &AnyPool, now: &Now) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM peers WHERE last_seen >= $1")
         .bind(&now.live_since)
         .fetch_one(pool)
         .await

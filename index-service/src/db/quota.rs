@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use sqlx::sqlite::SqliteConnection;
+use sqlx::AnyConnection;
 
 use super::clock::Now;
 use super::mailbox::MailboxCaps;
@@ -126,7 +126,7 @@ pub(super) enum NewRow {
 /// Whether record `uuid` may be written from `origin` (`named`: with a name). The caller runs
 /// it inside the writer's transaction.
 pub(super) async fn check(
-    tx: &mut SqliteConnection,
+    tx: &mut AnyConnection,
     quotas: &Quotas,
     origin: &Origin,
     uuid: &str,
@@ -176,7 +176,7 @@ pub(super) async fn check(
 /// can be written in one statement; when they do not, the writer takes them one by one and
 /// [`check`] refuses exactly the ones that pass a limit.
 pub(super) async fn batch_fits(
-    tx: &mut SqliteConnection,
+    tx: &mut AnyConnection,
     quotas: &Quotas,
     origins: &[&Origin],
     now: &Now,
@@ -213,7 +213,7 @@ pub(super) async fn batch_fits(
 /// Live records (`names`: with a name) from `origin`'s IP (or, `by_subnet`, its subnet), other
 /// than `uuid`.
 async fn count(
-    tx: &mut SqliteConnection,
+    tx: &mut AnyConnection,
     by_subnet: bool,
     names: bool,
     origin: &Origin,
@@ -225,19 +225,19 @@ async fn count(
     // counts, so a registration updates one index for the quotas, not two.
     let sql = match (by_subnet, names) {
         (false, false) => {
-            "SELECT count(*) FROM peers WHERE subnet = ?1 AND ip = ?4 AND uuid <> ?2 \
-             AND last_seen >= ?3"
+            "SELECT count(*) FROM peers WHERE subnet = $1 AND ip = $4 AND uuid <> $2 \
+             AND last_seen >= $3"
         }
         (true, false) => {
-            "SELECT count(*) FROM peers WHERE subnet = ?1 AND uuid <> ?2 AND last_seen >= ?3"
+            "SELECT count(*) FROM peers WHERE subnet = $1 AND uuid <> $2 AND last_seen >= $3"
         }
         (false, true) => {
-            "SELECT count(*) FROM peers WHERE subnet = ?1 AND ip = ?4 AND name IS NOT NULL \
-             AND uuid <> ?2 AND last_seen >= ?3"
+            "SELECT count(*) FROM peers WHERE subnet = $1 AND ip = $4 AND name IS NOT NULL \
+             AND uuid <> $2 AND last_seen >= $3"
         }
         (true, true) => {
-            "SELECT count(*) FROM peers WHERE subnet = ?1 AND name IS NOT NULL AND uuid <> ?2 \
-             AND last_seen >= ?3"
+            "SELECT count(*) FROM peers WHERE subnet = $1 AND name IS NOT NULL AND uuid <> $2 \
+             AND last_seen >= $3"
         }
     };
     let query = sqlx::query_scalar(sql)
@@ -254,20 +254,15 @@ async fn count(
 
 /// Whether `adding` more rows stay within `max`, deleting up to [`RECLAIM`] expired rows
 /// first if they would not.
-async fn room_for(
-    tx: &mut SqliteConnection,
-    adding: u64,
-    max: u64,
-    now: &Now,
-) -> sqlx::Result<bool> {
+async fn room_for(tx: &mut AnyConnection, adding: u64, max: u64, now: &Now) -> sqlx::Result<bool> {
     if fits(stored_rows(tx).await?, adding, max) {
         return Ok(true);
     }
     sqlx::query(
-        "DELETE FROM peers WHERE uuid IN (SELECT uuid FROM peers WHERE last_seen < ?1 LIMIT ?2)",
+        "DELETE FROM peers WHERE uuid IN (SELECT uuid FROM peers WHERE last_seen < $1 LIMIT $2)",
     )
     .bind(&now.live_since)
-    .bind(RECLAIM)
+    .bind(i64::from(RECLAIM))
     .execute(&mut *tx)
     .await?;
     Ok(fits(stored_rows(tx).await?, adding, max))
@@ -279,18 +274,20 @@ fn fits(rows: i64, adding: u64, max: u64) -> bool {
 }
 
 /// Rows in the table (kept by triggers in `peer_count`: one row read).
-async fn stored_rows(tx: &mut SqliteConnection) -> sqlx::Result<i64> {
+async fn stored_rows(tx: &mut AnyConnection) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT n FROM peer_count WHERE id = 0")
         .fetch_one(&mut *tx)
         .await
 }
 
 /// Whether a row with `uuid` is stored, live or expired.
-async fn is_stored(tx: &mut SqliteConnection, uuid: &str) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM peers WHERE uuid = ?1)")
-        .bind(uuid)
-        .fetch_one(&mut *tx)
-        .await
+async fn is_stored(tx: &mut AnyConnection, uuid: &str) -> sqlx::Result<bool> {
+    let stored: i64 =
+        sqlx::query_scalar("SELECT CAST(EXISTS (SELECT 1 FROM peers WHERE uuid = $1) AS INTEGER)")
+            .bind(uuid)
+            .fetch_one(&mut *tx)
+            .await?;
+    Ok(stored != 0)
 }
 
 #[cfg(test)]

@@ -6,36 +6,38 @@
 //! [`join`] and [`leave`]; handlers read with [`members`] and [`list`].
 
 use proto::api::RoomSummary;
-use sqlx::SqlitePool;
-use sqlx::sqlite::SqliteConnection;
+use sqlx::AnyConnection;
+use sqlx::AnyPool;
 
 use super::clock::Now;
 use super::peers::{Owner, StoredPeer, StoredRow};
 
 /// Whether `uuid` is a live record owned by `owner`.
 pub(super) async fn owned_live(
-    tx: &mut SqliteConnection,
+    tx: &mut AnyConnection,
     uuid: &str,
     owner: &Owner,
     now: &Now,
 ) -> sqlx::Result<bool> {
     let (key, token) = owner.columns();
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM peers
-         WHERE uuid = ?1 AND public_key IS ?2 AND token_hash IS ?3 AND last_seen >= ?4)",
+    let live: i64 = sqlx::query_scalar(
+        "SELECT CAST(EXISTS (SELECT 1 FROM peers
+         WHERE uuid = $1 AND public_key IS NOT DISTINCT FROM $2
+           AND token_hash IS NOT DISTINCT FROM $3 AND last_seen >= $4) AS INTEGER)",
     )
     .bind(uuid)
     .bind(key)
     .bind(token)
     .bind(&now.live_since)
     .fetch_one(&mut *tx)
-    .await
+    .await?;
+    Ok(live != 0)
 }
 
 /// Adds `uuid` to `room` (a second join changes nothing); `false` when `uuid` is not a live
 /// record of `owner` any more.
 pub(crate) async fn join(
-    tx: &mut SqliteConnection,
+    tx: &mut AnyConnection,
     room: &str,
     uuid: &str,
     owner: &Owner,
@@ -45,7 +47,7 @@ pub(crate) async fn join(
         return Ok(false);
     }
     sqlx::query(
-        "INSERT INTO room_members (room, uuid, joined_at) VALUES (?1, ?2, ?3)
+        "INSERT INTO room_members (room, uuid, joined_at) VALUES ($1, $2, $3)
          ON CONFLICT DO NOTHING",
     )
     .bind(room)
@@ -59,7 +61,7 @@ pub(crate) async fn join(
 /// Removes `uuid` from `room` (leaving a room one is not in changes nothing); `false` when
 /// `uuid` is not a live record of `owner` any more.
 pub(crate) async fn leave(
-    tx: &mut SqliteConnection,
+    tx: &mut AnyConnection,
     room: &str,
     uuid: &str,
     owner: &Owner,
@@ -68,7 +70,7 @@ pub(crate) async fn leave(
     if !owned_live(tx, uuid, owner, now).await? {
         return Ok(false);
     }
-    sqlx::query("DELETE FROM room_members WHERE room = ?1 AND uuid = ?2")
+    sqlx::query("DELETE FROM room_members WHERE room = $1 AND uuid = $2")
         .bind(room)
         .bind(uuid)
         .execute(&mut *tx)
@@ -79,13 +81,13 @@ pub(crate) async fn leave(
 /// Drops the memberships of `uuid` if its record expired and is not purged yet: a keyed record
 /// registering again after expiring comes back as a new record, in no room.
 pub(crate) async fn forget_if_expired(
-    tx: &mut SqliteConnection,
+    tx: &mut AnyConnection,
     uuid: &str,
     now: &Now,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "DELETE FROM room_members WHERE uuid = ?1 AND EXISTS
-            (SELECT 1 FROM peers WHERE uuid = ?1 AND last_seen < ?2)",
+        "DELETE FROM room_members WHERE uuid = $1 AND EXISTS
+            (SELECT 1 FROM peers WHERE uuid = $1 AND last_seen < $2)",
     )
     .bind(uuid)
     .bind(&now.live_since)
@@ -95,26 +97,24 @@ pub(crate) async fn forget_if_expired(
 }
 
 /// The live members of `room`, in the order they joined.
-pub async fn members(pool: &SqlitePool, room: &str, now: &Now) -> sqlx::Result<Vec<StoredPeer>> {
+pub async fn members(pool: &AnyPool, room: &str, now: &Now) -> sqlx::Result<Vec<StoredPeer>> {
     let rows = sqlx::query_as::<_, StoredRow>(
-        "SELECT uuid, addr, name, public_key, registered_at, last_seen, candidates, token_hash,
-                (julianday(?3) - julianday(last_seen)) * 86400.0 AS age
+        "SELECT uuid, addr, name, public_key, registered_at, last_seen, candidates, token_hash
          FROM room_members JOIN peers USING (uuid)
-         WHERE room = ?1 AND last_seen >= ?2 ORDER BY joined_at, uuid",
+         WHERE room = $1 AND last_seen >= $2 ORDER BY joined_at, uuid",
     )
     .bind(room)
     .bind(&now.live_since)
-    .bind(&now.text)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(StoredPeer::from).collect())
+    Ok(rows.into_iter().map(|row| row.into_peer(now)).collect())
 }
 
 /// Every room with at least one live member, by name, with its number of live members.
-pub async fn list(pool: &SqlitePool, now: &Now) -> sqlx::Result<Vec<RoomSummary>> {
+pub async fn list(pool: &AnyPool, now: &Now) -> sqlx::Result<Vec<RoomSummary>> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT room, count(*) FROM room_members JOIN peers USING (uuid)
-         WHERE last_seen >= ?1 GROUP BY room ORDER BY room",
+         WHERE last_seen >= $1 GROUP BY room ORDER BY room",
     )
     .bind(&now.live_since)
     .fetch_all(pool)

@@ -14,7 +14,8 @@
 use std::sync::Arc;
 
 use proto::api::{Candidate, PeerRecord};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::AnyConnection;
+use sqlx::any::AnyConnectOptions;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,12 +23,14 @@ use uuid::Uuid;
 
 use crate::metrics::Metrics;
 
+use super::backend::Backend;
 use super::cache::LookupCache;
 use super::change::{
     Block, Delete, Deposit, Done, Heartbeat, InsertKeyless, Membership, Op, Purge, Take, Update,
     UpsertKeyed, UsedSignature, Vouch, WriteError,
 };
 use super::clock::Liveness;
+use super::coherence::Replica;
 use super::commit::{self, Committer, Job};
 use super::health::{DbFile, WriteHealth};
 use super::peers::Owner;
@@ -42,17 +45,21 @@ const QUEUE: usize = 4096;
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
     health: watch::Receiver<WriteHealth>,
-    file: Arc<DbFile>,
+    file: Option<Arc<DbFile>>,
 }
 
 /// What the writer task works on and with.
 pub struct WriterParts {
     /// The writer's own connection, outside the pool.
-    pub connection: SqliteConnection,
+    pub connection: AnyConnection,
     /// How to reopen the connection if a failure leaves it unusable (never creating the file).
-    pub options: SqliteConnectOptions,
-    /// The database file as opened at start-up.
-    pub file: DbFile,
+    pub options: AnyConnectOptions,
+    /// Which database it is.
+    pub backend: Backend,
+    /// SQLite's database file as opened at start-up.
+    pub file: Option<DbFile>,
+    /// PostgreSQL: this replica, which announces the records it changes to the others.
+    pub replica: Option<Replica>,
     /// Which records are live (and which expired).
     pub liveness: Liveness,
     /// The quotas registrations are held to.
@@ -70,12 +77,14 @@ impl Writer {
     pub fn spawn(parts: WriterParts, stop: CancellationToken, tasks: &TaskTracker) -> Writer {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let (health, health_rx) = watch::channel(WriteHealth::Writable);
-        let file = Arc::new(parts.file);
+        let file = parts.file.map(Arc::new);
         parts.metrics.db_writable(true);
         let committer = Committer {
             connection: Some(parts.connection),
-            options: parts.options.create_if_missing(false),
+            options: parts.options,
+            backend: parts.backend,
             file: file.clone(),
+            replica: parts.replica,
             liveness: parts.liveness,
             quotas: parts.quotas,
             cache: parts.cache,
@@ -96,9 +105,9 @@ impl Writer {
         *self.health.borrow()
     }
 
-    /// The database file the writer writes, as opened at start-up.
-    pub fn file(&self) -> &DbFile {
-        &self.file
+    /// The SQLite database file the writer writes, as opened at start-up.
+    pub fn file(&self) -> Option<&DbFile> {
+        self.file.as_deref()
     }
 
     async fn submit(&self, op: Op) -> Result<Done, WriteError> {

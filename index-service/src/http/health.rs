@@ -43,7 +43,7 @@ pub async fn healthz() -> Json<Health> {
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let fault = if !state.writer.file().unchanged() {
+    let fault = if state.writer.file().is_some_and(|file| !file.unchanged()) {
         Some(Fault::Replaced)
     } else if let WriteHealth::Failing(fault) = state.writer.health() {
         Some(fault)

@@ -271,9 +271,11 @@ pub async fn get_peer(
         let max_age = format!("max-age={cache_secs}");
         return Ok(([(header::CACHE_CONTROL, max_age)], Json(record)).into_response());
     }
+    let ticket = state.cache.ticket(uuid);
     let peer = db::find_peer(&state.pool, uuid, &state.now())
         .await?
         .ok_or_else(|| not_found(uuid))?;
+    state.cache.fill(ticket, &peer.record);
     Ok(lookup_answer(&state, peer))
 }
 

@@ -39,8 +39,70 @@ pub struct Answer {
     pub body: Value,
 }
 
+/// The database of a test's index, one per `dir`: a SQLite file in it, or, when
+/// `INDEX_TEST_POSTGRES` names a PostgreSQL server (e.g. `postgres://postgres@127.0.0.1:5433`,
+/// as `.ci/run` starts one), a fresh database on that server named after `dir`.
 pub fn database_url(dir: &tempfile::TempDir) -> String {
+    match postgres_server() {
+        None => sqlite_url(dir),
+        Some(server) => postgres_database(&server, &database_name(dir)),
+    }
+}
+
+/// A SQLite file in `dir`, whatever `INDEX_TEST_POSTGRES` says: for tests of SQLite itself.
+pub fn sqlite_url(dir: &tempfile::TempDir) -> String {
     format!("sqlite://{}", dir.path().join("index.db").display())
+}
+
+/// The PostgreSQL server the tests run on (`INDEX_TEST_POSTGRES`), if any.
+pub fn postgres_server() -> Option<String> {
+    std::env::var("INDEX_TEST_POSTGRES")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .map(|url| url.trim_end_matches('/').to_owned())
+}
+
+fn database_name(dir: &tempfile::TempDir) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    dir.path().hash(&mut hasher);
+    std::process::id().hash(&mut hasher);
+    format!("t_{:016x}", hasher.finish())
+}
+
+/// `server`'s database `name` (created if missing), as a URL.
+pub fn postgres_database(server: &str, name: &str) -> String {
+    let (admin, create) = (format!("{server}/postgres"), name.to_owned());
+    // The callers may be inside a runtime, which must not block: a thread with its own.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            use sqlx::{Connection, Executor};
+            let mut admin = sqlx::PgConnection::connect(&admin)
+                .await
+                .unwrap_or_else(|e| panic!("INDEX_TEST_POSTGRES: cannot connect to {admin}: {e}"));
+            let exists: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+                    .bind(&create)
+                    .fetch_optional(&mut admin)
+                    .await
+                    .unwrap();
+            if exists.is_none() {
+                admin
+                    .execute(sqlx::AssertSqlSafe(format!(
+                        "CREATE DATABASE {create} TEMPLATE template0"
+                    )))
+                    .await
+                    .unwrap();
+            }
+        });
+    })
+    .join()
+    .unwrap();
+    format!("{server}/{name}")
 }
 
 pub async fn test_app() -> TestApp {
