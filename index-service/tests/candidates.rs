@@ -87,16 +87,20 @@ async fn candidates_round_trip_through_every_lookup() {
 
     // Lookups by UUID come from the in-memory copy, which holds the candidates too: a change
     // another program makes behind the index's back does not show there.
-    sqlx::query("UPDATE peers SET candidates = NULL WHERE uuid = ?1")
+    sqlx::query("UPDATE peers SET candidates = NULL WHERE uuid = $1")
         .bind(&uuid)
         .execute(&app.service.state().pool)
         .await
         .unwrap();
-    assert_eq!(
-        listed(&app.lookup(&uuid).await.1),
-        gathered(),
-        "from the cache"
-    );
+    // (A replica on PostgreSQL answers from its cache only once it hears its own pings, so
+    // right after start-up it may read the database: this part is SQLite's.)
+    if common::postgres_server().is_none() {
+        assert_eq!(
+            listed(&app.lookup(&uuid).await.1),
+            gathered(),
+            "from the cache"
+        );
+    }
     assert!(
         app.get("/peers?name=alice")
             .await
@@ -165,7 +169,7 @@ async fn candidates_survive_a_restart_and_garbage_reads_as_none() {
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
     // Another program writes something that is not a candidate list into bob's row.
-    sqlx::query("UPDATE peers SET candidates = '[{\"kind\":\"wormhole\"}' WHERE uuid = ?1")
+    sqlx::query("UPDATE peers SET candidates = '[{\"kind\":\"wormhole\"}' WHERE uuid = $1")
         .bind(&bob_uuid)
         .execute(&app.service.state().pool)
         .await

@@ -91,7 +91,7 @@ async fn expired_records_vanish_get_purged_and_heartbeats_keep_them() {
         let pool = pool.clone();
         let dropped = dropped.clone();
         async move {
-            let left: i64 = sqlx::query_scalar("SELECT count(*) FROM peers WHERE uuid = ?1")
+            let left: i64 = sqlx::query_scalar("SELECT count(*) FROM peers WHERE uuid = $1")
                 .bind(dropped)
                 .fetch_one(&pool)
                 .await

@@ -54,13 +54,15 @@ async fn letters_wait_for_an_offline_recipient_and_open_only_for_it() {
     // Nothing the letters say is in the database file or its WAL. They are read by another
     // process: closing a descriptor of the file in this one would drop SQLite's POSIX locks.
     let dir = app.dir.path();
+    let on_sqlite = common::postgres_server().is_none();
     let bytes = std::process::Command::new("cat")
         .arg(dir.join("index.db"))
         .arg(dir.join("index.db-wal"))
         .output()
         .unwrap()
         .stdout;
-    assert!(bytes.len() > 4096, "read the database");
+    // (On PostgreSQL the files are the server's: this part runs in the SQLite pass.)
+    assert!(!on_sqlite || bytes.len() > 4096, "read the database");
     for text in texts.iter().chain(["fourth secret 1b3b"].iter()) {
         assert!(
             !contains(&bytes, text.as_bytes()),
@@ -69,7 +71,7 @@ async fn letters_wait_for_an_offline_recipient_and_open_only_for_it() {
     }
     // What is there is the sealed bytes, as deposited (so the search above reads the data).
     let sealed_4 = decode_sealed(&sealed(&alice, &bob, 4, "fourth secret 1b3b")).unwrap();
-    assert!(contains(&bytes, &sealed_4[..64]));
+    assert!(!on_sqlite || contains(&bytes, &sealed_4[..64]));
     let recipient: Vec<String> = sqlx::query_scalar("SELECT DISTINCT recipient FROM mailbox")
         .fetch_all(&app.service.state().pool)
         .await

@@ -254,7 +254,7 @@ async fn blocking_refuses_and_deletes_waiting_letters() {
     // At most 1000 blocked senders per mailbox.
     let pool = &app.service.state().pool;
     for n in 0..999u128 {
-        sqlx::query("INSERT INTO mailbox_blocks (recipient, sender) VALUES (?1, ?2)")
+        sqlx::query("INSERT INTO mailbox_blocks (recipient, sender) VALUES ($1, $2)")
             .bind(bob.uuid().to_string())
             .bind(uuid::Uuid::from_u128(n + 1).to_string())
             .execute(pool)

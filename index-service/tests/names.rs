@@ -111,7 +111,7 @@ async fn an_expired_holder_frees_its_name_before_the_purge() {
     assert_ne!(new["uuid"], old["uuid"]);
 
     // The expired record is still stored, without its name.
-    let old_name: Option<String> = sqlx::query_scalar("SELECT name FROM peers WHERE uuid = ?1")
+    let old_name: Option<String> = sqlx::query_scalar("SELECT name FROM peers WHERE uuid = $1")
         .bind(old["uuid"].as_str().unwrap())
         .fetch_one(&app.service.state().pool)
         .await

@@ -43,7 +43,7 @@ async fn members_vanish_with_deleted_records() {
     assert_eq!(member_uuids(&app, "rust").await, [bea.as_str()]);
     let (_, body) = app.get("/rooms").await;
     assert_eq!(body, json!({ "rooms": [{ "room": "rust", "members": 1 }] }));
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM room_members WHERE uuid = ?1")
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM room_members WHERE uuid = $1")
         .bind(&ann)
         .fetch_one(&app.service.state().pool)
         .await

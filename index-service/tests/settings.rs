@@ -278,7 +278,17 @@ fn an_unwritable_database_is_refused() {
                 .await;
         });
     }
-    sh(&["mount", "-o", "remount,ro"], dir).unwrap();
+    // SQLite's worker threads may close the last descriptors a moment after the service has
+    // shut down; until then the file system is busy.
+    let mut remounted = sh(&["mount", "-o", "remount,ro"], dir);
+    for _ in 0..20 {
+        if remounted.is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        remounted = sh(&["mount", "-o", "remount,ro"], dir);
+    }
+    remounted.unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
     refused(
         elsewhere.path(),
