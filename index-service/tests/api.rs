@@ -215,7 +215,7 @@ async fn registrations_survive_a_restart_of_the_service() {
         .expect("still registered after a restart");
     assert_eq!(stored.record.addr, "203.0.113.7:7");
     assert_eq!(stored.record.name.as_deref(), Some("bob"));
-    if common::postgres_server().is_some() {
+    if common::on_postgres() {
         return; // PostgreSQL's durability is its server's settings
     }
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")

@@ -94,7 +94,7 @@ async fn candidates_round_trip_through_every_lookup() {
         .unwrap();
     // (A replica on PostgreSQL answers from its cache only once it hears its own pings, so
     // right after start-up it may read the database: this part is SQLite's.)
-    if common::postgres_server().is_none() {
+    if !common::on_postgres() {
         assert_eq!(
             listed(&app.lookup(&uuid).await.1),
             gathered(),

@@ -54,7 +54,7 @@ async fn letters_wait_for_an_offline_recipient_and_open_only_for_it() {
     // Nothing the letters say is in the database file or its WAL. They are read by another
     // process: closing a descriptor of the file in this one would drop SQLite's POSIX locks.
     let dir = app.dir.path();
-    let on_sqlite = common::postgres_server().is_none();
+    let on_sqlite = !common::on_postgres();
     let bytes = std::process::Command::new("cat")
         .arg(dir.join("index.db"))
         .arg(dir.join("index.db-wal"))

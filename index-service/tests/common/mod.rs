@@ -40,13 +40,31 @@ pub struct Answer {
 }
 
 /// The database of a test's index, one per `dir`: a SQLite file in it, or, when
-/// `INDEX_TEST_POSTGRES` names a PostgreSQL server (e.g. `postgres://postgres@127.0.0.1:5433`,
-/// as `.ci/run` starts one), a fresh database on that server named after `dir`.
+/// `INDEX_TEST_BACKEND=postgres`, a fresh database named after `dir` on the PostgreSQL server
+/// `INDEX_TEST_POSTGRES` names (e.g. `postgres://postgres@127.0.0.1:5433`; `.ci/run` starts
+/// one and runs the suite a second time so).
 pub fn database_url(dir: &tempfile::TempDir) -> String {
-    match postgres_server() {
-        None => sqlite_url(dir),
-        Some(server) => postgres_database(&server, &database_name(dir)),
+    match std::env::var("INDEX_TEST_BACKEND").as_deref() {
+        Ok("postgres") => {
+            let server = postgres_server()
+                .expect("INDEX_TEST_BACKEND=postgres needs INDEX_TEST_POSTGRES=postgres://…");
+            postgres_database(&server, &database_name(dir))
+        }
+        Ok("sqlite") | Ok("") | Err(_) => sqlite_url(dir),
+        Ok(other) => panic!("INDEX_TEST_BACKEND={other}: give sqlite or postgres"),
     }
+}
+
+/// Whether the suite runs on PostgreSQL ([`database_url`]).
+pub fn on_postgres() -> bool {
+    std::env::var("INDEX_TEST_BACKEND").as_deref() == Ok("postgres")
+}
+
+/// A fresh database on the `INDEX_TEST_POSTGRES` server for a test that needs PostgreSQL
+/// whatever the suite runs on (replicas), named after `dir`; `None` (the caller skips, saying
+/// so) without a server.
+pub fn postgres_url(dir: &tempfile::TempDir) -> Option<String> {
+    postgres_server().map(|server| postgres_database(&server, &database_name(dir)))
 }
 
 /// A SQLite file in `dir`, whatever `INDEX_TEST_POSTGRES` says: for tests of SQLite itself.
@@ -134,6 +152,17 @@ async fn test_app_on(clock: Clock, tweak: impl FnOnce(&mut Config)) -> TestApp {
 }
 
 impl TestApp {
+    /// An index on the database at `url` (which other indexes may share: replicas).
+    pub async fn on(url: &str) -> TestApp {
+        let service = Service::open(Config::for_database(url)).await.unwrap();
+        let client: SocketAddr = CLIENT.parse().unwrap();
+        TestApp {
+            router: service.app().layer(MockConnectInfo(client)),
+            service,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
     /// The service again on the database in `dir`, as after a restart.
     pub async fn reopen(dir: tempfile::TempDir) -> TestApp {
         let service = Service::open(Config::for_database(database_url(&dir)))
