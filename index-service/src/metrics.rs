@@ -46,6 +46,8 @@ pub struct Metrics {
     pub connections: ConnectionMetrics,
     /// Letters deposited, refused, taken and expired, and what waits.
     pub mailbox: MailboxMetrics,
+    /// The lookup cache's size, coherence, hits and misses.
+    pub cache: CacheMetrics,
     /// Request series by route template, then by (method, status).
     request_handles: RwLock<HashMap<Box<str>, ByOutcome>>,
 }
@@ -80,6 +82,7 @@ impl Metrics {
         let handle = recorder.handle();
         let connections = metrics::with_local_recorder(&recorder, ConnectionMetrics::register);
         let mailbox = metrics::with_local_recorder(&recorder, MailboxMetrics::register);
+        let cache = metrics::with_local_recorder(&recorder, CacheMetrics::register);
         let (expired, live_peers, rate_limited_read, rate_limited_write, db_writable) =
             metrics::with_local_recorder(&recorder, || {
                 metrics::describe_counter!(
@@ -132,6 +135,7 @@ impl Metrics {
             rate_limited_read,
             rate_limited_write,
             db_writable,
+            cache,
             connections,
             mailbox,
             request_handles: RwLock::default(),
@@ -353,6 +357,48 @@ impl MailRefused {
             MailRefused::SenderCap => "sender_cap",
             MailRefused::Rate => "rate",
             MailRefused::TooLarge => "too_large",
+        }
+    }
+}
+
+/// The lookup cache's series, refreshed on every scrape from the cache's own counts.
+pub struct CacheMetrics {
+    /// Records held.
+    pub entries: Gauge,
+    /// 1 while the cache may answer (always on SQLite; on PostgreSQL while the replica hears
+    /// its own announcements), 0 while every lookup reads the database.
+    pub coherent: Gauge,
+    /// Lookups by UUID answered from the cache.
+    pub hits: Counter,
+    /// Lookups by UUID that read the database.
+    pub misses: Counter,
+}
+
+impl CacheMetrics {
+    /// Describes and registers the series; call with the service's recorder installed.
+    fn register() -> Self {
+        metrics::describe_gauge!(
+            "index_lookup_cache_entries",
+            "Records the lookup cache holds"
+        );
+        metrics::describe_gauge!(
+            "index_lookup_cache_coherent",
+            "1 while the lookup cache may answer, 0 while lookups read the database (a replica \
+             that does not hear its announcements)"
+        );
+        metrics::describe_counter!(
+            "index_lookup_cache_hits_total",
+            "Lookups by UUID answered from the cache"
+        );
+        metrics::describe_counter!(
+            "index_lookup_cache_misses_total",
+            "Lookups by UUID that read the database"
+        );
+        CacheMetrics {
+            entries: metrics::gauge!("index_lookup_cache_entries"),
+            coherent: metrics::gauge!("index_lookup_cache_coherent"),
+            hits: metrics::counter!("index_lookup_cache_hits_total"),
+            misses: metrics::counter!("index_lookup_cache_misses_total"),
         }
     }
 }

@@ -27,7 +27,7 @@
 //! database. ICE servers are never cached: they belong to the owner's own answers.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -115,6 +115,8 @@ pub struct LookupCache {
     coherence: Coherence,
     liveness: Liveness,
     ttl_ms: i64,
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 /// Taken before a lookup reads the database; [`LookupCache::fill`] keeps what it read only if
@@ -143,12 +145,25 @@ impl LookupCache {
             },
             ttl_ms: duration_ms(liveness.ttl),
             liveness,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
     }
 
     /// The public record of `uuid` (TTL fields and `token` unset) and the seconds it stays
     /// live, if cached, live, and the cache is coherent: what a lookup needs, without the owner.
     pub fn lookup(&self, uuid: Uuid) -> Option<(PeerRecord, f64)> {
+        let found = self.answer(uuid);
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    fn answer(&self, uuid: Uuid) -> Option<(PeerRecord, f64)> {
         if !self.coherent() {
             return None;
         }
@@ -156,6 +171,14 @@ impl LookupCache {
         let now = self.liveness.clock.now_ms();
         let remaining_ms = entry.last_seen_ms + self.ttl_ms - now;
         (remaining_ms > 0).then(|| (entry.record(uuid), remaining_ms as f64 / 1000.0))
+    }
+
+    /// Lookups answered from the cache, and lookups that were not, since start-up.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
     }
 
     /// Take before reading `uuid` from the database, for [`LookupCache::fill`].

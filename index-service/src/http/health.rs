@@ -89,6 +89,14 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     let (letters, bytes) = db::mailbox::totals(&state.pool).await?;
     state.metrics.mailbox.letters.set(letters as f64);
     state.metrics.mailbox.bytes.set(bytes as f64);
+    let cache = &state.metrics.cache;
+    cache.entries.set(state.cache.len() as f64);
+    cache
+        .coherent
+        .set(f64::from(u8::from(state.cache.coherent())));
+    let (hits, misses) = state.cache.counts();
+    cache.hits.absolute(hits);
+    cache.misses.absolute(misses);
     Ok((
         [(
             header::CONTENT_TYPE,
