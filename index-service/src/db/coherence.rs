@@ -205,7 +205,7 @@ fn heard(
                 .is_none_or(|last| sent.saturating_duration_since(last) > COHERENCE_WINDOW);
             if gap {
                 cache.clear();
-                tracing::info!("other replicas' changes are heard; the lookup cache answers again");
+                tracing::info!("this replica hears its announcements: the lookup cache answers");
             }
             *last_heard = Some(sent);
             cache.heard(sent);
