@@ -23,7 +23,10 @@
 #   5. `down` (volumes kept), `up -d` again: every registration is still answered by the API and
 #      is in /data/index.db on the volume (sqlite3 via `exec`); the demo peers come back and
 #      alice reaches bob again;
-#   6. `down -v`, and checks the volume is gone.
+#   6. `down -v`, and checks the volume is gone;
+#   7. the profile `scale` (PostgreSQL, three index replicas, HAProxy; one replica killed under
+#      load): scripts/compose-scale-smoke.sh, on a project of its own, with the same image.
+#      SMOKE_SCALE=0 leaves it out; SMOKE_SCALE=only builds the image and runs only that.
 # Containers, network and volumes are always removed on exit (trap), and so is the tested image
 # (SMOKE_KEEP_IMAGE=1 keeps it); base images, stand-ins and build layers stay as a cache.
 #
@@ -81,7 +84,7 @@ TURN_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
 export TURN_MIN_PORT=49160 TURN_MAX_PORT=49200
 unset TURN_URLS
 volume=${COMPOSE_PROJECT_NAME}_index-data
-volumes=("$volume" "${COMPOSE_PROJECT_NAME}_alice-state" "${COMPOSE_PROJECT_NAME}_bob-state")
+volumes=("$volume" "${COMPOSE_PROJECT_NAME}_alice-state" "${COMPOSE_PROJECT_NAME}_bob-state" "${COMPOSE_PROJECT_NAME}_postgres-data")
 base=http://127.0.0.1:$INDEX_PORT
 work=$(mktemp -d)
 # Only the variables above and the compose file's defaults: a .env next to the compose file
@@ -258,6 +261,17 @@ built=1
 echo "    $PEERLINK_IMAGE: $(docker image inspect -f '{{.Size}}' "$PEERLINK_IMAGE" | awk '{printf "%.0f MB", $1/1e6}'), user $(docker image inspect -f '{{.Config.User}}' "$PEERLINK_IMAGE")"
 docker run --rm --no-healthcheck "$PEERLINK_IMAGE" index-service --version | sed 's/^/    /'
 docker run --rm --no-healthcheck "$PEERLINK_IMAGE" peer-daemon --version | sed 's/^/    /'
+case ${SMOKE_SCALE:-1} in
+  0 | 1) ;;
+  only)
+    log "SMOKE_SCALE=only: the profile scale, scripts/compose-scale-smoke.sh"
+    bash scripts/compose-scale-smoke.sh
+    torn_down=1 # (this script's own project never started)
+    log "OK: compose smoke test (profile scale only) passed in $((SECONDS - t0))s (build mode $mode)"
+    exit 0
+    ;;
+  *) fail "SMOKE_SCALE must be 1 (default), 0 or only" ;;
+esac
 
 # --- 2. index and coturn up, healthy; register and look up through the published port ---------
 echo "    $COTURN_IMAGE: $(docker image inspect -f '{{with .Config.Labels}}{{with index . "org.peerlink.standin"}}stand-in {{.}}{{else}}official{{end}}{{else}}official{{end}}' "$COTURN_IMAGE")"
@@ -420,5 +434,11 @@ torn_down=1
 for v in "${volumes[@]}"; do
   if docker volume inspect "$v" >/dev/null 2>&1; then fail "volume $v still there after down -v"; fi
 done
+
+# --- 7. the profile scale: PostgreSQL, three replicas, HAProxy -------------------------------
+if [ "${SMOKE_SCALE:-1}" = 1 ]; then
+  log "the profile scale: scripts/compose-scale-smoke.sh"
+  bash scripts/compose-scale-smoke.sh
+fi
 
 log "OK: compose smoke test passed in $((SECONDS - t0))s (build mode $mode)"
