@@ -164,7 +164,7 @@ impl Service {
         if let Some(replica) = &replica {
             coherence::spawn(
                 url.clone(),
-                pool.clone(),
+                options.clone(),
                 cache.clone(),
                 replica.clone(),
                 stop.child_token(),

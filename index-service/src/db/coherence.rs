@@ -17,8 +17,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sqlx::AnyPool;
+use sqlx::any::AnyConnectOptions;
 use sqlx::postgres::PgListener;
+use sqlx::{AnyConnection, ConnectOptions, Connection};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
@@ -77,11 +78,12 @@ where
         .map(drop)
 }
 
-/// Starts listening (for other replicas' changes and this replica's pings) and pinging, until
-/// `stop` is cancelled.
+/// Starts listening (for other replicas' changes and this replica's pings) and pinging, each
+/// on a connection of its own (never waiting behind lookups for a pooled one), until `stop` is
+/// cancelled.
 pub fn spawn(
     url: String,
-    pool: AnyPool,
+    options: AnyConnectOptions,
     cache: Arc<LookupCache>,
     replica: Replica,
     stop: CancellationToken,
@@ -89,24 +91,43 @@ pub fn spawn(
 ) {
     let epoch = Instant::now();
     tasks.spawn(listen(url, cache, replica.clone(), epoch, stop.clone()));
-    tasks.spawn(ping(pool, replica, epoch, stop));
+    tasks.spawn(ping(options, replica, epoch, stop));
 }
 
-async fn ping(pool: AnyPool, replica: Replica, epoch: Instant, stop: CancellationToken) {
+async fn ping(
+    options: AnyConnectOptions,
+    replica: Replica,
+    epoch: Instant,
+    stop: CancellationToken,
+) {
     let mut every = tokio::time::interval(PING_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut connection: Option<AnyConnection> = None;
     loop {
         tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => break,
             _ = every.tick() => {}
         }
         let sent = epoch.elapsed().as_micros();
         let payload = format!("ping {} {sent}", replica.0);
-        match tokio::time::timeout(COHERENCE_WINDOW, announce(&pool, &payload)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::debug!(%error, "coherence ping failed"),
-            Err(_) => tracing::debug!("coherence ping timed out"),
-        }
+        let pinged = tokio::time::timeout(COHERENCE_WINDOW, async {
+            if connection.is_none() {
+                connection = Some(options.connect().await?);
+            }
+            let connection = connection.as_mut().expect("just connected");
+            announce(connection, &payload).await
+        })
+        .await;
+        let failed = match pinged {
+            Ok(Ok(())) => continue,
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => "timed out".to_owned(),
+        };
+        tracing::debug!(failed, "coherence ping failed; reconnecting");
+        connection = None;
+    }
+    if let Some(connection) = connection {
+        let _ = connection.close().await;
     }
 }
 
