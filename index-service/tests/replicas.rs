@@ -290,3 +290,54 @@ async fn conflicting_room_writes_on_both_replicas_leave_a_consistent_room() {
         .unwrap();
     assert_eq!(left, 0, "memberships of deleted records: {outcomes:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_listening_connection_breaks_serves_no_stale_record() {
+    let Some((a, b)) = replicas("broken").await else {
+        return;
+    };
+    let (uuid, token) = a.register_keyless(9000).await;
+    assert_eq!(b.lookup(&uuid).await.0, StatusCode::OK);
+    assert_eq!(b.lookup(&uuid).await.0, StatusCode::OK);
+    assert!(
+        b.service
+            .state()
+            .cache
+            .lookup(uuid.parse().unwrap())
+            .is_some(),
+        "cached by B"
+    );
+    // The server drops every listening connection of this database, and the record moves at
+    // once: what was announced meanwhile may never reach B.
+    let dropped: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_one(&a.service.state().pool)
+    .await
+    .unwrap();
+    assert_eq!(dropped, 2, "both replicas listen");
+    let path = format!("/peers/{uuid}");
+    let bearer = format!("Bearer {token}");
+    let moved = json!({"udp_port": 9001}).to_string();
+    let answer = a
+        .send(owner_request("PUT", &path, &moved, Some(&bearer)))
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let took = served_within(&b, &uuid, StatusCode::OK, Some("203.0.113.7:9001")).await;
+    assert!(
+        took < Duration::from_secs(1),
+        "B served the old address for {took:?}"
+    );
+    // B listens again and its cache answers again.
+    let cache = b.service.state().cache.clone();
+    common::eventually(Duration::from_secs(5), "B's cache coherent again", || {
+        let cache = cache.clone();
+        async move { cache.coherent().then_some(()) }
+    })
+    .await;
+    let (hits, _) = cache.counts();
+    assert_eq!(b.lookup(&uuid).await.0, StatusCode::OK);
+    assert_eq!(b.lookup(&uuid).await.1["addr"], "203.0.113.7:9001");
+    assert!(cache.counts().0 > hits, "answered from the cache again");
+}
