@@ -171,6 +171,12 @@ http POST /register '{"udp_port":4242}'
 uuid=$(json_field "$body" uuid)
 addr=$(json_field "$body" addr)
 token=$(json_field "$body" token)
+# The record holds the client's address as HAProxy saw it (X-Forwarded-For from a trusted
+# proxy), not the balancer's own.
+lb_ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$(dc ps -q lb)")
+echo "    registered at $addr; the load balancer is $lb_ip"
+[ -n "$lb_ip" ] && [ "${addr%:*}" != "$lb_ip" ] \
+  || fail "registered at the load balancer's address ($addr): INDEX_TRUSTED_PROXIES is not in force"
 declare -A seen=()
 for ((i = 0; i < 6; i++)); do
   http GET "/peers/$uuid"

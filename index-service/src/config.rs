@@ -117,6 +117,14 @@ pub struct Config {
     #[arg(long, env = "INDEX_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
     pub max_connections_per_ip: u32,
 
+    /// A reverse proxy or load balancer (an address or a network, e.g. `10.0.0.0/8`) whose
+    /// `X-Forwarded-For` header says who the client is: a request from it counts as coming
+    /// from the last address in that header not itself a trusted proxy (for the records'
+    /// `addr`, quotas and rate limits). Repeatable; the environment variable takes a
+    /// comma-separated list. Without it, `X-Forwarded-For` is ignored.
+    #[arg(long = "trusted-proxy", env = "INDEX_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_network)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
     /// A STUN or TURN server handed to every registered peer in `ice_servers`:
     /// `turn:HOST:PORT` or `stun:HOST:PORT` (UDP; the port defaults to 3478). Repeatable; the
     /// environment variable takes a comma-separated list. `turn:` URLs need --turn-secret.
@@ -385,6 +393,15 @@ pub fn check_database_url(url: &str) -> Result<(), String> {
     sqlx::sqlite::SqliteConnectOptions::from_str(url)
         .map(drop)
         .map_err(|error| format!("--database-url `{url}` is not usable: {error}"))
+}
+
+/// A network (`10.0.0.0/8`, `2001:db8::/32`) or one address (`192.0.2.7`, a /32 or /128).
+fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .map(|net| net.trunc())
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("`{text}` is neither an address nor a network like 10.0.0.0/8"))
 }
 
 /// The file a `sqlite://PATH` URL names.

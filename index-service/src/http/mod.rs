@@ -7,6 +7,7 @@ mod json;
 mod mailbox;
 mod owner;
 pub mod peers;
+mod proxy;
 pub mod ratelimit;
 mod rooms;
 mod updates;
@@ -205,8 +206,9 @@ async fn not_found(request: Request) -> Response {
 /// concern): refuses clients over their rate budget (429), bounds the time a request may take
 /// (503), rewrites errors that are not JSON yet, and counts and times every answer by method,
 /// route template and status.
-async fn edge(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn edge(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
+    proxy::resolve_client(&state.config.trusted_proxies, &mut request);
     let method = request.method().clone();
     let route = request.extensions().get::<MatchedPath>().cloned();
     let response = match ratelimit::admit(&state, &request) {
