@@ -34,11 +34,8 @@ if (( letters < rounds )); then
   exit 2
 fi
 
-need() {
-  command -v "$1" >/dev/null 2>&1 && return
-  echo "installing $1 (Debian package)" >&2
-  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null
-}
+# need, free_port, wait_ready, stop, run_wrk, medians and the like.
+source scripts/bench-lib.sh
 need wrk
 need sqlite3
 
@@ -49,25 +46,11 @@ bare_bin=target/release/examples/bare
 letters_bin=target/release/examples/letters
 
 work=$(mktemp -d)
-pids=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  kill_pids
   rm -rf "$work"
 }
 trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_ready() { # url
-  for _ in $(seq 1200); do
-    curl -fsS -o /dev/null "$1" 2>/dev/null && return
-    sleep 0.05
-  done
-  echo "not ready: $1" >&2
-  exit 1
-}
 
 # start_index DB [FLAGS] -> sets $port and $pid. Rate limits and the per-address connection cap
 # are raised, not off, so their cost is in the figures; the wrk flood all comes from 127.0.0.1,
@@ -83,11 +66,6 @@ start_index() {
   pid=$!
   pids+=("$pid")
   wait_ready "http://127.0.0.1:$port/readyz"
-}
-
-stop() { # pid
-  kill "$1"
-  wait "$1" 2>/dev/null || true
 }
 
 # fill DB N: N live keyless peers in one transaction (the schema comes from a first start),
@@ -125,16 +103,7 @@ sample_ids() { # DB FILE: 20 000 random UUIDs of the database, for wrk to pick f
   sqlite3 "$1" "SELECT uuid FROM peers ORDER BY random() LIMIT 20000" >"$2"
 }
 
-cat >"$work/report.lua" <<'LUA'
-function done(summary, latency, requests)
-  local errors = summary.errors.connect + summary.errors.read + summary.errors.write
-    + summary.errors.timeout
-  io.write(string.format("RESULT %.0f %.3f %.3f %d %d\n",
-    summary.requests / (summary.duration / 1e6),
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
-    summary.errors.status, errors))
-end
-LUA
+write_report_lua "$work/report.lua"
 cat >"$work/lookup.lua" <<'LUA'
 local ids = {}
 function init(args)
@@ -194,28 +163,6 @@ function done(summary, latency, requests)
     summary.errors.status, errors, ran_out))
 end
 LUA
-
-# run_wrk SCRIPT URL [ARGS] -> "rps p50_ms p99_ms non2xx errors [whatever else SCRIPT reports]"
-run_wrk() {
-  local script=$1 url=$2
-  shift 2
-  wrk -t1 -c"$connections" -d"$duration" --timeout 5s -s "$script" "$url" -- "$@" \
-    | awk '/^RESULT/ { $1 = ""; print substr($0, 2) }'
-}
-
-rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
-check_clean() { # label FILE of "rps p50 p99 non2xx errors" lines
-  awk -v label="$1" '$4 != 0 || $5 != 0 { bad += $4; errors += $5 }
-    END { if (bad + errors > 0) printf "warning: %s had %d non-2xx answers and %d socket errors\n", label, bad, errors }' \
-    "$2" >&2
-}
-medians() { # FILE of "rps p50 p99 ..." lines -> the median of each of the first three columns
-  for column in 1 2 3; do
-    awk -v c="$column" '{ print $c }' "$1" | sort -g | awk '{ v[NR] = $1 } END { printf "%s ", v[int((NR + 1) / 2)] }'
-  done
-  echo
-}
 
 # The mailbox's deposits, against an index of their own with the mailbox's caps and sender rate
 # off (every deposit goes to one recipient from a few senders) and the bare handler at
