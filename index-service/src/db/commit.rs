@@ -1,8 +1,8 @@
 //! The writer task's loop: group commit, and recovery when the database fails.
 //!
 //! Transactions are opened with plain statements ([`Backend::begin_write`], `COMMIT`,
-//! `ROLLBACK`) rather than sqlx's `Transaction`, so their state is ours: after SQLite rolls a transaction
-//! back by itself (it may, on a full disk or an I/O error) sqlx's own bookkeeping would still
+//! `ROLLBACK`) rather than sqlx's `Transaction`, so their state is ours: after SQLite rolls a
+//! transaction back by itself (it may, on a full disk or an I/O error) sqlx's own bookkeeping would still
 //! count it as open and refuse every later `begin_with` until a restart. After any failure the
 //! task sends `ROLLBACK` (an error saying no transaction is active is fine); if even that
 //! fails, it drops the connection and opens a new one for the next group, but only on the very
@@ -32,8 +32,7 @@ use super::apply::apply;
 use super::backend::Backend;
 use super::batch;
 use super::cache::LookupCache;
-use super::change::Delete;
-use super::change::{Done, Op, WriteError};
+use super::change::{Delete, Done, Op, WriteError};
 use super::clock::Liveness;
 use super::coherence::{self, Replica};
 use super::health::{self, DbFile, Fault, WriteHealth};

@@ -59,7 +59,9 @@ pub(crate) async fn free_for(
 
 /// Whether `error` is the unique name index refusing a write.
 pub fn is_name_conflict(error: &sqlx::Error) -> bool {
-    error
-        .as_database_error()
-        .is_some_and(|e| e.is_unique_violation() && e.message().contains("peers.name_key"))
+    error.as_database_error().is_some_and(|e| {
+        // SQLite names the column, PostgreSQL the index.
+        e.is_unique_violation()
+            && (e.message().contains("peers.name_key") || e.message().contains("peers_name_key"))
+    })
 }
