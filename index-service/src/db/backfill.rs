@@ -13,6 +13,18 @@ use super::backend::Backend;
 use super::quota::Origin;
 use crate::naming;
 
+/// SQLite: the origin of every row from before quotas with an IPv4 address, in one statement.
+const ORIGINS_IPV4: &str = "UPDATE peers SET ip = substr(addr, 1, instr(addr, ':') - 1),
+        subnet = rtrim(substr(addr, 1, instr(addr, ':') - 1), '0123456789') || '0/24'
+    WHERE subnet IS NULL AND ip IS NULL AND addr NOT LIKE '[%' AND addr LIKE '%.%.%.%:%'";
+/// The rows still without an origin.
+const WITHOUT_ORIGIN: &str = "SELECT uuid, addr FROM peers WHERE subnet IS NULL AND ip IS NULL";
+/// The named rows without a name key.
+const WITHOUT_KEY: &str =
+    "SELECT uuid, name, last_seen FROM peers WHERE name IS NOT NULL AND name_key IS NULL";
+/// Every query [`run`] reads the table with, for tests that check each one reads an index.
+pub const QUERIES: [&str; 3] = [ORIGINS_IPV4, WITHOUT_ORIGIN, WITHOUT_KEY];
+
 /// What [`run`] changed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Backfilled {
@@ -50,20 +62,12 @@ async fn fill_in(tx: &mut AnyConnection, backend: Backend) -> sqlx::Result<Backf
     // SQLite database of a million rows from before quotas is not updated row by row.
     // PostgreSQL databases were created with origins (the rows below are the rest).
     if backend == Backend::Sqlite {
-        done.origins += sqlx::query(
-            "UPDATE peers SET ip = substr(addr, 1, instr(addr, ':') - 1),
-                          subnet = rtrim(substr(addr, 1, instr(addr, ':') - 1), '0123456789')
-                                   || '0/24'
-         WHERE subnet IS NULL AND ip IS NULL AND addr NOT LIKE '[%' AND addr LIKE '%.%.%.%:%'",
-        )
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        done.origins += sqlx::query(ORIGINS_IPV4)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
     }
-    let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT uuid, addr FROM peers WHERE subnet IS NULL AND ip IS NULL")
-            .fetch_all(&mut *tx)
-            .await?;
+    let rows: Vec<(String, String)> = sqlx::query_as(WITHOUT_ORIGIN).fetch_all(&mut *tx).await?;
     for (uuid, addr) in rows {
         let Ok(addr) = addr.parse::<SocketAddr>() else {
             tracing::warn!(peer = %uuid, %addr, "stored address is not ip:port; quotas will not count it");
@@ -78,14 +82,13 @@ async fn fill_in(tx: &mut AnyConnection, backend: Backend) -> sqlx::Result<Backf
             .await?;
         done.origins += 1;
     }
-    // The most recently seen holder of a name keeps it, as when names became unique.
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT uuid, name FROM peers WHERE name IS NOT NULL AND name_key IS NULL
-         ORDER BY last_seen DESC, uuid DESC",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    for (uuid, name) in rows {
+    // The most recently seen holder of a name keeps it, as when names became unique. Sorted
+    // here, not by the query: with `ORDER BY last_seen` SQLite walks every row in `last_seen`
+    // order instead of reading the (usually empty) partial index.
+    let mut rows: Vec<(String, String, String)> =
+        sqlx::query_as(WITHOUT_KEY).fetch_all(&mut *tx).await?;
+    rows.sort_by(|a, b| (&b.2, &b.0).cmp(&(&a.2, &a.0)));
+    for (uuid, name, _) in rows {
         let key = match naming::check(&name) {
             Ok(checked) => Some(checked.key),
             Err(error) => {
