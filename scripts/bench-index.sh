@@ -291,7 +291,7 @@ row "POST /register     bare axum" "$br_rps" "$br_p50" "$br_p99" ""
 row "POST /register     index, durable" "$ir_rps" "$ir_p50" "$ir_p99" \
   "$(ratio "$ir_rps" "$br_rps")x bare (goal >= 0.3)"
 echo "registrations: $stored rows stored, $group_sizes registrations per commit (fsync) on average"
-echo "database: $big_bytes bytes for $big peers = $(awk -v b="$big_bytes" -v n="$big" 'BEGIN { printf "%.0f", b / n }') bytes/peer (filled in ${fill_secs} s; the index loaded them and answered /readyz in ${load_ms} ms)"
+echo "database: $big_bytes bytes for $big peers = $(awk -v b="$big_bytes" -v n="$big" 'BEGIN { printf "%.0f", b / n }') bytes/peer (filled in ${fill_secs} s; the index started and answered /readyz in ${load_ms} ms)"
 echo "resident memory: $small_rss kB with $small peers, $big_rss kB with $big peers = $(awk -v a="$small_rss" -v b="$big_rss" -v n="$big" -v m="$small" 'BEGIN { printf "%.0f", (b - a) * 1024 / (n - m) }') bytes/peer"
 
 mailbox_figures
