@@ -30,7 +30,7 @@ pub struct Config {
     #[arg(long, env = "INDEX_DATABASE_CONNECTIONS", default_value_t = 8)]
     pub database_connections: u32,
 
-    /// Records the lookup cache holds at most (about 400 bytes each); the least used go
+    /// Records the lookup cache holds at most (about 450 bytes each); the least used go
     /// first. Records not held are read from the database.
     #[arg(long, env = "INDEX_CACHE_ENTRIES", default_value_t = 1_000_000)]
     pub cache_entries: u64,
