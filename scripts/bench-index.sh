@@ -115,12 +115,7 @@ function request()
 end
 LUA
 cat "$work/report.lua" >>"$work/lookup.lua"
-cat >"$work/register.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"udp_port": 4000}'
-wrk.headers["Content-Type"] = "application/json"
-LUA
-cat "$work/report.lua" >>"$work/register.lua"
+write_register_lua "$work/register.lua" "$work/report.lua"
 # deposit.lua FILE [wrap]: sends FILE's pre-signed deposits (path, Authorization, body per line)
 # in order, each once. The index accepts a signature once, so at the end of FILE the run stops
 # (and reports it in a sixth column) rather than send one again; with `wrap` (the baseline,

@@ -51,6 +51,16 @@ LUA
 
 # run_wrk_with CONNECTIONS SCRIPT URL [ARGS] -> "rps p50_ms p99_ms non2xx errors [whatever else
 # SCRIPT reports]"
+# write_register_lua FILE REPORT: a keyless POST /register per request, with REPORT's done().
+write_register_lua() {
+  cat >"$1" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"udp_port": 4000}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+  cat "$2" >>"$1"
+}
+
 run_wrk_with() {
   local open=$1 script=$2 url=$3
   shift 3

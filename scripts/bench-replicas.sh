@@ -36,7 +36,6 @@ pg_big=${BENCH_PG_PEERS:-$big}
 hot=${BENCH_HOT:-20000}
 warmup=${BENCH_WARMUP:-2s}
 pg_options=${BENCH_PG_OPTIONS:-}
-pg_bin=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
 half=$(( connections / 2 ))
 if (( half < 1 || big <= small )); then
   echo "BENCH_CONNECTIONS must be at least 2 and BENCH_PEERS larger than BENCH_SMALL_PEERS" >&2
@@ -48,10 +47,6 @@ source scripts/bench-lib.sh
 need wrk
 need sqlite3
 need psql postgresql-client
-if [[ ! -x $pg_bin/initdb ]]; then
-  need "$pg_bin/initdb" postgresql
-  pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-fi
 
 load() { cut -d ' ' -f 1-3 /proc/loadavg; }
 echo "replicas benchmark: wrk -t1 -c$connections -d$duration x $rounds rounds on $(nproc) cores, $(date -u +%FT%TZ), load average $(load)" >&2
@@ -63,10 +58,6 @@ bare_bin=target/release/examples/bare
 
 work=$(mktemp -d)
 pgdir=$(mktemp -d)
-as_postgres() {
-  if (( $(id -u) == 0 )); then runuser -u postgres -- "$@"; else "$@"; fi
-}
-(( $(id -u) == 0 )) && chown postgres: "$pgdir"
 pg_started=
 cleanup() {
   kill_pids
@@ -74,18 +65,16 @@ cleanup() {
     mkdir -p "$BENCH_LOGS" \
       && cp "$work"/*.log "$work"/[lur]_* "$pgdir/server.log" "$BENCH_LOGS"/ 2>/dev/null || true
   fi
-  [[ -n $pg_started ]] && as_postgres "$pg_bin/pg_ctl" -D "$pgdir/data" -m fast -w stop >/dev/null 2>&1
+  [[ -n $pg_started ]] && bash scripts/postgres-cluster.sh stop "$pgdir" >/dev/null 2>&1
   rm -rf "$work" "$pgdir"
 }
 trap cleanup EXIT
 
 # The cluster: trust on loopback and its own socket directory, fsync and synchronous_commit as
-# installed (on).
-as_postgres "$pg_bin/initdb" -D "$pgdir/data" -A trust -U postgres >"$work/initdb.log"
+# installed (on); BENCH_PG_OPTIONS adds settings.
 pg_port=$(free_port)
-as_postgres "$pg_bin/pg_ctl" -D "$pgdir/data" -l "$pgdir/server.log" -w \
-  -o "-p $pg_port -k $pgdir -c listen_addresses=127.0.0.1 $pg_options" start >/dev/null
 pg_started=1
+PG_OPTIONS=$pg_options bash scripts/postgres-cluster.sh start "$pgdir" "$pg_port" >/dev/null 2>"$work/initdb.log"
 psql_on() { # DATABASE [psql args]
   psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$pg_port" -U postgres -d "$@"
 }
@@ -226,12 +215,7 @@ function request()
 end
 LUA
 cat "$work/report.lua" >>"$work/lookup.lua"
-cat >"$work/register.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"udp_port": 4000}'
-wrk.headers["Content-Type"] = "application/json"
-LUA
-cat "$work/report.lua" >>"$work/register.lua"
+write_register_lua "$work/register.lua" "$work/report.lua"
 
 # pair SCRIPT URL_A URL_B [ARGS] -> one result line for two wrk processes run at once, half the
 # connections each: req/s summed, p50 and p99 the higher of the two, failures summed.

@@ -50,22 +50,8 @@ log() { printf '\n=== [compose-smoke %3ds] %s\n' "$((SECONDS - t0))" "$*"; }
 fail() { printf '\nFAIL: %s\n' "$*" >&2; exit 1; }
 
 # --- is there an engine? ---------------------------------------------------------------------
-if ! command -v docker >/dev/null 2>&1; then
-  echo "SKIP: compose smoke test: no \`docker\` command on this machine"
-  exit 0
-fi
-if ! docker_info=$(docker info 2>&1); then
-  echo "SKIP: compose smoke test: no usable Docker engine (\`docker info\` failed: $(printf '%s' "$docker_info" | tail -n 1))"
-  exit 0
-fi
-if docker compose version >/dev/null 2>&1; then
-  compose=(docker compose)
-elif command -v docker-compose >/dev/null 2>&1; then
-  compose=(docker-compose)
-else
-  echo "SKIP: compose smoke test: the Docker engine works but neither \`docker compose\` nor \`docker-compose\` is installed"
-  exit 0
-fi
+source scripts/compose-lib.sh
+find_compose "compose smoke test"
 for tool in curl python3 script; do
   command -v "$tool" >/dev/null 2>&1 || fail "the smoke test needs $tool"
 done

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL cluster for the tests and benchmarks, from Debian's `postgresql` package
 # (installed with apt-get if missing): trust authentication, listening on 127.0.0.1 only, its
-# socket and data in DIR, durable (fsync and synchronous_commit stay on).
+# socket, data and server.log in DIR, durable (fsync and synchronous_commit stay on). Run as
+# root, the server runs as the `postgres` user. PG_OPTIONS adds server settings
+# (e.g. PG_OPTIONS="-c shared_buffers=1GB").
 #
 #   url=$(bash scripts/postgres-cluster.sh start DIR PORT)   # prints postgres://postgres@127.0.0.1:PORT
 #   bash scripts/postgres-cluster.sh stop DIR
@@ -12,6 +14,10 @@ set -euo pipefail
 
 command=${1:?usage: postgres-cluster.sh start DIR PORT | stop DIR}
 dir=${2:?usage: postgres-cluster.sh start DIR PORT | stop DIR}
+
+as_postgres() {
+  if (( $(id -u) == 0 )); then runuser -u postgres -- "$@"; else "$@"; fi
+}
 
 bin_dir() {
   ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
@@ -27,20 +33,20 @@ case $command in
     bin=$(bin_dir)
     [ -n "$bin" ] || { echo "[postgres-cluster] no PostgreSQL binaries in /usr/lib/postgresql" >&2; exit 1; }
     mkdir -p "$dir"
-    chown postgres "$dir"
+    if (( $(id -u) == 0 )); then chown postgres "$dir"; fi
     if [ ! -s "$dir/data/PG_VERSION" ]; then
-      runuser -u postgres -- "$bin/initdb" -D "$dir/data" -A trust -U postgres >"$dir/initdb.log" 2>&1 \
+      as_postgres "$bin/initdb" -D "$dir/data" -A trust -U postgres >"$dir/initdb.log" 2>&1 \
         || { cat "$dir/initdb.log" >&2; exit 1; }
     fi
-    runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
-      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=500" start >&2 \
+    as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
+      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=500 ${PG_OPTIONS:-}" start >&2 \
       || { tail -n 20 "$dir/server.log" >&2; exit 1; }
     echo "postgres://postgres@127.0.0.1:$port"
     ;;
   stop)
     bin=$(bin_dir)
     [ -n "$bin" ] && [ -d "$dir/data" ] || exit 0
-    runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >&2 || true
+    as_postgres "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >&2 || true
     ;;
   *)
     echo "usage: postgres-cluster.sh start DIR PORT | stop DIR" >&2
